@@ -1,0 +1,155 @@
+"""What this host is and what it can do: cheap to gather, cached per boot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import AGENT_VERSION, PROTOCOL_VERSION
+
+TOOLS: Dict[str, List[str]] = {
+    "crash": ["--version"],
+    "bpftrace": ["--version"],
+    "tcpdump": ["--version"],
+    "drgn": ["--version"],
+}
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+.][0-9A-Za-z.]+)?)")
+
+
+def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = False) -> Dict[str, Any]:
+    """All facts; tool versions come from a cache keyed by boot and binaries."""
+    facts: Dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "distro": distro(),
+        "python": platform.python_version(),
+        "agent": {"version": AGENT_VERSION, "protocol": PROTOCOL_VERSION, "pid": os.getpid()},
+        "uid": os.geteuid(),
+        "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
+        "tracefs": tracefs_mount(),
+        "kcore": os.path.exists("/proc/kcore"),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id").strip(),
+        "uptime_s": _uptime(),
+        "store": store_space(store_dir),
+    }
+    facts["tools"] = tools(cache_path, refresh, facts["boot_id"])
+    return facts
+
+
+def distro() -> Dict[str, str]:
+    fields: Dict[str, str] = {}
+    for line in _read("/etc/os-release").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("ID", "VERSION_ID", "PRETTY_NAME", "ID_LIKE"):
+            fields[key.lower()] = value.strip().strip('"')
+    return fields
+
+
+def tracefs_mount() -> Optional[str]:
+    for line in _read("/proc/mounts").splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[2] == "tracefs":
+            return parts[1]
+    return None
+
+
+def store_space(store_dir: str) -> Dict[str, Any]:
+    usage = shutil.disk_usage(store_dir)
+    return {"dir": store_dir, "free_bytes": usage.free, "total_bytes": usage.total}
+
+
+def tools(cache_path: Optional[str], refresh: bool, boot_id: str) -> Dict[str, Any]:
+    """Path and version of each tool; versions are cached since running them costs."""
+    paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", ""))
+             for name in TOOLS}
+    key = _cache_key(paths, boot_id)
+    cached = None if refresh else _load_cache(cache_path, key)
+    if cached is not None:
+        return cached
+    found: Dict[str, Any] = {name: {"present": False} for name in TOOLS}
+    threads = [threading.Thread(target=_probe, args=(name, path, found))
+               for name, path in paths.items() if path]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    if not found["drgn"]["present"]:
+        found["drgn"] = _drgn_module()
+    _save_cache(cache_path, key, found)
+    return found
+
+
+def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
+    try:
+        proc = subprocess.run([path] + TOOLS[name], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"})
+        text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        found[name] = {"present": True, "path": path, "version": None, "error": str(exc)}
+        return
+    match = VERSION_RE.search(text)
+    found[name] = {"present": True, "path": path, "version": match.group(1) if match else None}
+
+
+def _drgn_module() -> Dict[str, Any]:
+    """drgn may be importable by this python without a `drgn` command on PATH."""
+    try:
+        from importlib import metadata
+        return {"present": True, "path": None, "version": metadata.version("drgn"), "module": True}
+    except Exception:  # noqa: BLE001 - PackageNotFoundError or a broken install: absent either way
+        return {"present": False}
+
+
+def _cache_key(paths: Dict[str, Optional[str]], boot_id: str) -> str:
+    stamps: List[Tuple[str, float]] = []
+    for name, path in sorted(paths.items()):
+        try:
+            stamps.append((name, os.stat(path).st_mtime if path else 0.0))
+        except OSError:
+            stamps.append((name, -1.0))
+    return json.dumps([boot_id, stamps, sorted(paths.items(), key=lambda kv: kv[0])], default=str)
+
+
+def _load_cache(path: Optional[str], key: str) -> Optional[Dict[str, Any]]:
+    if not path:
+        return None
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data.get("tools") if data.get("key") == key else None
+
+
+def _save_cache(path: Optional[str], key: str, found: Dict[str, Any]) -> None:
+    if not path:
+        return
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(tmp, "w") as handle:
+            json.dump({"key": key, "tools": found}, handle)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _uptime() -> Optional[float]:
+    text = _read("/proc/uptime").split()
+    return float(text[0]) if text else None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""

@@ -1,0 +1,192 @@
+"""Long-running work as jobs: one process group each, output into the store.
+
+Every child runs in its own session (process group) so cancel and shutdown can
+kill it with everything it started; nothing outlives the agent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from .errors import AgentError
+
+Notify = Callable[[str, Dict[str, Any]], None]
+PROGRESS_EVERY = 0.5    # seconds between progress notifications of one job
+KILL_GRACE = 2.0        # seconds between SIGTERM and SIGKILL
+STDERR_TAIL = 4096
+
+
+class Job:
+    """One process and the output it is writing."""
+
+    def __init__(self, job_id: str, kind: str, argv: List[str], writer: Any,
+                 duration: Optional[float], meta: Dict[str, Any]) -> None:
+        self.id = job_id
+        self.kind = kind
+        self.argv = argv
+        self.writer = writer
+        self.output_id: str = writer.output_id
+        self.duration = duration
+        self.meta = meta
+        self.state = "running"
+        self.started = time.time()
+        self.ended: Optional[float] = None
+        self.exit_status: Optional[int] = None
+        self.result: Dict[str, Any] = {}
+        self.stderr: Deque[bytes] = deque()
+        self.stderr_len = 0
+        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.done = threading.Event()
+        self.stop_reason: Optional[str] = None
+
+    def stderr_tail(self) -> str:
+        return b"".join(self.stderr).decode("utf-8", "replace")[-STDERR_TAIL:]
+
+    def status(self) -> Dict[str, Any]:
+        end = self.ended or time.time()
+        status = {"job_id": self.id, "kind": self.kind, "state": self.state,
+                  "output_id": self.output_id, "started": self.started,
+                  "elapsed": round(end - self.started, 3), "exit_status": self.exit_status,
+                  "meta": self.meta}
+        status.update(self.result)
+        if self.state != "running":
+            status["stderr_tail"] = self.stderr_tail()
+        return status
+
+
+class JobManager:
+    """Starts, watches, cancels and reaps jobs."""
+
+    def __init__(self, store: Any, notify: Notify, workdir: str) -> None:
+        self.store = store
+        self.notify = notify
+        self.workdir = workdir
+        self.jobs: Dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._closing = False
+
+    def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
+              env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None) -> Job:
+        """Run argv (never through a shell) with output into a new store entry."""
+        if self._closing:
+            raise AgentError("shutting_down", "the agent is shutting down")
+        writer = self.store.create(kind, {"argv": argv, **(meta or {})})
+        job = Job("j%d" % next(self._ids), kind, argv, writer, duration, meta or {})
+        try:
+            job.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=self.workdir, env=env if env is not None else _clean_env(),
+                start_new_session=True, close_fds=True)
+        except OSError as exc:
+            writer.close(error=str(exc))
+            raise AgentError("exec_failed", "cannot start %s: %s" % (argv[0], exc.strerror or exc),
+                             hint="is %s installed on this host?" % os.path.basename(argv[0]))
+        with self._lock:
+            self.jobs[job.id] = job
+        threading.Thread(target=self._drain_stderr, args=(job,), daemon=True).start()
+        threading.Thread(target=self._pump, args=(job,), daemon=True).start()
+        if duration:
+            timer = threading.Timer(duration, self._stop, args=(job, "done", "duration reached"))
+            timer.daemon = True
+            timer.start()
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise AgentError("unknown_job", "no job %r on this host" % job_id,
+                             hint="jobs.list shows the jobs this agent knows")
+        return job
+
+    def wait(self, job: Job, timeout: float) -> bool:
+        return job.done.wait(max(0.0, timeout))
+
+    def cancel(self, job_id: str) -> Dict[str, Any]:
+        job = self.get(job_id)
+        if job.state == "running":
+            self._stop(job, "cancelled", "cancelled by request")
+            job.done.wait(KILL_GRACE + 3)
+        return job.status()
+
+    def list(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [job.status() for job in self.jobs.values()]
+
+    def shutdown(self) -> None:
+        """Kill every job's process group and wait for them: no orphans."""
+        self._closing = True
+        with self._lock:
+            running = [job for job in self.jobs.values() if job.state == "running"]
+        for job in running:
+            self._stop(job, "cancelled", "agent shutting down")
+        for job in running:
+            job.done.wait(KILL_GRACE + 3)
+
+    def _stop(self, job: Job, state: str, reason: str) -> None:
+        if job.proc is None or job.done.is_set() or job.stop_reason:
+            return
+        job.stop_reason = reason
+        job.state = state
+        _signal_group(job.proc.pid, signal.SIGTERM)
+        try:
+            job.proc.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        # The leader may be gone while its children linger: kill the group regardless.
+        _signal_group(job.proc.pid, signal.SIGKILL)
+
+    def _drain_stderr(self, job: Job) -> None:
+        assert job.proc is not None and job.proc.stderr is not None
+        for chunk in iter(lambda: job.proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+            job.stderr.append(chunk)
+            job.stderr_len += len(chunk)
+            while job.stderr_len - len(job.stderr[0]) >= STDERR_TAIL and len(job.stderr) > 1:
+                job.stderr_len -= len(job.stderr.popleft())
+
+    def _pump(self, job: Job) -> None:
+        assert job.proc is not None and job.proc.stdout is not None
+        last = 0.0
+        for chunk in iter(lambda: job.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            job.writer.write(chunk)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                self.notify("job.progress", {"job_id": job.id, "output_id": job.output_id,
+                                             "elapsed": round(time.time() - job.started, 3)})
+        job.exit_status = job.proc.wait()
+        _signal_group(job.proc.pid, signal.SIGKILL)  # reap stragglers that kept no pipe open
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        if job.state == "running":
+            job.state = "done" if job.exit_status == 0 else "failed"
+        error = None if job.state in ("done", "cancelled") else "exit status %s" % job.exit_status
+        meta = job.writer.close(exit_status=job.exit_status, error=error)
+        job.ended = time.time()
+        job.result = {"lines": meta.get("lines"), "bytes": meta.get("bytes"),
+                      "sha256": meta.get("sha256"), "truncated": meta.get("truncated"),
+                      "stop_reason": job.stop_reason}
+        job.done.set()
+        self.notify("job.done", job.status())
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _clean_env() -> Dict[str, str]:
+    """A minimal, predictable environment: no pager, C locale, sbin on PATH."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PAGER": "cat", "SYSTEMD_PAGER": "",
+            "TERM": "dumb", "HOME": os.environ.get("HOME", "/")}

@@ -1,0 +1,73 @@
+"""`python3 crashfleet-agent.pyz serve --dir DIR`: the agent's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from . import policy as policy_mod
+from .buildinfo import build_hash
+from .errors import AgentError
+from .jobs import JobManager
+from .rpc import Channel, Server
+from .service import Agent
+from .store import Store
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="crashfleet-agent")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="speak JSON-RPC on stdin/stdout")
+    serve.add_argument("--dir", default="~/.cache/crashfleet", help="agent dir (store lives in DIR/store)")
+    serve.add_argument("--policy", default=None, help="policy file (default %s)" % policy_mod.DEFAULT_PATH)
+    sub.add_parser("version", help="print the build hash")
+    args = parser.parse_args(argv)
+    if args.cmd == "version":
+        print(build_hash())
+        return 0
+    try:
+        return serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)
+    except AgentError as exc:
+        sys.stderr.write("crashfleet-agent: %s\n" % exc.message)
+        return 2
+
+
+def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
+    """Serve until stdin closes, then stop every child: nothing outlives us."""
+    policy = policy_mod.load(policy_path)
+    os.makedirs(base_dir, mode=0o700, exist_ok=True)
+    workdir = os.path.join(base_dir, "work")  # empty cwd for every child
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    store = Store(os.path.join(base_dir, "store"), max_output_bytes=policy.settings["max_output_bytes"],
+                  max_total_bytes=policy.settings["max_store_bytes"])
+    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
+    channel = Channel(stdout)
+    jobs = JobManager(store, channel.notify, workdir)
+    server = Server(channel)
+    for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
+        server.register(name, handler)
+    _on_signals(jobs)
+    try:
+        server.serve(sys.stdin.buffer)
+    finally:
+        jobs.shutdown()
+    return 0
+
+
+def _on_signals(jobs: JobManager) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        sys.stderr.write("crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
+                         % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running")))
+        sys.stderr.flush()
+        jobs.shutdown()
+        os._exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""What this host lets the agent do. Enforced here: the agent is the boundary.
+
+The policy file belongs to the host's administrator. A file the controller could
+have written itself is refused, so a controller cannot widen its own rights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from .errors import AgentError
+
+DEFAULT_PATH = "/etc/crashfleet/agent-policy.json"
+DEFAULTS: Dict[str, Any] = {
+    "allow_commands": None,          # None: the whole catalogue
+    "deny_commands": [],
+    "max_duration": 600.0,           # seconds, any job
+    "max_output_bytes": 64 << 20,    # per output
+    "max_store_bytes": 1 << 30,      # all outputs together
+}
+
+
+class Policy:
+    def __init__(self, settings: Dict[str, Any], source: Optional[str]) -> None:
+        self.settings = settings
+        self.source = source
+
+    @property
+    def allow_commands(self) -> Optional[List[str]]:
+        return self.settings["allow_commands"]
+
+    @property
+    def deny_commands(self) -> List[str]:
+        return list(self.settings["deny_commands"])
+
+    @property
+    def max_duration(self) -> float:
+        return float(self.settings["max_duration"])
+
+    def check_duration(self, duration: float) -> float:
+        if duration <= 0:
+            raise AgentError("bad_params", "duration must be positive, got %s" % duration)
+        if duration > self.max_duration:
+            raise AgentError("policy_denied", "duration %ss is over this host's cap of %ss"
+                             % (duration, self.max_duration), hint="ask for %ss or less" % self.max_duration)
+        return duration
+
+    def summary(self) -> Dict[str, Any]:
+        return dict(self.settings, source=self.source)
+
+
+def load(path: Optional[str] = None) -> Policy:
+    """Read the policy file if it exists and is trustworthy; defaults otherwise."""
+    path = path or DEFAULT_PATH
+    if not os.path.exists(path):
+        return Policy(dict(DEFAULTS), None)
+    _check_owner(path)
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except ValueError as exc:
+        raise AgentError("bad_policy", "policy file %s is not valid JSON: %s" % (path, exc))
+    unknown = set(data) - set(DEFAULTS)
+    if unknown:
+        raise AgentError("bad_policy", "policy file %s has unknown keys: %s" % (path, ", ".join(sorted(unknown))),
+                         hint="known keys: " + ", ".join(sorted(DEFAULTS)))
+    return Policy(dict(DEFAULTS, **data), path)
+
+
+def _check_owner(path: str) -> None:
+    info = os.stat(path)
+    trusted = {0, os.geteuid()}
+    if info.st_uid not in trusted or info.st_mode & 0o022:
+        raise AgentError("bad_policy", "policy file %s must be owned by root (or the agent's user) "
+                         "and not writable by group or others" % path)

@@ -1,0 +1,101 @@
+"""`crashfleet`: serve MCP, or look at the fleet from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .bundle import write_bundle
+from .errors import CrashfleetError
+from .render import ProgressBar, render_fanout, render_hosts
+from .runtime import Runtime
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, Any] = {"inventory": args.inventory} if getattr(args, "inventory", None) else {}
+    try:
+        settings = Settings(**overrides)
+        return int(args.func(args, settings))
+    except CrashfleetError as exc:
+        print(f"crashfleet: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crashfleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port (default 8765)")
+    serve.set_defaults(func=_serve)
+    hosts = sub.add_parser("hosts", help="list inventory hosts matching PATTERN")
+    hosts.add_argument("pattern", nargs="?", default="all")
+    hosts.set_defaults(func=_hosts)
+    check = sub.add_parser("check", help="connect to hosts and show their facts, grouped")
+    check.add_argument("pattern", nargs="?", default="all")
+    check.add_argument("--refresh", action="store_true", help="re-probe tool versions")
+    check.set_defaults(func=_check)
+    run = sub.add_parser("run", help="run a catalogue command (uname, dmesg, ps...) on hosts")
+    run.add_argument("pattern")
+    run.add_argument("name")
+    run.set_defaults(func=_run)
+    agent = sub.add_parser("agent", help="agent zipapp")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True)
+    build = agent_sub.add_parser("build", help="write the agent zipapp")
+    build.add_argument("-o", "--output", type=Path, default=Path("crashfleet-agent.pyz"))
+    build.set_defaults(func=_agent_build)
+    for sub_parser in (serve, hosts, check, run):
+        sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .server import serve
+    if args.port:
+        settings.http_port = args.port
+    serve(settings, args.transport)
+    return 0
+
+
+def _hosts(args: argparse.Namespace, settings: Settings) -> int:
+    from .tools.fleet import fleet_hosts
+    print(render_hosts(fleet_hosts(Runtime.create(settings), args.pattern)))
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from .tools.fleet import fleet_check
+    return _fanout(settings, lambda rt: fleet_check(rt, args.pattern, args.refresh, progress=ProgressBar()))
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from .tools.fleet import fleet_run
+    return _fanout(settings, lambda rt: fleet_run(rt, args.pattern, args.name, progress=ProgressBar()))
+
+
+def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> int:
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await tool(rt)
+        finally:
+            await rt.close()
+    result = asyncio.run(go())
+    print(render_fanout(result))
+    return 0 if result.summary.ok == result.summary.total else 1
+
+
+def _agent_build(args: argparse.Namespace, settings: Settings) -> int:
+    bundle = write_bundle(args.output)
+    print(f"wrote {args.output} (build {bundle.build}, {len(bundle.data)} bytes)")
+    return 0

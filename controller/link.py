@@ -1,0 +1,114 @@
+"""One long-lived agent per host; JSON-RPC calls multiplexed over its stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .errors import AgentCallError, LinkClosed
+from .transport import AgentProcess, Transport
+
+log = logging.getLogger(__name__)
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class AgentLink:
+    """Calls into one agent; notifications go to listeners; EOF fails every pending call."""
+
+    def __init__(self, host: str, process: AgentProcess, transport: Transport) -> None:
+        self.host = host
+        self.process = process
+        self.transport = transport
+        self.hello: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._listeners: list[Listener] = []
+        self._closed: LinkClosed | None = None
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    @property
+    def alive(self) -> bool:
+        return self._closed is None
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = self.hello.get("facts", {})
+        return facts
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Receive the agent's notifications; returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        if self._closed is not None:
+            raise self._closed
+        req_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = future
+        line = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}})
+        try:
+            await self.process.write(line.encode() + b"\n")
+            return await future
+        except (OSError, BrokenPipeError, ConnectionError) as exc:
+            raise await self._fail(f"write failed: {exc}") from None
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def close(self) -> None:
+        """Close stdin (the agent stops its children), then the transport."""
+        self.process.close()
+        await self.process.finish()
+        self._reader.cancel()
+        await self.transport.close()
+        if self._closed is None:
+            self._closed = LinkClosed(f"agent link to {self.host} closed", kind="closed")
+
+    async def _read_loop(self) -> None:
+        try:
+            while line := await self.process.readline():
+                self._dispatch(line)
+            reason = "the agent ended"
+        except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
+            reason = f"the connection dropped ({type(exc).__name__}: {exc})"
+        await self._fail(reason)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            log.warning("%s: agent sent a non-JSON line: %r", self.host, line[:200])
+            return
+        if "id" in message and ("result" in message or "error" in message):
+            future = self._pending.get(message["id"])
+            if future is not None and not future.done():
+                if "error" in message:
+                    future.set_exception(_call_error(message["error"]))
+                else:
+                    future.set_result(message["result"])
+        elif "method" in message:
+            for listener in list(self._listeners):
+                listener(message["method"], message.get("params") or {})
+
+    async def _fail(self, reason: str) -> LinkClosed:
+        if self._closed is None:
+            status = await self.process.finish(timeout=2.0)
+            tail = self.process.stderr_text()[-2000:] or None
+            self._closed = LinkClosed(f"agent on {self.host} stopped: {reason}"
+                                      + (f" (exit status {status})" if status is not None else ""),
+                                      "see stderr_tail; the next call reconnects", kind="agent_died",
+                                      stderr_tail=tail, exit_status=status)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(self._closed)
+        return self._closed
+
+
+def _call_error(error: dict[str, Any]) -> AgentCallError:
+    data = error.get("data") or {}
+    return AgentCallError(str(error.get("message", "agent error")), data.get("hint"),
+                          str(data.get("kind", "agent_error")), data)

@@ -1,0 +1,247 @@
+"""`crashfleet serve`: the MCP wiring around the plain tool functions in tools/."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from crashfleet.agent import AGENT_VERSION
+from crashfleet.agent.commands import CATALOG
+
+from .errors import CrashfleetError
+from .fleet import Progress
+from .models import FanoutResult, HostList, JobList, Page, SearchResult
+from .runtime import Runtime
+from .settings import Settings, config_dir
+from .tools import fleet as fleet_tools
+from .tools import jobs as job_tools
+from .tools import output as output_tools
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+HARD_CAP_CHARS = 100_000  # ~25,000 tokens: no result is ever larger
+INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts over SSH. Hosts are chosen with "
+                "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
+                "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+REMOTE_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                              open_world_hint=True)
+STARTS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                              open_world_hint=True)
+STOPS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                             open_world_hint=True)
+
+Pattern = Annotated[str, Field(description="Ansible host pattern")]
+Timeout = Annotated[float | None, Field(description="seconds per host (default 30)")]
+
+
+def build_server(rt: Runtime) -> MCPServer:
+    mcp = MCPServer("crashfleet", instructions=INSTRUCTIONS, version=AGENT_VERSION, log_level="WARNING",
+                    middleware=[strip_schema_titles])
+
+    @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
+    async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
+        return await _answer(lambda: _sync(fleet_tools.fleet_hosts, rt, pattern))
+
+    @mcp.tool(description="Connect to hosts (installing the agent if needed) and report their facts "
+                          "(kernel, tools, BTF, tracefs), grouped.", annotations=REMOTE_READ)
+    async def fleet_check(ctx: Context, pattern: Pattern = "all",
+                          refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
+                          timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
+        return await _answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, _progress(ctx)))
+
+    @mcp.tool(description="Run a read-only catalogue command on hosts; identical outputs grouped. "
+                          "Samplers (vmstat, dmesg-follow) run for `duration` seconds.", annotations=REMOTE_READ)
+    async def fleet_run(ctx: Context, command: Annotated[str, Field(description=_commands_help())],
+                        pattern: Pattern = "all",
+                        duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
+                        timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
+        return await _answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout,
+                                                           _progress(ctx)))
+
+    @mcp.tool(description="Read a stored output page by page (output_id from a result; cursor from the last page).",
+              annotations=REMOTE_READ)
+    async def output_page(output_id: str, cursor: str | None = None) -> Annotated[CallToolResult, Page]:
+        return await _answer(lambda: output_tools.output_page(rt, output_id, cursor))
+
+    @mcp.tool(description="Regex-search a stored output on its host; returns matching lines with context.",
+              annotations=REMOTE_READ)
+    async def output_search(output_id: str, pattern: Annotated[str, Field(description="Python regex")],
+                            context: int = 0, max_matches: int = 50,
+                            cursor: Annotated[str | None, Field(description="resume a search")] = None,
+                            ) -> Annotated[CallToolResult, SearchResult]:
+        return await _answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches,
+                                                                cursor))
+
+    @mcp.tool(description="List fleet jobs started by tools.", annotations=READ)
+    async def jobs_list() -> Annotated[CallToolResult, JobList]:
+        return await _answer(lambda: _sync(job_tools.jobs_list, rt))
+
+    @mcp.tool(description="Each host's state of a job, grouped; finished hosts with their first page.",
+              annotations=REMOTE_READ)
+    async def job_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
+        return await _answer(lambda: job_tools.job_status(rt, job_id, _progress(ctx)))
+
+    @mcp.tool(description="Stop a job on every host (kills its processes); output so far is kept.",
+              annotations=STOPS_WORK)
+    async def job_cancel(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
+        return await _answer(lambda: job_tools.job_cancel(rt, job_id, _progress(ctx)))
+
+    return mcp
+
+
+async def _answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
+    """Run a tool: compact JSON text plus structuredContent; our errors become tool errors."""
+    try:
+        result = await call()
+    except CrashfleetError as exc:
+        return _error(str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the server must survive any tool bug
+        log.exception("tool failed")
+        return _error(f"internal error: {type(exc).__name__}: {exc}")
+    text = result.model_dump_json(exclude_none=True)
+    if len(text) > HARD_CAP_CHARS:
+        result, text = _shrink(result)
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=result.model_dump(mode="json"))
+
+
+def _shrink(result: M) -> tuple[M, str]:
+    """Last guard of the hard cap: drop trailing groups, saying so."""
+    if isinstance(result, FanoutResult):
+        dropped = 0
+        while result.groups and len(result.model_dump_json(exclude_none=True)) > HARD_CAP_CHARS:
+            result.groups.pop()
+            dropped += 1
+        result.note = f"{dropped} group(s) left out to stay under the size cap; narrow the pattern"
+    text = result.model_dump_json(exclude_none=True)
+    return result, text[:HARD_CAP_CHARS]
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+async def _sync(fn: Callable[..., M], *args: Any) -> M:
+    return fn(*args)
+
+
+def _progress(ctx: Context) -> Progress:
+    async def report(done: int, total: int, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+    return report
+
+
+def _commands_help() -> str:
+    return "catalogue command: " + ", ".join(sorted(CATALOG))
+
+
+def _strip_titles(node: Any) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("title"), str):
+            node.pop("title")
+        for value in node.values():
+            _strip_titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_titles(value)
+
+
+async def strip_schema_titles(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """tools/list stays small: pydantic's auto titles repeat the property names."""
+    result = await call_next(ctx)
+    if getattr(ctx, "method", None) == "tools/list" and isinstance(result, dict):
+        for tool in result.get("tools", []):
+            _strip_titles(tool.get("inputSchema"))
+            _strip_titles(tool.get("outputSchema"))
+    return result
+
+
+class BearerAuth:
+    """Pure ASGI: every HTTP request needs `Authorization: Bearer <token>`; lifespan passes through."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = {"jsonrpc": "2.0", "id": None,
+                        "error": {"code": -32001, "message": "unauthorized: missing or wrong bearer token"}}
+                response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def http_token(settings: Settings) -> str:
+    """CRASHFLEET_HTTP_TOKEN, else one generated once and kept 0600 in the config dir."""
+    if settings.http_token is not None:
+        return settings.http_token.get_secret_value()
+    path = config_dir() / "http-token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def http_app(mcp: MCPServer, settings: Settings, token: str) -> BearerAuth:
+    port = settings.http_port
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}"],
+        allowed_origins=[f"http://127.0.0.1:{port}", f"http://localhost:{port}"])
+    return BearerAuth(mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security), token)
+
+
+def serve(settings: Settings, transport: str) -> None:
+    if transport == "http" and settings.http_host not in ("127.0.0.1", "localhost", "::1"):
+        raise CrashfleetError(f"refusing to serve HTTP on {settings.http_host}: only loopback is allowed",
+                              "put an authenticating reverse proxy in front if you need remote access")
+    asyncio.run(_serve(settings, transport))
+
+
+async def _serve(settings: Settings, transport: str) -> None:
+    who = "stdio" if transport == "stdio" else "http"
+    rt = Runtime.create(settings, who=f"{who}:{_user()}")
+    mcp = build_server(rt)
+    try:
+        if transport == "stdio":
+            await mcp.run_stdio_async()
+        else:
+            token = http_token(settings)
+            config = uvicorn.Config(http_app(mcp, settings, token), host=settings.http_host,
+                                    port=settings.http_port, log_level="warning", lifespan="on")
+            print(f"crashfleet: MCP over HTTP at http://{settings.http_host}:{settings.http_port}/mcp "
+                  f"(bearer token: CRASHFLEET_HTTP_TOKEN or {config_dir() / 'http-token'})", file=sys.stderr)
+            await uvicorn.Server(config).serve()
+    finally:
+        await rt.close()
+
+
+def _user() -> str:
+    import getpass
+    return getpass.getuser()
+
+
+__all__ = ["build_server", "serve", "http_app", "http_token", "BearerAuth"]

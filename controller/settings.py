@@ -1,0 +1,59 @@
+"""Controller configuration: CRASHFLEET_* env vars, a .env file, then config.toml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource)
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "crashfleet"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crashfleet"
+
+
+class Settings(BaseSettings):
+    """Every knob, with the default a new user wants."""
+
+    model_config = SettingsConfigDict(env_prefix="CRASHFLEET_", env_file=".env", extra="ignore",
+                                      toml_file=config_dir() / "config.toml")
+
+    inventory: Path | None = Field(None, description="Ansible inventory; none means the local machine only")
+    ssh_known_hosts: Path | None = Field(None, description="known_hosts file (default ~/.ssh/known_hosts)")
+    ssh_config: Path | None = Field(None, description="extra OpenSSH client config (~/.ssh/config is always read)")
+    ssh_connect_timeout: float = Field(10.0, gt=0)
+    ssh_keepalive: float = Field(15.0, gt=0)
+    fanout: int = Field(64, ge=1, le=4096, description="hosts worked on at once")
+    host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
+    page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
+    command_wait: float = Field(20.0, ge=0, le=120, description="seconds a command may run before it becomes a job")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8765, ge=1, le=65535)
+    http_token: SecretStr | None = None
+    audit_log: Path | None = Field(None, description="JSON-lines audit log (default in the XDG state dir)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+    def ssh_known_hosts_path(self) -> Path:
+        return (self.ssh_known_hosts or Path("~/.ssh/known_hosts")).expanduser()
+
+    def audit_path(self) -> Path:
+        return self.audit_log or state_dir() / "audit.jsonl"
+
+    @property
+    def page_chars(self) -> int:
+        """The page budget in characters (~4 per token)."""
+        return self.page_tokens * 4

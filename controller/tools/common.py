@@ -1,0 +1,40 @@
+"""Helpers shared by tools: output references and job results as host outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+from ..grouping import HostOutcome
+
+
+def output_ref(host: str, output_id: str) -> str:
+    """The controller-wide output id: which host, which output there."""
+    return f"{host}:{output_id}"
+
+
+def parse_output_ref(ref: str) -> tuple[str, str]:
+    host, sep, output_id = ref.rpartition(":")
+    if not sep or not host or not output_id:
+        raise UsageError(f"output_id {ref!r} is not of the form HOST:ID",
+                         "use an output_id exactly as a tool returned it")
+    return host, output_id
+
+
+def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
+    """An agent job status (with its first page when finished) as this host's outcome."""
+    ref = output_ref(host, status["output_id"])
+    if status["state"] == "running":
+        return HostOutcome(host, "running", key="running", output_id=ref,
+                           output=f"running for {status.get('elapsed', 0):.1f} s",
+                           extra={"job_id": status["job_id"]})
+    page = status.get("page") or {}
+    ok = status["state"] in ("done", "cancelled") or status.get("exit_status") == 0
+    key = f"{status.get('sha256')}:{status.get('exit_status')}:{status['state']}"
+    message = None
+    if not ok:
+        message = f"exit status {status.get('exit_status')}: {(status.get('stderr_tail') or '').strip()[-300:]}"
+    return HostOutcome(host, "ok" if ok else "failed", key=key, output=page.get("text"), output_id=ref,
+                       next_cursor=page.get("next_cursor"), total_lines=page.get("total_lines"),
+                       message=message, stderr_tail=status.get("stderr_tail") or None,
+                       extra={"job_id": status["job_id"], "state": status["state"]})

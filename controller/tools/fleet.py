@@ -1,0 +1,113 @@
+"""fleet_hosts, fleet_check, fleet_run: who is in the fleet and what each host is."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from crashfleet.agent.commands import CATALOG
+from crashfleet.inventory import Host
+
+from ..errors import UsageError
+from ..fleet import Progress
+from ..grouping import HostOutcome, fold, group_outcomes
+from ..models import FanoutResult, HostEntry, HostList
+from ..runtime import Runtime
+from .common import outcome_from_job, output_ref
+
+MAX_DETAILS = 50
+VOLATILE_FACTS = ("hostname", "boot_id", "uptime_s", "store")
+
+
+def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
+    """Hosts matching an Ansible pattern, from the inventory alone (no connection)."""
+    hosts = rt.fleet.match(pattern)
+    names = {h.name for h in hosts}
+    inventory = rt.fleet.inventory()
+    groups = {name: fold(m for m in _members(inventory, name) if m in names)
+              for name in inventory.group_names() if name not in ("all", "ungrouped")}
+    details = [HostEntry(name=h.name, address=h.address, port=h.port, user=h.user, connection=h.connection,
+                         groups=[g for g in h.groups if g not in ("all", "ungrouped")], become=h.become)
+               for h in hosts[:MAX_DETAILS]]
+    note = f"details cut to {MAX_DETAILS} hosts" if len(hosts) > MAX_DETAILS else None
+    source = inventory.source or "built-in (no inventory: the local machine)"
+    return HostList(pattern=pattern, count=len(hosts), hosts=fold(h.name for h in hosts),
+                    groups={k: v for k, v in groups.items() if v}, details=details,
+                    note=f"inventory: {source}" + (f"; {note}" if note else ""))
+
+
+async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, timeout: float | None = None,
+                      progress: Progress | None = None) -> FanoutResult:
+    """Connect (pushing the agent when needed) and report each host's facts, grouped."""
+    deadline = _deadline(timeout)
+
+    async def check(host: Host) -> HostOutcome:
+        link = await rt.fleet.link(host)
+        if refresh:
+            link.hello["facts"] = await rt.fleet.call(host, "facts", {"refresh": True})
+        else:
+            await rt.fleet.call(host, "ping")  # cached facts, but a real round trip proves the agent lives
+        data = summarise_facts(link.hello)
+        return HostOutcome(host.name, "ok", key=_digest(data), data=data)
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline,
+                                               progress=progress)
+    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+
+
+async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | None = None,
+                    timeout: float | None = None, progress: Progress | None = None) -> FanoutResult:
+    """Run a catalogue command on every host; still-running hosts leave a job to poll."""
+    if command not in CATALOG:
+        raise UsageError(f"unknown command {command!r}", "commands: " + ", ".join(sorted(CATALOG)))
+    if duration is not None and not 0 < duration <= 3600:
+        raise UsageError(f"duration must be between 0 and 3600 s, got {duration}")
+    wait = min(rt.settings.command_wait, _deadline(timeout) - 1.0)
+    params: dict[str, Any] = {"command": command, "wait": max(0.0, wait), "page_bytes": rt.settings.page_chars}
+    if duration is not None:
+        params["duration"] = duration
+
+    async def run(host: Host) -> HostOutcome:
+        return outcome_from_job(host.name, await rt.fleet.call(host, "run", params))
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=_deadline(timeout),
+                                               progress=progress)
+    result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
+    if running:
+        job = rt.jobs.add("fleet_run", pattern, running, command=command)
+        result.job_id = job.job_id
+        result.note = f"{len(running)} host(s) still running: job_status('{job.job_id}') or job_cancel"
+    return result
+
+
+def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
+    """The facts worth comparing across hosts: volatile ones (hostname, uptime...) left out."""
+    facts = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
+    agent = facts.pop("agent", {})
+    facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"),
+                      "protocol": hello.get("protocol")}
+    facts["distro"] = facts.get("distro", {}).get("pretty_name") or facts.get("distro", {}).get("id")
+    facts["tools"] = {name: (tool.get("version") or "present") if tool.get("present") else None
+                      for name, tool in facts.get("tools", {}).items()}
+    return facts
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _deadline(timeout: float | None) -> float:
+    if timeout is None:
+        return 30.0
+    if not 1 <= timeout <= 600:
+        raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
+    return float(timeout)
+
+
+def _members(inventory: Any, group: str) -> list[str]:
+    return [h.name for h in inventory.hosts.values() if group in h.groups]
+
+
+__all__ = ["fleet_hosts", "fleet_check", "fleet_run", "output_ref"]

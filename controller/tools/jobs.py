@@ -1,0 +1,60 @@
+"""jobs_list, job_status, job_cancel: fleet jobs left running by a tool."""
+
+from __future__ import annotations
+
+import time
+
+from crashfleet.inventory import Host
+
+from ..errors import AgentCallError
+from ..fleet import Progress
+from ..grouping import HostOutcome, fold, group_outcomes
+from ..jobs import FleetJob
+from ..models import FanoutResult, JobInfo, JobList
+from ..runtime import Runtime
+from .common import outcome_from_job
+
+
+def jobs_list(rt: Runtime) -> JobList:
+    return JobList(jobs=[_info(job) for job in reversed(rt.jobs.jobs.values())])
+
+
+async def job_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
+    """Each host's state of the job, grouped; finished hosts come with their first page."""
+    return await _each_host(rt, rt.jobs.get(job_id), "job.status", progress)
+
+
+async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
+    """Stop the job on every host (its whole process group); finished hosts keep their output."""
+    job = rt.jobs.get(job_id)
+    result = await _each_host(rt, job, "job.cancel", progress)
+    job.state = "cancelled"
+    return result
+
+
+async def _each_host(rt: Runtime, job: FleetJob, method: str, progress: Progress | None) -> FanoutResult:
+    hosts = [rt.fleet.host(name) for name in job.host_jobs]
+
+    async def ask(host: Host) -> HostOutcome:
+        agent_job = job.host_jobs[host.name]
+        try:
+            status = await rt.fleet.call(host, method, {"job_id": agent_job, "page_bytes": rt.settings.page_chars})
+        except AgentCallError as exc:
+            if exc.kind != "unknown_job":
+                raise
+            return HostOutcome(host.name, "failed", key="lost", message=f"job {agent_job} is gone from "
+                               f"{host.name}: its agent restarted (a dropped connection stops its jobs)")
+        return outcome_from_job(host.name, status)
+
+    outcomes, elapsed = await rt.fleet.fan_out(hosts, ask, progress=progress)
+    if job.state == "running" and all(o.status != "running" for o in outcomes):
+        job.state = "done"
+    result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    result.job_id = job.job_id
+    return result
+
+
+def _info(job: FleetJob) -> JobInfo:
+    return JobInfo(job_id=job.job_id, tool=job.tool, pattern=job.pattern, hosts=fold(job.host_jobs),
+                   state=job.state, started=job.started,  # type: ignore[arg-type]
+                   elapsed_s=round(time.time() - job.started, 1), detail=dict(job.detail))

@@ -1,0 +1,201 @@
+"""How the controller reaches a host: over SSH (asyncssh), or locally without it.
+
+Both give the same two things: start a process from an argv, and put a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncssh
+
+from crashfleet.inventory import Host
+
+from .errors import HostError, Unreachable
+from .settings import Settings
+
+STDERR_KEEP = 8192
+STREAM_LIMIT = 1 << 24  # a JSON line (one page) is far below this
+
+
+class AgentProcess:
+    """A started agent: line-oriented stdin/stdout, a bounded stderr tail."""
+
+    def __init__(self, stdin: Any, stdout: Any, stderr: Any, closer: Any, waiter: Any) -> None:
+        self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
+        self._close, self._wait = closer, waiter
+        self.stderr_tail = b""
+        self._stderr_task = asyncio.ensure_future(self._collect_stderr())
+
+    async def readline(self) -> bytes:
+        line: bytes = await self._stdout.readline()
+        return line
+
+    async def write(self, data: bytes) -> None:
+        self._stdin.write(data)
+        await self._stdin.drain()
+
+    async def _collect_stderr(self) -> None:
+        while chunk := await self._stderr.read(4096):
+            self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_KEEP:]
+
+    def stderr_text(self) -> str:
+        return self.stderr_tail.decode("utf-8", "replace").strip()
+
+    async def finish(self, timeout: float = 5.0) -> int | None:
+        """Wait for exit (stderr drained) and return the exit status."""
+        try:
+            status: int | None = await asyncio.wait_for(self._wait(), timeout)
+            await asyncio.wait_for(self._stderr_task, 1.0)
+        except (asyncio.TimeoutError, OSError, asyncssh.Error):
+            return None
+        return status
+
+    def close(self) -> None:
+        """Close stdin: the agent sees EOF, stops its children and exits."""
+        self._close()
+
+
+class Transport(Protocol):
+    async def start(self, argv: list[str]) -> AgentProcess: ...
+    async def put(self, data: bytes, directory: str, name: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class LocalTransport:
+    """The controller's own machine: the agent is a subprocess, no SSH."""
+
+    async def start(self, argv: list[str]) -> AgentProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, limit=STREAM_LIMIT, start_new_session=True)
+        assert proc.stdin and proc.stdout and proc.stderr
+
+        def close() -> None:
+            if not proc.stdin.is_closing():  # type: ignore[union-attr]
+                proc.stdin.close()  # type: ignore[union-attr]
+        return AgentProcess(proc.stdin, proc.stdout, proc.stderr, close, proc.wait)
+
+    async def put(self, data: bytes, directory: str, name: str) -> None:
+        target = Path(os.path.expanduser(directory))
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target / f".{name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(target / name)
+
+    async def close(self) -> None:
+        return None
+
+
+class SshTransport:
+    """One asyncssh connection per host, reused for every channel."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, host: Host, settings: Settings) -> SshTransport:
+        try:
+            conn = await asyncssh.connect(host.address, **connect_options(host, settings))
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise host_key_error(host, settings, exc) from None
+        except asyncssh.PermissionDenied as exc:
+            raise HostError(f"SSH authentication failed for {host.user or 'the default user'}@{host.address}: {exc.reason}",
+                            "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
+                            kind="auth") from None
+        except (OSError, asyncssh.Error) as exc:
+            raise Unreachable(f"cannot connect to {host.address}:{host.port or 22}: {_reason(exc)}",
+                              "is the host up and sshd listening?", kind="connect") from None
+        return cls(conn)
+
+    async def start(self, argv: list[str]) -> AgentProcess:
+        # The remote side always parses a command string with its shell: quote every word.
+        proc = await self.conn.create_process(shlex.join(argv), encoding=None)
+        return AgentProcess(proc.stdin, proc.stdout, proc.stderr, proc.close, _ssh_waiter(proc))
+
+    async def put(self, data: bytes, directory: str, name: str) -> None:
+        """Upload to a temp name then rename, so no half-written agent is ever run."""
+        async with self.conn.start_sftp_client() as sftp:
+            await sftp.makedirs(directory, exist_ok=True)
+            tmp = f"{directory}/.{name}.tmp"
+            async with sftp.open(tmp, "wb") as handle:
+                await handle.write(data)
+            await sftp.chmod(tmp, 0o700)
+            await sftp.posix_rename(tmp, f"{directory}/{name}")
+            await _remove_old_agents(sftp, directory, name)
+
+    async def close(self) -> None:
+        self.conn.close()
+        await self.conn.wait_closed()
+
+
+def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
+    """asyncssh options: verified host keys always, ~/.ssh/config (ProxyJump) and ssh-agent honoured."""
+    known = settings.ssh_known_hosts_path()
+    options: dict[str, Any] = {
+        "known_hosts": str(known) if known.exists() else b"",
+        "connect_timeout": settings.ssh_connect_timeout,
+        "login_timeout": settings.ssh_connect_timeout,
+        "keepalive_interval": settings.ssh_keepalive,
+        "keepalive_count_max": 3,
+    }
+    if host.port:
+        options["port"] = host.port
+    if host.user:
+        options["username"] = host.user
+    if host.key_file:
+        options["client_keys"] = [host.key_file]
+    if settings.ssh_config is not None:
+        options["config"] = [str(settings.ssh_config)]
+    return options
+
+
+def host_key_error(host: Host, settings: Settings, exc: asyncssh.HostKeyNotVerifiable) -> HostError:
+    known = settings.ssh_known_hosts_path()
+    where = f"{host.address}:{host.port or 22}"
+    if _has_entry(known, host):
+        return HostError(f"host key of {host.name} ({where}) does NOT match {known}: it changed since it was "
+                         "recorded; possible man-in-the-middle, refusing to connect",
+                         f"if the host was really reinstalled, verify its new key out of band and update "
+                         f"{known} (ssh-keygen -R)", kind="host_key_changed")
+    return HostError(f"host key of {host.name} ({where}) is not in {known}; refusing to connect to an unverified host",
+                     f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS)",
+                     kind="host_key_unknown")
+
+
+def _has_entry(known: Path, host: Host) -> bool:
+    if not known.exists():
+        return False
+    try:
+        trusted = asyncssh.read_known_hosts(str(known)).match(host.address, "", host.port or 22)
+    except (OSError, ValueError, asyncssh.Error):
+        return False
+    return any(trusted[:3])
+
+
+async def _remove_old_agents(sftp: asyncssh.SFTPClient, directory: str, keep: str) -> None:
+    for name in await sftp.listdir(directory):
+        if name.startswith("crashfleet-agent-") and name.endswith(".pyz") and name != keep:
+            try:
+                await sftp.remove(f"{directory}/{name}")
+            except asyncssh.SFTPError:
+                pass
+
+
+def _ssh_waiter(proc: asyncssh.SSHClientProcess[bytes]) -> Any:
+    async def wait() -> int | None:
+        completed = await proc.wait()
+        return completed.exit_status
+    return wait
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()  # asyncio's text ("Connect call failed") hides the cause
+    return str(exc) or type(exc).__name__
