@@ -81,7 +81,9 @@ class Agent:
         return self._settle(self.jobs.get(_param(params, "job_id", str)), params)
 
     def job_cancel(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        return self.jobs.cancel(_param(params, "job_id", str))
+        job_id = _param(params, "job_id", str)
+        self.jobs.cancel(job_id)
+        return self._settle(self.jobs.get(job_id), dict(params, wait=0))
 
     def _settle(self, job: Any, params: Dict[str, Any]) -> Dict[str, Any]:
         """Wait up to `wait` seconds; a finished job comes with its first page."""

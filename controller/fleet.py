@@ -12,7 +12,7 @@ from typing import Any
 from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, load_inventory
 
 from .audit import AuditLog
-from .errors import CrashfleetError, HostError, LinkClosed, UsageError
+from .errors import CrashfleetError, HostError, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
 from .provision import open_link
@@ -73,15 +73,11 @@ class Fleet:
             return link
 
     async def call(self, host: Host, method: str, params: dict[str, Any] | None = None) -> Any:
-        """One agent call, audited; a link found dead is reopened once."""
+        """One agent call, audited. A dead link is reopened before the call, never after:
+        re-sending a call the agent may have started would run it twice."""
         params = params or {}
         link = await self.link(host)
         try:
-            result = await link.call(method, params)
-        except LinkClosed:
-            if link.alive or method == "hello":
-                raise
-            link = await self.link(host)
             result = await link.call(method, params)
         except HostError as exc:
             self._audit(host.name, method, params, f"error: {exc.message}")

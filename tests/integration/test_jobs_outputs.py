@@ -1,0 +1,133 @@
+"""Jobs, paging and search over real SSH; nothing may be left running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from crashfleet.controller.errors import UsageError
+from crashfleet.controller.runtime import Runtime
+from crashfleet.controller.tools.fleet import fleet_run
+from crashfleet.controller.tools.jobs import job_cancel, job_status, jobs_list
+from crashfleet.controller.tools.output import output_page, output_search
+from tests.helpers import agent_pids, pids_matching
+from tests.rig import Rig
+
+
+def samplers(rig: Rig) -> list[int]:
+    """vmstat processes started by this rig's agents (their cwd is the agent's work dir)."""
+    found = []
+    for pid in pids_matching("vmstat", "-w"):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(rig.base)):
+            found.append(pid)
+    return found
+
+
+async def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_short_command_returns_grouped_output(runtime: Runtime) -> None:
+    result = await fleet_run(runtime, "web01:web02:web03", "uname")
+    assert result.summary.ok == 3 and result.job_id is None
+    [group] = result.groups
+    assert group.hosts == "web[01-03]" and os.uname().release in (group.output or "")
+    assert len(group.output_ids) == 3 and group.output_ids[0].startswith("web01:")
+
+
+async def test_job_cancel_leaves_no_process(rig: Rig, runtime: Runtime) -> None:
+    runtime.settings.command_wait = 0.5
+    result = await fleet_run(runtime, "web01:web02", "vmstat", duration=300)
+    assert result.summary.running == 2 and result.job_id
+    assert await wait_until(lambda: len(samplers(rig)) == 2), "vmstat did not start on both hosts"
+    assert [j.job_id for j in jobs_list(runtime).jobs] == [result.job_id]
+
+    status = await job_status(runtime, result.job_id)
+    assert status.summary.running == 2
+    cancelled = await job_cancel(runtime, result.job_id)
+    assert cancelled.summary.ok == 2, cancelled
+    assert "procs" in (cancelled.groups[0].output or "")  # what vmstat printed before the cancel is kept
+    assert samplers(rig) == [], "cancel left vmstat running"
+    assert jobs_list(runtime).jobs[0].state == "cancelled"
+
+
+async def test_duration_ends_a_sampler(runtime: Runtime) -> None:
+    runtime.settings.command_wait = 10
+    result = await fleet_run(runtime, "web01", "vmstat", duration=2)
+    assert result.summary.ok == 1 and result.job_id is None
+    output = result.groups[0].output or ""
+    assert output.count("\n") >= 3, output  # header lines plus at least one sample
+
+
+async def test_dropped_connection_kills_the_agents_children(rig: Rig, rig_settings) -> None:  # type: ignore[no-untyped-def]
+    rt = Runtime.create(rig_settings)
+    rt.settings.command_wait = 0.5
+    result = await fleet_run(rt, "web03", "vmstat", duration=300)
+    assert result.summary.running == 1
+    assert await wait_until(lambda: len(samplers(rig)) == 1)
+    await rt.close()  # the SSH connection goes away: the agent sees EOF
+    assert await wait_until(lambda: not samplers(rig)), "vmstat outlived its agent"
+    assert await wait_until(lambda: not agent_pids(str(rig.base)))
+
+
+async def test_agent_dying_mid_call_reports_failed_with_stderr(rig: Rig, runtime: Runtime) -> None:
+    runtime.settings.command_wait = 5
+    link = await runtime.fleet.link(runtime.fleet.host("web04"))
+    call = asyncio.ensure_future(fleet_run(runtime, "web04", "vmstat", duration=30))
+    assert await wait_until(lambda: len(samplers(rig)) == 1)
+    os.kill(link.facts["agent"]["pid"], signal.SIGTERM)
+    result = await call
+    assert result.summary.failed == 1, result
+    [error] = result.errors
+    assert "stopped" in error.message and "signal 15" in (error.stderr_tail or "")
+    assert await wait_until(lambda: not samplers(rig))
+    again = await fleet_run(runtime, "web04", "uname")  # the next call reconnects
+    assert again.summary.ok == 1
+
+
+async def test_paging_and_search_on_the_host(runtime: Runtime) -> None:
+    runtime.settings.page_tokens = 500  # 2,000 chars a page: ps output spans several
+    result = await fleet_run(runtime, "web02", "ps")
+    output_id = result.groups[0].output_ids[0]
+    first = await output_page(runtime, output_id)
+    assert first.start_line == 1 and first.text.startswith("    PID") or "PID" in first.text.splitlines()[0]
+    assert first.next_cursor and first.total_lines > first.end_line
+    text, page = first.text, first
+    while page.next_cursor:
+        page = await output_page(runtime, output_id, page.next_cursor)
+        text += page.text
+    assert page.end_line == page.total_lines and text.count("\n") == page.total_lines
+    found = await output_search(runtime, output_id, r"crashfleet-agent-\w+\.pyz", context=1)
+    assert found.matches and all("crashfleet-agent-" in m.text for m in found.matches)
+    assert all(len(m.before) <= 1 and len(m.after) <= 1 for m in found.matches)
+
+
+async def test_bad_output_references_say_what_is_wrong(runtime: Runtime) -> None:
+    with pytest.raises(UsageError, match="HOST:ID"):
+        await output_page(runtime, "no-colon")
+    with pytest.raises(UsageError, match="no host 'nohost'"):
+        await output_page(runtime, "nohost:0123456789")
+    with pytest.raises(UsageError, match="unknown|no output"):
+        await output_page(runtime, "web01:ffffffffff")
+    result = await fleet_run(runtime, "web01", "uname")
+    output_id = result.groups[0].output_ids[0]
+    with pytest.raises(UsageError, match="cursor"):
+        await output_page(runtime, output_id, "garbage-cursor")
+    with pytest.raises(UsageError, match="regular expression|regex"):
+        await output_search(runtime, output_id, "([unclosed")
+    with pytest.raises(UsageError, match="unknown job_id"):
+        await job_status(runtime, "J999")
+    with pytest.raises(UsageError, match="unknown command"):
+        await fleet_run(runtime, "web01", "rm")

@@ -1,0 +1,105 @@
+"""The agent's JSON-RPC framing, run as a real process (the zipapp) on pipes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crashfleet.controller.bundle import write_bundle
+from tests.helpers import pids_matching
+
+
+class AgentProc:
+    def __init__(self, zipapp: Path, directory: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(zipapp), "serve", "--dir", str(directory)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def send(self, raw: bytes) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(raw)
+        self.proc.stdin.flush()
+
+    def request(self, req_id: int, method: str, **params: object) -> None:
+        self.send(json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}).encode() + b"\n")
+
+    def read(self) -> dict:  # type: ignore[type-arg]
+        assert self.proc.stdout
+        line = self.proc.stdout.readline()
+        assert line, f"agent closed stdout; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def reply(self, req_id: int) -> dict:  # type: ignore[type-arg]
+        while True:
+            message = self.read()
+            if message.get("id") == req_id:
+                return message
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProc]:
+    zipapp = tmp_path / "agent.pyz"
+    write_bundle(zipapp)
+    proc = AgentProc(zipapp, tmp_path / "dir")
+    yield proc
+    proc.proc.kill()
+    proc.proc.wait()
+
+
+def test_errors_are_structured(agent: AgentProc) -> None:
+    agent.send(b"this is not json\n")
+    assert agent.read()["error"]["code"] == -32700
+    agent.send(b'["not", "an", "object"]\n')
+    assert agent.read()["error"]["code"] == -32600
+    agent.request(1, "no.such.method")
+    error = agent.reply(1)["error"]
+    assert error["code"] == -32601 and "hello" in error["data"]["hint"]
+    agent.request(2, "page", output_id=5)
+    assert agent.reply(2)["error"]["code"] == -32602
+    agent.request(3, "page", output_id="0123456789")
+    assert agent.reply(3)["error"]["data"]["kind"] == "unknown_output"
+    agent.request(4, "run", command="rm")
+    assert "uname" in agent.reply(4)["error"]["data"]["hint"]
+
+
+def test_oversized_line_is_refused_and_the_agent_goes_on(agent: AgentProc) -> None:
+    agent.send(b"x" * (1 << 20) + b"yyyy\n")
+    assert "1 MiB" in agent.read()["error"]["message"]
+    agent.request(1, "ping")
+    assert "result" in agent.reply(1)
+
+
+def test_requests_run_concurrently(agent: AgentProc) -> None:
+    agent.request(1, "run", command="vmstat", duration=3, wait=10)  # busy for ~3 s
+    started = time.monotonic()
+    agent.request(2, "ping")
+    assert "result" in agent.reply(2)
+    assert time.monotonic() - started < 2.0, "ping waited behind the slow request"
+    result = agent.reply(1)["result"]
+    assert result["state"] == "done" and result["page"]["text"].startswith("--procs--") or "procs" in result["page"]["text"]
+
+
+def test_eof_stops_every_child(agent: AgentProc, tmp_path: Path) -> None:
+    agent.request(1, "run", command="vmstat", duration=300, wait=0)
+    job = agent.reply(1)["result"]
+    assert job["state"] == "running"
+    deadline = time.monotonic() + 5
+    while not [p for p in pids_matching("vmstat", "-w") if _cwd(p).startswith(str(tmp_path))]:
+        assert time.monotonic() < deadline, "vmstat never started"
+        time.sleep(0.05)
+    assert agent.proc.stdin
+    agent.proc.stdin.close()  # the controller went away
+    assert agent.proc.wait(10) == 0
+    assert not [p for p in pids_matching("vmstat", "-w") if _cwd(p).startswith(str(tmp_path))]
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return str(Path(f"/proc/{pid}/cwd").readlink())
+    except OSError:
+        return ""
