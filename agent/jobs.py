@@ -145,7 +145,8 @@ class JobManager:
 
     def _drain_stderr(self, job: Job) -> None:
         assert job.proc is not None and job.proc.stderr is not None
-        for chunk in iter(lambda: job.proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+        stream: Any = job.proc.stderr  # a BufferedReader: read1 returns what is there, no waiting for more
+        for chunk in iter(lambda: stream.read1(4096), b""):
             job.stderr.append(chunk)
             job.stderr_len += len(chunk)
             while job.stderr_len - len(job.stderr[0]) >= STDERR_TAIL and len(job.stderr) > 1:
@@ -153,8 +154,9 @@ class JobManager:
 
     def _pump(self, job: Job) -> None:
         assert job.proc is not None and job.proc.stdout is not None
+        stream: Any = job.proc.stdout
         last = 0.0
-        for chunk in iter(lambda: job.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        for chunk in iter(lambda: stream.read1(65536), b""):
             job.writer.write(chunk)
             now = time.monotonic()
             if now - last >= PROGRESS_EVERY:

@@ -29,7 +29,8 @@ class Policy:
 
     @property
     def allow_commands(self) -> Optional[List[str]]:
-        return self.settings["allow_commands"]
+        allowed = self.settings["allow_commands"]
+        return None if allowed is None else [str(name) for name in allowed]
 
     @property
     def deny_commands(self) -> List[str]:

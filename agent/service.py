@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts
 from .buildinfo import build_hash
 from .errors import AgentError, bad_params
-from .jobs import JobManager
+from .jobs import Job, JobManager
 from .policy import Policy
 from .store import Store, StoreError
 
@@ -85,7 +85,7 @@ class Agent:
         self.jobs.cancel(job_id)
         return self._settle(self.jobs.get(job_id), dict(params, wait=0))
 
-    def _settle(self, job: Any, params: Dict[str, Any]) -> Dict[str, Any]:
+    def _settle(self, job: Job, params: Dict[str, Any]) -> Dict[str, Any]:
         """Wait up to `wait` seconds; a finished job comes with its first page."""
         wait = _bounded(params, "wait", 0.0, 0.0, MAX_WAIT)
         self.jobs.wait(job, wait)

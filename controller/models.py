@@ -29,7 +29,7 @@ class Group(BaseModel):
     data: dict[str, Any] | None = None
     output_ids: list[str] = Field(default_factory=list,
                                   description="identical outputs: page any one with output_page")
-    next_cursor: str | None = Field(None, description="pass to output_page with output_ids[0] for more")
+    next_cursor: str | None = Field(default=None, description="pass to output_page with output_ids[0] for more")
     total_lines: int | None = None
 
 
@@ -45,7 +45,7 @@ class FanoutResult(BaseModel):
     summary: Summary
     groups: list[Group]
     errors: list[HostFailure] = Field(default_factory=list)
-    job_id: str | None = Field(None, description="hosts still running: poll job_status(job_id)")
+    job_id: str | None = Field(default=None, description="hosts still running: poll job_status(job_id)")
     note: str | None = None
 
 

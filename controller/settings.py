@@ -24,9 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRASHFLEET_", env_file=".env", extra="ignore",
                                       toml_file=config_dir() / "config.toml")
 
-    inventory: Path | None = Field(None, description="Ansible inventory; none means the local machine only")
-    ssh_known_hosts: Path | None = Field(None, description="known_hosts file (default ~/.ssh/known_hosts)")
-    ssh_config: Path | None = Field(None, description="extra OpenSSH client config (~/.ssh/config is always read)")
+    inventory: Path | None = Field(default=None, description="Ansible inventory; none means the local machine only")
+    ssh_known_hosts: Path | None = Field(default=None, description="known_hosts file (default ~/.ssh/known_hosts)")
+    ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
     ssh_connect_timeout: float = Field(10.0, gt=0)
     ssh_keepalive: float = Field(15.0, gt=0)
     fanout: int = Field(64, ge=1, le=4096, description="hosts worked on at once")
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None
-    audit_log: Path | None = Field(None, description="JSON-lines audit log (default in the XDG state dir)")
+    audit_log: Path | None = Field(default=None, description="JSON-lines audit log (default in the XDG state dir)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

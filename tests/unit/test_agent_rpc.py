@@ -16,8 +16,8 @@ from tests.helpers import pids_matching
 
 
 class AgentProc:
-    def __init__(self, zipapp: Path, directory: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(zipapp), "serve", "--dir", str(directory)],
+    def __init__(self, zipapp: Path, directory: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(zipapp), "serve", "--dir", str(directory), *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, raw: bytes) -> None:
@@ -103,3 +103,34 @@ def _cwd(pid: int) -> str:
         return str(Path(f"/proc/{pid}/cwd").readlink())
     except OSError:
         return ""
+
+
+def policy_agent(tmp_path: Path, policy: dict, mode: int = 0o644) -> AgentProc:  # type: ignore[type-arg]
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy))
+    path.chmod(mode)
+    zipapp = tmp_path / "agent.pyz"
+    write_bundle(zipapp)
+    return AgentProc(zipapp, tmp_path / "dir", "--policy", str(path))
+
+
+def test_policy_is_enforced_by_the_agent(tmp_path: Path) -> None:
+    agent = policy_agent(tmp_path, {"deny_commands": ["dmesg"], "max_duration": 5})
+    try:
+        agent.request(1, "run", command="dmesg")
+        error = agent.reply(1)["error"]
+        assert error["data"]["kind"] == "policy_denied" and "dmesg" in error["message"]
+        agent.request(2, "run", command="vmstat", duration=60)
+        error = agent.reply(2)["error"]
+        assert error["data"]["kind"] == "policy_denied" and "cap of 5" in error["message"]
+        agent.request(3, "run", command="uname", wait=5)
+        assert agent.reply(3)["result"]["state"] == "done"
+    finally:
+        agent.proc.kill()
+        agent.proc.wait()
+
+
+def test_a_policy_others_could_write_is_refused(tmp_path: Path) -> None:
+    agent = policy_agent(tmp_path, {"deny_commands": []}, mode=0o666)
+    assert agent.proc.wait(10) == 2
+    assert agent.proc.stderr and b"not writable by group or others" in agent.proc.stderr.read()
