@@ -120,13 +120,13 @@ class JobManager:
         with self._lock:
             return [job.status() for job in self.jobs.values()]
 
-    def shutdown(self) -> None:
+    def shutdown(self, reason: str = "the agent is shutting down") -> None:
         """Kill every job's process group and wait for them: no orphans."""
         self._closing = True
         with self._lock:
             running = [job for job in self.jobs.values() if job.state == "running"]
         for job in running:
-            self._stop(job, "cancelled", "agent shutting down")
+            self._stop(job, "aborted", reason)
         for job in running:
             job.done.wait(KILL_GRACE + 3)
 

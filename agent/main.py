@@ -63,7 +63,7 @@ def _on_signals(jobs: JobManager) -> None:
         sys.stderr.write("crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
                          % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running")))
         sys.stderr.flush()
-        jobs.shutdown()
+        jobs.shutdown("the agent was stopped by signal %d" % signum)
         os._exit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)

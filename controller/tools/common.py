@@ -29,10 +29,12 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
                            output=f"running for {status.get('elapsed', 0):.1f} s",
                            extra={"job_id": status["job_id"]})
     page = status.get("page") or {}
-    ok = status["state"] in ("done", "cancelled") or status.get("exit_status") == 0
+    ok = status["state"] != "aborted" and (status["state"] in ("done", "cancelled") or status.get("exit_status") == 0)
     key = f"{status.get('sha256')}:{status.get('exit_status')}:{status['state']}"
     message = None
-    if not ok:
+    if status["state"] == "aborted":
+        message = f"aborted: {status.get('stop_reason')}"
+    elif not ok:
         message = f"exit status {status.get('exit_status')}: {(status.get('stderr_tail') or '').strip()[-300:]}"
     return HostOutcome(host, "ok" if ok else "failed", key=key, output=page.get("text"), output_id=ref,
                        next_cursor=page.get("next_cursor"), total_lines=page.get("total_lines"),

@@ -91,7 +91,8 @@ async def test_agent_dying_mid_call_reports_failed_with_stderr(rig: Rig, runtime
     result = await call
     assert result.summary.failed == 1, result
     [error] = result.errors
-    assert "stopped" in error.message and "signal 15" in (error.stderr_tail or "")
+    # Either the agent answered before it exited (job aborted) or the link saw it die: both name the signal.
+    assert "signal 15" in error.message + (error.stderr_tail or ""), error
     assert await wait_until(lambda: not samplers(rig))
     again = await fleet_run(runtime, "web04", "uname")  # the next call reconnects
     assert again.summary.ok == 1
