@@ -33,13 +33,14 @@ async def open_link(host: Host, settings: Settings) -> AgentLink:
 
 async def _start(host: Host, transport: Transport, bundle: Bundle) -> AgentLink:
     directory = remote_dir(host)
+    await transport.ensure(bundle.data, directory, bundle.filename)
     for attempt in (1, 2):
         link = AgentLink(host.name, await transport.start(agent_argv(host, directory, bundle)), transport)
         try:
             link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
         except LinkClosed as exc:
             error = _start_error(host, exc)
-            if attempt == 1 and error.kind not in HOST_PROBLEMS:  # missing or damaged copy: push ours
+            if attempt == 1 and error.kind not in HOST_PROBLEMS:  # a damaged copy: push ours again
                 await transport.put(bundle.data, directory, bundle.filename)
                 continue
             raise error from None

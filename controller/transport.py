@@ -63,6 +63,7 @@ class AgentProcess:
 class Transport(Protocol):
     async def start(self, argv: list[str]) -> AgentProcess: ...
     async def put(self, data: bytes, directory: str, name: str) -> None: ...
+    async def ensure(self, data: bytes, directory: str, name: str) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -86,6 +87,13 @@ class LocalTransport:
         tmp = target / f".{name}.{os.getpid()}.tmp"
         tmp.write_bytes(data)
         tmp.replace(target / name)
+
+    async def ensure(self, data: bytes, directory: str, name: str) -> bool:
+        path = Path(os.path.expanduser(directory)) / name
+        if path.exists() and path.stat().st_size == len(data):
+            return False
+        await self.put(data, directory, name)
+        return True
 
     async def close(self) -> None:
         return None
@@ -118,15 +126,24 @@ class SshTransport:
         return AgentProcess(proc.stdin, proc.stdout, proc.stderr, proc.close, _ssh_waiter(proc))
 
     async def put(self, data: bytes, directory: str, name: str) -> None:
-        """Upload to a temp name then rename, so no half-written agent is ever run."""
         async with self.conn.start_sftp_client() as sftp:
-            await sftp.makedirs(directory, exist_ok=True)
-            tmp = f"{directory}/.{name}.tmp"
-            async with sftp.open(tmp, "wb") as handle:
-                await handle.write(data)
-            await sftp.chmod(tmp, 0o700)
-            await sftp.posix_rename(tmp, f"{directory}/{name}")
-            await _remove_old_agents(sftp, directory, name)
+            await _upload(sftp, data, directory, name)
+
+    async def ensure(self, data: bytes, directory: str, name: str) -> bool:
+        """Upload unless a file of the right size is there; one SFTP session, no shell, no Python."""
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                try:
+                    if (await sftp.stat(f"{directory}/{name}")).size == len(data):
+                        return False
+                except asyncssh.SFTPNoSuchFile:
+                    pass
+                await _upload(sftp, data, directory, name)
+                return True
+        except (asyncssh.ChannelOpenError, asyncssh.SFTPError) as exc:
+            raise HostError(f"cannot install the agent on {self.conn.get_extra_info('peername')}: "
+                            f"SFTP failed ({_reason(exc)})", "enable the sftp subsystem in sshd, or "
+                            "install the agent with the Ansible role", kind="sftp") from None
 
     async def close(self) -> None:
         self.conn.close()
@@ -175,6 +192,17 @@ def _has_entry(known: Path, host: Host) -> bool:
     except (OSError, ValueError, asyncssh.Error):
         return False
     return any(trusted[:3])
+
+
+async def _upload(sftp: asyncssh.SFTPClient, data: bytes, directory: str, name: str) -> None:
+    """Write to a temp name then rename, so no half-written agent is ever run."""
+    await sftp.makedirs(directory, exist_ok=True)
+    tmp = f"{directory}/.{name}.tmp"
+    async with sftp.open(tmp, "wb") as handle:
+        await handle.write(data)
+    await sftp.chmod(tmp, 0o700)
+    await sftp.posix_rename(tmp, f"{directory}/{name}")
+    await _remove_old_agents(sftp, directory, name)
 
 
 async def _remove_old_agents(sftp: asyncssh.SFTPClient, directory: str, keep: str) -> None:

@@ -54,15 +54,18 @@ async def test_push_then_reuse(rig: Rig, rig_settings: Settings) -> None:
         await rt.close()
 
 
-async def test_damaged_agent_is_replaced(rig: Rig, rig_settings: Settings) -> None:
+@pytest.mark.parametrize("damage", ["other content", "same size"])
+async def test_damaged_agent_is_replaced(rig: Rig, rig_settings: Settings, damage: str) -> None:
     path = agent_file(rig, "web02")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"print('not the agent')\n")
+    good = agent_bundle().data
+    # Same size defeats the size check: only the failed start or the build hash in hello can tell.
+    path.write_bytes(b"print('not the agent')\n" if damage == "other content" else b"\0" * len(good))
     rt = Runtime.create(rig_settings)
     try:
         result = await fleet_check(rt, "web02")
         assert result.summary.ok == 1, result
-        assert path.read_bytes() == agent_bundle().data
+        assert path.read_bytes() == good
     finally:
         await rt.close()
 
