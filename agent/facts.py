@@ -102,6 +102,9 @@ def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
 
 def _drgn_module() -> Dict[str, Any]:
     """drgn may be importable by this python without a `drgn` command on PATH."""
+    import importlib.util
+    if importlib.util.find_spec("drgn") is None:  # cheap; importlib.metadata alone costs ~10 ms
+        return {"present": False}
     try:
         from importlib import metadata
         return {"present": True, "path": None, "version": metadata.version("drgn"), "module": True}
