@@ -50,7 +50,7 @@ class Agent:
         try:
             return call()
         except StoreError as exc:
-            raise AgentError(exc.code, str(exc), hint=_STORE_HINTS.get(exc.code)) from None
+            raise AgentError(exc.code, exc.message, hint=_STORE_HINTS.get(exc.code)) from None
 
     def page(self, params: Dict[str, Any]) -> Dict[str, Any]:
         output_id = _param(params, "output_id", str)

@@ -148,7 +148,7 @@ def _bad(message: str) -> StoreError:
 def _gone(oid: str) -> StoreError:
     return StoreError("unknown_output",
                       "no output %s (evicted, deleted or never existed); "
-                      "list outputs to see what is stored" % oid)
+                      "it was evicted or never existed; run the command again" % oid)
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:

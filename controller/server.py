@@ -64,7 +64,7 @@ def build_server(rt: Runtime) -> MCPServer:
         return await _answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, _progress(ctx)))
 
     @mcp.tool(description="Run a read-only catalogue command on hosts; identical outputs grouped. "
-                          "Samplers (vmstat, dmesg-follow) run for `duration` seconds.", annotations=REMOTE_READ)
+                          "Samplers (vmstat, dmesg-follow) run for `duration` seconds.", annotations=STARTS_WORK)
     async def fleet_run(ctx: Context, command: Annotated[str, Field(description=_commands_help())],
                         pattern: Pattern = "all",
                         duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
@@ -193,16 +193,46 @@ class BearerAuth:
 
 def http_token(settings: Settings) -> str:
     """CRASHFLEET_HTTP_TOKEN, else one generated once and kept 0600 in the config dir."""
-    if settings.http_token is not None:
-        return settings.http_token.get_secret_value()
+    if settings.http_token is not None and settings.http_token.get_secret_value().strip():
+        return settings.http_token.get_secret_value().strip()
     path = config_dir() / "http-token"
     if path.exists():
-        return path.read_text().strip()
+        if path.stat().st_mode & 0o077:
+            raise CrashfleetError(f"{path} is readable by others: refusing to use it as the HTTP token",
+                                  f"chmod 600 {path}, or delete it to have a new one generated")
+        token = path.read_text().strip()
+        if token:
+            return token
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(token + "\n")
+    tmp.replace(path)
     return token
+
+
+class CloseOnShutdown:
+    """Pure ASGI: close the runtime (agents, SSH) during the lifespan shutdown.
+
+    uvicorn re-raises SIGTERM after its own shutdown, so code after serve() never runs.
+    """
+
+    def __init__(self, app: Any, on_shutdown: Callable[[], Awaitable[None]]) -> None:
+        self.app = app
+        self.on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def receive_and_close() -> Any:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                await self.on_shutdown()
+            return message
+        await self.app(scope, receive_and_close, send)
 
 
 def http_app(mcp: MCPServer, settings: Settings, token: str) -> BearerAuth:
@@ -215,7 +245,7 @@ def http_app(mcp: MCPServer, settings: Settings, token: str) -> BearerAuth:
 
 
 def serve(settings: Settings, transport: str) -> None:
-    if transport == "http" and settings.http_host not in ("127.0.0.1", "localhost", "::1"):
+    if transport == "http" and settings.http_host not in ("127.0.0.1", "localhost"):
         raise CrashfleetError(f"refusing to serve HTTP on {settings.http_host}: only loopback is allowed",
                               "put an authenticating reverse proxy in front if you need remote access")
     asyncio.run(_serve(settings, transport))
@@ -230,7 +260,8 @@ async def _serve(settings: Settings, transport: str) -> None:
             await mcp.run_stdio_async()
         else:
             token = http_token(settings)
-            config = uvicorn.Config(http_app(mcp, settings, token), host=settings.http_host,
+            app = CloseOnShutdown(http_app(mcp, settings, token), rt.close)
+            config = uvicorn.Config(app, host=settings.http_host,
                                     port=settings.http_port, log_level="warning", lifespan="on")
             print(f"crashfleet: MCP over HTTP at http://{settings.http_host}:{settings.http_port}/mcp "
                   f"(bearer token: CRASHFLEET_HTTP_TOKEN or {config_dir() / 'http-token'})", file=sys.stderr)

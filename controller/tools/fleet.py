@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from crashfleet.agent.commands import CATALOG
@@ -63,15 +64,19 @@ async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | N
         raise UsageError(f"unknown command {command!r}", "commands: " + ", ".join(sorted(CATALOG)))
     if duration is not None and not 0 < duration <= 3600:
         raise UsageError(f"duration must be between 0 and 3600 s, got {duration}")
-    wait = min(rt.settings.command_wait, _deadline(timeout) - 1.0)
-    params: dict[str, Any] = {"command": command, "wait": max(0.0, wait), "page_bytes": rt.settings.page_chars}
+    deadline = _deadline(timeout)
+    params: dict[str, Any] = {"command": command, "page_bytes": rt.settings.page_chars}
     if duration is not None:
         params["duration"] = duration
 
     async def run(host: Host) -> HostOutcome:
-        return outcome_from_job(host.name, await rt.fleet.call(host, "run", params))
+        started = time.monotonic()
+        await rt.fleet.link(host)  # connecting counts against the deadline: wait only for what is left
+        left = deadline - (time.monotonic() - started)
+        wait = max(0.0, min(rt.settings.command_wait, left - 1.0))
+        return outcome_from_job(host.name, await rt.fleet.call(host, "run", {**params, "wait": wait}))
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=_deadline(timeout),
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline,
                                                progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}

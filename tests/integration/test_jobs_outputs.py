@@ -132,3 +132,16 @@ async def test_bad_output_references_say_what_is_wrong(runtime: Runtime) -> None
         await job_status(runtime, "J999")
     with pytest.raises(UsageError, match="unknown command"):
         await fleet_run(runtime, "web01", "rm")
+
+
+async def test_short_timeout_on_first_contact_still_registers_the_job(rig: Rig, rig_settings) -> None:  # type: ignore[no-untyped-def]
+    """Connecting eats into the deadline: the wait must shrink so the job id comes back, never orphaned."""
+    rt = Runtime.create(rig_settings)
+    try:
+        result = await fleet_run(rt, "web05", "vmstat", duration=30, timeout=2)
+        assert result.summary.running == 1 and result.job_id, result
+        assert await wait_until(lambda: len(samplers(rig)) == 1)
+        await job_cancel(rt, result.job_id)
+        assert samplers(rig) == []
+    finally:
+        await rt.close()
