@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from typing import Any
@@ -64,7 +65,6 @@ def remote_dir(host: Host) -> str:
     """The agent dir as the remote side sees it: `~/x` becomes `x`, relative to the login home."""
     directory = host.agent_dir.rstrip("/") or "/"
     if host.connection == "local":
-        import os
         return os.path.expanduser(directory)
     if directory == "~":
         return "."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hmac
 import logging
 import secrets
@@ -253,7 +254,7 @@ def serve(settings: Settings, transport: str) -> None:
 
 async def _serve(settings: Settings, transport: str) -> None:
     who = "stdio" if transport == "stdio" else "http"
-    rt = Runtime.create(settings, who=f"{who}:{_user()}")
+    rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}")
     mcp = build_server(rt)
     try:
         if transport == "stdio":
@@ -268,11 +269,6 @@ async def _serve(settings: Settings, transport: str) -> None:
             await uvicorn.Server(config).serve()
     finally:
         await rt.close()
-
-
-def _user() -> str:
-    import getpass
-    return getpass.getuser()
 
 
 __all__ = ["build_server", "serve", "http_app", "http_token", "BearerAuth"]
