@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, TypeVar
 
 from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts
 from .buildinfo import build_hash

@@ -81,6 +81,6 @@ def _fit(groups: list[Group], page_chars: int) -> None:
             cut = group.output.rfind("\n", 0, share)
             cut = cut if cut > share // 2 else share
             shown = group.output[:cut]
-            group.output = shown + f"\n[... cut to fit the page budget: read it all with " \
-                                   f"output_page(output_ids[0]) from the start, or output_search]"
+            group.output = shown + "\n[... cut to fit the page budget: read it all with " \
+                                   "output_page(output_ids[0]) from the start, or output_search]"
             group.next_cursor = None  # the agent's cursor would skip what was cut here

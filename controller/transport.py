@@ -109,8 +109,8 @@ class SshTransport:
     async def connect(cls, host: Host, settings: Settings) -> SshTransport:
         try:
             conn = await asyncssh.connect(host.address, **connect_options(host, settings))
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise host_key_error(host, settings, exc) from None
+        except asyncssh.HostKeyNotVerifiable:
+            raise host_key_error(host, settings) from None
         except asyncssh.PermissionDenied as exc:
             raise HostError(f"SSH authentication failed for {host.user or 'the default user'}@{host.address}: {exc.reason}",
                             "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
@@ -171,7 +171,7 @@ def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
     return options
 
 
-def host_key_error(host: Host, settings: Settings, exc: asyncssh.HostKeyNotVerifiable) -> HostError:
+def host_key_error(host: Host, settings: Settings) -> HostError:
     known = settings.ssh_known_hosts_path()
     where = f"{host.address}:{host.port or 22}"
     if _has_entry(known, host):

@@ -1,25 +1,29 @@
-"""Process inspection shared by tests: find what crashfleet started, by /proc."""
+"""Process inspection shared by tests: find what crashfleet started, by /proc.
+
+Built on the rig's /proc helpers (tests.rig.procs); re-exported here for the tests.
+"""
 
 from __future__ import annotations
 
 import os
 
+from tests.rig.procs import alive, cmdline, descendants, parent
+
+__all__ = ["agent_pids", "alive", "cmdline", "cmdlines", "cwd", "descendants", "parent", "pids_matching"]
+
 
 def cmdlines() -> dict[int, str]:
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                raw = handle.read()
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if raw and state != b"Z":
-            found[int(entry)] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-    return found
+    """Every live process with a command line (kernel threads have none)."""
+    found = {pid: cmdline(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if alive(pid)}
+    return {pid: cmd for pid, cmd in found.items() if cmd}
+
+
+def cwd(pid: int) -> str:
+    """The process's working directory, '' when gone or not ours to read."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
 
 
 def agent_pids(marker: str) -> list[int]:

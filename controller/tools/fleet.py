@@ -15,7 +15,7 @@ from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
 from ..runtime import Runtime
-from .common import outcome_from_job, output_ref
+from .common import outcome_from_job
 
 MAX_DETAILS = 50
 VOLATILE_FACTS = ("hostname", "boot_id", "uptime_s", "store")
@@ -114,5 +114,3 @@ def _deadline(timeout: float | None) -> float:
 def _members(inventory: Any, group: str) -> list[str]:
     return [h.name for h in inventory.hosts.values() if group in h.groups]
 
-
-__all__ = ["fleet_hosts", "fleet_check", "fleet_run", "output_ref"]

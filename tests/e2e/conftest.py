@@ -30,7 +30,7 @@ from anyio.from_thread import start_blocking_portal
 
 import mcp.types as types
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
-from tests.helpers import agent_pids
+from tests.helpers import agent_pids, alive
 from tests.rig import Rig
 
 CRASHFLEET = Path(sys.executable).parent / "crashfleet"
@@ -59,45 +59,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != b"Z"
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def descendants(roots: list[int]) -> list[int]:
-    """Live descendants of the `roots` processes (children, grandchildren...), by /proc parent links."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = set(roots)
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return sorted(found)
-
-
 def pids_with_env(name: str, value: str) -> list[int]:
     """Live processes (not this one) whose environment holds exactly name=value."""
     needle = f"{name}={value}".encode()
@@ -110,7 +71,7 @@ def pids_with_env(name: str, value: str) -> list[int]:
                 environ = handle.read().split(b"\0")
         except OSError:
             continue
-        if needle in environ and pid_alive(int(entry)):
+        if needle in environ and alive(int(entry)):
             found.append(int(entry))
     return found
 
@@ -330,7 +291,7 @@ class HttpServer:
                 self.proc.wait(EXIT_TIMEOUT)
                 raise AssertionError(f"HTTP server {pid} ignored SIGTERM for {EXIT_TIMEOUT:g} s; killed it. "
                                      f"Log: {tail(self.log_path)}") from None
-        assert not pid_alive(pid), f"HTTP server {pid} still alive after it was stopped"
+        assert not alive(pid), f"HTTP server {pid} still alive after it was stopped"
         return self.proc.returncode
 
 

@@ -16,10 +16,10 @@ import pytest
 from mcp.client import stdio as mcp_stdio
 
 from crashfleet.agent.commands import CATALOG
-from tests.e2e.conftest import (HANDSHAKE_PINNED, MODERN, STDIO_VERSIONS, TOOLS, StdioServer, assert_no_agents,
-                                audit_entries, cmdline, descendants, error_text, pid_alive, structured,
+from tests.e2e.conftest import (MODERN, STDIO_VERSIONS, TOOLS, StdioServer, assert_no_agents,
+                                audit_entries, error_text, structured,
                                 wait_for)
-from tests.helpers import agent_pids
+from tests.helpers import agent_pids, alive, cmdline, descendants
 from tests.rig import Rig
 
 pytestmark = pytest.mark.timeout(90)
@@ -189,7 +189,7 @@ def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig,
     work = descendants(agents)
     assert work, "the vmstat sampler is not running under the agent"
     pid = server.server_pid
-    assert pid_alive(pid)
+    assert alive(pid)
 
     # The SDK closes stdin, waits PROCESS_TERMINATION_TIMEOUT (2 s), then SIGTERMs the group. Give it a
     # longer grace so that a loaded machine cannot turn a slow clean exit into a kill: what is checked is
@@ -197,12 +197,12 @@ def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig,
     monkeypatch.setattr(mcp_stdio, "PROCESS_TERMINATION_TIMEOUT", GRACE)
     took = server.close()
 
-    assert not pid_alive(pid), f"server {pid} still alive after the client exited"
+    assert not alive(pid), f"server {pid} still alive after the client exited"
     assert took < GRACE, (f"the server did not exit within {GRACE:g} s of stdin EOF and had to be signalled. "
                           f"Stderr: {server.stderr()}")
     assert_no_agents(rig)
-    assert wait_for(lambda: not [p for p in work if pid_alive(p)], 5.0), \
-        f"processes the agents ran outlived them: {[(p, cmdline(p)) for p in work if pid_alive(p)]}"
+    assert wait_for(lambda: not [p for p in work if alive(p)], 5.0), \
+        f"processes the agents ran outlived them: {[(p, cmdline(p)) for p in work if alive(p)]}"
     assert "Traceback" not in server.stderr(), server.stderr()
     entries = audit_entries(server.home)
     assert entries and all(e["who"].startswith("stdio:") for e in entries), entries[:3]

@@ -16,6 +16,7 @@ from crashfleet.controller.bundle import agent_bundle
 from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.settings import Settings
 from crashfleet.controller.tools.fleet import fleet_check, fleet_hosts
+from tests.helpers import cmdline, parent
 from tests.rig import Rig
 
 
@@ -172,8 +173,7 @@ async def test_become_runs_agent_through_sudo(rig: Rig, rig_settings: Settings, 
     try:
         link = await rt.fleet.link(rt.fleet.host("web06"))
         pid = link.facts["agent"]["pid"]
-        parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-        assert "sudo" in Path(f"/proc/{parent}/cmdline").read_bytes().decode()
+        assert "sudo" in cmdline(parent(pid) or 0)
     finally:
         await rt.close()
 

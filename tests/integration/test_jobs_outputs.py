@@ -13,21 +13,13 @@ from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.tools.fleet import fleet_run
 from crashfleet.controller.tools.jobs import job_cancel, job_status, jobs_list
 from crashfleet.controller.tools.output import output_page, output_search
-from tests.helpers import agent_pids, pids_matching
+from tests.helpers import agent_pids, cwd, pids_matching
 from tests.rig import Rig
 
 
 def samplers(rig: Rig) -> list[int]:
     """vmstat processes started by this rig's agents (their cwd is the agent's work dir)."""
-    found = []
-    for pid in pids_matching("vmstat", "-w"):
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if cwd.startswith(str(rig.base)):
-            found.append(pid)
-    return found
+    return [pid for pid in pids_matching("vmstat", "-w") if cwd(pid).startswith(str(rig.base))]
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]

@@ -13,20 +13,8 @@ import yaml
 from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.settings import Settings
 from crashfleet.controller.tools.fleet import fleet_check
-from tests.helpers import cmdlines
+from tests.helpers import descendants
 from tests.rig import Rig
-
-
-def children_of(pid: int | None) -> list[int]:
-    found = []
-    for child in cmdlines():
-        try:
-            stat = Path(f"/proc/{child}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(child)
-    return found
 
 
 def inventory_with(tmp_path: Path, hosts: dict[str, dict[str, object]]) -> Path:
@@ -49,11 +37,11 @@ async def test_proxyjump_from_ssh_config(rig: Rig, tmp_path: Path) -> None:
     inventory = inventory_with(tmp_path, {"web02": {"ansible_host": "behind",
                                                     "crashfleet_agent_dir": str(target.agent_dir)}})
     rt = Runtime.create(settings(rig, tmp_path, inventory, ssh_config=config))
-    before = len(children_of(jump.pid))
+    before = len(descendants([jump.pid]))
     try:
         result = await fleet_check(rt, "web02")
         assert result.summary.ok == 1, result
-        assert len(children_of(jump.pid)) > before, "no SSH session on the jump host: ProxyJump was not used"
+        assert len(descendants([jump.pid])) > before, "no SSH session on the jump host: ProxyJump was not used"
     finally:
         await rt.close()
 

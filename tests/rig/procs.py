@@ -45,6 +45,12 @@ def state(pid: int) -> str | None:
     return None if st is None else st[1]
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid, None when gone."""
+    st = _stat(pid)
+    return None if st is None else st[2]
+
+
 def alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (zombies already exited)."""
     st = state(pid)

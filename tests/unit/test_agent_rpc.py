@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crashfleet.controller.bundle import write_bundle
-from tests.helpers import pids_matching
+from tests.helpers import cwd, pids_matching
 
 
 class AgentProc:
@@ -89,20 +89,13 @@ def test_eof_stops_every_child(agent: AgentProc, tmp_path: Path) -> None:
     job = agent.reply(1)["result"]
     assert job["state"] == "running"
     deadline = time.monotonic() + 5
-    while not [p for p in pids_matching("vmstat", "-w") if _cwd(p).startswith(str(tmp_path))]:
+    while not [p for p in pids_matching("vmstat", "-w") if cwd(p).startswith(str(tmp_path))]:
         assert time.monotonic() < deadline, "vmstat never started"
         time.sleep(0.05)
     assert agent.proc.stdin
     agent.proc.stdin.close()  # the controller went away
     assert agent.proc.wait(10) == 0
-    assert not [p for p in pids_matching("vmstat", "-w") if _cwd(p).startswith(str(tmp_path))]
-
-
-def _cwd(pid: int) -> str:
-    try:
-        return str(Path(f"/proc/{pid}/cwd").readlink())
-    except OSError:
-        return ""
+    assert not [p for p in pids_matching("vmstat", "-w") if cwd(p).startswith(str(tmp_path))]
 
 
 def policy_agent(tmp_path: Path, policy: dict, mode: int = 0o644) -> AgentProc:  # type: ignore[type-arg]

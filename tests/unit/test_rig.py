@@ -22,7 +22,7 @@ needs_rig = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
 REPO = Path(__file__).resolve().parents[2]
 
 
-def client_opts(rig: Rig, host: RigHost) -> list[str]:
+def client_opts(rig: Rig) -> list[str]:
     """Options that make ssh/sftp trust only the rig's known_hosts and use only its key."""
     return [
         "-F", "/dev/null",
@@ -37,7 +37,7 @@ def client_opts(rig: Rig, host: RigHost) -> list[str]:
 
 def ssh(rig: Rig, host: RigHost, command: str = "true") -> subprocess.CompletedProcess[str]:
     """Run one command on a rig host with the real OpenSSH client."""
-    argv = [SSH, *client_opts(rig, host), "-p", str(host.port), f"root@{host.address}", command]
+    argv = [SSH, *client_opts(rig), "-p", str(host.port), f"root@{host.address}", command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=20)
 
 
@@ -106,7 +106,7 @@ class TestRunningRig:
     def test_sftp_subsystem_works(self, rig: Rig) -> None:
         h = rig.hosts[0]
         (h.agent_dir / "probe.txt").write_text("x")
-        argv = [SFTP, *client_opts(rig, h), "-P", str(h.port), "-b", "-", f"root@{h.address}"]
+        argv = [SFTP, *client_opts(rig), "-P", str(h.port), "-b", "-", f"root@{h.address}"]
         res = subprocess.run(
             argv, input=f"ls {h.agent_dir}\n", capture_output=True, text=True, timeout=20
         )
@@ -176,7 +176,7 @@ class TestRunningRig:
 def test_down_from_another_rig_object_kills_listeners_and_sessions(tmp_path: Path) -> None:
     rig = Rig(tmp_path, 2, port=free_port(2)).up()
     h = rig.hosts[0]
-    argv = [SSH, *client_opts(rig, h), "-p", str(h.port), f"root@{h.address}", "sleep 60"]
+    argv = [SSH, *client_opts(rig), "-p", str(h.port), f"root@{h.address}", "sleep 60"]
     client = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         session = _wait_for_session(h)

@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import random
-import resource
 import stat
 import struct
 import subprocess
