@@ -46,7 +46,7 @@ STOPS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempo
                              open_world_hint=True)
 
 Pattern = Annotated[str, Field(description="Ansible host pattern")]
-Timeout = Annotated[float | None, Field(description="seconds per host (default 30)")]
+Timeout = Annotated[float | None, Field(description="seconds per host (default CRASHFLEET_HOST_DEADLINE, 30)")]
 
 
 def build_server(rt: Runtime) -> MCPServer:

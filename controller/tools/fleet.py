@@ -41,7 +41,7 @@ def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
 async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, timeout: float | None = None,
                       progress: Progress | None = None) -> FanoutResult:
     """Connect (pushing the agent when needed) and report each host's facts, grouped."""
-    deadline = _deadline(timeout)
+    deadline = _deadline(rt, timeout)
 
     async def check(host: Host) -> HostOutcome:
         link = await rt.fleet.link(host)
@@ -64,7 +64,7 @@ async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | N
         raise UsageError(f"unknown command {command!r}", "commands: " + ", ".join(sorted(CATALOG)))
     if duration is not None and not 0 < duration <= 3600:
         raise UsageError(f"duration must be between 0 and 3600 s, got {duration}")
-    deadline = _deadline(timeout)
+    deadline = _deadline(rt, timeout)
     params: dict[str, Any] = {"command": command, "page_bytes": rt.settings.page_chars}
     if duration is not None:
         params["duration"] = duration
@@ -103,9 +103,10 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _deadline(timeout: float | None) -> float:
+def _deadline(rt: Runtime, timeout: float | None) -> float:
+    """The per-host deadline: the call's timeout, else CRASHFLEET_HOST_DEADLINE."""
     if timeout is None:
-        return 30.0
+        return rt.settings.host_deadline
     if not 1 <= timeout <= 600:
         raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
     return float(timeout)

@@ -189,3 +189,15 @@ async def test_fleet_hosts_folds(runtime: Runtime) -> None:
     result = fleet_hosts(runtime, "web:!web03")
     assert result.count == 5 and result.hosts == "web[01-02,04-06]"
     assert result.groups == {"web": "web[01-02,04-06]"}
+
+
+async def test_host_deadline_setting_applies_without_a_timeout(rig: Rig, rig_settings: Settings) -> None:
+    rt = Runtime.create(rig_settings.model_copy(update={"host_deadline": 2.0}))
+    rig.pause_host("web05")
+    try:
+        result = await fleet_check(rt, "web04:web05")
+    finally:
+        rig.resume_host("web05")
+        await rt.close()
+    assert (result.summary.ok, result.summary.timeout) == (1, 1)
+    assert "2 s" in result.errors[0].message and result.summary.elapsed_ms < 6000
