@@ -50,7 +50,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     server = Server(channel)
     for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
         server.register(name, handler)
-    _on_signals(jobs)
+    _on_signals(jobs, channel)
     try:
         server.serve(sys.stdin.buffer)
     finally:
@@ -58,8 +58,11 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     return 0
 
 
-def _on_signals(jobs: JobManager) -> None:
+def _on_signals(jobs: JobManager, channel: Channel) -> None:
     def stop(signum: int, _frame: object) -> None:
+        # Said first, so the controller knows before any answer the shutdown causes
+        # that this agent takes no more calls.
+        channel.notify("agent.stopping", {"signal": signum})
         sys.stderr.write("crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
                          % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running")))
         sys.stderr.flush()

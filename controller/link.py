@@ -28,11 +28,12 @@ class AgentLink:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._listeners: list[Listener] = []
         self._closed: LinkClosed | None = None
+        self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @property
     def alive(self) -> bool:
-        return self._closed is None
+        return self._closed is None and not self._stopping
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -90,6 +91,8 @@ class AgentLink:
                     future.set_exception(_call_error(message["error"]))
                 else:
                     future.set_result(message["result"])
+        elif message.get("method") == "agent.stopping":
+            self._stopping = True
         elif "method" in message:
             for listener in list(self._listeners):
                 listener(message["method"], message.get("params") or {})

@@ -81,6 +81,7 @@ async def test_agent_dying_mid_call_reports_failed_with_stderr(rig: Rig, runtime
     assert await wait_until(lambda: len(samplers(rig)) == 1)
     os.kill(link.facts["agent"]["pid"], signal.SIGTERM)
     result = await call
+    assert not link.alive  # the agent said it was stopping before it answered: no call goes to it now
     assert result.summary.failed == 1, result
     [error] = result.errors
     # Either the agent answered before it exited (job aborted) or the link saw it die: both name the signal.
