@@ -19,11 +19,16 @@ def hash_members(members: Iterable[Tuple[str, bytes]]) -> str:
 
 
 def source_members(package_dir: str) -> Iterable[Tuple[str, bytes]]:
-    """The agent's own .py files, named as they sit in the zipapp."""
-    for name in sorted(os.listdir(package_dir)):
-        if name.endswith(".py"):
-            with open(os.path.join(package_dir, name), "rb") as handle:
-                yield "crashfleet/agent/" + name, handle.read()
+    """The agent's files (sources, sub-packages, data such as .bt tools), named as in the zipapp."""
+    for root, dirs, files in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")) or name == BUILD_FILE:
+                continue
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, package_dir).replace(os.sep, "/")
+            with open(path, "rb") as handle:
+                yield "crashfleet/agent/" + relative, handle.read()
 
 
 def build_hash() -> str:

@@ -9,44 +9,34 @@ import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from types import ModuleType
+from typing import Annotated, Any
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.types import CallToolResult
+from pydantic import Field
 from starlette.responses import JSONResponse
 
 from crashfleet.agent import AGENT_VERSION
 from crashfleet.agent.commands import CATALOG
 
 from .errors import CrashfleetError
-from .fleet import Progress
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from .runtime import Runtime
 from .settings import Settings, config_dir
 from .tools import fleet as fleet_tools
 from .tools import jobs as job_tools
 from .tools import output as output_tools
+from .wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, Timeout, answer, progress, sync
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
-HARD_CAP_CHARS = 100_000  # ~25,000 tokens: no result is ever larger
 INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts over SSH. Hosts are chosen with "
                 "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
                 "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
-
-READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-REMOTE_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                              open_world_hint=True)
-STARTS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                              open_world_hint=True)
-STOPS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                             open_world_hint=True)
-
-Pattern = Annotated[str, Field(description="Ansible host pattern")]
-Timeout = Annotated[float | None, Field(description="seconds per host (default CRASHFLEET_HOST_DEADLINE, 30)")]
+# Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
+DOMAIN_TOOLS: tuple[ModuleType, ...] = ()
 
 
 def build_server(rt: Runtime) -> MCPServer:
@@ -55,14 +45,14 @@ def build_server(rt: Runtime) -> MCPServer:
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
     async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
-        return await _answer(lambda: _sync(fleet_tools.fleet_hosts, rt, pattern))
+        return await answer(lambda: sync(fleet_tools.fleet_hosts, rt, pattern))
 
     @mcp.tool(description="Connect to hosts (installing the agent if needed) and report their facts "
                           "(kernel, tools, BTF, tracefs), grouped.", annotations=REMOTE_READ)
     async def fleet_check(ctx: Context, pattern: Pattern = "all",
                           refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
                           timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
-        return await _answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, _progress(ctx)))
+        return await answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, progress(ctx)))
 
     @mcp.tool(description="Run a read-only catalogue command on hosts; identical outputs grouped. "
                           "Samplers (vmstat, dmesg-follow) run for `duration` seconds.", annotations=STARTS_WORK)
@@ -70,13 +60,13 @@ def build_server(rt: Runtime) -> MCPServer:
                         pattern: Pattern = "all",
                         duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
                         timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
-        return await _answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout,
-                                                           _progress(ctx)))
+        return await answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout,
+                                                           progress(ctx)))
 
     @mcp.tool(description="Read a stored output page by page (output_id from a result; cursor from the last page).",
               annotations=REMOTE_READ)
     async def output_page(output_id: str, cursor: str | None = None) -> Annotated[CallToolResult, Page]:
-        return await _answer(lambda: output_tools.output_page(rt, output_id, cursor))
+        return await answer(lambda: output_tools.output_page(rt, output_id, cursor))
 
     @mcp.tool(description="Regex-search a stored output on its host; returns matching lines with context.",
               annotations=REMOTE_READ)
@@ -84,68 +74,26 @@ def build_server(rt: Runtime) -> MCPServer:
                             context: int = 0, max_matches: int = 50,
                             cursor: Annotated[str | None, Field(description="resume a search")] = None,
                             ) -> Annotated[CallToolResult, SearchResult]:
-        return await _answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches,
+        return await answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches,
                                                                 cursor))
 
     @mcp.tool(description="List fleet jobs started by tools.", annotations=READ)
     async def jobs_list() -> Annotated[CallToolResult, JobList]:
-        return await _answer(lambda: _sync(job_tools.jobs_list, rt))
+        return await answer(lambda: sync(job_tools.jobs_list, rt))
 
     @mcp.tool(description="Each host's state of a job, grouped; finished hosts with their first page.",
               annotations=REMOTE_READ)
     async def job_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await _answer(lambda: job_tools.job_status(rt, job_id, _progress(ctx)))
+        return await answer(lambda: job_tools.job_status(rt, job_id, progress(ctx)))
 
     @mcp.tool(description="Stop a job on every host (kills its processes); output so far is kept.",
               annotations=STOPS_WORK)
     async def job_cancel(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await _answer(lambda: job_tools.job_cancel(rt, job_id, _progress(ctx)))
+        return await answer(lambda: job_tools.job_cancel(rt, job_id, progress(ctx)))
 
+    for module in DOMAIN_TOOLS:
+        module.register(mcp, rt)
     return mcp
-
-
-async def _answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
-    """Run a tool: compact JSON text plus structuredContent; our errors become tool errors."""
-    try:
-        result = await call()
-    except CrashfleetError as exc:
-        return _error(str(exc))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the server must survive any tool bug
-        log.exception("tool failed")
-        return _error(f"internal error: {type(exc).__name__}: {exc}")
-    text = result.model_dump_json(exclude_none=True)
-    if len(text) > HARD_CAP_CHARS:
-        result, text = _shrink(result)
-    return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=result.model_dump(mode="json"))
-
-
-def _shrink(result: M) -> tuple[M, str]:
-    """Last guard of the hard cap: drop trailing groups, saying so."""
-    if isinstance(result, FanoutResult):
-        dropped = 0
-        while result.groups and len(result.model_dump_json(exclude_none=True)) > HARD_CAP_CHARS:
-            result.groups.pop()
-            dropped += 1
-        result.note = f"{dropped} group(s) left out to stay under the size cap; narrow the pattern"
-    text = result.model_dump_json(exclude_none=True)
-    return result, text[:HARD_CAP_CHARS]
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
-
-
-async def _sync(fn: Callable[..., M], *args: Any) -> M:
-    return fn(*args)
-
-
-def _progress(ctx: Context) -> Progress:
-    async def report(done: int, total: int, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-    return report
 
 
 def _commands_help() -> str:
