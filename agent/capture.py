@@ -119,9 +119,12 @@ class CaptureService:
         job = capture.job
         status = job.status()
         status.pop("stderr_tail", None)
+        if not job.done.is_set():  # a stopping job says "done" before tcpdump has flushed and exited
+            status["state"] = "running"
+        status["stop_reason"] = job.stop_reason
         stats = tcpdump_stats(job.stderr_tail())
         status.update(meta=capture.meta, files=len(capture.files()), disk_bytes=capture.disk_bytes(), **stats)
-        if job.state != "running":
+        if job.done.is_set():
             status["stderr_tail"] = job.stderr_tail()[-600:]
         if job.state == "failed" and not capture.files():
             status["error"] = _tcpdump_error(job.stderr_tail())
