@@ -7,6 +7,7 @@ snaplen by default; the filter goes after `--` and is compiled (`tcpdump -d`) fi
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -24,7 +25,8 @@ from .errors import AgentError, bad_params
 from .jobs import Job, _clean_env
 from .params import bounded, param
 from .pcap import lines as pcap_lines
-from .pcap import reader, report, summary
+from .pcap import reader, report
+from .pcap import summary as pcap_summary
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SNAPLEN = 320   # headers plus the first payload bytes: HTTP request line and Host, DNS, TLS SNI
@@ -150,7 +152,7 @@ class CaptureService:
         """Per-conversation counts by direction, and this host's addresses: to correlate hosts."""
         capture = self._get(params)
         limit = int(bounded(params, "limit", 500, 1, 5000))
-        return {"addresses": local_addresses(), "flows": summary.flows(self._summariser(capture), limit)}
+        return {"addresses": local_addresses(), "flows": pcap_summary.flows(self._summariser(capture), limit)}
 
     def fingerprints(self, params: Dict[str, Any]) -> Dict[str, Any]:
         capture = self._get(params)
@@ -189,19 +191,19 @@ class CaptureService:
                              hint="known captures: %s" % (", ".join(self.captures) or "none"))
         return capture
 
-    def _summariser(self, capture: Capture) -> summary.Summariser:
+    def _summariser(self, capture: Capture) -> pcap_summary.Summariser:
         """One pass per capture once it has finished; a running one is read afresh each time."""
         key = ("summary", len(capture.files()), capture.disk_bytes())
-        cached = capture.cache.get(key) if capture.job.state != "running" else None
+        cached: Optional[pcap_summary.Summariser] = capture.cache.get(key) if capture.job.done.is_set() else None
         if cached is None:
             try:
-                cached = summary.summarise(capture.records())
+                cached = pcap_summary.summarise(capture.records())
             except reader.PcapError as exc:
                 raise AgentError("bad_capture", str(exc))
-            if capture.job.state != "running":
+            if capture.job.done.is_set():
                 capture.cache = {k: v for k, v in capture.cache.items() if k[0] != "summary"}
                 capture.cache[key] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def _interface(self, name: Optional[str]) -> str:
         names = sorted(os.listdir("/sys/class/net"))
@@ -225,9 +227,11 @@ class CaptureService:
 
     def _new_dir(self, user: str) -> str:
         """A fresh directory only the capture user can write; its parent is traverse-only."""
-        base = str(self.settings["capture_dir"])
-        os.makedirs(base, mode=0o711, exist_ok=True)
-        os.chmod(base, 0o711)
+        root = str(self.settings["capture_dir"])
+        base = agent_capture_dir(root, self.agent.base_dir)
+        for path in (root, base):
+            os.makedirs(path, mode=0o711, exist_ok=True)
+            os.chmod(path, 0o711)
         self._prune(base)
         directory = os.path.join(base, "%d-%s" % (int(time.time()), secrets.token_hex(4)))
         os.mkdir(directory, 0o700)
@@ -255,6 +259,11 @@ class CaptureService:
                 self.agent.jobs.stop(capture.job, "disk full: %d bytes free under %s (floor %d)"
                                      % (free, capture.dir, floor))
                 return
+
+
+def agent_capture_dir(root: str, agent_dir: str) -> str:
+    """Each agent keeps (and prunes) its captures in its own directory under capture_dir."""
+    return os.path.join(root, hashlib.sha256(os.path.abspath(agent_dir).encode()).hexdigest()[:12])
 
 
 def build_filter(mode: str, target: Optional[str], custom: Optional[str]) -> Tuple[str, str]:

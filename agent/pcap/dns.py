@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
@@ -31,7 +31,7 @@ def parse(payload: bytes) -> Optional[Message]:
 
 
 def _qname(data: bytes, pos: int) -> Tuple[str, int]:
-    labels = []
+    labels: List[str] = []
     while pos < len(data):
         size = data[pos]
         if size == 0:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
-from .decode import ICMP, ICMP6, PROTO_NAMES, TCP, UDP, addr, decode, endpoint, flag_text
+from .decode import ICMP, ICMP6, PROTO_NAMES, TCP, UDP, Packet, addr, decode, endpoint, flag_text
 from .reader import Record
 
 Line = Tuple[int, Optional[int], str]  # packet number, conversation id, text
-Test = Callable[[int, Optional[int], tuple], bool]  # type: ignore[type-arg]
+Test = Callable[[int, Optional[int], Optional[Packet]], bool]
 
 
 class FilterError(ValueError):
@@ -28,13 +28,16 @@ def parse_filter(text: Optional[str]) -> List[Test]:
     while i < len(words):
         word = words[i].lower()
         if word == "port" and i + 1 < len(words) and words[i + 1].isdigit():
-            port = int(words[i + 1])
-            tests.append(lambda n, c, p, port=port: p is not None and port in (p[3], p[4]))
+            tests.append(_port_test(int(words[i + 1])))
             i += 2
             continue
         tests.append(_term(word))
         i += 1
     return tests
+
+
+def _port_test(port: int) -> Test:
+    return lambda n, c, p: p is not None and port in (p[3], p[4])
 
 
 def _term(word: str) -> Test:
@@ -75,7 +78,7 @@ def lines(records: Iterable[Record], tests: List[Test]) -> Iterator[str]:
             yield "%d %.6f %s%s\n" % (num, ts - start, _describe(p, wire), " c%d" % cid if cid else "")
 
 
-def _describe(p: Optional[tuple], wire: int) -> str:  # type: ignore[type-arg]
+def _describe(p: Optional[Packet], wire: int) -> str:
     if p is None:
         return "non-ip len %d" % wire
     proto = p[0]

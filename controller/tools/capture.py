@@ -130,7 +130,7 @@ async def correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[
     for host in hosts:
         found = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
         views[host.name] = (set(found["addresses"]), _directions(found["flows"]))
-    losses = []
+    losses: list[dict[str, Any]] = []
     for sender, (addresses, sent) in views.items():
         for key, count in sent.items():
             if _ip(key[1]) not in addresses:
@@ -203,7 +203,8 @@ def _rank(summaries: dict[str, dict[str, Any]], lost: list[dict[str, Any]]) -> l
             else:
                 same[problem["text"]] = {"hosts": [host], **problem}
     for problem in same.values():
-        problem["host" if len(problem["hosts"]) == 1 else "hosts"] = fold(problem.pop("hosts"))
+        seen_on = problem.pop("hosts")
+        problem["host" if len(seen_on) == 1 else "hosts"] = fold(seen_on)
         problems.append(problem)
     problems.sort(key=lambda p: -SEVERITY.get(p.get("severity", "low"), 1))
     return problems[:MAX_PROBLEMS]
@@ -272,7 +273,7 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
                             snaplen: int | None = None, max_packets: int | None = None,
                             ) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: _start(rt, pattern, mode, target, duration, interface, filter, snaplen,
-                                           max_packets, progress(ctx)))
+                                           max_packets, progress=progress(ctx)))
 
     @mcp.tool(description="State of a capture on each host.", annotations=REMOTE_READ)
     async def capture_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:

@@ -78,6 +78,11 @@ class NetLab:
             run("ip", "netns", "del", ns, check=False)
         for i in (0, 1):
             run("ip", "link", "del", f"cfm{self.tag}{i}", check=False)
+        from crashfleet.agent.capture import agent_capture_dir
+        from crashfleet.agent.policy import DEFAULTS
+        for h in self.hosts.values():  # the rings the lab's agents wrote
+            shutil.rmtree(agent_capture_dir(DEFAULTS["capture_dir"], str(self.base / h.name / "agent")),
+                          ignore_errors=True)
 
     def namespaces(self) -> list[str]:
         return [self.router] + [h.ns for h in self.hosts.values()]

@@ -18,7 +18,12 @@ from crashfleet.agent.jobs import JobManager
 from crashfleet.agent.policy import DEFAULTS, Policy
 from crashfleet.agent.service import Agent
 from crashfleet.agent.store import Store
+from tests.helpers import cmdline, pids_matching
 from tests.rig import free_port
+
+
+def tcpdump_pids() -> list[int]:
+    return pids_matching("tcpdump")
 
 
 def make_agent(base: Path, **policy: Any) -> Agent:
@@ -72,6 +77,7 @@ def test_full_disk_stops_the_capture_and_keeps_what_was_captured(tmp_path: Path,
     summary = methods["capture.summary"]({"job_id": started["job_id"]})
     assert summary["packets"] > 0 and summary["stopped"].startswith("disk full")
     agent.jobs.shutdown()
+    assert not [p for p in tcpdump_pids() if str(tiny_disk) in cmdline(p)]
 
 
 def test_host_without_tcpdump_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
