@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -61,7 +62,7 @@ def _assemble(s: Summariser, lim: Dict[str, int], extra: Dict[str, Any]) -> Dict
 
 
 def _protocols(s: Summariser) -> Dict[str, int]:
-    mix: Counter[str] = Counter()
+    mix: typing.Counter[str] = Counter()
     for c in s.order:
         mix[PROTO_NAMES.get(c.proto, str(c.proto))] += c.pkts[0] + c.pkts[1]
     if s.non_ip:
@@ -83,7 +84,7 @@ def _services(convs: List[Conv], limit: int) -> List[str]:
 
 
 def _talkers(convs: List[Conv], limit: int) -> List[str]:
-    total: Counter[bytes] = Counter()
+    total: typing.Counter[bytes] = Counter()
     for c in convs:
         total[c.client] += c.bytes[0] + c.bytes[1]
         total[c.server] += c.bytes[0] + c.bytes[1]
@@ -122,8 +123,8 @@ def _conv_row(c: Conv) -> str:
 
 def _tcp(convs: List[Conv]) -> Dict[str, Any]:
     tcps = [c.tcp for c in convs if c.tcp is not None]
-    counts: Counter[str] = Counter()
-    ends: Counter[str] = Counter()
+    counts: typing.Counter[str] = Counter()
+    ends: typing.Counter[str] = Counter()
     for st in tcps:
         counts.update(st.counts)
         ends[st.ended()] += 1

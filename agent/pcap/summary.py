@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -40,14 +41,14 @@ class Summariser:
         self.order: List[Conv] = []
         self.packets = 0
         self.bytes = 0
-        self.non_ip: Counter[int] = Counter()
+        self.non_ip: typing.Counter[int] = Counter()
         self.first_ts: Optional[float] = None
         self.last_ts = 0.0
         self.dns_pending: Dict[tuple, tuple] = {}  # type: ignore[type-arg]  # (client, port, id) -> query
         self.dns_done: List[tuple] = []  # type: ignore[type-arg]  # (name, qtype, rcode, latency, num, server)
         self.http: List[tuple] = []  # type: ignore[type-arg]  # (method, host, path, status, latency, cid, num)
-        self.tls: Counter[Tuple[str, str]] = Counter()
-        self.icmp: Counter[Tuple[str, str, str]] = Counter()
+        self.tls: typing.Counter[Tuple[str, str]] = Counter()
+        self.icmp: typing.Counter[Tuple[str, str, str]] = Counter()
         self.icmp_nums: Dict[Tuple[str, str, str], int] = {}
 
     def feed(self, records: Iterable[Record]) -> None:
