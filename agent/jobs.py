@@ -116,6 +116,11 @@ class JobManager:
             job.done.wait(KILL_GRACE + 3)
         return job.status()
 
+    def stop(self, job: Job, reason: str) -> None:
+        """End a job early but normally (its output is complete so far): state done, with the reason."""
+        if job.state == "running":
+            self._stop(job, "done", reason)
+
     def list(self) -> List[Dict[str, Any]]:
         with self._lock:
             return [job.status() for job in self.jobs.values()]

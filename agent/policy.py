@@ -19,6 +19,11 @@ DEFAULTS: Dict[str, Any] = {
     "max_duration": 600.0,           # seconds, any job
     "max_output_bytes": 64 << 20,    # per output
     "max_store_bytes": 1 << 30,      # all outputs together
+    "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
+    "capture_user": None,            # tcpdump drops root to this user (None: tcpdump, else nobody)
+    "capture_ring_bytes": 64 << 20,  # disk cap of one capture (a ring of 4 files)
+    "capture_keep": 8,               # finished captures kept on disk, newest first
+    "capture_min_free_bytes": 64 << 20,  # a capture stops when its filesystem has less free
 }
 
 
