@@ -19,6 +19,12 @@ DEFAULTS: Dict[str, Any] = {
     "max_duration": 600.0,           # seconds, any job
     "max_output_bytes": 64 << 20,    # per output
     "max_store_bytes": 1 << 30,      # all outputs together
+    "dump_dirs": None,               # dirs dumps may be read from; None: /var/crash + kdump's path
+    "vmlinux_dirs": [],              # extra dirs searched for a dump's vmlinux
+    "drgn_code": True,               # False: drgn runs only the bundled analysis scripts
+    "drgn_python": None,             # interpreter for drgn workers; None: the agent's own
+    "max_dump_sessions": 8,          # crash/drgn sessions open at once
+    "dump_session_idle": 1800.0,     # seconds before an unused session is closed
 }
 
 

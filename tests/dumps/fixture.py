@@ -8,7 +8,8 @@ repo, and rebuilt when a file is missing. The kernel is resolved by package name
 Panics built (each an ELF dump written by QEMU's `dump-guest-memory`):
   sysrq     init writes `c` to /proc/sysrq-trigger (sysrq_handle_crash)
   initexit  init exits: "Attempted to kill init!" (do_exit -> panic)
-and `sysrq.kdump`, the sysrq dump in makedumpfile's kdump-compressed format.
+and the sysrq dump in makedumpfile's kdump-compressed (`sysrq.kdump`) and flattened
+(`sysrq.flat`) formats.
 Named processes run in the guest: cf-alpha, cf-beta, cf-gamma.
 """
 
@@ -51,6 +52,10 @@ class Fixture:
     def kdump(self) -> Path:
         return self.dir / "sysrq.kdump"
 
+    @property
+    def flat(self) -> Path:
+        return self.dir / "sysrq.flat"
+
 
 def release() -> str:
     """The current cloud kernel release, e.g. 6.1.0-56-cloud-amd64, from the meta package."""
@@ -74,7 +79,7 @@ def ensure(rel: str | None = None) -> Fixture:
         for panic in PANICS:
             if not fx.vmcore(panic).exists():
                 _build_dump(fx, panic)
-        if not fx.kdump.exists():
+        if not fx.kdump.exists() or not fx.flat.exists():
             _build_kdump(fx)
         (fx.dir / "manifest.json").write_text(json.dumps(
             {"release": rel, "vmlinux": str(fx.vmlinux), "panics": list(PANICS), "named": list(NAMED)}))
@@ -169,6 +174,7 @@ def _build_dump(fx: Fixture, panic: str, compressed: bool = False) -> Path:
             if compressed:  # QEMU writes makedumpfile's flattened form; -R rebuilds the real file
                 with open(out, "rb") as flat:
                     _run(["makedumpfile", "-R", str(out) + ".kdump"], stdin=flat)
+                os.replace(out, fx.flat)
                 out = Path(str(out) + ".kdump")
             os.replace(out, dest)
         finally:
