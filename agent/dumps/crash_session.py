@@ -68,7 +68,7 @@ class CrashSession:
         self.child = pexpect.spawn(self.binary, argv, cwd=self.workdir, env=self.env, echo=False,
                                    timeout=timeout, dimensions=(10000, 250), preexec_fn=_raw_output)
         out: List[bytes] = []
-        if not self._until_prompt(out.append, time.monotonic() + timeout):
+        if not self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False):
             text = b"".join(out).decode("utf-8", "replace")
             status = "exited" if not self.child.isalive() else "did not reach its prompt in %ds" % timeout
             self.close()
@@ -80,7 +80,7 @@ class CrashSession:
     def run_raw(self, command: str, timeout: float) -> str:
         out: List[bytes] = []
         self._send(command)
-        self._until_prompt(out.append, time.monotonic() + timeout)
+        self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False)
         return b"".join(out).decode("utf-8", "replace")
 
     def run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
@@ -97,6 +97,7 @@ class CrashSession:
                 sink.close()
             return {"ended": "done", "seconds": round(time.monotonic() - started, 3)}
         why = "cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout
+        self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
         if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE):
@@ -147,13 +148,13 @@ class CrashSession:
             except (pexpect.TIMEOUT, pexpect.EOF):
                 return
 
-    def _until_prompt(self, sink: Callable[[bytes], None], deadline: float) -> bool:
+    def _until_prompt(self, sink: Callable[[bytes], None], deadline: float, interruptible: bool = True) -> bool:
         """Pass output to sink until crash prints its prompt; False on timeout, EOF or interrupt.
         The last partial line is held back: it may be the prompt."""
         assert self.child is not None
         held = b""
         while True:
-            if self._interrupt.is_set() or time.monotonic() >= deadline:
+            if (interruptible and self._interrupt.is_set()) or time.monotonic() >= deadline:
                 sink(held) if held and held != PROMPT else None
                 return False
             try:
