@@ -83,6 +83,8 @@ def dump_fleet(rig: Rig, dump_fixture: Fixture, tmp_path_factory: pytest.TempPat
     for name, hostvars in doc["all"]["children"]["web"]["hosts"].items():
         hostvars["crashfleet_dump_dirs"] = [str(dirs[name])]
         hostvars["ansible_python_interpreter"] = sys.executable  # this venv's python has drgn
+        # An agent dir of its own (still under the rig, for the leak check): its facts differ.
+        hostvars["crashfleet_agent_dir"] = str(rig.host(name).dir / "agent-dumps")
     inventory.write_text(yaml.safe_dump(doc))
     yield DumpFleet(fx, root, dirs, inventory, paths)
     shutil.rmtree(root, ignore_errors=True)
