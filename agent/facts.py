@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -119,7 +120,8 @@ def _cache_key(paths: Dict[str, Optional[str]], boot_id: str) -> str:
             stamps.append((name, os.stat(path).st_mtime if path else 0.0))
         except OSError:
             stamps.append((name, -1.0))
-    return json.dumps([boot_id, stamps, sorted(paths.items(), key=lambda kv: kv[0])], default=str)
+    # The interpreter is part of the key: drgn is found (or not) by the python the agent runs on.
+    return json.dumps([boot_id, sys.executable, stamps, sorted(paths.items(), key=lambda kv: kv[0])], default=str)
 
 
 def _load_cache(path: Optional[str], key: str) -> Optional[Dict[str, Any]]:

@@ -72,6 +72,7 @@ class JobManager:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = False
+        self.on_shutdown: List[Callable[[], None]] = []  # domains' own children (crash sessions...)
 
     def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None) -> Job:
@@ -134,6 +135,8 @@ class JobManager:
             self._stop(job, "aborted", reason)
         for job in running:
             job.done.wait(KILL_GRACE + 3)
+        for hook in self.on_shutdown:
+            hook()
 
     def _stop(self, job: Job, state: str, reason: str) -> None:
         if job.proc is None or job.done.is_set() or job.stop_reason:

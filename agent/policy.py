@@ -24,6 +24,12 @@ DEFAULTS: Dict[str, Any] = {
     "capture_ring_bytes": 64 << 20,  # disk cap of one capture (a ring of 4 files)
     "capture_keep": 8,               # finished captures kept on disk, newest first
     "capture_min_free_bytes": 64 << 20,  # a capture stops when its filesystem has less free
+    "dump_dirs": None,               # dirs dumps may be read from; None: /var/crash + kdump's path
+    "vmlinux_dirs": [],              # extra dirs searched for a dump's vmlinux
+    "drgn_code": True,               # False: drgn runs only the bundled analysis scripts
+    "drgn_python": None,             # interpreter for drgn workers; None: the agent's own
+    "max_dump_sessions": 8,          # crash/drgn sessions open at once
+    "dump_session_idle": 1800.0,     # seconds before an unused session is closed
 }
 
 

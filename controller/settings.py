@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None
     audit_log: Path | None = Field(default=None, description="JSON-lines audit log (default in the XDG state dir)")
+    drgn_scripts: str = Field("", description="dirs of extra drgn analysis scripts, separated by ':'")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
 
     def audit_path(self) -> Path:
         return self.audit_log or state_dir() / "audit.jsonl"
+
+    def drgn_script_dirs(self) -> list[Path]:
+        return [Path(d).expanduser() for d in self.drgn_scripts.split(":") if d.strip()]
 
     @property
     def page_chars(self) -> int:

@@ -36,7 +36,9 @@ from tests.rig import Rig
 CRASHFLEET = Path(sys.executable).parent / "crashfleet"
 TOOLS = {"fleet_hosts", "fleet_check", "fleet_run", "output_page", "output_search", "jobs_list", "job_status",
          "job_cancel", "capture_interfaces", "capture_start", "capture_status", "capture_stop", "capture_summary",
-         "capture_packets"}
+         "capture_packets",
+         "dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
+         "analysis_scripts", "analysis_run", "crash_triage"}
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"             # what Client(mode="legacy") offers
 MODERN = "2026-07-28"             # Client(mode=MODERN): no handshake at all

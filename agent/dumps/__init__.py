@@ -1,0 +1,257 @@
+"""Kernel crash dumps: discovery, vmlinux matching, crash and drgn sessions, analysis scripts.
+
+RPC methods (see `methods`); the agent enforces the policy keys dump_dirs,
+vmlinux_dirs, drgn_code, drgn_python, max_dump_sessions and dump_session_idle.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+import pkgutil
+import platform
+import shutil
+import subprocess
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from ..errors import AgentError
+from ..jobs import _clean_env
+from ..params import bounded, param
+from . import discovery, formats, pipes, vmlinux
+from .drgn_client import DrgnError
+from .sessions import Session, Sessions
+
+SCRIPTS = ("panic_summary", "dstate_stacks", "memory_summary", "top_rss")
+COMMAND_TIMEOUT = 60.0
+BUSY_WAIT = 10.0
+VALUE_CHARS = 4000
+
+
+class Dumps:
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.policy = agent.policy
+        settings = self.policy.settings
+        self.sessions = Sessions(agent.base_dir, int(settings["max_dump_sessions"]),
+                                 float(settings["dump_session_idle"]))
+        agent.jobs.on_shutdown.append(self.sessions.close_all)
+
+    # -- discovery
+
+    def roots(self) -> List[str]:
+        return discovery.allowed_roots(self.policy.settings["dump_dirs"])
+
+    def dirs(self, params: Dict[str, Any]) -> List[str]:
+        dirs = param(params, "dirs", list, None)
+        if dirs is None:
+            return self.roots()
+        if not all(isinstance(d, str) and os.path.isabs(d) for d in dirs):
+            raise AgentError("bad_params", "dirs must be absolute paths, got %r" % (dirs,))
+        return list(dirs)
+
+    def list(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        found = discovery.scan(self.dirs(params), self.roots())
+        extra = self.policy.settings["vmlinux_dirs"]
+        for dump in found["dumps"]:
+            dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
+        found["allowed"] = self.roots()
+        found["drgn"] = drgn_status(self.python())
+        found["crash"] = shutil.which("crash", path=_clean_env()["PATH"]) is not None
+        return found
+
+    def dump(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """The dump named by `vmcore`, or the newest one in the dirs."""
+        path = param(params, "vmcore", str, None)
+        if path is None:
+            found = discovery.scan(self.dirs(params), self.roots())["dumps"]
+            if not found:
+                raise AgentError("no_dump", "no dump in %s" % ", ".join(self.dirs(params)),
+                                 hint="dumps_list shows where the agent looks (policy key dump_dirs)")
+            newest: Dict[str, Any] = found[0]
+            return newest
+        real = discovery.check_allowed(path, self.roots())
+        if not os.path.isfile(real):
+            raise AgentError("not_found", "no dump at %s" % path, hint="dumps_list shows the dumps on this host")
+        info = discovery.describe(real)
+        if info is None:
+            raise AgentError("not_a_dump", "%s is not a kernel dump (not ELF, kdump-compressed or flattened)"
+                             % path, hint="pass a vmcore as dumps_list reports it")
+        return info
+
+    # -- sessions
+
+    def open(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        dump = self.dump(params)
+        binary = crash_binary(dump)
+        given = param(params, "vmlinux", str, None)
+        linux = vmlinux.check(given, dump) if given else \
+            vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+        session, reused = self.sessions.get_or_create(dump, linux)
+        started = self.sessions.start_crash(session, binary, _clean_env())
+        result = session.info()
+        result.update(reused=reused, notes=session.notes)
+        result.update(self.crash(dict(params, session_id=session.id, command="sys", timeout=60)))
+        return result
+
+    def crash(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        session = self.sessions.get(param(params, "session_id", str))
+        command, filters = pipes.parse(param(params, "command", str))
+        timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
+        crash = session.crash
+        if crash is None:
+            raise AgentError("no_crash", "session %s has no crash process" % session.id,
+                             hint="open it with crash_open")
+        if not crash.lock.acquire(timeout=BUSY_WAIT):
+            raise AgentError("busy", "session %s is still running another command" % session.id,
+                             hint="wait, or interrupt it (crash_run is one command at a time per session)")
+        try:
+            writer = self.agent.store.create("crash", {"session": session.id, "command": params["command"]})
+            try:
+                ended = crash.run(command, pipes.Chain(filters) if filters else None, writer.write, timeout)
+            finally:
+                meta = writer.close(exit_status=0)
+        finally:
+            crash.lock.release()
+            session.touch()
+        return self._answer(session, writer.output_id, params, ended, meta, command=params["command"])
+
+    def interrupt(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        session = self.sessions.get(param(params, "session_id", str))
+        running = session.crash is not None and session.crash.lock.locked()
+        if running and session.crash is not None:
+            session.crash.interrupt()
+        return {"session_id": session.id, "interrupted": running}
+
+    def drgn(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        if not self.policy.settings["drgn_code"]:
+            raise AgentError("policy_denied", "this host's policy forbids running drgn code (drgn_code: false)",
+                             hint="the bundled analysis scripts still run: analysis_run")
+        code = param(params, "code", str)
+        return self._drgn(params, code, fresh=False, args=None, kind="drgn")
+
+    def scripts(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        return {"scripts": [{"name": name, "description": describe_script(bundled_script(name))}
+                            for name in SCRIPTS], "drgn_code": bool(self.policy.settings["drgn_code"])}
+
+    def script(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """A bundled script by name, or one the controller sends (that is drgn code: policy applies)."""
+        name = param(params, "name", str)
+        code = param(params, "code", str, None)
+        args = param(params, "args", list, [])
+        if code is None:
+            if name not in SCRIPTS:
+                raise AgentError("unknown_script", "no analysis script %r" % name,
+                                 hint="scripts: " + ", ".join(SCRIPTS))
+            code = bundled_script(name)
+        elif not self.policy.settings["drgn_code"]:
+            raise AgentError("policy_denied", "this host's policy forbids drgn code, and %r is not bundled" % name,
+                             hint="bundled scripts: " + ", ".join(SCRIPTS))
+        return self._drgn(params, code, fresh=True, args=[str(a) for a in args], kind="script:" + name)
+
+    def _drgn(self, params: Dict[str, Any], code: str, fresh: bool, args: Optional[List[str]],
+              kind: str) -> Dict[str, Any]:
+        session = self.sessions.get(param(params, "session_id", str))
+        timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
+        with session.drgn_lock:
+            worker = self.sessions.drgn(session, self.python(), self.worker_path(), _clean_env())
+            try:
+                answer = worker.call(code, timeout, fresh=fresh, args=args)
+                ended = {"ended": "done"}
+            except DrgnError as exc:
+                answer, ended = {"ok": False, "stderr": str(exc) + "\n"}, {"ended": "killed", "note": str(exc)}
+            session.touch()
+        writer = self.agent.store.create("drgn", {"session": session.id, "kind": kind})
+        with writer:
+            for part in ("stdout", "value", "stderr"):
+                text = answer.get(part)
+                if text:
+                    writer.write((text if text.endswith("\n") else text + "\n").encode())
+        result = self._answer(session, writer.output_id, params, ended, writer.close(), kind=kind)
+        value = answer.get("value")
+        result.update(ok=bool(answer.get("ok")), value=value[:VALUE_CHARS] if value else None,
+                      privileges=worker.ready.get("privileges"))
+        if not answer.get("ok"):
+            result["error"] = (answer.get("stderr") or "").strip().splitlines()[-1:] or ["failed"]
+            result["error"] = result["error"][0]
+        return result
+
+    def _answer(self, session: Session, output_id: str, params: Dict[str, Any], ended: Dict[str, Any],
+                meta: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+        page_bytes = bounded(params, "page_bytes", 16000, 256, 100000)
+        result = {"session_id": session.id, "output_id": output_id, "lines": meta.get("lines"),
+                  "bytes": meta.get("bytes"), "sha256": meta.get("sha256"),
+                  "page": self.agent.store.page(output_id, None, max_bytes=page_bytes)}
+        result.update(ended)
+        result.update(extra)
+        return result
+
+    # -- drgn plumbing
+
+    def python(self) -> str:
+        return str(self.policy.settings["drgn_python"] or sys.executable)
+
+    @functools.lru_cache(maxsize=1)
+    def worker_path(self) -> str:
+        """The worker script as a file (the agent runs from a zip; the worker may be another python)."""
+        source = pkgutil.get_data(__name__, "drgn_worker.py") or b""
+        path = os.path.join(self.agent.base_dir, "drgn_worker-%s.py" % hashlib.sha256(source).hexdigest()[:12])
+        if not os.path.exists(path):
+            tmp = "%s.%d.tmp" % (path, os.getpid())
+            with open(tmp, "wb") as handle:
+                handle.write(source)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        return path
+
+
+def crash_binary(dump: Dict[str, Any]) -> str:
+    """crash for the host's arch; crash-<arch> for a foreign dump when installed."""
+    host = formats.canonical_arch(platform.machine())
+    arch = dump.get("arch") or host
+    name = "crash" if arch == host else "crash-%s" % arch
+    path = shutil.which(name, path=_clean_env()["PATH"])
+    if path is None:
+        hint = "install crash" if name == "crash" else \
+            "build crash for %s (make target=%s) and install it as %s, or open the dump on a %s host" \
+            % (arch, arch.upper(), name, arch)
+        raise AgentError("no_crash", "%s is not installed on this host (the dump is %s, the host %s)"
+                         % (name, arch, host), hint=hint)
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def drgn_status(python: str) -> Dict[str, Any]:
+    """Whether `python` can import drgn (the workers need it)."""
+    try:
+        proc = subprocess.run([python, "-c", "import drgn; print(drgn.__version__)"], capture_output=True,
+                              timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"python": python, "importable": False, "error": str(exc)}
+    if proc.returncode != 0:
+        return {"python": python, "importable": False,
+                "error": proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]}
+    return {"python": python, "importable": True, "version": proc.stdout.decode().strip()}
+
+
+def bundled_script(name: str) -> str:
+    return (pkgutil.get_data(__name__, "scripts/%s.py" % name) or b"").decode()
+
+
+def describe_script(source: str) -> str:
+    try:
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        return "(does not parse)"
+    return doc.strip().splitlines()[0] if doc.strip() else "(no description)"
+
+
+def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
+    dumps = Dumps(agent)
+    return {"dumps.list": dumps.list, "dumps.open": dumps.open, "dumps.crash": dumps.crash,
+            "dumps.interrupt": dumps.interrupt, "dumps.drgn": dumps.drgn,
+            "dumps.sessions": lambda p: {"sessions": dumps.sessions.list()},
+            "dumps.close": lambda p: dumps.sessions.close(param(p, "session_id", str)),
+            "dumps.scripts": dumps.scripts, "dumps.script": dumps.script}

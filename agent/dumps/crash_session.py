@@ -1,0 +1,233 @@
+"""One crash process on one (vmlinux, vmcore), driven through a pty with pexpect.
+
+Started silent, without ~/.crashrc, without a pager, in an empty dir, in its
+own session (pexpect's child is a session leader): close() kills the group.
+A command streams into an output writer until the prompt comes back; one that
+outlives its timeout is interrupted (^C), and the process is restarted when
+that does not bring the prompt back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import termios
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import pexpect  # type: ignore[import-untyped]
+
+from .pipes import Chain
+
+PROMPT = b"crash> "
+START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big one under load
+INTERRUPT_GRACE = 5.0
+READ_CHUNK = 1 << 16
+
+
+class CrashError(Exception):
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class CrashSession:
+    def __init__(self, binary: str, vmlinux: str, vmcore: str, workdir: str, env: Dict[str, str]) -> None:
+        self.binary, self.vmlinux, self.vmcore = binary, vmlinux, vmcore
+        self.workdir, self.env = workdir, env
+        self.child: Optional[pexpect.spawn] = None
+        self.minimal = False
+        self.lock = threading.Lock()  # one command at a time
+        self._interrupt = threading.Event()
+        self._pushback = b""
+        self.restarts = 0
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.child.pid if self.child is not None else None
+
+    def start(self, timeout: float = START_TIMEOUT) -> Dict[str, Any]:
+        """Start crash; on a failed full start retry with --minimal and say so."""
+        try:
+            banner = self._spawn([], timeout)
+            return {"minimal": False, "banner": banner}
+        except CrashError as first:
+            self.close()
+            try:
+                banner = self._spawn(["--minimal"], timeout)
+            except CrashError:
+                raise first from None
+            self.minimal = True
+            return {"minimal": True, "banner": banner,
+                    "note": "full initialisation failed, opened with --minimal (few commands work: log, "
+                            "rd, sym, dis...): " + first.output.strip()[-600:]}
+
+    def _spawn(self, extra: List[str], timeout: float) -> str:
+        argv = ["-s", "--no_crashrc", "--no_scroll"] + extra + [self.vmlinux, self.vmcore]
+        self.child = pexpect.spawn(self.binary, argv, cwd=self.workdir, env=self.env, echo=False,
+                                   timeout=timeout, dimensions=(10000, 250), preexec_fn=_raw_output)
+        out: List[bytes] = []
+        if not self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False):
+            text = b"".join(out).decode("utf-8", "replace")
+            status = "exited" if not self.child.isalive() else "did not reach its prompt in %ds" % timeout
+            self.close()
+            raise CrashError("crash %s on %s: %s" % (status, self.vmcore, text.strip()[-800:]), text)
+        for setting in ("set scroll off", "set radix 16"):
+            self.run_raw(setting, timeout=30)
+        return b"".join(out).decode("utf-8", "replace")
+
+    def run_raw(self, command: str, timeout: float) -> str:
+        out: List[bytes] = []
+        self._send(command)
+        self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False)
+        return b"".join(out).decode("utf-8", "replace")
+
+    def run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
+            timeout: float) -> Dict[str, Any]:
+        """Run one command, its output (through the chain) into write(); says how it ended."""
+        self._interrupt.clear()
+        if self.child is None or not self.child.isalive():
+            self.restart()
+        sink = _LineSink(chain, write) if chain is not None else write
+        self._send(command)
+        started = time.monotonic()
+        if self._until_prompt(sink, started + timeout):
+            if isinstance(sink, _LineSink):
+                sink.close()
+            return {"ended": "done", "seconds": round(time.monotonic() - started, 3)}
+        why = "cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout
+        self._interrupt.clear()
+        assert self.child is not None
+        self.child.sendintr()
+        if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE):
+            if isinstance(sink, _LineSink):
+                sink.close()
+            return {"ended": "interrupted", "reason": why,
+                    "note": "the command was interrupted (%s); the session is still open" % why}
+        self.restart()
+        return {"ended": "restarted", "reason": why,
+                "note": "the command did not stop on ^C (%s): crash was restarted; earlier `set` "
+                        "context is lost" % why}
+
+    def interrupt(self) -> None:
+        """Ask the running command to stop (from another thread)."""
+        self._interrupt.set()
+
+    def restart(self) -> None:
+        self.close()
+        self.restarts += 1
+        self._spawn(["--minimal"] if self.minimal else [], START_TIMEOUT)
+
+    def close(self) -> None:
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # crash and anything it started
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            child.close(force=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    def _send(self, command: str) -> None:
+        assert self.child is not None
+        self._drain()
+        self.child.sendline(command)
+
+    def _drain(self) -> None:
+        """Throw away anything left from an interrupted command."""
+        assert self.child is not None
+        self._pushback = b""
+        while True:
+            try:
+                if not self.child.read_nonblocking(READ_CHUNK, timeout=0):
+                    return
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                return
+
+    def _until_prompt(self, sink: Callable[[bytes], None], deadline: float, interruptible: bool = True) -> bool:
+        """Pass output to sink until crash prints its prompt; False on timeout, EOF or interrupt.
+        The last partial line is held back: it may be the prompt."""
+        assert self.child is not None
+        held = b""
+        while True:
+            if (interruptible and self._interrupt.is_set()) or time.monotonic() >= deadline:
+                sink(held) if held and held != PROMPT else None
+                return False
+            try:
+                chunk = self._read(min(0.5, max(0.0, deadline - time.monotonic())))
+            except pexpect.EOF:
+                sink(held) if held else None
+                return False
+            if not chunk:
+                if held == PROMPT or held.endswith(b"\n" + PROMPT):
+                    sink(held[:-len(PROMPT)])
+                    return True
+                continue
+            data = (held + chunk).replace(b"\r\n", b"\n")
+            if data.endswith(b"\r"):
+                data, held = data[:-1], b"\r"
+            else:
+                held = b""
+            cut = data.rfind(b"\n") + 1
+            sink(data[:cut])
+            held = data[cut:] + held
+            if held == PROMPT and not self._more_soon():
+                return True
+
+    def _more_soon(self) -> bool:
+        """True when output follows what looked like the prompt (a line that starts with it)."""
+        try:
+            self._pushback = self._read(0.02)
+        except pexpect.EOF:
+            return False
+        return bool(self._pushback)
+
+    def _read(self, timeout: float) -> bytes:
+        """Output so far (b"" when none came within timeout); raises pexpect.EOF at the end."""
+        assert self.child is not None
+        if self._pushback:
+            chunk, self._pushback = self._pushback, b""
+            return chunk
+        try:
+            return self.child.read_nonblocking(READ_CHUNK, timeout=timeout)  # type: ignore[no-any-return]
+        except pexpect.TIMEOUT:
+            return b""
+
+
+class _LineSink:
+    """Bytes in, whole lines through the filter chain, bytes out."""
+
+    def __init__(self, chain: Chain, write: Callable[[bytes], None]) -> None:
+        self.chain, self.write, self.partial = chain, write, b""
+
+    def __call__(self, data: bytes) -> None:
+        if self.chain.done:
+            return
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        out: List[str] = []
+        for line in lines:
+            out.extend(self.chain.feed(line.decode("utf-8", "replace") + "\n"))
+            if self.chain.done:
+                break
+        if out:
+            self.write("".join(out).encode())
+
+    def close(self) -> None:
+        if self.partial:
+            self.partial, rest = b"", self.partial
+            self.__call__(rest + b"\n")
+        tail = self.chain.end()
+        if tail:
+            self.write("".join(tail).encode())
+
+
+def _raw_output() -> None:
+    """In the child, before exec: no \\n -> \\r\\n translation on the pty."""
+    attrs = termios.tcgetattr(0)
+    attrs[1] &= ~termios.ONLCR
+    termios.tcsetattr(0, termios.TCSANOW, attrs)

@@ -1,0 +1,199 @@
+"""Recognise a dump from its first bytes and read its VMCOREINFO, without crash or drgn.
+
+ELF vmcores (kdump's /proc/vmcore, QEMU's dump-guest-memory) carry VMCOREINFO as
+a note; makedumpfile's kdump-compressed files carry it at an offset given in the
+sub-header, and the kernel release in the header's utsname; the flattened form
+is the same file cut into (offset, size) records for streaming.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
+
+ELF_MAGIC = b"\x7fELF"
+KDUMP_MAGIC = b"KDUMP   "
+DISKDUMP_MAGIC = b"DISKDUMP"
+FLAT_MAGIC = b"makedumpfile\0"
+FLAT_HEADER = 4096
+PT_NOTE = 4
+NT_GNU_BUILD_ID = 3
+MACHINES = {3: "x86", 62: "x86_64", 183: "arm64", 40: "arm", 21: "ppc64", 22: "s390x",
+            243: "riscv64", 8: "mips", 258: "loongarch64"}
+UNAME_MACHINE = {"aarch64": "arm64", "i686": "x86", "i386": "x86", "ppc64le": "ppc64", "s390": "s390x"}
+MAX_NOTES = 4 << 20
+MAX_FLAT_RECORDS = 256
+
+
+class NotADump(Exception):
+    """The file is not a dump format we know."""
+
+
+def canonical_arch(machine: str) -> str:
+    """`uname -m` spelling to the dump's (and crash's) spelling: aarch64 -> arm64."""
+    return UNAME_MACHINE.get(machine, machine)
+
+
+def identify(path: str) -> Dict[str, Any]:
+    """format, arch, release, build_id (None when unknown) and the raw VMCOREINFO keys we use."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if head.startswith(ELF_MAGIC):
+            info = _elf_dump(f)
+        elif head.startswith(KDUMP_MAGIC) or head.startswith(DISKDUMP_MAGIC):
+            info = _kdump(f, _FileReader(f))
+        elif head.startswith(FLAT_MAGIC):
+            info = _kdump(f, _FlatReader(f))
+            info["format"] = "flattened"
+        else:
+            raise NotADump("unknown magic %r" % head[:8])
+    return info
+
+
+def parse_vmcoreinfo(text: str) -> Dict[str, str]:
+    fields: Dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def _summary(fmt: str, arch: Optional[str], vmcoreinfo: Optional[str],
+             release: Optional[str] = None) -> Dict[str, Any]:
+    fields = parse_vmcoreinfo(vmcoreinfo or "")
+    return {"format": fmt, "arch": arch, "release": fields.get("OSRELEASE") or release,
+            "build_id": fields.get("BUILD-ID"), "vmcoreinfo": vmcoreinfo is not None,
+            "page_size": fields.get("PAGESIZE"), "crashtime": fields.get("CRASHTIME")}
+
+
+# ---------------------------------------------------------------- ELF
+
+def _elf_header(f: BinaryIO) -> Tuple[str, str, int, int, int, int]:
+    """(endian, class, e_machine, e_phoff, e_phentsize, e_phnum)."""
+    f.seek(0)
+    ident = f.read(64)
+    if len(ident) < 52:
+        raise NotADump("truncated ELF header")
+    bits = {1: "32", 2: "64"}.get(ident[4])
+    endian = {1: "<", 2: ">"}.get(ident[5])
+    if bits is None or endian is None:
+        raise NotADump("bad ELF class or byte order")
+    machine = struct.unpack_from(endian + "H", ident, 18)[0]
+    if bits == "64":
+        phoff, = struct.unpack_from(endian + "Q", ident, 32)
+        phentsize, phnum = struct.unpack_from(endian + "HH", ident, 54)
+    else:
+        phoff, = struct.unpack_from(endian + "I", ident, 28)
+        phentsize, phnum = struct.unpack_from(endian + "HH", ident, 42)
+    return endian, bits, machine, phoff, phentsize, phnum
+
+
+def elf_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
+    """(name, type, desc) of every note in the PT_NOTE segments."""
+    endian, bits, _machine, phoff, phentsize, phnum = _elf_header(f)
+    for i in range(min(phnum, 65535)):
+        f.seek(phoff + i * phentsize)
+        ph = f.read(phentsize)
+        if bits == "64":
+            p_type, _flags, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIQQQQ", ph)
+        else:
+            p_type, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIIII", ph)
+        if p_type == PT_NOTE and filesz:
+            f.seek(offset)
+            for note in _walk_notes(f.read(min(filesz, MAX_NOTES)), endian):
+                yield note
+
+
+def _walk_notes(data: bytes, endian: str) -> Iterator[Tuple[bytes, int, bytes]]:
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(endian + "III", data, pos)
+        pos += 12
+        name = data[pos:pos + namesz].rstrip(b"\0")
+        pos += (namesz + 3) & ~3
+        desc = data[pos:pos + descsz]
+        pos += (descsz + 3) & ~3
+        yield name, ntype, desc
+
+
+def _elf_dump(f: BinaryIO) -> Dict[str, Any]:
+    _endian, _bits, machine, _phoff, _phentsize, _phnum = _elf_header(f)
+    vmcoreinfo = None
+    for name, _type, desc in elf_notes(f):
+        if name == b"VMCOREINFO":
+            vmcoreinfo = desc.rstrip(b"\0").decode("utf-8", "replace")
+            break
+    return _summary("elf", MACHINES.get(machine, "machine-%d" % machine), vmcoreinfo)
+
+
+def elf_build_id(path: str) -> Optional[str]:
+    """The GNU build id of an ELF file (a vmlinux), or None."""
+    with open(path, "rb") as f:
+        if f.read(4) != ELF_MAGIC:
+            raise NotADump("not an ELF file")
+        for name, ntype, desc in elf_notes(f):
+            if name == b"GNU" and ntype == NT_GNU_BUILD_ID:
+                return desc.hex()
+    return None
+
+
+# ---------------------------------------------------------------- kdump-compressed / flattened
+
+class _FileReader:
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+
+    def read(self, offset: int, size: int) -> bytes:
+        self.f.seek(offset)
+        return self.f.read(size)
+
+
+class _FlatReader:
+    """Reads logical offsets of a flattened file from its first records (headers come first)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.records: List[Tuple[int, int, int]] = []  # (logical offset, size, file position)
+        pos = FLAT_HEADER
+        f.seek(pos)
+        for _ in range(MAX_FLAT_RECORDS):
+            head = f.read(16)
+            if len(head) < 16:
+                break
+            offset, size = struct.unpack(">qq", head)
+            if offset < 0 or size < 0:  # the end marker
+                break
+            self.records.append((offset, size, pos + 16))
+            pos += 16 + size
+            f.seek(pos)
+        self.f = f
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to size bytes from the record holding offset (headers sit in one record each)."""
+        for start, length, where in self.records:
+            if start <= offset < start + length:
+                self.f.seek(where + offset - start)
+                return self.f.read(min(size, start + length - offset))
+        return b""
+
+
+def _kdump(f: BinaryIO, reader: Any) -> Dict[str, Any]:
+    header = reader.read(0, 512)
+    if len(header) < 432 or not (header.startswith(KDUMP_MAGIC) or header.startswith(DISKDUMP_MAGIC)):
+        raise NotADump("no kdump header")
+    version, = struct.unpack_from("<i", header, 8)
+    release = _cstr(header[12 + 2 * 65:12 + 3 * 65])
+    machine = _cstr(header[12 + 4 * 65:12 + 5 * 65])
+    block_size, = struct.unpack_from("<i", header, 428)
+    vmcoreinfo = None
+    if version >= 3 and 0 < block_size <= 1 << 20:
+        sub = reader.read(block_size, 48)
+        if len(sub) == 48:
+            offset, size = struct.unpack_from("<qQ", sub, 32)
+            if 0 < size <= MAX_NOTES:
+                vmcoreinfo = reader.read(offset, size).rstrip(b"\0").decode("utf-8", "replace") or None
+    return _summary("kdump-compressed", canonical_arch(machine) or None, vmcoreinfo, release or None)
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace")

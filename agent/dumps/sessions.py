@@ -1,0 +1,160 @@
+"""Open dump sessions: one per (vmcore, vmlinux), with a crash process and a drgn worker.
+
+Sessions are reused, listed, closed, and closed when idle; the agent's shutdown
+closes them all, so no crash or drgn process outlives the agent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import AgentError
+from .crash_session import CrashError, CrashSession
+from .drgn_client import DrgnError, DrgnWorker
+
+REAP_EVERY = 15.0
+
+
+class Session:
+    def __init__(self, sid: str, dump: Dict[str, Any], vmlinux: str, workdir: str) -> None:
+        self.id, self.dump, self.vmlinux, self.workdir = sid, dump, vmlinux, workdir
+        self.vmcore: str = dump["path"]
+        self.crash: Optional[CrashSession] = None
+        self.drgn: Optional[DrgnWorker] = None
+        self.created = self.last_used = time.time()
+        self.opening = threading.Lock()  # held while crash starts: a second open waits for it
+        self.drgn_lock = threading.Lock()
+        self.notes: List[str] = []
+
+    def touch(self) -> None:
+        self.last_used = time.time()
+
+    def info(self) -> Dict[str, Any]:
+        crash = self.crash
+        return {"session_id": self.id, "vmcore": self.vmcore, "vmlinux": self.vmlinux,
+                "release": self.dump.get("release"), "arch": self.dump.get("arch"),
+                "format": self.dump.get("format"), "created": self.created, "last_used": self.last_used,
+                "crash_pid": crash.pid if crash else None, "minimal": bool(crash and crash.minimal),
+                "drgn_pid": self.drgn.pid if self.drgn else None,
+                "crash_restarts": crash.restarts if crash else 0}
+
+    def close(self) -> None:
+        if self.crash is not None:
+            self.crash.close()
+        if self.drgn is not None:
+            self.drgn.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Sessions:
+    def __init__(self, base_dir: str, max_sessions: int, idle: float) -> None:
+        self.base_dir = os.path.join(base_dir, "sessions")
+        self.max_sessions, self.idle = max_sessions, idle
+        self.by_id: Dict[str, Session] = {}
+        self.by_key: Dict[Tuple[str, str], Session] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        reaper = threading.Thread(target=self._reap, name="dump-sessions-reaper", daemon=True)
+        reaper.start()
+
+    def get_or_create(self, dump: Dict[str, Any], vmlinux: str) -> Tuple[Session, bool]:
+        key = (dump["path"], vmlinux)
+        with self._lock:
+            session = self.by_key.get(key)
+            if session is not None:
+                session.touch()
+                return session, True
+            if len(self.by_id) >= self.max_sessions:
+                raise AgentError("too_many_sessions", "%d dump sessions are open on this host (the policy's cap)"
+                                 % len(self.by_id), hint="close one with session_close; sessions_list shows them")
+            sid = "s%d" % next(self._ids)
+            workdir = os.path.join(self.base_dir, sid)  # empty cwd for crash and drgn
+            os.makedirs(workdir, mode=0o711, exist_ok=True)
+            session = Session(sid, dump, vmlinux, workdir)
+            self.by_id[sid], self.by_key[key] = session, session
+            return session, False
+
+    def get(self, sid: str) -> Session:
+        session = self.by_id.get(sid)
+        if session is None:
+            raise AgentError("unknown_session", "no dump session %r on this host: it was closed, expired after "
+                             "%ds idle, or the agent restarted" % (sid, self.idle),
+                             hint="open it again with crash_open (sessions_list shows open ones)")
+        session.touch()
+        return session
+
+    def start_crash(self, session: Session, binary: str, env: Dict[str, str]) -> Dict[str, Any]:
+        """The session's crash, started once; concurrent opens of one session wait for it."""
+        with session.opening:
+            if session.crash is not None:
+                return {"minimal": session.crash.minimal}
+            crash = CrashSession(binary, session.vmlinux, session.vmcore, session.workdir, env)
+            try:
+                started = crash.start()
+            except CrashError as exc:
+                self.close(session.id)
+                raise AgentError("crash_failed", str(exc),
+                                 hint="check that vmlinux matches the dump; dumps_list shows both") from None
+            except OSError as exc:
+                self.close(session.id)
+                raise AgentError("crash_failed", "cannot run %s: %s" % (binary, exc),
+                                 hint="install crash on this host") from None
+            if self._closed.is_set() or session.id not in self.by_id:  # closed while starting
+                crash.close()
+                raise AgentError("unknown_session", "session %s was closed while crash started" % session.id)
+            session.crash = crash
+            if started.get("note"):
+                session.notes.append(started["note"])
+            return started
+
+    def drgn(self, session: Session, python: str, worker: str, env: Dict[str, str]) -> DrgnWorker:
+        if session.drgn is None or session.drgn.proc is None:
+            drgn = DrgnWorker(python, worker, session.vmcore, session.vmlinux, session.workdir, env)
+            try:
+                drgn.start()
+            except DrgnError as exc:
+                raise AgentError("drgn_failed", str(exc), hint="is drgn importable by %s? (pip install drgn; "
+                                 "policy key drgn_python picks the interpreter)" % python) from None
+            session.drgn = drgn
+        return session.drgn
+
+    def close(self, sid: str) -> Dict[str, Any]:
+        with self._lock:
+            session = self.by_id.pop(sid, None)
+            if session is None:
+                raise AgentError("unknown_session", "no dump session %r on this host" % sid,
+                                 hint="sessions_list shows the open ones")
+            self.by_key.pop((session.vmcore, session.vmlinux), None)
+        info = session.info()
+        session.close()
+        return info
+
+    def list(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [s.info() for s in self.by_id.values()]
+
+    def close_all(self) -> None:
+        self._closed.set()
+        for sid in list(self.by_id):
+            try:
+                self.close(sid)
+            except AgentError:
+                pass
+
+    def _reap(self) -> None:
+        while not self._closed.wait(REAP_EVERY):
+            now = time.time()
+            for session in list(self.by_id.values()):
+                busy = session.opening.locked() or session.drgn_lock.locked() or \
+                    (session.crash is not None and session.crash.lock.locked())
+                if not busy and now - session.last_used > self.idle:
+                    try:
+                        self.close(session.id)
+                    except AgentError:
+                        pass

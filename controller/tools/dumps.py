@@ -1,0 +1,324 @@
+"""Kernel crash dumps where they lie: discovery, crash and drgn sessions, analysis scripts, triage."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from crashfleet.inventory import Host
+
+from ..errors import AgentCallError, HostError, UsageError
+from ..fleet import Progress
+from ..grouping import HostOutcome, fold, group_outcomes
+from ..models import FanoutResult
+from ..runtime import Runtime
+from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, answer, progress
+from .common import output_ref
+from .dumps_models import (CommandResult, CrashOpen, ScriptInfo, ScriptList, SessionInfo, SessionList,
+                           TriageGroup, TriageHostError, TriageResult)
+
+DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
+OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
+FRAME = re.compile(r"^\s*#\d+\s+\[[0-9a-f]+\]\s+(\S+)\s+at\s", re.M)
+PANIC = re.compile(r'PANIC:\s+"(.*)"')
+# Frames that say how the kernel died, not why: left out of a signature.
+GENERIC = re.compile(r"^(panic|vpanic|__crash_kexec|crash_kexec|machine_kexec|oops_end|die|__die|"
+                     r"delay_tsc|__preempt_count_add|native_.*|do_trap|do_error_trap|exc_.*|asm_exc_.*|"
+                     r"__warn|report_bug|handle_bug|dump_stack.*|show_stack|printk.*|_printk|vprintk.*)$")
+USER_BOUNDARY = re.compile(r"^(do_syscall_64|do_syscall_x64|entry_SYSCALL.*|ret_from_fork.*)$")
+TOP_FRAMES = 4
+
+
+def _split_session(session_id: str) -> tuple[str, str]:
+    host, sep, sid = session_id.rpartition(":")
+    if not sep or not host or not sid:
+        raise UsageError(f"session_id {session_id!r} is not of the form HOST:ID",
+                         "use a session_id exactly as crash_open or sessions_list returned it")
+    return host, sid
+
+
+def _dirs(host: Host) -> list[str] | None:
+    dirs = host.vars.get(DUMP_DIRS_VAR)
+    if dirs is None:
+        return None
+    if isinstance(dirs, str):
+        dirs = [dirs]
+    return [str(d) for d in dirs]
+
+
+async def _call(rt: Runtime, host: Host, method: str, params: dict[str, Any], session_id: str | None = None,
+                ) -> Any:
+    """An agent call whose errors name the session (or host) and what to do."""
+    try:
+        return await rt.fleet.call(host, method, params)
+    except AgentCallError as exc:
+        where = f"session {session_id}" if session_id else host.name
+        raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+
+
+async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> FanoutResult:
+    """Each host's dumps (newest first) with format, arch, release and debuginfo, grouped."""
+    async def scan(host: Host) -> HostOutcome:
+        found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
+        dumps = [{k: d.get(k) for k in ("path", "size", "mtime", "format", "arch", "release", "build_id",
+                                         "debuginfo", "incomplete")} for d in found["dumps"]]
+        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": found["drgn"]["importable"],
+                "crash": found["crash"]}
+        text = "\n".join(_dump_line(d) for d in dumps) or f"no dumps in {', '.join(found['dirs'])}"
+        key = hashlib.sha256(repr((text, found["skipped"])).encode()).hexdigest()
+        return HostOutcome(host.name, "ok", key=key, output=text, data=data)
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), scan, progress=progress)
+    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+
+
+def _dump_line(d: dict[str, Any]) -> str:
+    debug = d["debuginfo"]
+    vmlinux = debug.get("vmlinux") if debug.get("present") else f"missing: {debug.get('package_hint') or debug.get('hint')}"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["mtime"]))
+    return f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  vmlinux: {vmlinux}"
+
+
+def _session(host: str, info: dict[str, Any]) -> SessionInfo:
+    return SessionInfo(session_id=f"{host}:{info['session_id']}", host=host, vmcore=info["vmcore"],
+                       vmlinux=info["vmlinux"], release=info.get("release"), arch=info.get("arch"),
+                       format=info.get("format"), minimal=info.get("minimal", False),
+                       idle_s=round(time.time() - info["last_used"], 1) if info.get("last_used") else None,
+                       crash_pid=info.get("crash_pid"), drgn_pid=info.get("drgn_pid"))
+
+
+def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
+    page = r["page"]
+    return CommandResult(session_id=f"{host}:{r['session_id']}", command=command, ended=r.get("ended", "done"),
+                         text=page["text"], output_id=output_ref(host, r["output_id"]),
+                         total_lines=page["total_lines"], next_cursor=page.get("next_cursor"),
+                         truncated=page.get("truncated", False), note=r.get("note"), ok=r.get("ok"),
+                         value=r.get("value"), error=r.get("error"))
+
+
+async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None) -> CrashOpen:
+    """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched."""
+    target = rt.fleet.host(host)
+    params = {"vmcore": vmcore, "vmlinux": vmlinux, "dirs": _dirs(target),
+              "page_bytes": rt.settings.page_chars}
+    try:
+        r = await asyncio.wait_for(_call(rt, target, "dumps.open", params), OPEN_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
+                        "the host may be overloaded; sessions_list shows whether it opened since") from None
+    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, "sys", r),
+                     notes=r.get("notes") or [])
+
+
+async def sessions_list(rt: Runtime) -> SessionList:
+    """Open sessions on every host the controller is connected to."""
+    links = [name for name, link in rt.fleet.links.items() if link.alive]
+    answers = await asyncio.gather(*(rt.fleet.call(rt.fleet.host(n), "dumps.sessions") for n in links),
+                                   return_exceptions=True)
+    sessions: list[SessionInfo] = []
+    failed: list[str] = []
+    for name, got in zip(links, answers):
+        if isinstance(got, BaseException):
+            failed.append(name)
+            continue
+        sessions += [_session(name, s) for s in got["sessions"]]
+    note = f"could not ask {fold(failed)}" if failed else None
+    return SessionList(sessions=sessions, note=note)
+
+
+async def session_close(rt: Runtime, session_id: str) -> SessionInfo:
+    """Close a session: its crash and drgn processes end."""
+    host, sid = _split_session(session_id)
+    info = await _call(rt, rt.fleet.host(host), "dumps.close", {"session_id": sid}, session_id)
+    return _session(host, info)
+
+
+async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float = 60.0) -> CommandResult:
+    """One crash command; a cancelled call interrupts the command on the host (the session lives on)."""
+    host, sid = _split_session(session_id)
+    target = rt.fleet.host(host)
+    params = {"session_id": sid, "command": command, "timeout": timeout, "page_bytes": rt.settings.page_chars}
+    call = asyncio.ensure_future(_call(rt, target, "dumps.crash", params, session_id))
+    try:
+        r = await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await rt.fleet.call(target, "dumps.interrupt", {"session_id": sid})
+        await asyncio.wait([call], timeout=10)  # the agent answers once crash is back at its prompt
+        raise
+    return _result(host, command, r)
+
+
+async def drgn_run(rt: Runtime, session_id: str, code: str, timeout: float = 60.0) -> CommandResult:
+    """Python in the session's drgn worker (`prog` ready, helpers imported); the namespace persists."""
+    host, sid = _split_session(session_id)
+    params = {"session_id": sid, "code": code, "timeout": timeout, "page_bytes": rt.settings.page_chars}
+    r = await _call(rt, rt.fleet.host(host), "dumps.drgn", params, session_id)
+    return _result(host, "drgn", r)
+
+
+def local_scripts(rt: Runtime) -> dict[str, Path]:
+    """Scripts in the CRASHFLEET_DRGN_SCRIPTS dirs (the controller's), by name."""
+    found: dict[str, Path] = {}
+    for directory in rt.settings.drgn_script_dirs():
+        for path in sorted(directory.glob("*.py")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
+    r = await _call(rt, rt.fleet.host(host), "dumps.scripts", {})
+    scripts = [ScriptInfo(name=s["name"], description=s["description"], source="bundled") for s in r["scripts"]]
+    bundled = {s.name for s in scripts}
+    for name, path in local_scripts(rt).items():
+        if name not in bundled:
+            scripts.append(ScriptInfo(name=name, description=_docline(path.read_text()), source=str(path.parent)))
+    return ScriptList(host=host, scripts=scripts, drgn_code=r["drgn_code"])
+
+
+async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] | None = None,
+                       timeout: float = 120.0) -> CommandResult:
+    """Run an analysis script in the session; bundled names win over CRASHFLEET_DRGN_SCRIPTS ones."""
+    host, sid = _split_session(session_id)
+    target = rt.fleet.host(host)
+    params: dict[str, Any] = {"session_id": sid, "name": name, "args": args or [], "timeout": timeout,
+                              "page_bytes": rt.settings.page_chars}
+    bundled = {s["name"] for s in (await _call(rt, target, "dumps.scripts", {}))["scripts"]}
+    if name not in bundled:
+        path = local_scripts(rt).get(name)
+        if path is None:
+            raise UsageError(f"no analysis script {name!r}", f"analysis_scripts('{host}') lists them")
+        params["code"] = path.read_text()
+    r = await _call(rt, target, "dumps.script", params, session_id)
+    return _result(host, f"script {name}", r)
+
+
+def _docline(source: str) -> str:
+    try:
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        return "(does not parse)"
+    return doc.strip().splitlines()[0] if doc.strip() else "(no description)"
+
+
+def signature(sys_text: str, bt_text: str) -> tuple[str | None, list[str], str]:
+    """(panic string, top meaningful frames, signature): addresses and offsets stripped."""
+    match = PANIC.search(sys_text)
+    panic = _strip(match.group(1)) if match else None
+    frames: list[str] = []
+    for name in FRAME.findall(bt_text):
+        name = re.sub(r"\.(cold|isra|constprop|part)(\.\d+)?$", "", name)
+        if USER_BOUNDARY.match(name):
+            break
+        if not GENERIC.match(name) and name not in frames:
+            frames.append(name)
+        if len(frames) == TOP_FRAMES:
+            break
+    return panic, frames, f"{panic or 'no panic string'} | {' < '.join(frames) or 'no frames'}"
+
+
+def _strip(text: str) -> str:
+    text = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", text)
+    text = re.sub(r"\b(0x)?[0-9a-f]{12,16}\b", "ADDR", text)
+    return text.replace("Kernel panic - not syncing: ", "").strip()
+
+
+async def crash_triage(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> TriageResult:
+    """Open the newest dump on every host in parallel and group hosts by panic signature."""
+    started = time.monotonic()
+
+    async def triage(host: Host) -> HostOutcome:
+        try:
+            opened = await _call(rt, host, "dumps.open", {"dirs": _dirs(host), "page_bytes": 16000})
+        except UsageError as exc:
+            if "no dump in" in exc.message:
+                return HostOutcome(host.name, "ok", key="no_dump")
+            raise
+        bt = await _call(rt, host, "dumps.crash", {"session_id": opened["session_id"], "command": "bt",
+                                                   "timeout": 60})
+        panic, frames, sig = signature(opened["page"]["text"], bt["page"]["text"])
+        return HostOutcome(host.name, "ok", key=sig, data={
+            "panic": panic, "frames": frames, "release": opened.get("release"),
+            "session": f"{host.name}:{opened['session_id']}"})
+
+    outcomes, _ = await rt.fleet.fan_out(rt.fleet.match(pattern), triage, deadline=OPEN_TIMEOUT,
+                                         progress=progress)
+    buckets: dict[str, list[HostOutcome]] = {}
+    errors: list[TriageHostError] = []
+    for outcome in outcomes:
+        if outcome.status != "ok":
+            errors.append(TriageHostError(host=outcome.host, message=outcome.message or outcome.status,
+                                          hint=outcome.hint))
+        else:
+            buckets.setdefault(outcome.key, []).append(outcome)
+    no_dump = buckets.pop("no_dump", [])
+    groups = [TriageGroup(count=len(members), hosts=fold(m.host for m in members), signature=key,
+                          panic=(members[0].data or {}).get("panic"), frames=(members[0].data or {})["frames"],
+                          release=(members[0].data or {}).get("release"),
+                          sessions=[(m.data or {})["session"] for m in members])
+              for key, members in sorted(buckets.items(), key=lambda kv: -len(kv[1]))]
+    return TriageResult(groups=groups, no_dump=fold(m.host for m in no_dump), errors=errors,
+                        elapsed_ms=int((time.monotonic() - started) * 1000))
+
+
+SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
+Seconds = Annotated[float, Field(description="per-command timeout; the command is interrupted after it")]
+
+
+def register(mcp: MCPServer, rt: Runtime) -> None:
+    @mcp.tool(name="dumps_list", description="Find kernel crash dumps on hosts: format, kernel, debuginfo.", annotations=REMOTE_READ)
+    async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
+        return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
+
+    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump; null vmcore = newest.",
+              annotations=STARTS_WORK)
+    async def crash_open_tool(host: str, vmcore: str | None = None,
+                              vmlinux: str | None = None) -> Annotated[CallToolResult, CrashOpen]:
+        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux))
+
+    @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
+    async def sessions_list_tool() -> Annotated[CallToolResult, SessionList]:
+        return await answer(lambda: sessions_list(rt))
+
+    @mcp.tool(name="session_close", description="Close a dump session and its processes.", annotations=STOPS_WORK)
+    async def session_close_tool(session_id: SessionId) -> Annotated[CallToolResult, SessionInfo]:
+        return await answer(lambda: session_close(rt, session_id))
+
+    @mcp.tool(name="crash_run", description="Run a crash command (pipes to grep/head/tail/wc allowed) in a session.",
+              annotations=REMOTE_READ)
+    async def crash_run_tool(session_id: SessionId, command: str,
+                             timeout: Seconds = 60.0) -> Annotated[CallToolResult, CommandResult]:
+        return await answer(lambda: crash_run(rt, session_id, command, timeout))
+
+    @mcp.tool(name="drgn_run", description="Run drgn Python in a session (prog ready, Linux helpers imported).",
+              annotations=REMOTE_READ)
+    async def drgn_run_tool(session_id: SessionId, code: str,
+                            timeout: Seconds = 60.0) -> Annotated[CallToolResult, CommandResult]:
+        return await answer(lambda: drgn_run(rt, session_id, code, timeout))
+
+    @mcp.tool(name="analysis_scripts", description="List drgn analysis scripts available for a host.", annotations=READ)
+    async def analysis_scripts_tool(host: str) -> Annotated[CallToolResult, ScriptList]:
+        return await answer(lambda: analysis_scripts(rt, host))
+
+    @mcp.tool(name="analysis_run", description="Run a drgn analysis script in a session.", annotations=REMOTE_READ)
+    async def analysis_run_tool(session_id: SessionId, name: str,
+                                args: list[str] | None = None) -> Annotated[CallToolResult, CommandResult]:
+        return await answer(lambda: analysis_run(rt, session_id, name, args))
+
+    @mcp.tool(name="crash_triage", description="Open the newest dump on every host and group hosts by panic signature.",
+              annotations=STARTS_WORK)
+    async def crash_triage_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, TriageResult]:
+        return await answer(lambda: crash_triage(rt, pattern, progress(ctx)))
+
+
+
+__all__ = ["dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
+           "analysis_scripts", "analysis_run", "crash_triage", "register"]

@@ -1,0 +1,83 @@
+"""Result models of the dump tools."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SessionInfo(BaseModel):
+    session_id: str = Field(description="HOST:ID; pass to crash_run, drgn_run, analysis_run")
+    host: str
+    vmcore: str
+    vmlinux: str
+    release: str | None = None
+    arch: str | None = None
+    format: str | None = None
+    minimal: bool = False
+    idle_s: float | None = None
+    crash_pid: int | None = None
+    drgn_pid: int | None = None
+
+
+class CommandResult(BaseModel):
+    """One command's answer: its first page; the whole output stays on the host."""
+
+    session_id: str
+    command: str
+    ended: str = Field(description="done, interrupted (timeout/cancel), restarted or killed")
+    text: str
+    output_id: str = Field(description="page it with output_page, grep it with output_search")
+    total_lines: int
+    next_cursor: str | None = None
+    truncated: bool = False
+    note: str | None = None
+    ok: bool | None = None
+    value: str | None = Field(default=None, description="drgn: the last expression's value")
+    error: str | None = None
+
+
+class CrashOpen(BaseModel):
+    session: SessionInfo
+    reused: bool
+    summary: CommandResult = Field(description="crash's `sys`")
+    notes: list[str] = Field(default_factory=list)
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionInfo]
+    note: str | None = None
+
+
+class ScriptInfo(BaseModel):
+    name: str
+    description: str
+    source: str = Field(description="bundled (on the agent) or a CRASHFLEET_DRGN_SCRIPTS dir")
+
+
+class ScriptList(BaseModel):
+    host: str
+    scripts: list[ScriptInfo]
+    drgn_code: bool = Field(description="False: this host runs only bundled scripts")
+
+
+class TriageGroup(BaseModel):
+    count: int
+    hosts: str = Field(description="folded host list")
+    panic: str | None
+    frames: list[str] = Field(description="top meaningful frames of the crashing stack")
+    signature: str
+    sessions: list[str] = Field(description="session ids to drill into")
+    release: str | None = None
+
+
+class TriageHostError(BaseModel):
+    host: str
+    message: str
+    hint: str | None = None
+
+
+class TriageResult(BaseModel):
+    groups: list[TriageGroup]
+    no_dump: str = Field(default="", description="folded hosts without a dump")
+    errors: list[TriageHostError] = Field(default_factory=list)
+    elapsed_ms: int

@@ -1,0 +1,202 @@
+"""Crash dumps over real SSH: real vmcores, the real crash and drgn, sessions shared per module."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crashfleet.controller.errors import CrashfleetError, UsageError
+from crashfleet.controller.tools import dumps as d
+from crashfleet.controller.tools import output as o
+from tests.dumps.conftest import DumpFleet
+
+pytestmark = [pytest.mark.ssh, pytest.mark.asyncio(loop_scope="module")]
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_dumps_list_finds_every_layout_and_format(drt: Any, dump_fleet: DumpFleet) -> None:
+    result = await d.dumps_list(drt, "all")
+    by_host = {}
+    for group in result.groups:
+        for host in group.hosts.replace("web[", "").replace("]", "").split(","):
+            by_host[group.hosts] = group
+    assert result.summary.ok == 6, result.errors
+    data = {}
+    for group in result.groups:
+        assert group.count == 1  # every host has its own dir, so its own answer
+        data[group.hosts] = group.data
+    release = dump_fleet.fixture.release
+    for host in ("web01", "web02", "web03", "web04"):
+        dumps = data[host]["dumps"]
+        assert [x["path"] for x in dumps] == [str(dump_fleet.paths[host])]
+        assert dumps[0]["format"] == "elf" and dumps[0]["arch"] == "x86_64" and dumps[0]["release"] == release
+        assert dumps[0]["debuginfo"]["present"], dumps[0]["debuginfo"]
+        assert dumps[0]["build_id"]
+    assert data["web05"]["dumps"] == []
+    formats = {x["format"] for x in data["web06"]["dumps"]}
+    assert formats == {"kdump-compressed", "flattened"}
+    assert all(x["release"] == release for x in data["web06"]["dumps"])
+    assert data["web01"]["drgn"] is True
+
+
+async def test_open_run_page_search_and_reuse(drt: Any, dump_fleet: DumpFleet) -> None:
+    opened = await d.crash_open(drt, "web01")
+    assert not opened.reused
+    assert opened.session.vmcore == str(dump_fleet.paths["web01"])
+    assert "sysrq triggered crash" in opened.summary.text
+    assert alive(opened.session.crash_pid)
+    again = await d.crash_open(drt, "web01", vmcore=str(dump_fleet.paths["web01"]))
+    assert again.reused and again.session.session_id == opened.session.session_id
+    assert again.session.crash_pid == opened.session.crash_pid
+
+    bt = await d.crash_run(drt, opened.session.session_id, "bt")
+    assert bt.ended == "done"
+    assert "sysrq_handle_crash" in bt.text and "panic" in bt.text
+    page = await o.output_page(drt, bt.output_id)
+    assert page.text == bt.text and page.finished
+    found = await o.output_search(drt, bt.output_id, r"sysrq_handle_crash|write_sysrq_trigger")
+    assert len(found.matches) == 2
+
+    piped = await d.crash_run(drt, opened.session.session_id, "bt | grep -c sysrq")
+    assert piped.text.strip() == "3"  # sysrq_handle_crash, __handle_sysrq, write_sysrq_trigger
+    head = await d.crash_run(drt, opened.session.session_id, "log | grep -i 'crashfleet fixture' | tail -n 1")
+    assert head.text.count("\n") == 1 and "panic sysrq" in head.text
+    listed = await d.sessions_list(drt)
+    assert opened.session.session_id in {s.session_id for s in listed.sessions}
+
+
+@pytest.mark.parametrize("command,reason", [
+    ("!id", "shell"), ("log > /tmp/crashfleet-out", "redirection"), ("log | sh", "only grep"),
+    ("wr jiffies 0", "writes to memory"), ("extend /tmp/x.so", "shared objects"),
+    ("shell id", "gdb"), ("set scroll on", "set scroll"), ("log | grep", "one pattern"),
+])
+async def test_refusals_say_why(drt: Any, command: str, reason: str) -> None:
+    opened = await d.crash_open(drt, "web01")
+    with pytest.raises(UsageError) as info:
+        await d.crash_run(drt, opened.session.session_id, command)
+    assert reason in str(info.value)
+    assert not os.path.exists("/tmp/crashfleet-out")
+    still = await d.crash_run(drt, opened.session.session_id, "sys | grep RELEASE")
+    assert "RELEASE" in still.text
+
+
+async def test_drgn_sees_the_named_processes_and_keeps_its_namespace(drt: Any) -> None:
+    sid = (await d.crash_open(drt, "web01")).session.session_id
+    names = await d.drgn_run(drt, sid, "sorted(t.comm.string_().decode() for t in for_each_task(prog)"
+                                        " if t.comm.string_().startswith(b'cf-'))")
+    assert names.ok and names.value == "['cf-alpha', 'cf-beta', 'cf-gamma']"
+    await d.drgn_run(drt, sid, "answer = 41")
+    kept = await d.drgn_run(drt, sid, "import os\nprint('uid', os.getuid())\nanswer + 1")
+    assert kept.value == "42" and "uid 65534" in kept.text  # the worker dropped root before user code
+    failed = await d.drgn_run(drt, sid, "prog['no_such_symbol_here']")
+    assert failed.ok is False and "could not find" in (failed.error or "") and "Traceback" in failed.text
+    obj = await d.drgn_run(drt, sid, "prog['init_task'].comm")
+    assert "swapper" in (obj.value or "")
+
+
+async def test_analysis_scripts(drt: Any, tmp_path: Path) -> None:
+    (tmp_path / "count_tasks.py").write_text('"""Count tasks."""\nprint(len(list(for_each_task(prog))), args)\n')
+    drt.settings.drgn_scripts = str(tmp_path)
+    try:
+        listed = await d.analysis_scripts(drt, "web01")
+        names = {s.name: s.source for s in listed.scripts}
+        assert {"panic_summary", "dstate_stacks", "memory_summary", "top_rss"} <= set(names)
+        assert names["count_tasks"] == str(tmp_path)
+        sid = (await d.crash_open(drt, "web01")).session.session_id
+        summary = await d.analysis_run(drt, sid, "panic_summary")
+        assert "sysrq triggered crash" in summary.text and "sysrq_handle_crash" in summary.text
+        top = await d.analysis_run(drt, sid, "top_rss", ["5"])
+        assert "cf-alpha" in top.text or "init" in top.text
+        mine = await d.analysis_run(drt, sid, "count_tasks", ["x"])
+        assert mine.ok and "['x']" in mine.text
+        with pytest.raises(UsageError, match="no analysis script"):
+            await d.analysis_run(drt, sid, "nope")
+    finally:
+        drt.settings.drgn_scripts = ""
+
+
+LONG = "rd -p -64 0 30000000 | grep -c zzzz"  # minutes of output through the agent's grep
+
+
+async def test_timeout_and_cancel_interrupt_without_losing_the_session(drt: Any) -> None:
+    opened = await d.crash_open(drt, "web01")
+    sid, pid = opened.session.session_id, opened.session.crash_pid
+    timed = await d.crash_run(drt, sid, LONG, timeout=2)
+    assert timed.ended in ("interrupted", "restarted") and "timeout" in (timed.note or "")
+    task = asyncio.ensure_future(d.crash_run(drt, sid, LONG, timeout=300))
+    await asyncio.sleep(2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = await d.crash_run(drt, sid, "sys | grep PANIC")
+    assert "sysrq" in after.text
+    if timed.ended == "interrupted":  # ^C sufficed: the same crash process goes on
+        assert alive(pid)
+
+
+async def test_bad_input_is_named_and_leaves_nothing(drt: Any, dump_fleet: DumpFleet, tmp_path: Path) -> None:
+    before = {s.session_id for s in (await d.sessions_list(drt)).sessions}
+    web01 = dump_fleet.dirs["web01"]
+    (web01 / "notes.txt").write_text("hello\n")
+    os.symlink(dump_fleet.fixture.vmcore("sysrq"), web01 / "sneaky")
+    cases = [
+        (dict(vmcore=str(web01 / "missing")), "no dump at"),
+        (dict(vmcore=str(web01 / "notes.txt")), "not a kernel dump"),
+        (dict(vmcore=str(dump_fleet.fixture.vmcore("sysrq"))), "outside this host's dump dirs"),
+        (dict(vmcore=str(web01 / "sneaky")), "outside this host's dump dirs"),
+        (dict(vmcore="relative/vmcore"), "not absolute"),
+        (dict(vmlinux="/usr/bin/ls"), "does not match the dump"),
+        (dict(vmlinux=str(dump_fleet.fixture.dir / "vmlinuz")), "not a vmlinux (ELF) file"),
+        (dict(vmlinux="/nonexistent/vmlinux"), "does not exist"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(CrashfleetError) as info:
+            await d.crash_open(drt, "web01", **kwargs)
+        assert message in str(info.value), (kwargs, str(info.value))
+        assert info.value.hint, kwargs
+    with pytest.raises(UsageError, match="HOST:ID"):
+        await d.crash_run(drt, "nocolon", "sys")
+    with pytest.raises(UsageError, match="no dump session"):
+        await d.crash_run(drt, "web01:s999", "sys")
+    with pytest.raises(UsageError, match="no dump in"):
+        await d.crash_open(drt, "web05")
+    after = {s.session_id for s in (await d.sessions_list(drt)).sessions}
+    assert after == before
+
+
+async def test_triage_groups_hosts_by_panic(drt: Any) -> None:
+    result = await d.crash_triage(drt, "web:!web06")
+    assert not result.errors, result.errors
+    assert [(g.count, g.hosts) for g in result.groups] == [(3, "web[01-03]"), (1, "web04")]
+    sysrq, initexit = result.groups
+    assert sysrq.panic == "sysrq triggered crash" and sysrq.frames[0] == "sysrq_handle_crash"
+    assert "Attempted to kill init" in (initexit.panic or "")
+    assert "0xffff" not in sysrq.signature and "ffffffff" not in initexit.signature
+    assert result.no_dump == "web05"
+    assert len(sysrq.sessions) == 3
+    drill = await d.crash_run(drt, initexit.sessions[0], "bt | head -n 3")
+    assert "do_exit" in drill.text or "do_group_exit" in drill.text
+
+
+async def test_close_ends_the_processes(drt: Any) -> None:
+    sessions = (await d.sessions_list(drt)).sessions
+    assert sessions
+    for s in sessions:
+        closed = await d.session_close(drt, s.session_id)
+        assert not alive(closed.crash_pid) and not alive(closed.drgn_pid)
+    with pytest.raises(UsageError, match="no dump session"):
+        await d.session_close(drt, sessions[0].session_id)
+    assert (await d.sessions_list(drt)).sessions == []
