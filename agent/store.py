@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any, BinaryIO, Deque, Dict, Iterator, List, NamedTuple, Optional, Pattern, Tuple
 
+from . import blocksearch
+
 ID_LEN = 10
 MAX_PAGE_BYTES = 8 << 20
 MAX_PAGE_LINES = 100000
@@ -762,11 +764,15 @@ class Store:
     # -- searching
 
     def _search(self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, rx: Pattern[str],
-                start: int, context: int, max_matches: int, deadline: float) -> Dict[str, Any]:
+                start: int, context: int, max_matches: int, deadline: float,
+                blocks: bool = True) -> Dict[str, Any]:
         last_line = snap.total_lines if snap.finished else snap.n_complete
         end_byte = snap.size if snap.finished else snap.last_start
         if start > last_line + 1:
             raise self._stale(out, snap)
+        block_rx = blocksearch.block_pattern(rx) if blocks and not context else None
+        if block_rx is not None and start <= last_line:
+            return self._search_blocks(out, snap, df, xf, rx, block_rx, start, max_matches, deadline)
         prime = max(1, start - context)
         matches: List[Dict[str, Any]] = []
         pending: List[Dict[str, Any]] = []
@@ -817,6 +823,36 @@ class Store:
                                 break
                 if first and context:
                     held = _clip(text)
+        return self._search_result(out, snap, rx, matches, scanned, resume, last_line)
+
+    def _search_blocks(self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, rx: Pattern[str],
+                       block_rx: Pattern[str], start: int, max_matches: int,
+                       deadline: float) -> Dict[str, Any]:
+        """The context-free search, scanning whole blocks (see blocksearch)."""
+        last_line = snap.total_lines if snap.finished else snap.n_complete
+        end_byte = snap.size if snap.finished else snap.last_start
+        pos = _read_entries(xf, start - 1, 1)[0]
+        matches: List[Dict[str, Any]] = []
+        resume: Optional[int] = None
+        for ln, text, mo in blocksearch.matching_lines(df, start, pos, end_byte, rx, block_rx, deadline):
+            if text is None or mo is None:  # stopped early
+                if time.monotonic() > deadline:
+                    resume = ln
+                    break
+                rest = self._search(out, snap, df, xf, rx, ln, 0, max_matches - len(matches), deadline,
+                                    blocks=False)  # a line too long for a block: the line loop segments it
+                rest["matches"][:0] = matches
+                rest["scanned_lines"] += ln - start
+                return rest
+            matches.append({"line": ln, "text": _clip(text, mo.start()), "before": [], "after": []})
+            if len(matches) >= max_matches:
+                resume = ln + 1
+                break
+        scanned = (last_line + 1 if resume is None else resume) - start
+        return self._search_result(out, snap, rx, matches, scanned, resume, last_line)
+
+    def _search_result(self, out: _Output, snap: _Snap, rx: Pattern[str], matches: List[Dict[str, Any]],
+                       scanned: int, resume: Optional[int], last_line: int) -> Dict[str, Any]:
         more = resume is not None and resume <= last_line
         if more and resume is not None:
             nxt: Optional[str] = self._cursor(out, _SEARCH, resume)

@@ -278,11 +278,30 @@ def test_search_clips_huge_lines_and_honours_time_budget(tmp_path: Path) -> None
     assert (hits[2]["text"], hits[3]["text"]) == ("NEEDLE again", "end")
     assert len(hits[0]["after"][0]) == 2001  # context lines are capped too
 
-    big = _put(store, b"row\n" * 300000)
+    big = _put(store, b"row\n" * 3000000)  # 12 MB: several blocks of the block scan
     r = store.search(big, "row", max_matches=1000, time_budget=1e-9)
-    assert r["more"] and 0 < r["scanned_lines"] < 300000 and r["next_cursor"] is not None
-    r = store.search(big, "^nothing$", time_budget=1e-9)
-    assert r["more"] and r["scanned_lines"] == 256 and r["matches"] == []
+    assert r["more"] and 0 < r["scanned_lines"] < 3000000 and r["next_cursor"] is not None
+    for pattern, context in (("^nothing$", 0), ("^nothing$", 1), ("(?=nothing)", 0)):  # block scan, line loop x2
+        r = store.search(big, pattern, context=context, time_budget=1e-9)
+        assert r["more"] and 0 < r["scanned_lines"] < 3000000 and r["matches"] == [], (pattern, context)
+        again = store.search(big, pattern, context=context, cursor=r["next_cursor"])
+        assert again["scanned_lines"] == 3000000 - r["scanned_lines"] and not again["more"]
+
+
+def test_block_scan_finds_exactly_what_the_line_loop_finds(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    lines = [b"alpha beta", b"", b"  gamma\tdelta  ", b"beta", b"caf\xc3\xa9 \xff broken", b"end beta"] * 5000
+    oid = _put(store, b"\n".join(lines) + b"\r\nlast beta")
+    patterns = ["beta", "^beta$", "a\\s+b", "^$", "\\s$", "beta$", "caf\u00e9", "\ufffd", "(?i:ALPHA)", "a.*b",
+                "\\bend\\b", "x^", "a\\s*$", "[^a-z]+$"]
+    for pattern in patterns:
+        for max_matches in (1, 7, 1000):
+            fast = store.search(oid, pattern, max_matches=max_matches)
+            slow = store.search(oid, "(?=)(?:" + pattern + ")", max_matches=max_matches)  # a lookaround: line loop
+            assert [(m["line"], m["text"]) for m in fast["matches"]] == \
+                [(m["line"], m["text"]) for m in slow["matches"]], (pattern, max_matches)
+            assert (fast["more"], fast["next_cursor"], fast["scanned_lines"]) == \
+                (slow["more"], slow["next_cursor"], slow["scanned_lines"]), (pattern, max_matches)
 
 
 def test_search_on_unfinished_output_skips_partial_line(tmp_path: Path) -> None:
