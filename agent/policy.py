@@ -19,6 +19,13 @@ DEFAULTS: Dict[str, Any] = {
     "max_duration": 600.0,           # seconds, any job
     "max_output_bytes": 64 << 20,    # per output
     "max_store_bytes": 1 << 30,      # all outputs together
+    "bpftrace_enabled": True,
+    "bpftrace_max_duration": 60.0,   # seconds per bpftrace run (also capped by max_duration)
+    "bpftrace_max_output_bytes": 8 << 20,  # a run writing more is stopped
+    "bpftrace_mount_tracefs": True,  # mount tracefs when missing (bpftrace needs it)
+    "bpftrace_strlen": 64,           # BPFTRACE_STRLEN
+    "bpftrace_map_keys_max": 4096,   # BPFTRACE_MAP_KEYS_MAX
+    "bpftrace_max_probes": 512,      # BPFTRACE_MAX_PROBES and BPFTRACE_MAX_BPF_PROGS
 }
 
 
