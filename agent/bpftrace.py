@@ -258,7 +258,8 @@ class Bpftrace:
                 "BPFTRACE_NO_USER_SYMBOLS": "0"}
 
     def _max_duration(self) -> float:
-        return min(float(self.policy.settings["bpftrace_max_duration"]), self.policy.max_duration)
+        cap: float = self.policy.max_duration
+        return min(float(self.policy.settings["bpftrace_max_duration"]), cap)
 
     def _cache_key(self, binary: str, tracefs: Dict[str, Any]) -> str:
         try:

@@ -166,7 +166,7 @@ class JobManager:
             if capped:
                 continue  # keep draining so the process is never blocked on a full pipe
             if job.max_output is not None and written + len(chunk) > job.max_output:
-                self._over_cap(job, chunk[:job.max_output - written])
+                self._over_cap(job, chunk[:job.max_output - written], job.max_output)
                 capped = True
                 continue
             written += len(chunk)
@@ -180,10 +180,10 @@ class JobManager:
         _signal_group(job.proc.pid, signal.SIGKILL)  # reap stragglers that kept no pipe open
         self._finish(job)
 
-    def _over_cap(self, job: Job, head: bytes) -> None:
+    def _over_cap(self, job: Job, head: bytes, cap: int) -> None:
         """Over the job's output cap: keep what fits, say so, stop the job."""
-        job.writer.write(head + b"\n[crashfleet: output cap of %d bytes reached; job stopped]\n" % job.max_output)
-        threading.Thread(target=self._stop, args=(job, "done", "output cap of %d bytes reached" % job.max_output),
+        job.writer.write(head + b"\n[crashfleet: output cap of %d bytes reached; job stopped]\n" % cap)
+        threading.Thread(target=self._stop, args=(job, "done", "output cap of %d bytes reached" % cap),
                          daemon=True).start()
 
     def _finish(self, job: Job) -> None:
