@@ -100,21 +100,23 @@ class Bpftrace:
         binary = self._binary()
         tracefs = self._tracefs()
         library = _library()
-        key = self._cache_key(binary, tracefs) + hashlib.sha256(
-            json.dumps(sorted((n, t["program"]) for n, t in library.items())).encode()).hexdigest()
-        cached = _cache_get(self.cache_path, "tools", key)
+        cached = _cache_get(self.cache_path, "tools", self._tools_key(binary, tracefs, library))
         if cached is None or param(params, "refresh", bool, False):
             with ThreadPoolExecutor(max_workers=4) as pool:
                 checks = dict(zip(library, pool.map(lambda t: self._can_run(binary, t, tracefs),
                                                     library.values())))
             cached = {"checks": checks}
-            _cache_put(self.cache_path, "tools", key, cached)
+            _cache_put(self.cache_path, "tools", self._tools_key(binary, tracefs, library), cached)
+        return {"tools": self._listing(library, cached["checks"])}
+
+    @staticmethod
+    def _listing(library: Dict[str, Dict[str, Any]], checks: Dict[str, Any]) -> List[Dict[str, Any]]:
         tools = []
         for name, tool in sorted(library.items()):
-            runnable, reason = cached["checks"].get(name, (False, "not checked"))
+            runnable, reason = checks.get(name, (False, "not checked"))
             tools.append({"name": name, "source": tool["source"], "description": tool["description"],
                           "args": tool["args"], "runnable": runnable, "reason": reason})
-        return {"tools": tools}
+        return tools
 
     def run(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """Start a program or tool as a job; a compile error comes back as an error with line and column."""
@@ -194,7 +196,21 @@ class Bpftrace:
             raise AgentError("bad_params", "tool %s has no argument %s" % (tool, ", ".join(unknown)),
                              hint="its arguments: %s" % (", ".join(names) or "none"))
         ordered = [raw.get(a["name"], a["default"]) for a in spec["args"]]
+        self._check_tool(self._binary(), tool, library)
         return spec["program"], safety.check_args(ordered), tool
+
+    def _tools_key(self, binary: str, tracefs: Dict[str, Any], library: Dict[str, Dict[str, Any]]) -> str:
+        programs = sorted((name, tool["program"]) for name, tool in library.items())
+        return self._cache_key(binary, tracefs) + hashlib.sha256(json.dumps(programs).encode()).hexdigest()
+
+    def _check_tool(self, binary: str, name: str, library: Dict[str, Dict[str, Any]]) -> None:
+        """Refuse a library tool that cannot run here (cached check, else this tool alone)."""
+        tracefs = self._tracefs()
+        cached = _cache_get(self.cache_path, "tools", self._tools_key(binary, tracefs, library))
+        check = (cached or {}).get("checks", {}).get(name) or self._can_run(binary, library[name], tracefs)
+        if not check[0]:
+            raise AgentError("tool_cannot_run", "tool %s cannot run on this host: %s" % (name, check[1]),
+                             hint="bpftrace_tools says which tools each host can run")
 
     def _can_run(self, binary: str, tool: Dict[str, Any], tracefs: Dict[str, Any]) -> Tuple[bool, str]:
         try:

@@ -31,7 +31,7 @@ from .common import outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
 PROGRAM_ERRORS = ("compile_error", "unsafe_program", "bad_params", "bad_program", "unknown_tool",
-                  "unknown_probe", "policy_denied")
+                  "unknown_probe", "policy_denied", "tool_cannot_run")
 MAX_DRIFT_LISTED = 30
 RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
@@ -65,7 +65,10 @@ async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None 
     params = {"filter": filter, "page_bytes": rt.settings.page_chars}
 
     async def listing(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "bpftrace.probes", params)
+        try:
+            found = await rt.fleet.call(host, "bpftrace.probes", params)
+        except AgentCallError as exc:
+            return _refused(host.name, exc)
         page = found["page"]
         return HostOutcome(host.name, "ok", key=found["sha256"], output=page.get("text"),
                            output_id=f"{host.name}:{found['output_id']}", next_cursor=page.get("next_cursor"),
@@ -73,6 +76,7 @@ async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None 
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline,
                                                progress=progress)
+    _raise_if_program_error(outcomes)
     fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result = BpftraceProbes(**fanout.model_dump())
     ok = [o for o in outcomes if o.status == "ok"]
@@ -161,10 +165,7 @@ async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = 
         try:
             status = await rt.fleet.call(host, "bpftrace.run", {**params, "wait": left})
         except AgentCallError as exc:
-            if exc.kind not in PROGRAM_ERRORS:
-                raise
-            return HostOutcome(host.name, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message,
-                               hint=exc.hint, extra={"kind": exc.kind})
+            return _refused(host.name, exc)
         return _outcome(host.name, status)
 
     hosts = rt.fleet.match(pattern)
@@ -237,6 +238,14 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceR
         result.maps = merge_maps(per_host)
         result.outlier_rule = OUTLIER_RULE
     return result
+
+
+def _refused(host: str, exc: AgentCallError) -> HostOutcome:
+    """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
+    if exc.kind not in PROGRAM_ERRORS:
+        raise exc
+    return HostOutcome(host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint,
+                       extra={"kind": exc.kind})
 
 
 def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
