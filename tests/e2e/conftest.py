@@ -36,6 +36,7 @@ from tests.rig import Rig
 CRASHFLEET = Path(sys.executable).parent / "crashfleet"
 TOOLS = {"fleet_hosts", "fleet_check", "fleet_run", "output_page", "output_search", "jobs_list", "job_status",
          "job_cancel"}
+TOOLS |= {"bpftrace_info", "bpftrace_probes", "bpftrace_tools", "bpftrace_run", "bpftrace_result"}
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"             # what Client(mode="legacy") offers
 MODERN = "2026-07-28"             # Client(mode=MODERN): no handshake at all
