@@ -45,6 +45,7 @@ class Job:
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.done = threading.Event()
         self.stop_reason: Optional[str] = None
+        self.max_output: Optional[int] = None
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr).decode("utf-8", "replace")[-STDERR_TAIL:]
@@ -75,12 +76,16 @@ class JobManager:
         self.on_shutdown: List[Callable[[], None]] = []  # domains' own children (crash sessions...)
 
     def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
-              env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None) -> Job:
-        """Run argv (never through a shell) with output into a new store entry."""
+              env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None,
+              max_output: Optional[int] = None) -> Job:
+        """Run argv (never through a shell) with output into a new store entry.
+
+        With `max_output`, the job is stopped once it has written that many bytes."""
         if self._closing:
             raise AgentError("shutting_down", "the agent is shutting down")
         writer = self.store.create(kind, {"argv": argv, **(meta or {})})
         job = Job("j%d" % next(self._ids), kind, argv, writer, duration, meta or {})
+        job.max_output = max_output
         try:
             job.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -164,7 +169,15 @@ class JobManager:
         assert job.proc is not None and job.proc.stdout is not None
         stream: Any = job.proc.stdout
         last = 0.0
+        written, capped = 0, False
         for chunk in iter(lambda: stream.read1(65536), b""):
+            if capped:
+                continue  # keep draining so the process is never blocked on a full pipe
+            if job.max_output is not None and written + len(chunk) > job.max_output:
+                self._over_cap(job, chunk[:job.max_output - written], job.max_output)
+                capped = True
+                continue
+            written += len(chunk)
             job.writer.write(chunk)
             now = time.monotonic()
             if now - last >= PROGRESS_EVERY:
@@ -174,6 +187,12 @@ class JobManager:
         job.exit_status = job.proc.wait()
         _signal_group(job.proc.pid, signal.SIGKILL)  # reap stragglers that kept no pipe open
         self._finish(job)
+
+    def _over_cap(self, job: Job, head: bytes, cap: int) -> None:
+        """Over the job's output cap: keep what fits, say so, stop the job."""
+        job.writer.write(head + b"\n[crashfleet: output cap of %d bytes reached; job stopped]\n" % cap)
+        threading.Thread(target=self._stop, args=(job, "done", "output cap of %d bytes reached" % cap),
+                         daemon=True).start()
 
     def _finish(self, job: Job) -> None:
         if job.state == "running":

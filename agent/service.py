@@ -20,7 +20,7 @@ PAGE_BYTES = 16000       # ~4,000 tokens
 MAX_PAGE_BYTES = 100000  # ~25,000 tokens: the hard cap
 MAX_WAIT = 120.0
 # Domain modules (agent/<name>.py); each has `methods(agent) -> {rpc name: handler}`.
-DOMAINS: Tuple[str, ...] = ("capture", "dumps")
+DOMAINS: Tuple[str, ...] = ("bpftrace", "capture", "dumps")
 
 
 class Agent:

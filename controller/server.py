@@ -26,6 +26,7 @@ from .errors import CrashfleetError
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from .runtime import Runtime
 from .settings import Settings, config_dir
+from .tools import bpftrace as bpftrace_tools
 from .tools import capture as capture_tools
 from .tools import dumps as dump_tools
 from .tools import fleet as fleet_tools
@@ -38,7 +39,7 @@ INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts ove
                 "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
                 "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
 # Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
-DOMAIN_TOOLS: tuple[ModuleType, ...] = (capture_tools, dump_tools)
+DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools)
 
 
 def build_server(rt: Runtime) -> MCPServer:

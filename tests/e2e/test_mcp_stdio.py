@@ -92,6 +92,19 @@ def test_tools_listed_with_annotations_and_output_schema(server: StdioServer) ->
     assert cancel_hints is not None and cancel_hints.read_only_hint is False and cancel_hints.destructive_hint
 
 
+def test_bpftrace_run_merges_maps_over_mcp(server: StdioServer) -> None:
+    if server.version != MODERN:
+        pytest.skip("one protocol era is enough for this tool")
+    result = server.call("bpftrace_run", {"pattern": "web01:web02", "duration": 1,
+                                          "program": "tracepoint:sched:sched_switch { @switches = count(); }"})
+    data = structured(result)
+    [switches] = data["maps"]
+    assert switches["name"] == "@switches" and switches["hosts"] == "web[01-02]" and switches["value"] > 0
+    assert len(switches["per_host"]) == 2
+    refused = server.call("bpftrace_run", {"pattern": "web01", "program": 'BEGIN { system("id"); }'})
+    assert refused.is_error and "system() is refused" in refused.content[0].text
+
+
 def test_fleet_hosts_pattern(server: StdioServer) -> None:
     result = server.call("fleet_hosts", {"pattern": "web:!web03"})
     data = structured(result)

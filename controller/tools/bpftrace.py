@@ -1,0 +1,334 @@
+"""bpftrace_info, bpftrace_probes, bpftrace_tools, bpftrace_run, bpftrace_result.
+
+The agent enforces safety (refused builtins, pinned limits, duration and output caps);
+here we fan out, group, and merge the maps every host printed into one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from crashfleet.inventory import Host
+
+from ..bpfmaps import OUTLIER_RULE, merge_maps
+from ..errors import AgentCallError, UsageError
+from ..fleet import Progress
+from ..grouping import HostOutcome, fold, group_outcomes
+from ..models import FanoutResult
+from ..runtime import Runtime
+from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout, answer, progress
+from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
+from .common import outcome_from_job
+
+# Errors about the program itself, not the host: when every host says so, the call was wrong.
+PROGRAM_ERRORS = ("compile_error", "unsafe_program", "bad_params", "bad_program", "unknown_tool",
+                  "unknown_probe", "policy_denied", "tool_cannot_run")
+MAX_DRIFT_LISTED = 30
+RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
+T = TypeVar("T")
+
+
+async def bpftrace_info(rt: Runtime, pattern: str = "all", timeout: float | None = None,
+                        progress: Progress | None = None) -> FanoutResult:
+    """Version, features, BTF, tracefs and probe types per host, grouped."""
+    mounted: list[str] = []
+
+    async def info(host: Host) -> HostOutcome:
+        data = await rt.fleet.call(host, "bpftrace.info")
+        if data["tracefs"].pop("mounted_now", False):
+            mounted.append(host.name)
+        data.pop("path", None)
+        data["features"] = {k: v for k, v in data.get("features", {}).items() if k != "System"}
+        return HostOutcome(host.name, "ok", key=_digest(data), data=data)
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), info, deadline=_deadline(rt, timeout),
+                                               progress=progress)
+    result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    if mounted:
+        result.note = f"the agent mounted tracefs on {fold(mounted)} (policy bpftrace_mount_tracefs)"
+    return result
+
+
+async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None = None,
+                          timeout: float | None = None, progress: Progress | None = None) -> BpftraceProbes:
+    """`bpftrace -l [filter]` per host, grouped and paged; names the probes some hosts lack."""
+    deadline = _deadline(rt, timeout)
+    params = {"filter": filter, "page_bytes": rt.settings.page_chars}
+
+    async def listing(host: Host) -> HostOutcome:
+        try:
+            found = await rt.fleet.call(host, "bpftrace.probes", params)
+        except AgentCallError as exc:
+            return _refused(host.name, exc)
+        page = found["page"]
+        return HostOutcome(host.name, "ok", key=found["sha256"], output=page.get("text"),
+                           output_id=f"{host.name}:{found['output_id']}", next_cursor=page.get("next_cursor"),
+                           total_lines=found["count"], data={"count": found["count"], "types": found["types"]})
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline,
+                                               progress=progress)
+    _raise_if_program_error(outcomes)
+    fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    result = BpftraceProbes(**fanout.model_dump())
+    ok = [o for o in outcomes if o.status == "ok"]
+    if len({o.key for o in ok}) > 1:
+        result.drift = await _drift(rt, ok, filter)
+        result.note = "hosts offer different probes: see drift (kernel versions or configs differ)"
+    return result
+
+
+async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list[ProbeDrift]:
+    """Fetch one full list per distinct probe set; say what each set lacks against the union."""
+    groups: dict[str, list[str]] = {}
+    for outcome in ok:
+        groups.setdefault(outcome.key, []).append(outcome.host)
+
+    async def full(host: str) -> set[str]:
+        found = await rt.fleet.call(rt.fleet.host(host), "bpftrace.probes",
+                                    {"filter": filter, "full": True, "page_bytes": 256})
+        return set(found["probes"])
+
+    sets = await asyncio.gather(*(full(hosts[0]) for hosts in groups.values()))
+    union = set().union(*sets)
+    drift = []
+    for hosts, probes in zip(groups.values(), sets):
+        lacks = sorted(union - probes)
+        drift.append(ProbeDrift(hosts=fold(hosts), count=len(probes), lacks_count=len(lacks),
+                                lacks=lacks[:MAX_DRIFT_LISTED]))
+    return sorted(drift, key=lambda d: -d.lacks_count)
+
+
+async def bpftrace_tools(rt: Runtime, pattern: str = "all", timeout: float | None = None,
+                         progress: Progress | None = None) -> BpftraceTools:
+    """The vetted tool library and, per tool, the hosts that can run it (and why others cannot)."""
+    async def tools(host: Host) -> HostOutcome:
+        found = await rt.fleet.call(host, "bpftrace.tools")
+        return HostOutcome(host.name, "ok", key="tools", data=found)
+
+    hosts = rt.fleet.match(pattern)
+    deadline = max(_deadline(rt, timeout), 60.0)  # the first check of a boot compiles every tool
+    outcomes, elapsed = await rt.fleet.fan_out(hosts, tools, deadline=deadline, progress=progress)
+    entries: dict[str, ToolEntry] = {}
+    runs: dict[str, list[str]] = {}
+    cannot: dict[str, dict[str, list[str]]] = {}
+    for outcome in outcomes:
+        for tool in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
+            name = tool["name"]
+            entries.setdefault(name, ToolEntry(name=name, source=tool["source"], description=tool["description"],
+                                               args=[_arg_text(a) for a in tool["args"]], runs_on=""))
+            if tool["runnable"]:
+                runs.setdefault(name, []).append(outcome.host)
+            else:
+                cannot.setdefault(name, {}).setdefault(tool["reason"], []).append(outcome.host)
+    for name, entry in entries.items():
+        entry.runs_on = fold(runs.get(name, []))
+        entry.cannot_run = [ToolHosts(hosts=fold(h), reason=r) for r, h in cannot.get(name, {}).items()]
+    failed = [o for o in outcomes if o.status != "ok"]
+    errors = group_outcomes(failed, elapsed, rt.settings.page_chars) if failed else None
+    ordered = sorted(entries.values(), key=lambda e: (e.source != "crashfleet", not e.runs_on, e.name))
+    return BpftraceTools(hosts=fold(o.host for o in outcomes if o.status == "ok"), tools=ordered, errors=errors,
+                         note="run one with bpftrace_run(tool=NAME, args={...}); distro tools end in .bt")
+
+
+async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = None, tool: str | None = None,
+                       args: dict[str, Any] | None = None, duration: float = 10.0, timeout: float | None = None,
+                       progress: Progress | None = None) -> BpftraceRun:
+    """Run a program or a library tool for `duration` seconds on every host; maps merged fleet-wide."""
+    if (program is None) == (tool is None):
+        raise UsageError("give exactly one of program or tool", "bpftrace_tools lists the tools")
+    if not 0 < duration <= 3600:
+        raise UsageError(f"duration must be between 0 and 3600 s, got {duration}",
+                         "hosts cap it lower (policy bpftrace_max_duration, 60 s by default)")
+    for key, value in (args or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise UsageError(f"args[{key!r}] must be a string or a number")
+    # Short runs are awaited and answered whole; longer ones become a job after a moment
+    # (long enough to catch compile errors, which come back within a second).
+    wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
+    deadline = max(_deadline(rt, timeout), wait + 15.0)
+    params = {"program": program, "tool": tool, "args": args or {}, "duration": duration,
+              "page_bytes": rt.settings.page_chars}
+
+    async def run(host: Host) -> HostOutcome:
+        started = time.monotonic()
+        await rt.fleet.link(host)
+        left = max(0.0, min(wait, deadline - (time.monotonic() - started) - 5.0))
+        try:
+            status = await rt.fleet.call(host, "bpftrace.run", {**params, "wait": left})
+        except AgentCallError as exc:
+            return _refused(host.name, exc)
+        return _outcome(host.name, status)
+
+    hosts = rt.fleet.match(pattern)
+    outcomes, elapsed = await _ticking(rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress),
+                                       progress, wait)
+    _raise_if_program_error(outcomes)
+    result = _result(rt, outcomes, elapsed)
+    running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
+    if running:
+        job = rt.jobs.add("bpftrace_run", pattern, running, run=tool or "program", duration=duration)
+        result.job_id = job.job_id
+        result.note = (f"{len(running)} host(s) still tracing: bpftrace_result('{job.job_id}') merges the "
+                       f"maps when done; job_status and job_cancel work too")
+    return result
+
+
+async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0,
+                          progress: Progress | None = None) -> BpftraceRun:
+    """A bpftrace_run job's result: merged maps once hosts are done (waits up to `wait` s)."""
+    job = rt.jobs.get(job_id)
+    if job.tool != "bpftrace_run":
+        raise UsageError(f"job {job_id} is a {job.tool} job, not bpftrace_run", "use job_status for it")
+    if not 0 <= wait <= 120:
+        raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
+
+    async def ask(host: Host) -> HostOutcome:
+        try:
+            status = await rt.fleet.call(host, "bpftrace.result", {"job_id": job.host_jobs[host.name],
+                                                                  "wait": wait, "page_bytes": rt.settings.page_chars})
+        except AgentCallError as exc:
+            if exc.kind != "unknown_job":
+                raise
+            return HostOutcome(host.name, "failed", key="lost", message=f"the run is gone from {host.name}: "
+                               "its agent restarted (a dropped connection stops its jobs)")
+        return _outcome(host.name, status)
+
+    hosts = [rt.fleet.host(name) for name in job.host_jobs]
+    outcomes, elapsed = await _ticking(rt.fleet.fan_out(hosts, ask, deadline=wait + 30.0, progress=progress),
+                                       progress, wait)
+    if job.state == "running" and all(o.status != "running" for o in outcomes):
+        job.state = "done"
+    result = _result(rt, outcomes, elapsed)
+    result.job_id = job.job_id
+    return result
+
+
+def _outcome(host: str, status: dict[str, Any]) -> HostOutcome:
+    """A run's status as this host's outcome: JSON runs group by what they printed, maps ride along."""
+    outcome = outcome_from_job(host, status)
+    error = status.get("error")
+    if error is not None:
+        outcome.status, outcome.message, outcome.hint = "failed", error["message"], error.get("hint")
+        outcome.key = f"{error['kind']}:{error['message']}"
+    elif status["state"] != "running" and status.get("meta", {}).get("format") == "json":
+        printed = status.get("printed") or ""
+        outcome.output = printed or None
+        outcome.next_cursor = None
+        outcome.key = hashlib.sha256(f"{status['state']}:{printed}".encode()).hexdigest()
+        outcome.extra["maps"] = status.get("maps") or {}
+    if status.get("stop_reason") and outcome.status == "ok" and "output cap" in status["stop_reason"]:
+        outcome.message = status["stop_reason"]
+    return outcome
+
+
+def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceRun:
+    fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    result = BpftraceRun(**fanout.model_dump())
+    per_host = {o.host: o.extra["maps"] for o in outcomes if o.status == "ok" and o.extra.get("maps")}
+    if per_host:
+        result.maps = merge_maps(per_host)
+        result.outlier_rule = OUTLIER_RULE
+    return result
+
+
+def _refused(host: str, exc: AgentCallError) -> HostOutcome:
+    """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
+    if exc.kind not in PROGRAM_ERRORS:
+        raise exc
+    return HostOutcome(host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint,
+                       extra={"kind": exc.kind})
+
+
+def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
+    """Every host refused the program for the same kind of reason: that is a tool error."""
+    failed = [o for o in outcomes if o.status == "failed" and o.extra.get("kind") in PROGRAM_ERRORS]
+    if outcomes and len(failed) == len(outcomes):
+        first = failed[0]
+        where = fold(o.host for o in failed if o.key == first.key)
+        raise UsageError(f"{first.message} (on {where})", first.hint)
+
+
+async def _ticking(work: Awaitable[T], progress: Progress | None, expected: float) -> T:
+    """MCP progress every second while hosts trace (fan-out progress only comes as hosts finish)."""
+    task = asyncio.ensure_future(work)
+    if progress is None:
+        return await task
+    started = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                return task.result()
+            elapsed = time.monotonic() - started
+            await progress(int(min(elapsed, expected)), int(max(expected, 1)), f"tracing, {elapsed:.0f} s")
+    finally:
+        task.cancel()
+
+
+def _arg_text(arg: dict[str, Any]) -> str:
+    return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _deadline(rt: Runtime, timeout: float | None) -> float:
+    if timeout is None:
+        return rt.settings.host_deadline
+    if not 1 <= timeout <= 600:
+        raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
+    return float(timeout)
+
+
+Program = Annotated[str | None, Field(description="bpftrace program text")]
+Tool = Annotated[str | None, Field(description="library tool name (see bpftrace_tools)")]
+Args = Annotated[dict[str, str | int | float] | None,
+                 Field(description="tool arguments by name; for a program, '1'..'9' for $1..$9")]
+Duration = Annotated[float, Field(description="seconds to trace (hosts cap it, 60 s by default)")]
+
+
+def register(mcp: MCPServer, rt: Runtime) -> None:
+    @mcp.tool(description="bpftrace version, features, BTF, tracefs and probe types per host, grouped.",
+              annotations=REMOTE_READ)
+    async def bpftrace_info(ctx: Context, pattern: Pattern = "all",
+                            timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
+        return await answer(lambda: _info(rt, pattern, timeout, progress(ctx)))
+
+    @mcp.tool(description="List the probes hosts offer (bpftrace -l), paged and grouped; names probes some "
+                          "hosts lack.", annotations=REMOTE_READ)
+    async def bpftrace_probes(ctx: Context, pattern: Pattern = "all",
+                              filter: Annotated[str | None, Field(description="probe glob, e.g. tracepoint:sched:*")]
+                              = None) -> Annotated[CallToolResult, BpftraceProbes]:
+        return await answer(lambda: _probes(rt, pattern, filter, None, progress(ctx)))
+
+    @mcp.tool(description="The vetted bpftrace tool library, with the hosts each tool can run on.",
+              annotations=REMOTE_READ)
+    async def bpftrace_tools(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, BpftraceTools]:
+        return await answer(lambda: _tools(rt, pattern, None, progress(ctx)))
+
+    @mcp.tool(description="Trace hosts for a bounded time with a program or library tool; maps merged "
+                          "fleet-wide with outliers.", annotations=STARTS_WORK)
+    async def bpftrace_run(ctx: Context, pattern: Pattern = "all", program: Program = None, tool: Tool = None,
+                           args: Args = None, duration: Duration = 10.0) -> Annotated[CallToolResult, BpftraceRun]:
+        return await answer(lambda: _run(rt, pattern, program, tool, args, duration, None, progress(ctx)))
+
+    @mcp.tool(description="Merged result of a bpftrace_run job once its hosts are done.", annotations=REMOTE_READ)
+    async def bpftrace_result(ctx: Context, job_id: str,
+                              wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+                              ) -> Annotated[CallToolResult, BpftraceRun]:
+        return await answer(lambda: _result_tool(rt, job_id, wait, progress(ctx)))
+
+
+# The MCP functions above shadow the module's names inside register(); these aliases keep them reachable.
+_info, _probes, _tools, _run, _result_tool = bpftrace_info, bpftrace_probes, bpftrace_tools, bpftrace_run, \
+    bpftrace_result
