@@ -17,7 +17,7 @@ DEFAULTS: Dict[str, Any] = {
     "allow_commands": None,          # None: the whole catalogue
     "deny_commands": [],
     "max_duration": 600.0,           # seconds, any job
-    "max_output_bytes": 64 << 20,    # per output
+    "max_output_bytes": 128 << 20,   # per output (a 100 MB crash or dmesg output fits)
     "max_store_bytes": 1 << 30,      # all outputs together
     "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
     "capture_user": None,            # tcpdump drops root to this user (None: tcpdump, else nobody)

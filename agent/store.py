@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import array
 import collections
+import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -198,6 +200,18 @@ def _read_entries(f: BinaryIO, first: int, count: int) -> List[int]:
     if sys.byteorder == "big":
         arr.byteswap()
     return arr.tolist()
+
+
+def _line_at(xf: BinaryIO, low: int, high: int, pos: int) -> int:
+    """The number of the line (within [low, high]) that starts at byte pos: a binary search of the index."""
+    a, b = low - 1, high - 1  # index entry k is where line k + 1 starts
+    while a < b:
+        mid = (a + b + 1) // 2
+        if _read_entries(xf, mid, 1)[0] <= pos:
+            a = mid
+        else:
+            b = mid - 1
+    return a + 1
 
 
 def _line_starts(chunk: bytes, base: int) -> List[int]:
@@ -763,7 +777,7 @@ class Store:
 
     # -- searching
 
-    def _search(self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, rx: Pattern[str],
+    def _search(self, out: _Output, snap: _Snap, df: io.FileIO, xf: BinaryIO, rx: Pattern[str],
                 start: int, context: int, max_matches: int, deadline: float,
                 blocks: bool = True) -> Dict[str, Any]:
         last_line = snap.total_lines if snap.finished else snap.n_complete
@@ -825,7 +839,7 @@ class Store:
                     held = _clip(text)
         return self._search_result(out, snap, rx, matches, scanned, resume, last_line)
 
-    def _search_blocks(self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, rx: Pattern[str],
+    def _search_blocks(self, out: _Output, snap: _Snap, df: io.FileIO, xf: BinaryIO, rx: Pattern[str],
                        block_rx: Pattern[str], start: int, max_matches: int,
                        deadline: float) -> Dict[str, Any]:
         """The context-free search, scanning whole blocks (see blocksearch)."""
@@ -834,7 +848,8 @@ class Store:
         pos = _read_entries(xf, start - 1, 1)[0]
         matches: List[Dict[str, Any]] = []
         resume: Optional[int] = None
-        for ln, text, mo in blocksearch.matching_lines(df, start, pos, end_byte, rx, block_rx, deadline):
+        line_at = functools.partial(_line_at, xf, start, last_line)
+        for ln, text, mo in blocksearch.matching_lines(df, pos, end_byte, rx, block_rx, deadline, line_at):
             if text is None or mo is None:  # stopped early
                 if time.monotonic() > deadline:
                     resume = ln

@@ -32,7 +32,7 @@ from crashfleet.controller.tools import output as o  # noqa: E402
 from tests.dumps.fixture import ensure  # noqa: E402
 from tests.rig import Rig, free_port  # noqa: E402
 
-BIG_QWORDS = 1_000_000  # `rd -p -64 0 N`: N/2 lines of ~75 bytes
+BIG_QWORDS = 2_800_000  # `rd -p -64 0 N`: N/2 lines of ~75 bytes, ~100 MB
 DRGN_QUERY = "len(list(for_each_task(prog)))"
 
 
