@@ -7,8 +7,9 @@ mounted as an overlay whose lower layer is the real tree and whose upper layer
 is <host dir>/ns/<tree>.upper. Everything the host's sessions write lands
 there (readable from outside for assertions); the real /etc, /opt, /usr, users
 and dpkg state stay untouched, and the mounts vanish with the last process of
-the namespace. /run is a fresh tmpfs and tracefs starts unmounted, as after a
-boot of a machine that does not mount it.
+the namespace. /run and /root are fresh tmpfs (root's real dotfiles, e.g. a
+pyenv init in .bashrc, stay out), and tracefs starts unmounted, as after a boot
+of a machine that does not mount it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 UNSHARE = "/usr/bin/unshare"
-OVERLAID = ("etc", "opt", "home", "root", "var", "usr", "srv")
+OVERLAID = ("etc", "opt", "home", "var", "usr", "srv")
 # $1 = ns dir, then the sshd argv. `exec` keeps the pid: unshare execs sh, sh execs sshd.
 SCRIPT = """set -eu
 ns=$1; shift
@@ -25,6 +26,7 @@ for tree in %s; do
     mount -t overlay overlay -o "lowerdir=/$tree,upperdir=$ns/$tree.upper,workdir=$ns/$tree.work" "/$tree"
 done
 mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=0700 tmpfs /root
 mkdir -p /run/sshd
 umount /sys/kernel/tracing 2>/dev/null || true
 exec "$@"
