@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 import re
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -103,12 +105,21 @@ def write_inventory(rig: Rig, path: Path, key: Path, zipapp: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment() -> Iterator[Deployment]:
     """dep01-dep04 up; dep01 and dep02 deployed by ansible-playbook, twice."""
     problem = environment_problem()
     if problem:
         pytest.fail(f"the sshd rig cannot run here: {problem}")
-    base = tmp_path_factory.mktemp("deploy")
+    # Not under pytest's 0700 tmp dir: sshd reads the rig's authorized_keys as the login user (ops).
+    base = Path(tempfile.mkdtemp(prefix="crashfleet-deploy-"))
+    base.chmod(0o755)
+    try:
+        yield from _deploy(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _deploy(base: Path) -> Iterator[Deployment]:
     with Rig(base / "rig", 4, port=free_port(4), prefix="dep", isolated=True) as rig:
         key = base / "controller_ed25519"
         keygen([(key, "crashfleet-controller")])
