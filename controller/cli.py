@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     build = agent_sub.add_parser("build", help="write the agent zipapp")
     build.add_argument("-o", "--output", type=Path, default=Path("crashfleet-agent.pyz"))
     build.set_defaults(func=_agent_build)
-    for sub_parser in (serve, hosts, check, run):
+    boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
+    boot.add_argument("host", help="an inventory host name")
+    boot.set_defaults(func=_bootstrap)
+    for sub_parser in (serve, hosts, check, run, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -98,4 +101,16 @@ def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> in
 def _agent_build(args: argparse.Namespace, settings: Settings) -> int:
     bundle = write_bundle(args.output)
     print(f"wrote {args.output} (build {bundle.build}, {len(bundle.data)} bytes)")
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from .bootstrap import bootstrap
+    from .errors import UsageError
+    hosts = Runtime.create(settings).fleet.match(args.host)
+    if len(hosts) != 1:
+        raise UsageError(f"bootstrap works on one host; {args.host!r} matches {len(hosts)}", "name a single host")
+    bootstrap(hosts[0], settings, getpass.getpass)
     return 0

@@ -1,4 +1,8 @@
-"""First contact: start the host's agent, pushing our build when it lacks it."""
+"""First contact: start the host's agent, pushing our build when it lacks it.
+
+A host deployed by ansible/ (`crashfleet_agent_path` set) is never pushed to:
+its installed agent is started and a build mismatch is reported (controller.deployed).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from crashfleet.agent import PROTOCOL_VERSION
 from crashfleet.inventory import Host
 
+from . import deployed
 from .bundle import Bundle, agent_bundle
 from .errors import HostError, LinkClosed
 from .link import AgentLink
@@ -23,9 +28,13 @@ HOST_PROBLEMS = ("no_python", "sudo", "old_python")  # pushing the agent again w
 
 async def open_link(host: Host, settings: Settings) -> AgentLink:
     """Connect, start the agent (uploading it once if missing or different), say hello."""
+    installed = deployed.installed(host)
+    login = deployed.login_host(host, installed) if installed else host
     transport: Transport = LocalTransport() if host.connection == "local" else \
-        await SshTransport.connect(host, settings)
+        await SshTransport.connect(login, settings)
     try:
+        if installed:
+            return await _start_installed(host, transport, installed, settings)
         return await _start(host, transport, agent_bundle())
     except BaseException:
         await transport.close()
@@ -53,6 +62,22 @@ async def _start(host: Host, transport: Transport, bundle: Bundle) -> AgentLink:
             await transport.put(bundle.data, directory, bundle.filename)
     raise HostError(f"agent on {host.name} reports build {link.hello.get('build')}, expected {bundle.build}",
                     "remove the host's agent dir and retry", kind="build_mismatch")
+
+
+async def _start_installed(host: Host, transport: Transport, installed: deployed.Installed,
+                           settings: Settings) -> AgentLink:
+    link = AgentLink(host.name, await transport.start(installed.argv()), transport)
+    try:
+        link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
+    except LinkClosed as exc:
+        raise deployed.start_error(host, installed, exc, settings.inventory) from None
+    expected = agent_bundle().build
+    if link.hello.get("build") != expected:
+        await _close_agent(link)
+        raise deployed.outdated(host, installed, link.hello.get("build"), expected, settings.inventory)
+    _check_protocol(host, link.hello)
+    link.hello["installed"] = installed.path  # shown by fleet_check: this host's agent was deployed, not pushed
+    return link
 
 
 def agent_argv(host: Host, directory: str, bundle: Bundle) -> list[str]:

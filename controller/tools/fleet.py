@@ -93,6 +93,8 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
     agent = facts.pop("agent", {})
     facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"),
                       "protocol": hello.get("protocol")}
+    if hello.get("installed"):
+        facts["agent"]["installed"] = hello["installed"]
     facts["distro"] = facts.get("distro", {}).get("pretty_name") or facts.get("distro", {}).get("id")
     facts["tools"] = {name: (tool.get("version") or "present") if tool.get("present") else None
                       for name, tool in facts.get("tools", {}).items()}

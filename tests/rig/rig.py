@@ -33,6 +33,7 @@ from .files import (
     render_sshd_config,
     write_atomic,
 )
+from .namespace import isolated_argv
 from .ready import Target, wait_ready
 
 SSHD = Path("/usr/sbin/sshd")  # absolute: sshd re-execs itself for every connection
@@ -43,6 +44,7 @@ STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 READY_TIMEOUT = 30.0
 FAILURES_SHOWN = 8  # hosts named in a start-up error
 LOGS_SHOWN = 2  # of which the sshd log tail is quoted
+OWN_KEYS_USERS = ("crashfleet",)  # on isolated hosts: only their own authorized_keys, not the rig key
 
 
 @dataclass
@@ -80,6 +82,11 @@ class RigHost:
     @property
     def log(self) -> Path:
         return self.dir / "sshd.log"
+
+    @property
+    def ns_dir(self) -> Path:
+        """Upper layers of an isolated host's overlays (see tests.rig.namespace)."""
+        return self.dir / "ns"
 
 
 def environment_problem() -> str | None:
@@ -125,13 +132,14 @@ def _bindable(address: str, port: int) -> bool:
 class Rig:
     """N sshd hosts under base; see the package docstring for the layout."""
 
-    def __init__(self, base: Path, n: int, port: int = 2222, prefix: str = "web") -> None:
+    def __init__(self, base: Path, n: int, port: int = 2222, prefix: str = "web", isolated: bool = False) -> None:
         if not 1 <= n <= MAX_HOSTS:
             raise ValueError(f"n must be 1..{MAX_HOSTS}, got {n}")
         if not prefix.isidentifier():
             raise ValueError(f"prefix must be an identifier (it names an Ansible group): {prefix!r}")
         self.base = Path(base).absolute()  # absolute: embedded in sshd_config and matched in /proc
         self.n, self.port, self.prefix = n, port, prefix
+        self.isolated = isolated  # each sshd in its own mount namespace (tests.rig.namespace)
         self.hosts = [self._make_host(i) for i in range(1, n + 1)]
         self.client_key = self.base / "id_ed25519"
         self.known_hosts = self.base / "known_hosts"
@@ -232,7 +240,8 @@ class Rig:
         data = _read_state(Path(base).absolute() / "rig.json")
         if data is None:
             raise RigError(f"no rig at {base} (missing or unreadable rig.json)")
-        rig = cls(Path(data["base"]), int(data["n"]), int(data["port"]), str(data["prefix"]))
+        rig = cls(Path(data["base"]), int(data["n"]), int(data["port"]), str(data["prefix"]),
+                  bool(data.get("isolated", False)))
         rig._apply_pids(data)
         return rig
 
@@ -263,7 +272,7 @@ class Rig:
         keygen([(k, c) for k, c in wanted if not (k.exists() and pub(k).exists())])
         write_atomic(self.authorized_keys, pub(self.client_key).read_text())
         for h in starting:
-            write_atomic(h.config, render_sshd_config(h, self.authorized_keys))
+            write_atomic(h.config, render_sshd_config(h, self.authorized_keys, OWN_KEYS_USERS if self.isolated else ()))
         write_atomic(self.known_hosts, render_known_hosts(self.hosts))
         write_atomic(
             self.inventory,
@@ -277,6 +286,7 @@ class Rig:
             "n": self.n,
             "port": self.port,
             "prefix": self.prefix,
+            "isolated": self.isolated,
             "client_key": str(self.client_key),
             "known_hosts": str(self.known_hosts),
             "inventory": str(self.inventory),
@@ -324,9 +334,12 @@ class Rig:
         """Launch the listeners without waiting for each; record their pids."""
         for h in hosts:
             h.pid_file.unlink(missing_ok=True)
+            argv = [str(SSHD), "-D", "-f", str(h.config), "-E", str(h.log)]
+            if self.isolated:
+                argv = isolated_argv(h.ns_dir, argv)
             with h.log.open("ab") as log:  # early errors (bad config) go to stderr, not -E
                 proc = subprocess.Popen(
-                    [str(SSHD), "-D", "-f", str(h.config), "-E", str(h.log)],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,

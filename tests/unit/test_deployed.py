@@ -1,0 +1,44 @@
+"""controller.deployed: the controller and the Ansible role agree on names, paths and the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from crashfleet.controller import bootstrap, deployed
+from crashfleet.inventory import Host
+
+ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "crashfleet_agent"
+
+
+def test_controller_defaults_are_the_role_defaults() -> None:
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert defaults["crashfleet_user"] == deployed.DEFAULT_USER
+    assert defaults["crashfleet_python"] == deployed.DEFAULT_PYTHON
+    assert defaults["crashfleet_state_dir"] == deployed.DEFAULT_STATE_DIR
+    assert defaults["crashfleet_agent_path"] == bootstrap.DEFAULT_AGENT_PATH
+    assert defaults["crashfleet_home"] == bootstrap.DEFAULT_HOME
+    assert defaults["crashfleet_policy_path"] == bootstrap.POLICY_PATH
+
+
+def test_a_host_without_agent_path_is_pushed_to() -> None:
+    assert deployed.installed(Host("web01", {"ansible_user": "ops"})) is None
+    assert deployed.installed(Host("localhost", {"crashfleet_agent_path": "/x", "ansible_connection": "local"})) is None
+
+
+def test_a_deployed_host_logs_in_as_the_deployed_user_and_asks_for_the_forced_command() -> None:
+    host = Host("web01", {"ansible_user": "ops", "ansible_ssh_user": "old", "ansible_ssh_private_key_file": "/k/admin",
+                          "crashfleet_agent_path": "/opt/cf/agent.pyz", "crashfleet_ssh_private_key_file": "/k/cf"})
+    agent = deployed.installed(host)
+    assert agent is not None
+    assert agent.argv() == ["sudo", "-n", "/usr/bin/python3", "/opt/cf/agent.pyz", "serve", "--dir",
+                            "/var/lib/crashfleet/agent"]
+    login = deployed.login_host(host, agent)
+    assert (login.user, login.key_file, login.address) == ("crashfleet", "/k/cf", "web01")
+    assert host.user == "old"  # the inventory's host is left as it was
+
+
+def test_the_fix_command_names_the_inventory_and_the_host() -> None:
+    assert deployed.fix_command(Host("db02", {}), Path("/srv/inv.yml")).endswith(
+        "ansible-playbook -i /srv/inv.yml ansible/site.yml --limit db02")
