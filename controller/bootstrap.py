@@ -35,6 +35,8 @@ from .settings import Settings
 DEFAULT_AGENT_PATH = "/opt/crashfleet/crashfleet-agent.pyz"
 DEFAULT_HOME = "/var/lib/crashfleet"
 POLICY_PATH = "/etc/crashfleet/agent-policy.json"
+# The policy keys the role's template writes too; the others keep the agent's defaults.
+POLICY_KEYS = ("allow_commands", "deny_commands", "max_duration", "max_output_bytes", "max_store_bytes")
 SUDOERS_PATH = "/etc/sudoers.d/crashfleet"
 SUPPORTED = ("debian", "rhel", "fedora")  # os-release ID / ID_LIKE words of the role's two families
 HEADER = "# Managed by crashfleet bootstrap"
@@ -62,7 +64,7 @@ class Plan:
         if not public.exists():
             raise CrashfleetError(f"{public} does not exist", f"create the key pair: ssh-keygen -t ed25519 -f "
                                   f"{installed.key_file}")
-        policy = {key: host.vars.get(f"crashfleet_{key}", default) for key, default in POLICY_DEFAULTS.items()}
+        policy = {key: host.vars.get(f"crashfleet_{key}", POLICY_DEFAULTS[key]) for key in POLICY_KEYS}
         return cls(installed, str(host.vars.get("crashfleet_home") or DEFAULT_HOME),
                    " ".join(public.read_text().split()[:3]), policy)
 

@@ -20,6 +20,8 @@ def test_controller_defaults_are_the_role_defaults() -> None:
     assert defaults["crashfleet_agent_path"] == bootstrap.DEFAULT_AGENT_PATH
     assert defaults["crashfleet_home"] == bootstrap.DEFAULT_HOME
     assert defaults["crashfleet_policy_path"] == bootstrap.POLICY_PATH
+    for key in bootstrap.POLICY_KEYS:  # the role's policy is the agent's default policy unless told otherwise
+        assert defaults[f"crashfleet_{key}"] == bootstrap.POLICY_DEFAULTS[key], key
 
 
 def test_a_host_without_agent_path_is_pushed_to() -> None:
