@@ -24,6 +24,7 @@ from crashfleet.agent.commands import CATALOG
 
 from .errors import CrashfleetError
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
+from . import schemas
 from .runtime import Runtime
 from .settings import Settings, config_dir
 from .tools import bpftrace as bpftrace_tools
@@ -44,7 +45,7 @@ DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tool
 
 def build_server(rt: Runtime) -> MCPServer:
     mcp = MCPServer("crashfleet", instructions=INSTRUCTIONS, version=AGENT_VERSION, log_level="WARNING",
-                    middleware=[strip_schema_titles])
+                    middleware=[compact_schemas])
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
     async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
@@ -103,24 +104,15 @@ def _commands_help() -> str:
     return "catalogue command: " + ", ".join(sorted(CATALOG))
 
 
-def _strip_titles(node: Any) -> None:
-    if isinstance(node, dict):
-        if isinstance(node.get("title"), str):
-            node.pop("title")
-        for value in node.values():
-            _strip_titles(value)
-    elif isinstance(node, list):
-        for value in node:
-            _strip_titles(value)
-
-
-async def strip_schema_titles(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-    """tools/list stays small: pydantic's auto titles repeat the property names."""
+async def compact_schemas(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """tools/list stays small: see schemas.compact."""
     result = await call_next(ctx)
     if getattr(ctx, "method", None) == "tools/list" and isinstance(result, dict):
         for tool in result.get("tools", []):
-            _strip_titles(tool.get("inputSchema"))
-            _strip_titles(tool.get("outputSchema"))
+            if "inputSchema" in tool:
+                tool["inputSchema"] = schemas.compact(tool["inputSchema"])
+            if "outputSchema" in tool:
+                tool["outputSchema"] = schemas.compact(tool["outputSchema"], output=True)
     return result
 
 
