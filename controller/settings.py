@@ -26,6 +26,8 @@ class Settings(BaseSettings):
 
     inventory: Path | None = Field(default=None, description="Ansible inventory; none means the local machine only")
     ssh_known_hosts: Path | None = Field(default=None, description="known_hosts file (default ~/.ssh/known_hosts)")
+    ssh_accept_new: bool = Field(False, description="record first-seen host keys (ssh's accept-new); "
+                                                    "changed keys are always refused")
     ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
     ssh_connect_timeout: float = Field(10.0, gt=0)
     ssh_keepalive: float = Field(15.0, gt=0)

@@ -6,6 +6,7 @@ Both give the same two things: start a process from an argv, and put a file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shlex
 from pathlib import Path
@@ -18,6 +19,7 @@ from crashfleet.inventory import Host
 from .errors import HostError, Unreachable
 from .settings import Settings
 
+log = logging.getLogger(__name__)
 STDERR_KEEP = 8192
 STREAM_LIMIT = 1 << 24  # a JSON line (one page) is far below this
 
@@ -110,7 +112,10 @@ class SshTransport:
         try:
             conn = await asyncssh.connect(host.address, **connect_options(host, settings))
         except asyncssh.HostKeyNotVerifiable:
-            raise host_key_error(host, settings) from None
+            if not settings.ssh_accept_new or _has_entry(settings.ssh_known_hosts_path(), host):
+                raise host_key_error(host, settings) from None
+            await accept_new_host_key(host, settings)
+            return await cls.connect(host, settings)  # verified against the key just recorded
         except asyncssh.PermissionDenied as exc:
             raise HostError(f"SSH authentication failed for {host.user or 'the default user'}@{host.address}: {exc.reason}",
                             "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
@@ -171,6 +176,27 @@ def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
     return options
 
 
+async def accept_new_host_key(host: Host, settings: Settings) -> None:
+    """OpenSSH's accept-new: record the key of a host never seen before; a changed key is never accepted."""
+    options: dict[str, Any] = {"port": host.port} if host.port else {}
+    if settings.ssh_config is not None:
+        options["config"] = [str(settings.ssh_config)]
+    try:
+        key = await asyncssh.get_server_host_key(host.address, **options)
+    except (OSError, asyncssh.Error) as exc:
+        raise Unreachable(f"cannot fetch the host key of {host.address}:{host.port or 22}: {_reason(exc)}",
+                          "is the host up and sshd listening?", kind="connect") from None
+    if key is None:
+        raise host_key_error(host, settings)
+    known = settings.ssh_known_hosts_path()
+    name = host.address if (host.port or 22) == 22 else f"[{host.address}]:{host.port}"
+    known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with known.open("ab") as handle:
+        handle.write(name.encode() + b" " + key.export_public_key("openssh").strip() + b"\n")
+    log.warning("%s: accepted new host key %s into %s (CRASHFLEET_SSH_ACCEPT_NEW)",
+                host.name, key.get_fingerprint(), known)
+
+
 def host_key_error(host: Host, settings: Settings) -> HostError:
     known = settings.ssh_known_hosts_path()
     where = f"{host.address}:{host.port or 22}"
@@ -180,7 +206,8 @@ def host_key_error(host: Host, settings: Settings) -> HostError:
                          f"if the host was really reinstalled, verify its new key out of band and update "
                          f"{known} (ssh-keygen -R)", kind="host_key_changed")
     return HostError(f"host key of {host.name} ({where}) is not in {known}; refusing to connect to an unverified host",
-                     f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS)",
+                     f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS; "
+                     "CRASHFLEET_SSH_ACCEPT_NEW=true trusts first-seen keys, as ssh's accept-new)",
                      kind="host_key_unknown")
 
 

@@ -155,6 +155,33 @@ async def test_unknown_host_key_is_refused(rig: Rig, rig_settings: Settings, tmp
     assert "not in" in result.errors[0].message and result.errors[0].host == "web06"
 
 
+async def test_accept_new_records_a_first_seen_key_but_never_a_changed_one(rig: Rig, rig_settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"  # not there yet: created on the first accepted key
+    settings = rig_settings.model_copy(update={"ssh_known_hosts": known, "ssh_accept_new": True})
+    rt = Runtime.create(settings)
+    try:
+        result = await fleet_check(rt, "web04")
+    finally:
+        await rt.close()
+    assert result.summary.ok == 1, result
+    web04 = rig.host("web04")
+    recorded = [line.split() for line in known.read_text().splitlines()]
+    expected = [line.split() for line in rig.known_hosts.read_text().splitlines()
+                if line.startswith(f"[{web04.address}]:{web04.port} ")]
+    assert recorded == expected  # exactly the host's real key, under ssh's own name for it
+
+    rig.rekey_host("web04")
+    rt = Runtime.create(settings)
+    try:
+        result = await fleet_check(rt, "web04")
+    finally:
+        rig.restore_host_key("web04")
+        await rt.close()
+    assert result.summary.failed == 1 and "does NOT match" in result.errors[0].message
+    assert len(known.read_text().splitlines()) == 1  # the changed key was not added
+
+
 async def test_missing_python_says_so(rig: Rig, rig_settings: Settings, tmp_path: Path) -> None:
     inventory = derived_inventory(rig, tmp_path, "web06", ansible_python_interpreter="/nonexistent/python3")
     rt = Runtime.create(rig_settings.model_copy(update={"inventory": inventory}))
