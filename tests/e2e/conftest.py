@@ -174,13 +174,13 @@ async def _stdio_client(version: str, params: StdioServerParameters,
 class StdioServer:
     """One `crashfleet serve` child on stdio with the SDK client connected, usable from sync tests."""
 
-    def __init__(self, version: str, rig: Rig, home: Path) -> None:
+    def __init__(self, version: str, rig: Rig, home: Path, **extra_env: str) -> None:
         self.version = version
         self.rig = rig
         self.home = home
         self.stderr_path = home / "server-stderr.log"
         self.closed = False
-        env = server_env(rig, home)
+        env = server_env(rig, home, **extra_env)
         params = StdioServerParameters(command=str(CRASHFLEET), args=["serve"], env=env, cwd=str(home))
         self._stack = ExitStack()
         try:
