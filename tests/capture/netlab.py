@@ -1,6 +1,6 @@
 """A small network of namespaces for capture tests, each capturing host reached over real SSH.
 
-    root ns --mgmt veth (10.77.200.x/30)--> app (10.77.1.2) --data--> router --data--> db (10.77.2.2, .3)
+    root ns --mgmt veth (10.77.2NN.x/30, a free NN)--> app (10.77.1.2) --data--> router --data--> db (10.77.2.2, .3)
 
 app and db run their own sshd on their management address; captures use their
 `data0` interface, so the agent's own SSH traffic is never captured. Faults are
@@ -42,14 +42,24 @@ def run(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.Compl
     return done
 
 
+def _free_mgmt_net() -> str:
+    """A 10.77.N (N in 200..249) that no address of the root namespace uses yet."""
+    used = run("ip", "-o", "-4", "addr", "show").stdout
+    for octet in range(200, 250):
+        if f" 10.77.{octet}." not in used:
+            return f"10.77.{octet}"
+    raise RuntimeError("no free 10.77.200-249 management network: are 50 labs up?")
+
+
 class NetLab:
     def __init__(self, base: Path) -> None:
         tag = f"{os.getpid() % 100000}"
         self.base = base
         self.tag = tag
         self.router = f"cfr{tag}"
-        self.hosts = {"app01": LabHost("app01", f"cfa{tag}", "10.77.200.2", "10.77.1.2"),
-                      "db01": LabHost("db01", f"cfb{tag}", "10.77.200.6", "10.77.2.2")}
+        self.mgmt_net = _free_mgmt_net()  # the root namespace is shared: another lab may be up
+        self.hosts = {"app01": LabHost("app01", f"cfa{tag}", f"{self.mgmt_net}.2", "10.77.1.2"),
+                      "db01": LabHost("db01", f"cfb{tag}", f"{self.mgmt_net}.6", "10.77.2.2")}
         self.port = 22
         self.procs: list[subprocess.Popen[bytes]] = []
         self.key = base / "id_ed25519"
@@ -101,7 +111,7 @@ class NetLab:
         for i, host in enumerate((app, db)):  # management: root ns <-> host, a /30 each
             root_if = f"cfm{self.tag}{i}"
             run("ip", "link", "add", root_if, "type", "veth", "peer", "name", "mgmt0", "netns", host.ns)
-            run("ip", "addr", "add", f"10.77.200.{4 * i + 1}/30", "dev", root_if)
+            run("ip", "addr", "add", f"{self.mgmt_net}.{4 * i + 1}/30", "dev", root_if)
             run("ip", "link", "set", root_if, "up")
             run("ip", "-n", host.ns, "addr", "add", f"{host.mgmt}/30", "dev", "mgmt0")
             run("ip", "-n", host.ns, "link", "set", "mgmt0", "up")

@@ -35,18 +35,17 @@ def test_capture_on_two_hosts_over_mcp(server: StdioServer, lab: NetLab) -> None
                                                      "interface": "data0"}))
     job_id = start["job_id"]
     assert job_id and start["summary"]["running"] == 2, start
-    time.sleep(0.5)  # tcpdump opens the device after start returns
-    assert lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "http://10.77.2.2/index.html").returncode == 0
-    assert lab.exec("app01", sys.executable, str(HERE / "dnsserver.py"), "query", "10.77.2.2",
-                    "nope.test").stdout.strip() == "NXDOMAIN"
-
     deadline = time.monotonic() + 60
     while structured(server.call("capture_status", {"job_id": job_id}))["summary"]["running"]:
+        # Traffic all along the window: tcpdump opens the device a moment after start returns.
+        assert lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "http://10.77.2.2/index.html").returncode == 0
+        assert lab.exec("app01", sys.executable, str(HERE / "dnsserver.py"), "query", "10.77.2.2",
+                        "nope.test").stdout.strip() == "NXDOMAIN"
         assert time.monotonic() < deadline, "the capture outlived its duration"
-        time.sleep(0.3)
+        time.sleep(0.2)
     summary = structured(server.call("capture_summary", {"job_id": job_id}))
     app01 = summary["hosts"]["app01"]
-    assert app01["http"]["requests"] == 1 and "dns_nxdomain" in {p["kind"] for p in app01["problems"]}, app01
+    assert app01.get("http", {}).get("requests", 0) >= 1 and "dns_nxdomain" in {p["kind"] for p in app01["problems"]}, app01
     assert len(server.call("capture_summary", {"job_id": job_id}).content[0].text) < 12000  # ~1,500 tokens a host
 
     packets = structured(server.call("capture_packets", {"job_id": job_id, "host": "db01", "filter": "port 80"}))
