@@ -36,6 +36,7 @@ _ERROR_RE = re.compile(r"^(?:[^:\n]*):(\d+):(\d+)(?:-\d+)?: ERROR: (.*)$", re.M)
 _FILTER_RE = re.compile(r"[A-Za-z0-9_:*?.\[\]/+-]{1,200}\Z")
 _POSITIONAL_RE = re.compile(r"\$([1-9])\b")
 _KPROBE_RE = re.compile(r"(?:^|[\s,{}])(kprobe|kretprobe|k|kr):", re.M)
+_MAP_LINES = tuple(b'{"type": "%s"' % t for t in (b"map", b"hist", b"stats", b"lost_events"))
 _TRACEPOINT_RE = re.compile(r"(?:^|[\s,{}])(tracepoint|t):", re.M)
 
 
@@ -148,7 +149,8 @@ class Bpftrace:
         job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(),
                                     meta={"bpftrace": label, "format": fmt, "kinds": kinds,
                                           "duration": duration},
-                                    max_output=int(self.policy.settings["bpftrace_max_output_bytes"]))
+                                    max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
+                                    keep_past_cap=_map_line if fmt == "json" else None)
         status = self._settle(job, params)
         error = status.get("error")
         if error is not None:
@@ -315,6 +317,11 @@ def map_kinds(program: str) -> Dict[str, str]:
     """Which aggregation fills each map (bpftrace's JSON says 'map' for count, sum, min and max alike)."""
     code = safety.blank_comments_and_strings(program)
     return {name: kind for name, kind in _KIND_RE.findall(code)}
+
+
+def _map_line(line: bytes) -> bool:
+    """A map bpftrace prints as it exits: kept even past the output cap (the printf flood is not)."""
+    return line.startswith(_MAP_LINES)
 
 
 def read_json_output(path: str, kinds: Dict[str, str]) -> Dict[str, Any]:

@@ -2,7 +2,7 @@
 
 iso01: tracefs unmounted and its policy forbids the agent to mount it: it lacks every
 tracepoint. iso02: tracefs unmounted, default policy: its agent mounts tracefs, inside
-iso02's namespace only. web01/web02 (the session rig) are this machine as it is.
+iso02's namespace only; its policy caps a run's output at CAP bytes. web01/web02 (the session rig) are this machine as it is.
 The real root namespace's tracefs is never mounted or unmounted here (other runs use it).
 """
 
@@ -20,7 +20,9 @@ import yaml
 
 from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.settings import Settings
-from crashfleet.controller.tools.bpftrace import bpftrace_info, bpftrace_probes, bpftrace_run, bpftrace_tools
+from crashfleet.controller.tools.bpftrace import (bpftrace_info, bpftrace_probes, bpftrace_result, bpftrace_run,
+                                                  bpftrace_tools)
+from crashfleet.controller.tools.output import output_search
 from tests.conftest import wait_no_agents
 from tests.helpers import agent_pids
 from tests.integration.test_bpftrace import tracefs, tracers  # noqa: F401 - the session fixture
@@ -29,6 +31,7 @@ from tests.rig.namespace import upper
 
 POLICY = "/etc/crashfleet/agent-policy.json"
 MIXED = "web01:web02:iso01"
+CAP = 64 * 1024
 
 
 def tracefs_lines(pid: int | str) -> list[str]:
@@ -38,15 +41,16 @@ def tracefs_lines(pid: int | str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def iso_rig() -> Iterator[Rig]:
-    """iso01 and iso02, isolated; iso01's policy (in its /etc overlay) forbids mounting tracefs."""
+    """iso01 and iso02, isolated; their policies (in their /etc overlays): see the module's docstring."""
     # Not under pytest's 0700 tmp dir, like the deploy rig (sshd reads files as the login user).
     base = Path(tempfile.mkdtemp(prefix="crashfleet-bpf-iso-"))
     base.chmod(0o755)
     rig = Rig(base, 2, port=free_port(2), prefix="iso", isolated=True)
-    policy = upper(rig.host("iso01").ns_dir, POLICY)  # the overlay's upper layer, written before it is mounted
-    policy.parent.mkdir(parents=True)
-    policy.write_text(json.dumps({"bpftrace_mount_tracefs": False}))
-    policy.chmod(0o644)
+    for host, settings in (("iso01", {"bpftrace_mount_tracefs": False}), ("iso02", {"bpftrace_max_output_bytes": CAP})):
+        policy = upper(rig.host(host).ns_dir, POLICY)  # the overlay's upper layer, written before it is mounted
+        policy.parent.mkdir(parents=True)
+        policy.write_text(json.dumps(settings))
+        policy.chmod(0o644)
     try:
         with rig:
             yield rig
@@ -128,3 +132,22 @@ async def test_agent_mounts_tracefs_in_its_own_namespace(iso_rig: Rig, mixed: Ru
     assert tracefs_lines("self") == root_before  # the machine's own mount table is untouched
     run = await bpftrace_run(mixed, "iso02", tool="syscount", duration=1)
     assert run.summary.ok == 1 and run.maps, run
+
+
+async def test_output_cap_stops_the_flood_but_keeps_the_maps(iso_rig: Rig, mixed: Runtime) -> None:
+    # Thousands of printf lines a millisecond, and a map that counts them: the cap is hit at once.
+    flood = 'interval:ms:1 { unroll(100) { @lines = count(); printf("line of the flood\\n"); } }'
+    result = await bpftrace_run(mixed, "iso02", program=flood, duration=30)
+    if result.job_id:  # a slow machine: collect it
+        result = await bpftrace_result(mixed, result.job_id, wait=30)
+    assert result.summary.ok == 1, result
+    [group] = result.groups
+    assert group.output and group.output.startswith("line of the flood\n")
+    [lines] = result.maps
+    assert lines.name == "@lines" and lines.value and lines.value > CAP // len('{"type": "printf", "data": "line of the flood\\n"}\n')
+    # In the store: the flood up to the cap, the cap's marker, then the map bpftrace printed on its way out.
+    found = await output_search(mixed, group.output_ids[0], r"output cap of \d+ bytes reached|\"@lines\"")
+    assert [m.text.startswith("{") for m in found.matches] == [False, True], found.matches
+    assert f"output cap of {CAP} bytes reached" in found.matches[0].text
+    assert found.matches[0].line > 1000 and found.total_lines == found.matches[1].line
+    assert tracers(iso_rig) == []
