@@ -431,7 +431,7 @@ def _tracefs_missing(program: str, tracefs: Dict[str, Any]) -> Optional[str]:
     """Why a program that uses tracepoints cannot run here (tracefs absent), or None."""
     if tracefs.get("path") or not _TRACEPOINT_RE.search(safety.blank_comments_and_strings(program)):
         return None
-    return "uses tracepoints, but " + tracefs.get("error", "tracefs is not mounted")
+    return "uses tracepoints, but %s" % (tracefs.get("error") or "tracefs is not mounted")
 
 
 def _kprobes_available(tracefs: Dict[str, Any]) -> bool:
