@@ -36,6 +36,8 @@ _ERROR_RE = re.compile(r"^(?:[^:\n]*):(\d+):(\d+)(?:-\d+)?: ERROR: (.*)$", re.M)
 _FILTER_RE = re.compile(r"[A-Za-z0-9_:*?.\[\]/+-]{1,200}\Z")
 _POSITIONAL_RE = re.compile(r"\$([1-9])\b")
 _KPROBE_RE = re.compile(r"(?:^|[\s,{}])(kprobe|kretprobe|k|kr):", re.M)
+_MAP_LINES = tuple(b'{"type": "%s"' % t for t in (b"map", b"hist", b"stats", b"lost_events"))
+_TRACEPOINT_RE = re.compile(r"(?:^|[\s,{}])(tracepoint|t):", re.M)
 
 
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
@@ -71,7 +73,7 @@ class Bpftrace:
     def probes(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """`bpftrace -l [filter]`, sorted, into the store; the full list only when asked (drift checks)."""
         binary = self._binary()
-        self._tracefs()
+        tracefs = self._tracefs()
         pattern = param(params, "filter", str, None)
         argv = [binary, "-l"]
         if pattern:
@@ -91,6 +93,8 @@ class Bpftrace:
         result = {"count": len(probes), "sha256": hashlib.sha256(text.encode()).hexdigest(),
                   "types": _probe_types(probes), "output_id": writer.output_id,
                   "page": self.agent.store.page(writer.output_id, None, max_bytes=page_bytes)}
+        if tracefs.get("error"):
+            result["tracefs_error"] = tracefs["error"]
         if param(params, "full", bool, False):
             result["probes"] = probes
         return result
@@ -128,7 +132,10 @@ class Bpftrace:
             raise AgentError("policy_denied", "duration %gs is over this host's bpftrace cap of %gs"
                              % (duration, self._max_duration()),
                              hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration())
-        self._tracefs()
+        missing = _tracefs_missing(program, self._tracefs())
+        if missing:
+            raise AgentError("tracefs_missing", missing, hint="mount tracefs on this host, or allow the agent to "
+                             "(policy key bpftrace_mount_tracefs)")
         fmt = param(params, "format", str, "auto")
         if fmt not in ("auto", "json", "text"):
             raise AgentError("bad_params", "format must be auto, json or text, got %r" % fmt)
@@ -142,7 +149,8 @@ class Bpftrace:
         job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(),
                                     meta={"bpftrace": label, "format": fmt, "kinds": kinds,
                                           "duration": duration},
-                                    max_output=int(self.policy.settings["bpftrace_max_output_bytes"]))
+                                    max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
+                                    keep_past_cap=_map_line if fmt == "json" else None)
         status = self._settle(job, params)
         error = status.get("error")
         if error is not None:
@@ -220,6 +228,9 @@ class Bpftrace:
         if _KPROBE_RE.search(safety.blank_comments_and_strings(tool["program"])) and \
                 not _kprobes_available(tracefs):
             return False, "uses kprobes, which this kernel does not offer (no kprobe_events in tracefs)"
+        missing = _tracefs_missing(tool["program"], tracefs)
+        if missing:
+            return False, missing
         args = [str(a["default"]) for a in tool["args"]]
         status, _out, err = self._run([binary, "-d", "-e", tool["program"], "--"] + args)
         if status != 0:
@@ -306,6 +317,11 @@ def map_kinds(program: str) -> Dict[str, str]:
     """Which aggregation fills each map (bpftrace's JSON says 'map' for count, sum, min and max alike)."""
     code = safety.blank_comments_and_strings(program)
     return {name: kind for name, kind in _KIND_RE.findall(code)}
+
+
+def _map_line(line: bytes) -> bool:
+    """A map bpftrace prints as it exits: kept even past the output cap (the printf flood is not)."""
+    return line.startswith(_MAP_LINES)
 
 
 def read_json_output(path: str, kinds: Dict[str, str]) -> Dict[str, Any]:
@@ -409,6 +425,13 @@ def _probe_types(probes: List[str]) -> Dict[str, int]:
         if kind:
             counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def _tracefs_missing(program: str, tracefs: Dict[str, Any]) -> Optional[str]:
+    """Why a program that uses tracepoints cannot run here (tracefs absent), or None."""
+    if tracefs.get("path") or not _TRACEPOINT_RE.search(safety.blank_comments_and_strings(program)):
+        return None
+    return "uses tracepoints, but %s" % (tracefs.get("error") or "tracefs is not mounted")
 
 
 def _kprobes_available(tracefs: Dict[str, Any]) -> bool:

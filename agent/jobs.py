@@ -21,6 +21,7 @@ Notify = Callable[[str, Dict[str, Any]], None]
 PROGRESS_EVERY = 0.5    # seconds between progress notifications of one job
 KILL_GRACE = 2.0        # seconds between SIGTERM and SIGKILL
 STDERR_TAIL = 4096
+KEPT_PAST_CAP = 4 << 20  # bytes of wanted lines (e.g. bpftrace's final maps) still written past a cap
 
 
 class Job:
@@ -46,6 +47,7 @@ class Job:
         self.done = threading.Event()
         self.stop_reason: Optional[str] = None
         self.max_output: Optional[int] = None
+        self.keep_past_cap: Optional[Callable[[bytes], bool]] = None
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr).decode("utf-8", "replace")[-STDERR_TAIL:]
@@ -77,15 +79,16 @@ class JobManager:
 
     def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None,
-              max_output: Optional[int] = None) -> Job:
+              max_output: Optional[int] = None, keep_past_cap: Optional[Callable[[bytes], bool]] = None) -> Job:
         """Run argv (never through a shell) with output into a new store entry.
 
-        With `max_output`, the job is stopped once it has written that many bytes."""
+        With `max_output`, the job is stopped once it has written that many bytes; past
+        that, only the lines `keep_past_cap` accepts are still written (up to KEPT_PAST_CAP)."""
         if self._closing:
             raise AgentError("shutting_down", "the agent is shutting down")
         writer = self.store.create(kind, {"argv": argv, **(meta or {})})
         job = Job("j%d" % next(self._ids), kind, argv, writer, duration, meta or {})
-        job.max_output = max_output
+        job.max_output, job.keep_past_cap = max_output, keep_past_cap
         try:
             job.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -170,11 +173,14 @@ class JobManager:
         stream: Any = job.proc.stdout
         last = 0.0
         written, capped = 0, False
+        past = _PastCap(job)
         for chunk in iter(lambda: stream.read1(65536), b""):
             if capped:
-                continue  # keep draining so the process is never blocked on a full pipe
+                past.feed(chunk)  # keep draining so the process is never blocked on a full pipe
+                continue
             if job.max_output is not None and written + len(chunk) > job.max_output:
                 self._over_cap(job, chunk[:job.max_output - written], job.max_output)
+                past.feed(chunk[job.max_output - written:])
                 capped = True
                 continue
             written += len(chunk)
@@ -184,6 +190,8 @@ class JobManager:
                 last = now
                 self.notify("job.progress", {"job_id": job.id, "output_id": job.output_id,
                                              "elapsed": round(time.time() - job.started, 3)})
+        if capped:
+            past.feed(b"\n")  # a last line without its newline
         job.exit_status = job.proc.wait()
         _signal_group(job.proc.pid, signal.SIGKILL)  # reap stragglers that kept no pipe open
         self._finish(job)
@@ -205,6 +213,26 @@ class JobManager:
                       "stop_reason": job.stop_reason}
         job.done.set()
         self.notify("job.done", job.status())
+
+
+class _PastCap:
+    """Output past a job's cap: dropped, except whole lines the job asked to keep."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.partial = b""
+        self.kept = 0
+
+    def feed(self, chunk: bytes) -> None:
+        keep = self.job.keep_past_cap
+        if keep is None:
+            return
+        *lines, rest = (self.partial + chunk).split(b"\n")
+        for line in lines:
+            if self.kept + len(line) < KEPT_PAST_CAP and keep(line):
+                self.job.writer.write(line + b"\n")
+                self.kept += len(line) + 1
+        self.partial = rest if len(rest) < KEPT_PAST_CAP else b""
 
 
 def _signal_group(pgid: int, sig: int) -> None:

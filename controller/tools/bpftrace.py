@@ -70,9 +70,12 @@ async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None 
         except AgentCallError as exc:
             return _refused(host.name, exc)
         page = found["page"]
+        data = {"count": found["count"], "types": found["types"]}
+        if found.get("tracefs_error"):
+            data["tracefs"] = found["tracefs_error"]
         return HostOutcome(host.name, "ok", key=found["sha256"], output=page.get("text"),
                            output_id=f"{host.name}:{found['output_id']}", next_cursor=page.get("next_cursor"),
-                           total_lines=found["count"], data={"count": found["count"], "types": found["types"]})
+                           total_lines=found["count"], data=data)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline,
                                                progress=progress)

@@ -9,12 +9,12 @@ from ..models import FanoutResult
 
 class Bucket(BaseModel):
     min: int | None = None
-    max: int | None = Field(default=None, description="absent on the last, open-ended bucket")
+    max: int | None = None  # None: the last, open-ended bucket
     count: int
 
 
 class HostFigure(BaseModel):
-    """One host's figure of a map: its value, or for histograms its count and percentiles."""
+    # One host's figure of a map: its value, or for histograms its count and percentiles.
 
     host: str
     value: float | None = None
@@ -25,22 +25,22 @@ class HostFigure(BaseModel):
 
 class Outlier(BaseModel):
     host: str
-    figure: str = Field(description="what was compared: value, total or p99")
+    figure: str  # what was compared: value, total or p99
     value: float
     fleet_median: float
     why: str
 
 
 class MergedMap(BaseModel):
-    """One bpftrace map merged across hosts."""
+    # One bpftrace map merged across hosts (class docstrings would land in tools/list).
 
     name: str
-    kind: str = Field(description="count, sum, avg, min, max, stats, hist, lhist or value")
-    hosts: str = Field(description="hosts that printed this map, folded")
-    value: float | None = Field(default=None, description="fleet-wide value of an unkeyed map")
+    kind: str  # count, sum, avg, min, max, stats, hist, lhist or value
+    hosts: str  # hosts that printed this map, folded
+    value: float | None = None  # fleet-wide, of an unkeyed map
     keys: dict[str, float] | None = Field(default=None, description="fleet-wide value per key, top keys")
     key_count: int | None = None
-    histogram: list[Bucket] | None = Field(default=None, description="fleet-wide histogram (all keys)")
+    histogram: list[Bucket] | None = Field(default=None, description="fleet-wide, all keys")
     count: int | None = None
     p50: float | None = None
     p99: float | None = None
@@ -50,7 +50,7 @@ class MergedMap(BaseModel):
 
 
 class BpftraceRun(FanoutResult):
-    """Grouped text per host (printf output, or the raw text output) plus merged maps."""
+    # Grouped text per host (printf output, or the raw text output) plus merged maps.
 
     maps: list[MergedMap] = Field(default_factory=list)
     outlier_rule: str | None = None
@@ -58,13 +58,13 @@ class BpftraceRun(FanoutResult):
 
 class ProbeDrift(BaseModel):
     hosts: str
-    count: int = Field(description="probes these hosts offer")
+    count: int  # probes these hosts offer
     lacks_count: int = Field(description="probes other hosts offer that these lack")
-    lacks: list[str] = Field(default_factory=list, description="first of them")
+    lacks: list[str] = Field(default_factory=list, description="the first of them")
 
 
 class BpftraceProbes(FanoutResult):
-    drift: list[ProbeDrift] = Field(default_factory=list, description="set when hosts offer different probes")
+    drift: list[ProbeDrift] = Field(default_factory=list)  # set when hosts offer different probes
 
 
 class ToolHosts(BaseModel):
@@ -74,15 +74,15 @@ class ToolHosts(BaseModel):
 
 class ToolEntry(BaseModel):
     name: str
-    source: str = Field(description="crashfleet (bundled) or distro (/usr/sbin/*.bt)")
+    source: str  # crashfleet (bundled) or distro (/usr/sbin/*.bt)
     description: str
     args: list[str] = Field(default_factory=list)
-    runs_on: str = Field(description="hosts where it compiles and its probes exist, folded")
+    runs_on: str = Field(description="hosts it can run on, folded")
     cannot_run: list[ToolHosts] = Field(default_factory=list)
 
 
 class BpftraceTools(BaseModel):
     hosts: str
     tools: list[ToolEntry]
-    errors: FanoutResult | None = Field(default=None, description="hosts that did not answer")
+    errors: FanoutResult | None = None  # hosts that did not answer
     note: str | None = None
