@@ -5,11 +5,14 @@ Built on the rig's /proc helpers (tests.rig.procs); re-exported here for the tes
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 
 from tests.rig.procs import alive, cmdline, descendants, parent
 
-__all__ = ["agent_pids", "alive", "cmdline", "cmdlines", "cwd", "descendants", "parent", "pids_matching"]
+__all__ = ["agent_pids", "alive", "cmdline", "cmdlines", "cwd", "descendants", "parent", "pids_matching",
+           "wait_until"]
 
 
 def cmdlines() -> dict[int, str]:
@@ -33,3 +36,13 @@ def agent_pids(marker: str) -> list[int]:
 
 def pids_matching(*words: str) -> list[int]:
     return [pid for pid, cmd in cmdlines().items() if all(w in cmd for w in words) and pid != os.getpid()]
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll predicate on the event loop until it is true (True) or timeout seconds pass (False)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import dns
-from .decode import PROTO_NAMES, TCP, addr
+from .decode import PROTO_NAMES, addr
 from .problems import problems
 from .summary import Conv, Summariser, conv_key_text
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
@@ -27,7 +26,7 @@ from ..models import FanoutResult
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout, answer, progress
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
-from .common import outcome_from_job
+from .common import digest, host_deadline, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
 PROGRAM_ERRORS = ("compile_error", "unsafe_program", "bad_params", "bad_program", "unknown_tool",
@@ -48,9 +47,9 @@ async def bpftrace_info(rt: Runtime, pattern: str = "all", timeout: float | None
             mounted.append(host.name)
         data.pop("path", None)
         data["features"] = {k: v for k, v in data.get("features", {}).items() if k != "System"}
-        return HostOutcome(host.name, "ok", key=_digest(data), data=data)
+        return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), info, deadline=_deadline(rt, timeout),
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), info, deadline=host_deadline(rt, timeout),
                                                progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     if mounted:
@@ -61,7 +60,7 @@ async def bpftrace_info(rt: Runtime, pattern: str = "all", timeout: float | None
 async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None = None,
                           timeout: float | None = None, progress: Progress | None = None) -> BpftraceProbes:
     """`bpftrace -l [filter]` per host, grouped and paged; names the probes some hosts lack."""
-    deadline = _deadline(rt, timeout)
+    deadline = host_deadline(rt, timeout)
     params = {"filter": filter, "page_bytes": rt.settings.page_chars}
 
     async def listing(host: Host) -> HostOutcome:
@@ -118,7 +117,7 @@ async def bpftrace_tools(rt: Runtime, pattern: str = "all", timeout: float | Non
         return HostOutcome(host.name, "ok", key="tools", data=found)
 
     hosts = rt.fleet.match(pattern)
-    deadline = max(_deadline(rt, timeout), 60.0)  # the first check of a boot compiles every tool
+    deadline = max(host_deadline(rt, timeout), 60.0)  # the first check of a boot compiles every tool
     outcomes, elapsed = await rt.fleet.fan_out(hosts, tools, deadline=deadline, progress=progress)
     entries: dict[str, ToolEntry] = {}
     runs: dict[str, list[str]] = {}
@@ -157,7 +156,7 @@ async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = 
     # Short runs are awaited and answered whole; longer ones become a job after a moment
     # (long enough to catch compile errors, which come back within a second).
     wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
-    deadline = max(_deadline(rt, timeout), wait + 15.0)
+    deadline = max(host_deadline(rt, timeout), wait + 15.0)
     params = {"program": program, "tool": tool, "args": args or {}, "duration": duration,
               "page_bytes": rt.settings.page_chars}
 
@@ -281,16 +280,6 @@ def _arg_text(arg: dict[str, Any]) -> str:
     return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")
 
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _deadline(rt: Runtime, timeout: float | None) -> float:
-    if timeout is None:
-        return rt.settings.host_deadline
-    if not 1 <= timeout <= 600:
-        raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
-    return float(timeout)
 
 
 Program = Annotated[str | None, Field(description="bpftrace program text")]

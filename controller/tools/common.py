@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from ..errors import UsageError
 from ..grouping import HostOutcome
+from ..runtime import Runtime
 
 
 def output_ref(host: str, output_id: str) -> str:
@@ -40,3 +43,17 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
                        next_cursor=page.get("next_cursor"), total_lines=page.get("total_lines"),
                        message=message, stderr_tail=status.get("stderr_tail") or None,
                        extra={"job_id": status["job_id"], "state": status["state"]})
+
+
+def digest(data: Any) -> str:
+    """A grouping key for structured answers: equal data, equal key."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def host_deadline(rt: Runtime, timeout: float | None) -> float:
+    """The per-host deadline: the call's timeout, else CRASHFLEET_HOST_DEADLINE."""
+    if timeout is None:
+        return rt.settings.host_deadline
+    if not 1 <= timeout <= 600:
+        raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
+    return float(timeout)

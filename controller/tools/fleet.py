@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -15,7 +13,7 @@ from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
 from ..runtime import Runtime
-from .common import outcome_from_job
+from .common import digest, host_deadline, outcome_from_job
 
 MAX_DETAILS = 50
 VOLATILE_FACTS = ("hostname", "boot_id", "uptime_s", "store")
@@ -41,7 +39,7 @@ def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
 async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, timeout: float | None = None,
                       progress: Progress | None = None) -> FanoutResult:
     """Connect (pushing the agent when needed) and report each host's facts, grouped."""
-    deadline = _deadline(rt, timeout)
+    deadline = host_deadline(rt, timeout)
 
     async def check(host: Host) -> HostOutcome:
         link = await rt.fleet.link(host)
@@ -50,7 +48,7 @@ async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, 
         else:
             await rt.fleet.call(host, "ping")  # cached facts, but a real round trip proves the agent lives
         data = summarise_facts(link.hello)
-        return HostOutcome(host.name, "ok", key=_digest(data), data=data)
+        return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline,
                                                progress=progress)
@@ -64,7 +62,7 @@ async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | N
         raise UsageError(f"unknown command {command!r}", "commands: " + ", ".join(sorted(CATALOG)))
     if duration is not None and not 0 < duration <= 3600:
         raise UsageError(f"duration must be between 0 and 3600 s, got {duration}")
-    deadline = _deadline(rt, timeout)
+    deadline = host_deadline(rt, timeout)
     params: dict[str, Any] = {"command": command, "page_bytes": rt.settings.page_chars}
     if duration is not None:
         params["duration"] = duration
@@ -101,17 +99,6 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _deadline(rt: Runtime, timeout: float | None) -> float:
-    """The per-host deadline: the call's timeout, else CRASHFLEET_HOST_DEADLINE."""
-    if timeout is None:
-        return rt.settings.host_deadline
-    if not 1 <= timeout <= 600:
-        raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
-    return float(timeout)
 
 
 def _members(inventory: Any, group: str) -> list[str]:

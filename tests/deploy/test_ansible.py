@@ -15,12 +15,10 @@ import pytest
 
 from crashfleet.agent import buildinfo
 from crashfleet.controller.bundle import agent_bundle
-from crashfleet.controller.errors import HostError
 from crashfleet.controller.tools.fleet import fleet_check
 from tests.helpers import cmdline, descendants
-from tests.rig.namespace import upper
-
 from tests.rig.files import pub
+from tests.rig.namespace import upper
 
 from .conftest import AGENT, ANSIBLE_BIN, REPO, Deployment, recap, snapshot, ssh_options
 

@@ -20,7 +20,7 @@ from crashfleet.controller.tools.bpftrace import (bpftrace_info, bpftrace_probes
 from crashfleet.controller.tools.fleet import fleet_run
 from crashfleet.controller.tools.jobs import job_cancel, job_status
 from crashfleet.controller.tools.output import output_page
-from tests.helpers import agent_pids, cwd, pids_matching
+from tests.helpers import agent_pids, cwd, pids_matching, wait_until
 from tests.rig import Rig
 
 THREE = "web01:web02:web03"
@@ -40,14 +40,6 @@ def tracers(rig: Rig) -> list[int]:
     """bpftrace processes started by this rig's agents (their cwd is the agent's work dir)."""
     return [pid for pid in pids_matching("bpftrace") if cwd(pid).startswith(str(rig.base))]
 
-
-async def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def started_job(rt: Runtime, pattern: str, program: str, duration: float, **kw: object) -> str:

@@ -13,7 +13,7 @@ from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.tools.fleet import fleet_run
 from crashfleet.controller.tools.jobs import job_cancel, job_status, jobs_list
 from crashfleet.controller.tools.output import output_page, output_search
-from tests.helpers import agent_pids, cwd, pids_matching
+from tests.helpers import agent_pids, cwd, pids_matching, wait_until
 from tests.rig import Rig
 
 
@@ -21,14 +21,6 @@ def samplers(rig: Rig) -> list[int]:
     """vmstat processes started by this rig's agents (their cwd is the agent's work dir)."""
     return [pid for pid in pids_matching("vmstat", "-w") if cwd(pid).startswith(str(rig.base))]
 
-
-async def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def test_short_command_returns_grouped_output(runtime: Runtime) -> None:
