@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import discovery, formats, pipes, vmlinux
+from . import discovery, drift, formats, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -90,11 +90,39 @@ class Dumps:
         linux = vmlinux.check(given, dump) if given else \
             vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
         session, reused = self.sessions.get_or_create(dump, linux)
-        started = self.sessions.start_crash(session, binary, _clean_env())
+        self.sessions.start_crash(session, binary, _clean_env())
+        minimal = session.crash is not None and session.crash.minimal
+        command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
+        if dump.get("truncated") and not reused:
+            session.notes.append("the dump is cut short: %d of the %d bytes its headers describe (an "
+                                 "interrupted write?)" % (dump["size"], dump["expected_size"]))
+        summary = self.crash(dict(params, session_id=session.id, command=command, timeout=60))
+        self._check_drift(session, summary["page"]["text"])
         result = session.info()
-        result.update(reused=reused, notes=session.notes)
-        result.update(self.crash(dict(params, session_id=session.id, command="sys", timeout=60)))
+        result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
+        result.update(summary)
         return result
+
+    def _check_drift(self, session: Session, sys_text: str) -> None:
+        """Once per session: crash's start-up warnings and task count against drgn's."""
+        with session.drgn_lock:
+            if session.checked:
+                return
+            session.checked = True
+            if session.crash is None or session.crash.minimal:
+                return
+            drgn_count = None
+            if drgn_status(self.python())["importable"]:
+                try:
+                    worker = self.sessions.drgn(session, self.python(), self.worker_path(), _clean_env())
+                    answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
+                    drgn_count = int(answer["value"]) if answer.get("ok") else None
+                except (AgentError, DrgnError, ValueError, TypeError):
+                    pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
+            warning = drift.note(drift.crash_warnings(session.banner), drift.crash_tasks(sys_text),
+                                 drgn_count, session.dump.get("release"))
+            if warning:
+                session.warnings.append(warning)
 
     def crash(self, params: Dict[str, Any]) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))

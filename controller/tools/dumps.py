@@ -115,8 +115,8 @@ async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux:
     except asyncio.TimeoutError:
         raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
                         "the host may be overloaded; sessions_list shows whether it opened since") from None
-    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, "sys", r),
-                     notes=r.get("notes") or [])
+    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, r.get("command", "sys"), r),
+                     notes=r.get("notes") or [], warnings=r.get("warnings") or [])
 
 
 async def sessions_list(rt: Runtime) -> SessionList:

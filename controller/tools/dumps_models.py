@@ -39,8 +39,9 @@ class CommandResult(BaseModel):
 class CrashOpen(BaseModel):
     session: SessionInfo
     reused: bool
-    summary: CommandResult = Field(description="crash's `sys`")
+    summary: CommandResult = Field(description="crash's `sys` (minimal mode: the log's tail)")
     notes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="crash misreads this kernel: what to trust")
 
 
 class SessionList(BaseModel):
