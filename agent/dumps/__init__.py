@@ -123,6 +123,7 @@ class Dumps:
                                  drgn_count, session.dump.get("release"))
             if warning:
                 session.warnings.append(warning)
+            session.touch()
 
     def crash(self, params: Dict[str, Any]) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))

@@ -58,6 +58,7 @@ class Sessions:
     def __init__(self, base_dir: str, max_sessions: int, idle: float) -> None:
         self.base_dir = os.path.join(base_dir, "sessions")
         self.max_sessions, self.idle = max_sessions, idle
+        self.reap_every = min(REAP_EVERY, max(0.5, idle / 4))  # a short idle limit is kept closely
         self.by_id: Dict[str, Session] = {}
         self.by_key: Dict[Tuple[str, str], Session] = {}
         self._ids = itertools.count(1)
@@ -153,7 +154,7 @@ class Sessions:
                 pass
 
     def _reap(self) -> None:
-        while not self._closed.wait(REAP_EVERY):
+        while not self._closed.wait(self.reap_every):
             now = time.time()
             for session in list(self.by_id.values()):
                 busy = session.opening.locked() or session.drgn_lock.locked() or \
