@@ -12,6 +12,7 @@ import pytest
 
 from crashfleet.controller.errors import CrashfleetError, UsageError
 from crashfleet.controller.tools import dumps as d
+from crashfleet.controller.tools import jobs as j
 from crashfleet.controller.tools import output as o
 from tests.dumps.conftest import DumpFleet
 
@@ -221,6 +222,35 @@ async def test_timeout_and_cancel_interrupt_without_losing_the_session(drt: Any)
     assert "sysrq" in after.text
     if timed.ended == "interrupted":  # ^C sufficed: the same crash process goes on
         assert alive(pid)
+
+
+async def test_command_over_command_wait_becomes_a_job(drt: Any) -> None:
+    opened = await d.crash_open(drt, "web01")
+    sid = opened.session.session_id
+    saved = drt.settings.command_wait
+    drt.settings.command_wait = 0.0  # every command outlives it
+    try:
+        quick = await d.crash_run(drt, sid, "sys | grep RELEASE")
+        assert quick.ended == "running" and quick.job_id and quick.text == ""
+        for _ in range(600):
+            status = await j.job_status(drt, quick.job_id)
+            if not status.summary.running:
+                break
+            await asyncio.sleep(0.1)
+        assert status.summary.ok == 1 and "RELEASE" in (status.groups[0].output or ""), status
+
+        long = await d.crash_run(drt, sid, LONG, timeout=300)
+        assert long.ended == "running" and long.job_id and f"job_cancel('{long.job_id}')" in (long.note or "")
+        assert (await j.job_status(drt, long.job_id)).summary.running == 1
+        assert [s.session_id for s in (await d.sessions_list(drt)).sessions if s.session_id == sid]
+        cancelled = await j.job_cancel(drt, long.job_id)
+        assert cancelled.summary.running == 0 and cancelled.summary.ok == 1, cancelled
+    finally:
+        drt.settings.command_wait = saved
+    after = await d.crash_run(drt, sid, "sys | grep PANIC")  # the session lives on
+    assert after.ended == "done" and "sysrq" in after.text
+    [session] = [s for s in (await d.sessions_list(drt)).sessions if s.session_id == sid]
+    assert alive(session.crash_pid)
 
 
 async def test_bad_input_is_named_and_leaves_nothing(drt: Any, dump_fleet: DumpFleet, tmp_path: Path) -> None:
