@@ -36,10 +36,10 @@ def note(warnings: List[str], crash_count: Optional[int], drgn_count: Optional[i
     differ = crash_count is not None and drgn_count is not None and crash_count != drgn_count
     if not warnings and not differ:
         return None
-    parts = ["crash does not fully understand this kernel (%s)" % (release or "its release")]
+    parts: List[str] = []
     if differ:
         parts.append("it counts %d tasks where drgn counts %d" % (crash_count or 0, drgn_count or 0))
     if warnings:
         parts.append("it warned: " + "; ".join(warnings[:SHOWN]))
-    return ", ".join(parts) + ". Its task lists (ps, foreach, bt -a) may miss tasks: use drgn_run " \
-        "(for_each_task(prog)) for those."
+    return "crash does not fully understand this kernel (%s): %s. Its task lists (ps, foreach, bt -a) may " \
+        "miss tasks: use drgn_run (for_each_task(prog)) for those." % (release or "its release", "; ".join(parts))
