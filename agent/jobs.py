@@ -48,6 +48,7 @@ class Job:
         self.stop_reason: Optional[str] = None
         self.max_output: Optional[int] = None
         self.keep_past_cap: Optional[Callable[[bytes], bool]] = None
+        self.stopper: Optional[Callable[[], None]] = None  # a job that is not a process: how to stop it
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr).decode("utf-8", "replace")[-STDERR_TAIL:]
@@ -108,6 +109,22 @@ class JobManager:
             timer.start()
         return job
 
+    def adopt(self, kind: str, meta: Dict[str, Any], stopper: Callable[[], None]) -> Job:
+        """A job done by the caller's own thread (e.g. a command in a crash session): it writes
+        into job.writer and calls finish(); cancel and shutdown call stopper()."""
+        if self._closing:
+            raise AgentError("shutting_down", "the agent is shutting down")
+        job = Job("j%d" % next(self._ids), kind, [], self.store.create(kind, meta), None, meta)
+        job.stopper = stopper
+        with self._lock:
+            self.jobs[job.id] = job
+        return job
+
+    def finish(self, job: Job, exit_status: int) -> None:
+        """The end of an adopted job."""
+        job.exit_status = exit_status
+        self._finish(job)
+
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
@@ -147,10 +164,14 @@ class JobManager:
             hook()
 
     def _stop(self, job: Job, state: str, reason: str) -> None:
-        if job.proc is None or job.done.is_set() or job.stop_reason:
+        if (job.proc is None and job.stopper is None) or job.done.is_set() or job.stop_reason:
             return
         job.stop_reason = reason
         job.state = state
+        if job.proc is None:
+            if job.stopper is not None:
+                job.stopper()
+            return
         _signal_group(job.proc.pid, signal.SIGTERM)
         try:
             job.proc.wait(KILL_GRACE)

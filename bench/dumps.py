@@ -28,6 +28,7 @@ import yaml  # noqa: E402
 from crashfleet.controller.runtime import Runtime  # noqa: E402
 from crashfleet.controller.settings import Settings  # noqa: E402
 from crashfleet.controller.tools import dumps as d  # noqa: E402
+from crashfleet.controller.tools import jobs as j  # noqa: E402
 from crashfleet.controller.tools import output as o  # noqa: E402
 from tests.dumps.fixture import ensure  # noqa: E402
 from tests.rig import Rig, free_port  # noqa: E402
@@ -60,6 +61,14 @@ def fresh_drgn(vmlinux: Path, vmcore: Path) -> None:
     subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
 
 
+async def run_to_end(rt: Runtime, sid: str, command: str) -> Any:
+    """crash_run, then job_status until it ends when it outlived command_wait (a job)."""
+    result = await d.crash_run(rt, sid, command, timeout=600)
+    while result.job_id and (await j.job_status(rt, result.job_id)).summary.running:
+        await asyncio.sleep(0.5)
+    return result
+
+
 async def main() -> None:
     fx = ensure()
     base = Path(tempfile.mkdtemp(prefix="crashfleet-bench-dumps-"))
@@ -89,7 +98,7 @@ async def main() -> None:
         row("drgn: query on open session (median of 20)", statistics.median(dwarm),
             "fresh python+drgn load+query (median of 3)", statistics.median(dcold), "(no target)")
 
-        gen_s, big = await atimed(d.crash_run(rt, sid, f"rd -p -64 0 {BIG_QWORDS}", timeout=600))
+        gen_s, big = await atimed(run_to_end(rt, sid, f"rd -p -64 0 {BIG_QWORDS}"))
         first = [(await atimed(o.output_page(rt, big.output_id)))[0] for _ in range(20)]
         cursor, prev, pages = None, None, 0  # walk to the last page once, then time the one before it
         while True:

@@ -15,12 +15,13 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import discovery, formats, pipes, vmlinux
+from . import discovery, drift, formats, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -28,6 +29,7 @@ SCRIPTS = ("panic_summary", "dstate_stacks", "memory_summary", "top_rss")
 COMMAND_TIMEOUT = 60.0
 BUSY_WAIT = 10.0
 VALUE_CHARS = 4000
+MAX_WAIT = 120.0  # seconds a crash_run may wait before it answers with a job
 
 
 class Dumps:
@@ -90,11 +92,40 @@ class Dumps:
         linux = vmlinux.check(given, dump) if given else \
             vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
         session, reused = self.sessions.get_or_create(dump, linux)
-        started = self.sessions.start_crash(session, binary, _clean_env())
+        self.sessions.start_crash(session, binary, _clean_env())
+        minimal = session.crash is not None and session.crash.minimal
+        command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
+        if dump.get("truncated") and not reused:
+            session.notes.append("the dump is cut short: %d of the %d bytes its headers describe (an "
+                                 "interrupted write?)" % (dump["size"], dump["expected_size"]))
+        summary = self.crash(dict(params, session_id=session.id, command=command, timeout=60))
+        self._check_drift(session, summary["page"]["text"])
         result = session.info()
-        result.update(reused=reused, notes=session.notes)
-        result.update(self.crash(dict(params, session_id=session.id, command="sys", timeout=60)))
+        result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
+        result.update(summary)
         return result
+
+    def _check_drift(self, session: Session, sys_text: str) -> None:
+        """Once per session: crash's start-up warnings and task count against drgn's."""
+        with session.drgn_lock:
+            if session.checked:
+                return
+            session.checked = True
+            if session.crash is None or session.crash.minimal:
+                return
+            drgn_count = None
+            if drgn_status(self.python())["importable"]:
+                try:
+                    worker = self.sessions.drgn(session, self.python(), self.worker_path(), _clean_env())
+                    answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
+                    drgn_count = int(answer["value"]) if answer.get("ok") else None
+                except (AgentError, DrgnError, ValueError, TypeError):
+                    pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
+            warning = drift.note(drift.crash_warnings(session.banner), drift.crash_tasks(sys_text),
+                                 drgn_count, session.dump.get("release"))
+            if warning:
+                session.warnings.append(warning)
+            session.touch()
 
     def crash(self, params: Dict[str, Any]) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))
@@ -106,7 +137,9 @@ class Dumps:
                              hint="open it with crash_open")
         if not crash.lock.acquire(timeout=BUSY_WAIT):
             raise AgentError("busy", "session %s is still running another command" % session.id,
-                             hint="wait, or interrupt it (crash_run is one command at a time per session)")
+                             hint="one command at a time per session: wait for it (job_status) or stop it (job_cancel)")
+        if "wait" in params:
+            return self._crash_job(session, crash, command, filters, timeout, params)
         try:
             writer = self.agent.store.create("crash", {"session": session.id, "command": params["command"]})
             try:
@@ -117,6 +150,36 @@ class Dumps:
             crash.lock.release()
             session.touch()
         return self._answer(session, writer.output_id, params, ended, meta, command=params["command"])
+
+    def _crash_job(self, session: Session, crash: Any, command: str, filters: List[Any], timeout: float,
+                   params: Dict[str, Any]) -> Dict[str, Any]:
+        """The command as an agent job (crash.lock held until it ends): its answer if it ends within
+        `wait`, else the job to poll (job.status) or cancel (job.cancel interrupts crash)."""
+        wait = bounded(params, "wait", 0.0, 0.0, MAX_WAIT)
+        try:
+            job = self.agent.jobs.adopt("crash", {"session": session.id, "command": params["command"]},
+                                        crash.interrupt)
+        except AgentError:
+            crash.lock.release()
+            raise
+
+        def work() -> None:
+            ended: Dict[str, Any] = {"ended": "failed"}
+            try:
+                ended = crash.run(command, pipes.Chain(filters) if filters else None, job.writer.write, timeout)
+            except Exception as exc:  # noqa: BLE001 - the session was closed under the command
+                ended = {"ended": "failed", "note": "the command stopped: %s" % (exc or type(exc).__name__)}
+            finally:
+                job.meta.update(ended)
+                crash.lock.release()
+                session.touch()
+                self.agent.jobs.finish(job, 0 if ended["ended"] != "failed" else 1)
+
+        threading.Thread(target=work, name="crash-" + job.id, daemon=True).start()
+        if not self.agent.jobs.wait(job, wait):
+            return {"session_id": session.id, "job_id": job.id, "output_id": job.output_id, "state": "running"}
+        ended = {k: job.meta[k] for k in ("ended", "note", "reason") if k in job.meta}
+        return self._answer(session, job.output_id, params, ended, job.result, command=params["command"])
 
     def interrupt(self, params: Dict[str, Any]) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))

@@ -103,6 +103,7 @@ def describe(path: str) -> Optional[Dict[str, Any]]:
         return None
     except Exception:  # noqa: BLE001 - struct.error on a damaged header: not a dump we can read
         return None
-    info.update(path=path, size=st.st_size, mtime=st.st_mtime,
-                incomplete=os.path.basename(path).endswith("-incomplete"))
+    truncated = st.st_size < info.get("expected_size", 0)
+    info.update(path=path, size=st.st_size, mtime=st.st_mtime, truncated=truncated,
+                incomplete=truncated or os.path.basename(path).endswith("-incomplete"))
     return info

@@ -118,13 +118,29 @@ def _walk_notes(data: bytes, endian: str) -> Iterator[Tuple[bytes, int, bytes]]:
 
 
 def _elf_dump(f: BinaryIO) -> Dict[str, Any]:
-    _endian, _bits, machine, _phoff, _phentsize, _phnum = _elf_header(f)
+    endian, bits, machine, phoff, phentsize, phnum = _elf_header(f)
     vmcoreinfo = None
     for name, _type, desc in elf_notes(f):
         if name == b"VMCOREINFO":
             vmcoreinfo = desc.rstrip(b"\0").decode("utf-8", "replace")
             break
-    return _summary("elf", MACHINES.get(machine, "machine-%d" % machine), vmcoreinfo)
+    info = _summary("elf", MACHINES.get(machine, "machine-%d" % machine), vmcoreinfo)
+    info["expected_size"] = _segments_end(f, endian, bits, phoff, phentsize, phnum)
+    return info
+
+
+def _segments_end(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int, phnum: int) -> int:
+    """Where the last segment's data ends: a smaller file was cut short (an interrupted write)."""
+    end = 0
+    for i in range(min(phnum, 65535)):
+        f.seek(phoff + i * phentsize)
+        ph = f.read(phentsize)
+        if bits == "64":
+            _type, _flags, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIQQQQ", ph)
+        else:
+            _type, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIIII", ph)
+        end = max(end, offset + filesz)
+    return end
 
 
 def elf_build_id(path: str) -> Optional[str]:

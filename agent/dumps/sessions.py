@@ -30,6 +30,9 @@ class Session:
         self.opening = threading.Lock()  # held while crash starts: a second open waits for it
         self.drgn_lock = threading.Lock()
         self.notes: List[str] = []
+        self.warnings: List[str] = []
+        self.banner = ""  # what crash printed while it started (its warnings)
+        self.checked = False  # crash's view of the kernel compared with drgn's, once
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -55,6 +58,7 @@ class Sessions:
     def __init__(self, base_dir: str, max_sessions: int, idle: float) -> None:
         self.base_dir = os.path.join(base_dir, "sessions")
         self.max_sessions, self.idle = max_sessions, idle
+        self.reap_every = min(REAP_EVERY, max(0.5, idle / 4))  # a short idle limit is kept closely
         self.by_id: Dict[str, Session] = {}
         self.by_key: Dict[Tuple[str, str], Session] = {}
         self._ids = itertools.count(1)
@@ -99,8 +103,10 @@ class Sessions:
                 started = crash.start()
             except CrashError as exc:
                 self.close(session.id)
-                raise AgentError("crash_failed", str(exc),
-                                 hint="check that vmlinux matches the dump; dumps_list shows both") from None
+                hint = "the dump is cut short (%d of %d bytes): copy it again from its source, or re-capture " \
+                    "it" % (session.dump["size"], session.dump["expected_size"]) if session.dump.get("truncated") \
+                    else "check that vmlinux matches the dump; dumps_list shows both"
+                raise AgentError("crash_failed", str(exc) + " (--minimal failed too)", hint=hint) from None
             except OSError as exc:
                 self.close(session.id)
                 raise AgentError("crash_failed", "cannot run %s: %s" % (binary, exc),
@@ -109,6 +115,7 @@ class Sessions:
                 crash.close()
                 raise AgentError("unknown_session", "session %s was closed while crash started" % session.id)
             session.crash = crash
+            session.banner = started.get("banner") or ""
             if started.get("note"):
                 session.notes.append(started["note"])
             return started
@@ -119,8 +126,7 @@ class Sessions:
             try:
                 drgn.start()
             except DrgnError as exc:
-                raise AgentError("drgn_failed", str(exc), hint="is drgn importable by %s? (pip install drgn; "
-                                 "policy key drgn_python picks the interpreter)" % python) from None
+                raise _drgn_failed(session, python, exc) from None
             session.drgn = drgn
         return session.drgn
 
@@ -148,7 +154,7 @@ class Sessions:
                 pass
 
     def _reap(self) -> None:
-        while not self._closed.wait(REAP_EVERY):
+        while not self._closed.wait(self.reap_every):
             now = time.time()
             for session in list(self.by_id.values()):
                 busy = session.opening.locked() or session.drgn_lock.locked() or \
@@ -158,3 +164,15 @@ class Sessions:
                         self.close(session.id)
                     except AgentError:
                         pass
+
+
+def _drgn_failed(session: Session, python: str, exc: DrgnError) -> AgentError:
+    fmt = session.dump.get("format")
+    if fmt != "elf" and "could not open the dump" in str(exc):
+        # drgn reads these through libkdumpfile, which needs what QEMU's and some kdump's files lack
+        return AgentError("drgn_unsupported", "drgn cannot read this %s dump %s (%s); crash reads it"
+                          % (fmt, session.vmcore, str(exc).split(": ", 1)[-1]),
+                          hint="use crash_run on this session; drgn needs an ELF vmcore (have kdump write "
+                               "ELF, makedumpfile -E, for the next dumps)")
+    return AgentError("drgn_failed", str(exc), hint="is drgn importable by %s? (pip install drgn; policy key "
+                      "drgn_python picks the interpreter)" % python)

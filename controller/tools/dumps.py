@@ -115,8 +115,8 @@ async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux:
     except asyncio.TimeoutError:
         raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
                         "the host may be overloaded; sessions_list shows whether it opened since") from None
-    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, "sys", r),
-                     notes=r.get("notes") or [])
+    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, r.get("command", "sys"), r),
+                     notes=r.get("notes") or [], warnings=r.get("warnings") or [])
 
 
 async def sessions_list(rt: Runtime) -> SessionList:
@@ -143,10 +143,15 @@ async def session_close(rt: Runtime, session_id: str) -> SessionInfo:
 
 
 async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float = 60.0) -> CommandResult:
-    """One crash command; a cancelled call interrupts the command on the host (the session lives on)."""
+    """One crash command; one still running after command_wait becomes a job (job_status, job_cancel).
+    A cancelled call interrupts the command on the host (the session lives on)."""
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
-    params = {"session_id": sid, "command": command, "timeout": timeout, "page_bytes": rt.settings.page_chars}
+    wait = rt.settings.command_wait
+    params: dict[str, Any] = {"session_id": sid, "command": command, "timeout": timeout,
+                              "page_bytes": rt.settings.page_chars}
+    if timeout > wait:  # else the command's own timeout ends it soon enough: no job
+        params["wait"] = wait
     call = asyncio.ensure_future(_call(rt, target, "dumps.crash", params, session_id))
     try:
         r = await asyncio.shield(call)
@@ -154,6 +159,12 @@ async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float =
         await rt.fleet.call(target, "dumps.interrupt", {"session_id": sid})
         await asyncio.wait([call], timeout=10)  # the agent answers once crash is back at its prompt
         raise
+    if r.get("state") == "running":
+        job = rt.jobs.add("crash_run", host, {host: r["job_id"]}, session=session_id, command=command)
+        return CommandResult(session_id=session_id, command=command, ended="running", text="",
+                             output_id=output_ref(host, r["output_id"]), total_lines=0, job_id=job.job_id,
+                             note=f"still running after {wait:g} s: job_status('{job.job_id}') for its result, "
+                                  f"job_cancel('{job.job_id}') to interrupt it")
     return _result(host, command, r)
 
 

@@ -24,7 +24,7 @@ class CommandResult(BaseModel):
 
     session_id: str
     command: str
-    ended: str = Field(description="done, interrupted (timeout/cancel), restarted or killed")
+    ended: str = Field(description="done, interrupted (timeout/cancel), restarted, killed, or running (see job_id)")
     text: str
     output_id: str = Field(description="page it with output_page, grep it with output_search")
     total_lines: int
@@ -34,13 +34,15 @@ class CommandResult(BaseModel):
     ok: bool | None = None
     value: str | None = Field(default=None, description="drgn: the last expression's value")
     error: str | None = None
+    job_id: str | None = Field(default=None, description="still running: job_status / job_cancel")
 
 
 class CrashOpen(BaseModel):
     session: SessionInfo
     reused: bool
-    summary: CommandResult = Field(description="crash's `sys`")
+    summary: CommandResult = Field(description="crash's `sys` (minimal mode: the log's tail)")
     notes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="crash misreads this kernel: what to trust")
 
 
 class SessionList(BaseModel):

@@ -2,7 +2,7 @@
 agent's default policy allows) through the `crashfleet_dump_dirs` inventory var.
 
 web01-03: the sysrq panic (three layouts), web04: init exiting, web05: no dump,
-web06: the sysrq dump as kdump-compressed and flattened files. Dumps are hard links
+web06: the sysrq dump as kdump-compressed and flattened files, and cut short. Dumps are hard links
 to the cached fixture (one copy on disk), with the vmlinux linked beside each.
 """
 
@@ -69,9 +69,10 @@ def dump_fleet(rig: Rig, dump_fixture: Fixture, tmp_path_factory: pytest.TempPat
         "web04": dirs["web04"] / "vmcore-initexit",
         "web06-kdump": dirs["web06"] / "vmcore.kdump",
         "web06-flat": dirs["web06"] / "vmcore.flat",
+        "web06-cut": dirs["web06"] / "vmcore-cut",
     }
     sources = {"web01": fx.vmcore("sysrq"), "web02": fx.vmcore("sysrq"), "web03": fx.vmcore("sysrq"),
-               "web04": fx.vmcore("initexit"), "web06-kdump": fx.kdump, "web06-flat": fx.flat}
+               "web04": fx.vmcore("initexit"), "web06-kdump": fx.kdump, "web06-flat": fx.flat, "web06-cut": fx.truncated}
     for key, dest in paths.items():
         _link(sources[key], dest)
         if not (dest.parent / vmlinux).exists():

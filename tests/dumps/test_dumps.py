@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from crashfleet.controller.errors import CrashfleetError, UsageError
 from crashfleet.controller.tools import dumps as d
+from crashfleet.controller.tools import jobs as j
 from crashfleet.controller.tools import output as o
 from tests.dumps.conftest import DumpFleet
 
@@ -46,8 +48,10 @@ async def test_dumps_list_finds_every_layout_and_format(drt: Any, dump_fleet: Du
         assert dumps[0]["debuginfo"]["present"], dumps[0]["debuginfo"]
         assert dumps[0]["build_id"]
     assert data["web05"]["dumps"] == []
-    formats = {x["format"] for x in data["web06"]["dumps"]}
-    assert formats == {"kdump-compressed", "flattened"}
+    formats = {x["path"]: (x["format"], x["incomplete"]) for x in data["web06"]["dumps"]}
+    assert formats == {str(dump_fleet.paths["web06-kdump"]): ("kdump-compressed", False),
+                       str(dump_fleet.paths["web06-flat"]): ("flattened", False),
+                       str(dump_fleet.paths["web06-cut"]): ("elf", True)}  # shorter than its headers say
     assert all(x["release"] == release for x in data["web06"]["dumps"])
     assert data["web01"]["drgn"] is True
 
@@ -76,6 +80,79 @@ async def test_open_run_page_search_and_reuse(drt: Any, dump_fleet: DumpFleet) -
     assert head.text.count("\n") == 1 and "panic sysrq" in head.text
     listed = await d.sessions_list(drt)
     assert opened.session.session_id in {s.session_id for s in listed.sessions}
+
+
+async def test_crash_drift_is_surfaced_at_open(drt: Any) -> None:
+    """crash 8.0.2 misses most of this 6.1 kernel's tasks: the open says so, with drgn's count."""
+    opened = await d.crash_open(drt, "web01")
+    assert len(opened.warnings) == 1, opened.warnings
+    warning = opened.warnings[0]
+    counts = re.search(r"counts (\d+) tasks where drgn counts (\d+)", warning)
+    assert counts, warning
+    crash_tasks, drgn_tasks = int(counts.group(1)), int(counts.group(2))
+    assert re.search(rf"TASKS:\s+{crash_tasks}\n", opened.summary.text)
+    assert "not found in PID hash" in warning and "drgn_run" in warning
+    sid = opened.session.session_id
+    seen = await d.drgn_run(drt, sid, "len(list(for_each_task(prog)))")
+    assert int(seen.value or 0) + 1 == drgn_tasks > crash_tasks  # + the idle task of the one cpu
+    ps = await d.crash_run(drt, sid, "ps | grep -c cf-")
+    assert ps.text.strip() == "0"  # the drift is real: crash's ps misses the named tasks drgn sees
+    again = await d.crash_open(drt, "web01")
+    assert again.reused and again.warnings == opened.warnings
+
+
+async def test_damaged_dump_opens_in_minimal_mode(drt: Any, dump_fleet: DumpFleet) -> None:
+    opened = await d.crash_open(drt, "web06", vmcore=str(dump_fleet.paths["web06-cut"]))
+    sid = opened.session.session_id
+    try:
+        assert opened.session.minimal and alive(opened.session.crash_pid)
+        assert any("opened with --minimal" in n and "read error" in n for n in opened.notes), opened.notes
+        assert any("cut short: 67108864 of" in n for n in opened.notes), opened.notes
+        assert opened.summary.command.startswith("log") and "sysrq triggered crash" in opened.summary.text
+        assert opened.warnings == []  # no task count to compare in minimal mode
+        bt = await d.crash_run(drt, sid, "bt")
+        assert "not available in minimal mode" in bt.text
+        sym = await d.crash_run(drt, sid, "sym sysrq_handle_crash")
+        assert "sysrq_handle_crash" in sym.text and sym.ended == "done"
+    finally:
+        await d.session_close(drt, sid)
+
+
+async def test_dump_too_damaged_for_minimal_is_a_clear_error(drt: Any, dump_fleet: DumpFleet) -> None:
+    cut = dump_fleet.dirs["web06"] / "vmcore-8m"
+    with open(dump_fleet.fixture.vmcore("sysrq"), "rb") as src:
+        cut.write_bytes(src.read(8 << 20))  # the headers and little else
+    try:
+        with pytest.raises(UsageError) as info:
+            await d.crash_open(drt, "web06", vmcore=str(cut))
+        assert "--minimal failed too" in info.value.message and "may be truncated" in info.value.message
+        assert "cut short (8388608 of" in (info.value.hint or "")
+        assert str(cut) not in {s.vmcore for s in (await d.sessions_list(drt)).sessions}
+    finally:
+        cut.unlink()
+
+
+@pytest.mark.parametrize("key,fmt", [("web06-kdump", "kdump-compressed"), ("web06-flat", "flattened")])
+async def test_kdump_formats_open_in_crash_and_drgn_says_it_cannot(drt: Any, dump_fleet: DumpFleet, key: str,
+                                                                   fmt: str) -> None:
+    opened = await d.crash_open(drt, "web06", vmcore=str(dump_fleet.paths[key]))
+    sid = opened.session.session_id
+    try:
+        assert opened.session.format == fmt and not opened.session.minimal
+        assert "sysrq triggered crash" in opened.summary.text and "PARTIAL DUMP" in opened.summary.text
+        bt = await d.crash_run(drt, sid, "bt | head -n 12")
+        assert "sysrq_handle_crash" in bt.text
+        assert opened.warnings and "not found in PID hash" in opened.warnings[0]  # crash's word alone
+        assert "drgn counts" not in opened.warnings[0]
+        with pytest.raises(UsageError) as info:
+            await d.drgn_run(drt, sid, "1 + 1")
+        message = info.value.message
+        assert f"drgn cannot read this {fmt} dump" in message and "crash reads it" in message, message
+        assert "Traceback" not in message and "crash_run" in (info.value.hint or "")
+        still = await d.crash_run(drt, sid, "log | grep -c 'crashfleet fixture'")
+        assert still.text.strip() == "1"
+    finally:
+        await d.session_close(drt, sid)
 
 
 @pytest.mark.parametrize("command,reason", [
@@ -145,6 +222,35 @@ async def test_timeout_and_cancel_interrupt_without_losing_the_session(drt: Any)
     assert "sysrq" in after.text
     if timed.ended == "interrupted":  # ^C sufficed: the same crash process goes on
         assert alive(pid)
+
+
+async def test_command_over_command_wait_becomes_a_job(drt: Any) -> None:
+    opened = await d.crash_open(drt, "web01")
+    sid = opened.session.session_id
+    saved = drt.settings.command_wait
+    drt.settings.command_wait = 0.0  # every command outlives it
+    try:
+        quick = await d.crash_run(drt, sid, "sys | grep RELEASE")
+        assert quick.ended == "running" and quick.job_id and quick.text == ""
+        for _ in range(600):
+            status = await j.job_status(drt, quick.job_id)
+            if not status.summary.running:
+                break
+            await asyncio.sleep(0.1)
+        assert status.summary.ok == 1 and "RELEASE" in (status.groups[0].output or ""), status
+
+        long = await d.crash_run(drt, sid, LONG, timeout=300)
+        assert long.ended == "running" and long.job_id and f"job_cancel('{long.job_id}')" in (long.note or "")
+        assert (await j.job_status(drt, long.job_id)).summary.running == 1
+        assert [s.session_id for s in (await d.sessions_list(drt)).sessions if s.session_id == sid]
+        cancelled = await j.job_cancel(drt, long.job_id)
+        assert cancelled.summary.running == 0 and cancelled.summary.ok == 1, cancelled
+    finally:
+        drt.settings.command_wait = saved
+    after = await d.crash_run(drt, sid, "sys | grep PANIC")  # the session lives on
+    assert after.ended == "done" and "sysrq" in after.text
+    [session] = [s for s in (await d.sessions_list(drt)).sessions if s.session_id == sid]
+    assert alive(session.crash_pid)
 
 
 async def test_bad_input_is_named_and_leaves_nothing(drt: Any, dump_fleet: DumpFleet, tmp_path: Path) -> None:
