@@ -98,6 +98,7 @@ async def main() -> None:
         row("drgn: query on open session (median of 20)", statistics.median(dwarm),
             "fresh python+drgn load+query (median of 3)", statistics.median(dcold), "(no target)")
 
+        small = await d.crash_run(rt, sid, "sys")
         gen_s, big = await atimed(run_to_end(rt, sid, f"rd -p -64 0 {BIG_QWORDS}"))
         first = [(await atimed(o.output_page(rt, big.output_id)))[0] for _ in range(20)]
         cursor, prev, pages = None, None, 0  # walk to the last page once, then time the one before it
@@ -114,9 +115,14 @@ async def main() -> None:
         end = [(await atimed(o.output_page(rt, big.output_id, prev)))[0] for _ in range(20)]
         row(f"output_page near the end (page {pages - 1} of {pages}, median of 20)", statistics.median(end),
             "output_page first page", statistics.median(first), "flat, < 2x", invert=True)
-        srch = [(await atimed(o.output_search(rt, big.output_id, "zzzz-no-match")))[0] for _ in range(3)]
-        grep = [timed(lambda: subprocess.run(["grep", "-c", "zzzz-no-match", str(data)], capture_output=True))
-                for _ in range(3)]
+        srch, grep = [], []
+        for _ in range(9):  # interleaved, so both see the same machine load
+            srch.append((await atimed(o.output_search(rt, big.output_id, "zzzz-no-match")))[0])
+            grep.append(timed(lambda: subprocess.run(["grep", "-c", "zzzz-no-match", str(data)],
+                                                     capture_output=True)))
+        ping = [(await atimed(o.output_search(rt, small.output_id, "zzzz-no-match")))[0] for _ in range(9)]
+        print(f"output_search round trip on a one-page output (SSH, agent, controller): "
+              f"{statistics.median(ping) * 1000:.1f} ms (median of 9)")
         row(f"output_search over {mb:.0f} MB (no match: a full scan)", statistics.median(srch),
             "grep -c on the host", statistics.median(grep), ">= 0.5x grep's speed", invert=True)
     finally:

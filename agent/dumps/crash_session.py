@@ -67,6 +67,7 @@ class CrashSession:
         argv = ["-s", "--no_crashrc", "--no_scroll"] + extra + [self.vmlinux, self.vmcore]
         self.child = pexpect.spawn(self.binary, argv, cwd=self.workdir, env=self.env, echo=False,
                                    timeout=timeout, dimensions=(10000, 250), preexec_fn=_raw_output)
+        self.child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
         out: List[bytes] = []
         if not self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False):
             text = b"".join(out).decode("utf-8", "replace")
