@@ -89,9 +89,9 @@ def _elf_header(f: BinaryIO) -> Tuple[str, str, int, int, int, int]:
     return endian, bits, machine, phoff, phentsize, phnum
 
 
-def elf_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
-    """(name, type, desc) of every note in the PT_NOTE segments."""
-    endian, bits, _machine, phoff, phentsize, phnum = _elf_header(f)
+def _segments(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int,
+              phnum: int) -> Iterator[Tuple[int, int, int]]:
+    """(type, file offset, file size) of each program header."""
     for i in range(min(phnum, 65535)):
         f.seek(phoff + i * phentsize)
         ph = f.read(phentsize)
@@ -99,6 +99,13 @@ def elf_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
             p_type, _flags, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIQQQQ", ph)
         else:
             p_type, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIIII", ph)
+        yield p_type, offset, filesz
+
+
+def elf_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
+    """(name, type, desc) of every note in the PT_NOTE segments."""
+    endian, bits, _machine, phoff, phentsize, phnum = _elf_header(f)
+    for p_type, offset, filesz in list(_segments(f, endian, bits, phoff, phentsize, phnum)):
         if p_type == PT_NOTE and filesz:
             f.seek(offset)
             for note in _walk_notes(f.read(min(filesz, MAX_NOTES)), endian):
@@ -131,16 +138,8 @@ def _elf_dump(f: BinaryIO) -> Dict[str, Any]:
 
 def _segments_end(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int, phnum: int) -> int:
     """Where the last segment's data ends: a smaller file was cut short (an interrupted write)."""
-    end = 0
-    for i in range(min(phnum, 65535)):
-        f.seek(phoff + i * phentsize)
-        ph = f.read(phentsize)
-        if bits == "64":
-            _type, _flags, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIQQQQ", ph)
-        else:
-            _type, offset, _va, _pa, filesz = struct.unpack_from(endian + "IIIII", ph)
-        end = max(end, offset + filesz)
-    return end
+    return max((offset + filesz for _type, offset, filesz in _segments(f, endian, bits, phoff, phentsize, phnum)),
+               default=0)
 
 
 def elf_build_id(path: str) -> Optional[str]:

@@ -16,12 +16,13 @@ def output_ref(host: str, output_id: str) -> str:
     return f"{host}:{output_id}"
 
 
-def parse_output_ref(ref: str) -> tuple[str, str]:
-    host, sep, output_id = ref.rpartition(":")
-    if not sep or not host or not output_id:
-        raise UsageError(f"output_id {ref!r} is not of the form HOST:ID",
-                         "use an output_id exactly as a tool returned it")
-    return host, output_id
+def split_ref(ref: str, what: str = "output_id", source: str = "a tool") -> tuple[str, str]:
+    """HOST:ID (an output or a session id as tools return them) -> (host, id on that host)."""
+    host, sep, local_id = ref.rpartition(":")
+    if not sep or not host or not local_id:
+        raise UsageError(f"{what} {ref!r} is not of the form HOST:ID",
+                         f"use a {what} exactly as {source} returned it")
+    return host, local_id
 
 
 def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:

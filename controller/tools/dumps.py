@@ -22,7 +22,7 @@ from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, answer, progress
-from .common import output_ref
+from .common import output_ref, split_ref
 from .dumps_models import (CommandResult, CrashOpen, ScriptInfo, ScriptList, SessionInfo, SessionList,
                            TriageGroup, TriageHostError, TriageResult)
 
@@ -39,11 +39,7 @@ TOP_FRAMES = 4
 
 
 def _split_session(session_id: str) -> tuple[str, str]:
-    host, sep, sid = session_id.rpartition(":")
-    if not sep or not host or not sid:
-        raise UsageError(f"session_id {session_id!r} is not of the form HOST:ID",
-                         "use a session_id exactly as crash_open or sessions_list returned it")
-    return host, sid
+    return split_ref(session_id, "session_id", "crash_open or sessions_list")
 
 
 def _dirs(host: Host) -> list[str] | None:

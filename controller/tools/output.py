@@ -5,12 +5,12 @@ from __future__ import annotations
 from ..errors import AgentCallError, UsageError
 from ..models import Page, SearchMatch, SearchResult
 from ..runtime import Runtime
-from .common import output_ref, parse_output_ref
+from .common import output_ref, split_ref
 
 
 async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) -> Page:
     """One page of a stored output; pass next_cursor back for the next one."""
-    host_name, agent_id = parse_output_ref(output_id)
+    host_name, agent_id = split_ref(output_id)
     host = rt.fleet.host(host_name)
     params = {"output_id": agent_id, "cursor": cursor, "max_bytes": rt.settings.page_chars}
     page = await _agent(rt.fleet.call(host, "page", params), output_id)
@@ -27,7 +27,7 @@ async def output_search(rt: Runtime, output_id: str, pattern: str, context: int 
         raise UsageError(f"context must be 0..20 lines, got {context}")
     if not 1 <= max_matches <= 1000:
         raise UsageError(f"max_matches must be 1..1000, got {max_matches}")
-    host_name, agent_id = parse_output_ref(output_id)
+    host_name, agent_id = split_ref(output_id)
     host = rt.fleet.host(host_name)
     params = {"output_id": agent_id, "pattern": pattern, "context": context,
               "max_matches": max_matches, "cursor": cursor}
