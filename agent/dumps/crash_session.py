@@ -42,6 +42,7 @@ class CrashSession:
         self._interrupt = threading.Event()
         self._pushback = b""
         self.restarts = 0
+        self._syncs = 0
 
     @property
     def pid(self) -> Optional[int]:
@@ -86,8 +87,15 @@ class CrashSession:
 
     def run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
             timeout: float) -> Dict[str, Any]:
-        """Run one command, its output (through the chain) into write(); says how it ended."""
-        self._interrupt.clear()
+        """Run one command, its output (through the chain) into write(); says how it ended.
+        An interrupt() that came before this call (a cancel racing the job's start) counts."""
+        try:
+            return self._run(command, chain, write, timeout)
+        finally:
+            self._interrupt.clear()
+
+    def _run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
+             timeout: float) -> Dict[str, Any]:
         if self.child is None or not self.child.isalive():
             self.restart()
         sink = _LineSink(chain, write) if chain is not None else write
@@ -101,7 +109,7 @@ class CrashSession:
         self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
-        if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE):
+        if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync():
             if isinstance(sink, _LineSink):
                 sink.close()
             return {"ended": "interrupted", "reason": why,
@@ -110,6 +118,21 @@ class CrashSession:
         return {"ended": "restarted", "reason": why,
                 "note": "the command did not stop on ^C (%s): crash was restarted; earlier `set` "
                         "context is lost" % why}
+
+    def _resync(self) -> bool:
+        """After ^C, crash may still print (a second prompt, the tail of the output): echo a
+        token and read up to it, so the next command's output is only its own."""
+        self._syncs += 1
+        token = "crashfleet-sync-%d" % self._syncs
+        self._send("echo " + token)
+        seen: List[bytes] = []
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while time.monotonic() < deadline:
+            if not self._until_prompt(seen.append, deadline, interruptible=False):
+                return False
+            if any(line.strip() == token.encode() for line in b"".join(seen).splitlines()):
+                return True
+        return False
 
     def interrupt(self) -> None:
         """Ask the running command to stop (from another thread)."""
