@@ -96,6 +96,9 @@ class CrashSession:
 
     def _run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
              timeout: float) -> Dict[str, Any]:
+        if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
+            return {"ended": "interrupted", "reason": "cancelled",
+                    "note": "cancelled before it started; the session is still open"}
         if self.child is None or not self.child.isalive():
             self.restart()
         sink = _LineSink(chain, write) if chain is not None else write
@@ -121,12 +124,17 @@ class CrashSession:
 
     def _resync(self) -> bool:
         """After ^C, crash may still print (a second prompt, the tail of the output): echo a
-        token and read up to it, so the next command's output is only its own."""
+        token and read up to it, so the next command's output is only its own.  crash 8.0.2
+        sometimes exits on its next gdb call after a ^C: a cheap one (`p jiffies`) goes first,
+        so that happens here, where the interrupted command's answer can say it restarted."""
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        self._send("p jiffies")
+        if not self._until_prompt(lambda _chunk: None, deadline, interruptible=False):
+            return False
         self._syncs += 1
         token = "crashfleet-sync-%d" % self._syncs
         self._send("echo " + token)
         seen: List[bytes] = []
-        deadline = time.monotonic() + INTERRUPT_GRACE
         while time.monotonic() < deadline:
             if not self._until_prompt(seen.append, deadline, interruptible=False):
                 return False

@@ -248,7 +248,7 @@ async def test_command_over_command_wait_becomes_a_job(drt: Any) -> None:
     finally:
         drt.settings.command_wait = saved
     after = await d.crash_run(drt, sid, "sys | grep PANIC")  # the session lives on
-    assert after.ended == "done" and "sysrq" in after.text
+    assert after.ended == "done" and "sysrq" in after.text, after
     [session] = [s for s in (await d.sessions_list(drt)).sessions if s.session_id == sid]
     assert alive(session.crash_pid)
 
