@@ -95,19 +95,34 @@ class CrashSession:
             self._interrupt.clear()
 
     def _run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
-             timeout: float) -> Dict[str, Any]:
+             timeout: float, again: bool = True) -> Dict[str, Any]:
         if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
             return {"ended": "interrupted", "reason": "cancelled",
                     "note": "cancelled before it started; the session is still open"}
         if self.child is None or not self.child.isalive():
             self.restart()
-        sink = _LineSink(chain, write) if chain is not None else write
+        wrote = [0]
+
+        def counted(data: bytes) -> None:
+            wrote[0] += len(data)
+            write(data)
+        sink = _LineSink(chain, counted) if chain is not None else counted
         self._send(command)
         started = time.monotonic()
         if self._until_prompt(sink, started + timeout):
             if isinstance(sink, _LineSink):
                 sink.close()
             return {"ended": "done", "seconds": round(time.monotonic() - started, 3)}
+        if again and not wrote[0] and not self._interrupt.is_set() and self.child is not None \
+                and not self.child.isalive():
+            # crash 8.0.2 sometimes exits (status 1) on its first command after an interrupted
+            # one; commands here only read, so a fresh crash runs it once more.
+            status = self.child.exitstatus
+            self.restart()
+            ended = self._run(command, chain, write, timeout, again=False)
+            ended["note"] = ("crash exited (status %s) on this command and was restarted; the command ran "
+                             "again; earlier `set` context is lost" % status)
+            return ended
         why = "cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout
         self._interrupt.clear()
         assert self.child is not None
