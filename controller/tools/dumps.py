@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import hashlib
 import re
@@ -14,6 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from crashfleet.agent.dumps import describe_script
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError, HostError, UsageError
@@ -187,7 +187,7 @@ async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
     bundled = {s.name for s in scripts}
     for name, path in local_scripts(rt).items():
         if name not in bundled:
-            scripts.append(ScriptInfo(name=name, description=_docline(path.read_text()), source=str(path.parent)))
+            scripts.append(ScriptInfo(name=name, description=describe_script(path.read_text()), source=str(path.parent)))
     return ScriptList(host=host, scripts=scripts, drgn_code=r["drgn_code"])
 
 
@@ -207,13 +207,6 @@ async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] 
     r = await _call(rt, target, "dumps.script", params, session_id)
     return _result(host, f"script {name}", r)
 
-
-def _docline(source: str) -> str:
-    try:
-        doc = ast.get_docstring(ast.parse(source)) or ""
-    except SyntaxError:
-        return "(does not parse)"
-    return doc.strip().splitlines()[0] if doc.strip() else "(no description)"
 
 
 def signature(sys_text: str, bt_text: str) -> tuple[str | None, list[str], str]:
