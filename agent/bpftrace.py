@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import bpftrace_safety as safety
-from . import facts
+from . import facts, profiles, sandbox
 from .errors import AgentError
 from .params import bounded, param
 
@@ -146,7 +146,9 @@ class Bpftrace:
         # own timer is the backstop should bpftrace not exit.
         full = "%s\ninterval:ms:%d { exit(); }\n" % (program.rstrip("\n"), max(1, int(duration * 1000)))
         argv = [binary, "-f", fmt, "-e", full, "--"] + args
-        job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(),
+        preexec = sandbox.child_setup(self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir,
+                                                                              duration), binary)
+        job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(), preexec=preexec,
                                     meta={"bpftrace": label, "format": fmt, "kinds": kinds,
                                           "duration": duration},
                                     max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
@@ -242,7 +244,9 @@ class Bpftrace:
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                  env=self._env(), cwd=self.agent.jobs.workdir, start_new_session=True)
+                                  env=self._env(), cwd=self.agent.jobs.workdir, start_new_session=True,
+                                  preexec_fn=sandbox.child_setup(self.policy.settings, profiles.bpftrace(
+                                      self.policy, self.agent.jobs.workdir, timeout), argv[0]))
         except subprocess.TimeoutExpired:
             raise AgentError("timeout", "%s took over %gs" % (" ".join(argv[:2]), timeout))
         return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
