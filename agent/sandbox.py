@@ -43,7 +43,7 @@ LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 1 << 14, 1 << 18
 
 # Landlock file-system rights, by the ABI that introduced them.
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1, 2, 4, 8
@@ -214,9 +214,11 @@ class _Plan:
         self.namespaces = status()["namespaces"]
         exe = executables(binary) if binary else []
         writes = list(profile.write)
-        private = [d for d in PRIVATE_TMP if profile.isolate and self.namespaces and os.path.isdir(d)
-                   and not any(_beneath(p, d) for p in list(profile.read) + writes + exe)]
+        private = [d for d in PRIVATE_TMP if profile.isolate and self.namespaces and os.path.isdir(d)]
         self.private_tmp = [d.encode() for d in private]
+        # Paths the tool needs that a private tmpfs would hide: bound back at the same place.
+        needed = [os.path.realpath(p) for p in list(profile.read) + writes + exe + list(profile.devices)]
+        self.rebind = sorted(set(p for p in needed if os.path.exists(p) and any(_beneath(p, d) for d in private)))
         self.rules: List[Tuple[str, int]] = [(p, READ) for p in SYSTEM_DIRS + SYSTEM_FILES + profile.read]
         self.rules += [(p, FS_READ_FILE | FS_WRITE_FILE) for p in DEVICES]
         self.rules += [(p, FS_READ_FILE | FS_WRITE_FILE | FS_IOCTL_DEV) for p in profile.devices]
@@ -264,9 +266,7 @@ def _enter(plan: _Plan, fork_init: bool) -> None:
             _become_init(plan)
     fds = _open_rules(plan.rules)
     if plan.private_tmp:
-        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-        for directory in plan.private_tmp:
-            _check(_libc.mount(b"tmpfs", directory, b"tmpfs", MS_NOSUID | MS_NODEV, TMPFS_OPTIONS), "mount tmpfs")
+        _private_tmp(plan)
         fds += _open_rules(plan.after_mount)
     for limit, value in profile.rlimits.items():
         resource.setrlimit(limit, (value, value + 1 if limit == resource.RLIMIT_CPU else value))
@@ -279,6 +279,24 @@ def _enter(plan: _Plan, fork_init: bool) -> None:
         os.close(fd)
     if plan.extra is not None:
         plan.extra()
+
+
+def _private_tmp(plan: _Plan) -> None:
+    """Fresh tmpfs on /tmp, /var/tmp, /dev/shm in our own mount namespace; what the tool needs
+    from under them is bind-mounted back in place first."""
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    keep = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in plan.rebind]
+    for directory in plan.private_tmp:
+        _check(_libc.mount(b"tmpfs", directory, b"tmpfs", MS_NOSUID | MS_NODEV, TMPFS_OPTIONS), "mount tmpfs")
+    for path, fd in keep:
+        if os.path.isdir("/proc/self/fd/%d" % fd):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        _check(_libc.mount(("/proc/self/fd/%d" % fd).encode(), path.encode(), None, MS_BIND | MS_REC, None),
+               "bind %s" % path)
+        os.close(fd)
 
 
 def _become_init(plan: _Plan) -> None:
