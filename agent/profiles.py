@@ -56,15 +56,15 @@ def tcpdump(policy: Any, capture_dir: str, duration: float = 60.0, file_bytes: i
 def command() -> Profile:
     """The catalogue's fixed read-only commands (uname, ps, dmesg, ss...): they keep their
     capabilities (dmesg needs CAP_SYSLOG, ss -p reads other processes) but write nothing, exec
-    nothing else, and stay out of a PID namespace (as its init they would ignore SIGTERM)."""
+    nothing else."""
     return Profile("command", read=["/proc", "/sys", "/etc/machine-id", "/var/log/journal", "/run/log/journal",
-                                    "/etc/services", "/etc/protocols"], pid_ns=False, rlimits=rlimits())
+                                    "/etc/services", "/etc/protocols"], rlimits=rlimits())
 
 
 def probe() -> Profile:
     """Fixed-argv probes the agent runs for its facts (`tool --version`, `ip -j addr`): read
     anything, write and exec nothing."""
-    return Profile("probe", read=["/"], pid_ns=False, rlimits=rlimits(cpu=30))
+    return Profile("probe", read=["/"], rlimits=rlimits(cpu=30))
 
 
 def search(policy: Any) -> Profile:

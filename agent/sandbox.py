@@ -282,8 +282,8 @@ def _enter(plan: _Plan, fork_init: bool) -> None:
 
 
 def _private_tmp(plan: _Plan) -> None:
-    """Fresh tmpfs on /tmp, /var/tmp, /dev/shm in our own mount namespace; what the tool needs
-    from under them is bind-mounted back in place first."""
+    """Fresh tmpfs on /tmp, /var/tmp, /dev/shm in our own mount namespace; the paths the tool
+    needs below them are bind-mounted back in place."""
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     keep = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in plan.rebind]
     for directory in plan.private_tmp:
@@ -308,23 +308,35 @@ def _become_init(plan: _Plan) -> None:
             os._exit(1)
         return
     os.closerange(0, plan.max_fd)  # the exec-error pipe and the tool's pipes belong to the tool
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP,
-                signal.SIGTTIN, signal.SIGTTOU, signal.SIGPIPE):
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # signals for the group reach the tool itself
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    waited = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     while True:
         pid, code = os.waitpid(child, os.WNOHANG)
         if pid:
             break
         if os.getppid() != plan.parent:  # the agent is gone: so is its tool
             os.kill(child, signal.SIGKILL)
-        signal.sigtimedwait({signal.SIGCHLD}, PARENT_POLL)
-    if os.WIFSIGNALED(code):
-        sig = os.WTERMSIG(code)
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
-        os.kill(os.getpid(), sig)
+        got = signal.sigtimedwait(waited, PARENT_POLL)
+        if got is not None and got.si_signo != signal.SIGCHLD and not _catches(child, got.si_signo):
+            # As init of its namespace the tool ignores a signal it has no handler for; its
+            # default action was to die, so that is what it gets.
+            os.kill(child, signal.SIGKILL)
+    if os.WIFSIGNALED(code):  # die the same way, so the agent sees the tool's own end
+        if os.WTERMSIG(code) != signal.SIGKILL:
+            signal.signal(os.WTERMSIG(code), signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {os.WTERMSIG(code)})
+        os.kill(os.getpid(), os.WTERMSIG(code))
     os._exit(os.WEXITSTATUS(code) if os.WIFEXITED(code) else 1)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether `pid` has a handler for `sig` (SigCgt in /proc/PID/status)."""
+    for line in _read_first("/proc/%d/status" % pid).splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
 
 
 def _open_rules(rules: List[Tuple[str, int]]) -> List[Tuple[int, int]]:
@@ -386,7 +398,7 @@ def _check(result: int, what: str) -> None:
 def _read_first(path: str) -> str:
     try:
         with open(path) as handle:
-            return handle.read().strip()
+            return handle.read().strip()  # small files: cap_last_cap, a status
     except OSError:
         return ""
 

@@ -147,8 +147,9 @@ class CrashSession:
                         "context is lost" % why}
 
     def _resync(self) -> bool:
-        """After ^C, crash may still print (a second prompt, the tail of the output): echo a
-        token and read up to it, so the next command's output is only its own.  crash 8.0.2
+        """After ^C, crash may still print (a second prompt, the tail of the output): have crash
+        name a token and read up to it, so the next command's output is only its own (`sym`, a
+        builtin: crash's `echo` is /bin/sh's, which the sandbox does not let it start).  crash 8.0.2
         sometimes exits on its next gdb call after a ^C: a cheap one (`p jiffies`) goes first,
         so that happens here, where the interrupted command's answer can say it restarted."""
         deadline = time.monotonic() + INTERRUPT_GRACE
@@ -156,13 +157,13 @@ class CrashSession:
         if not self._until_prompt(lambda _chunk: None, deadline, interruptible=False):
             return False
         self._syncs += 1
-        token = "crashfleet-sync-%d" % self._syncs
-        self._send("echo " + token)
+        token = "crashfleet_sync_%d" % self._syncs
+        self._send("sym " + token)
         seen: List[bytes] = []
         while time.monotonic() < deadline:
             if not self._until_prompt(seen.append, deadline, interruptible=False):
                 return False
-            if any(line.strip() == token.encode() for line in b"".join(seen).splitlines()):
+            if any(line.strip() == b"symbol not found: " + token.encode() for line in b"".join(seen).splitlines()):
                 return True
         return False
 
