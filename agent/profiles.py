@@ -41,8 +41,12 @@ def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Ite
 
 
 def bpftrace(policy: Any, workdir: str, duration: float = 60.0) -> Profile:
+    """bpftrace popen()s `sh -c "clang-N -Wp,-v ..."` to find include dirs (and dies when it cannot
+    start sh): sh may start, but inside the same sandbox it can start nothing else (not clang, not
+    what a system() call names), write only the work dir and read only what bpftrace reads."""
     s = _settings(policy)
     return Profile("bpftrace", read=list(KERNEL_DIRS) + [workdir], write=[workdir], caps=BPFTRACE_CAPS,
+                   execute=["/bin/sh"],
                    rlimits=rlimits(cpu=duration + 60, fsize=s["sandbox_file_bytes"]))
 
 

@@ -77,8 +77,10 @@ class Profile:
 
     def __init__(self, name: str, read: Iterable[str] = (), write: Iterable[str] = (),
                  caps: Optional[Iterable[str]] = None, isolate: bool = False, pid_ns: bool = True,
-                 rlimits: Optional[Dict[int, int]] = None, tcp: bool = False, devices: Iterable[str] = ()) -> None:
+                 rlimits: Optional[Dict[int, int]] = None, tcp: bool = False, devices: Iterable[str] = (),
+                 execute: Iterable[str] = ()) -> None:
         self.name = name
+        self.execute = tuple(execute)  # programs the tool itself starts (beyond the tool)
         self.devices = tuple(devices)  # device files to read, write and ioctl (crash: /dev/tty)
         self.read = tuple(read)
         self.write = tuple(write)
@@ -212,7 +214,8 @@ class _Plan:
         self.extra = extra
         self.abi = landlock_abi()
         self.namespaces = status()["namespaces"]
-        exe = executables(binary) if binary else []
+        exe = [path for program in ([binary] if binary else []) + list(profile.execute)
+               for path in executables(program)]
         writes = list(profile.write)
         private = [d for d in PRIVATE_TMP if profile.isolate and self.namespaces and os.path.isdir(d)]
         self.private_tmp = [d.encode() for d in private]
