@@ -1,8 +1,8 @@
 """bpftrace on this host: what it can trace, a vetted tool library, and safe bounded runs.
 
 Safety lives here, not in the controller: never --unsafe, never -c/-p/-o, programs
-checked by bpftrace_safety, limits pinned through bpftrace's environment variables,
-duration and output capped by policy, and every run a job in its own process group.
+checked by bpftrace_safety on bpftrace's own tokens (and on its AST when headers can
+bring C macros), limits pinned through bpftrace's environment variables, duration and output capped by policy, and every run a job in its own process group.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import bpftrace_ast
 from . import bpftrace_safety as safety
 from . import facts
 from .errors import AgentError
@@ -127,6 +128,8 @@ class Bpftrace:
         binary = self._binary()
         program, args, label = self._program(params)
         safety.check_program(program)
+        if label == "program" and safety.has_preprocessor(program):
+            self._confirm(binary, program, args)
         duration = float(bounded(params, "duration", 10.0, 0.001, 1e9))
         if duration > self._max_duration():
             raise AgentError("policy_denied", "duration %gs is over this host's bpftrace cap of %gs"
@@ -232,12 +235,26 @@ class Bpftrace:
         if missing:
             return False, missing
         args = [str(a["default"]) for a in tool["args"]]
-        status, _out, err = self._run([binary, "-d", "-e", tool["program"], "--"] + args)
+        status, out, err = self._run([binary, "-d", "-e", safety.as_run(tool["program"]), "--"] + args)
+        try:
+            bpftrace_ast.check_dump(tool["program"], out)
+        except AgentError as exc:
+            return False, "refused: " + exc.message
         if status != 0:
             return False, "does not compile here: " + (_errors(err)[-300:] or "exit status %d" % status)
         if "will likely fail" in err or "not traceable" in err:
             return False, "compiles, but cannot attach here: " + _errors(err, "WARNING")[-300:]
         return True, "ok"
+
+    def _confirm(self, binary: str, program: str, args: List[str]) -> None:
+        """bpftrace's own AST of the program, checked with the token rules (bpftrace_ast).
+
+        Headers bring C macros that bpftrace expands into the program after clang ran,
+        where only its AST shows them. A dump costs 0.05-0.3 s here, so only programs
+        with a preprocessor line (an allowed #include) pay it; tools are checked in _can_run.
+        """
+        _status, out, _err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
+        bpftrace_ast.check_dump(program, out)
 
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
         try:
