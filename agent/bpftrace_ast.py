@@ -31,7 +31,7 @@ class Ast(NamedTuple):
 
     @property
     def probe_types(self) -> FrozenSet[str]:
-        return frozenset(safety.PROBE_TYPES.get(p.split(":")[0], p.split(":")[0]) for p in self.probes)
+        return frozenset(safety.canonical_probe_type(p.split(":")[0]) for p in self.probes)
 
 
 def read_dump(dump: str) -> Optional[Ast]:

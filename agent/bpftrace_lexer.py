@@ -147,7 +147,7 @@ def _longest(program: str, pos: int) -> Tuple[str, int]:
 
 def _number(program: str, pos: int) -> Token:
     """{int}|{hex}|{exponent}, longest first; exponent as int [eE] int (no regex backtracking over digits)."""
-    hexa = re.compile(r"0[xX][0-9a-fA-F]+").match(program, pos)
+    hexa = _HEX_RE.match(program, pos)
     whole = _INT_RE.match(program, pos)
     end = max(hexa.end() if hexa else pos, whole.end() if whole else pos)
     if whole is not None and whole.end() == end and end < len(program) and program[end] in "eE":
@@ -163,6 +163,7 @@ def _number(program: str, pos: int) -> Token:
 
 
 _INT_RE = re.compile(_INT)
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
 
 
 def _comment(program: str, pos: int, _length: int) -> Token:

@@ -76,12 +76,14 @@ PROBE_TYPES: Dict[str, str] = {
 }
 UNSAFE_PROBES: Dict[str, str] = {name: "watchpoints can SIGSTOP the traced process"
                                  for name in ("watchpoint", "w", "asyncwatchpoint", "aw")}
+_WATCHPOINTS = {"watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
+                "aw": "asyncwatchpoint"}
 FILE_PROBES = ("uprobe", "uretprobe", "usdt")
 SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/")
 HEADER_DIRS = ("linux", "net", "uapi", "asm", "asm-generic")
+# rule -> what to do instead; at one offset, the rule listed first is the one reported
 HINTS: Dict[str, str] = {
     "control_char": "send plain text: tabs and newlines only",
-    "syntax": "fix the program: bpftrace's own lexer rejects this",
     "preprocessor": "drop it: only #include <linux/...h> of kernel headers is allowed (BTF has the types)",
     "include": "include a kernel header such as <linux/sched.h>, or rely on BTF",
     "c_definition": "use the kernel's own types (BTF) and casts such as (struct task_struct *)curtask",
@@ -90,13 +92,14 @@ HINTS: Dict[str, str] = {
     "backslash": "write it on one line; backslashes belong inside strings only",
     "digraph": "write # and brackets plainly",
     "trigraph": "write it without ??",
+    "newer_syntax": "leave it out: the agent sets bpftrace's configuration itself",
     "call": "print what you need with printf or maps instead",
     "unknown_call": "use bpftrace's builtin functions (printf, count, hist, str, ...)",
     "probe_type": "use tracepoint, kprobe, uprobe, profile or interval probes",
     "probe_param": "write the attach point out in full; positional parameters go in predicates",
     "probe_target": "give the full path of a binary or library under /usr, /bin, /sbin, /lib, /lib64 or /opt",
     "iter_pin": "drop the pin: iter:NAME without a third part",
-    "newer_syntax": "leave it out: the agent sets bpftrace's configuration itself",
+    "syntax": "fix the program: bpftrace's own lexer rejects this",
     "ast": "bpftrace's own parse of the program showed this: rewrite it without the construct",
 }
 _ARG_RE = re.compile(r"[A-Za-z0-9_.:/@%+=,-]*\Z")
@@ -168,15 +171,15 @@ def problems(program: str) -> List[Finding]:
     if control is not None:
         return [Finding(control.start(), "control_char", repr(control.group()),
                         "control character %r is refused" % control.group())]
+    vetted = is_vetted(program)
     program = as_run(program)
     tokens = tokenize(program)
     parsed = parse(tokens)
-    vetted = is_vetted(program)
     found = _lexer_errors(tokens) + _newer_syntax(parsed) + _call_rules(parsed, vetted)
     found += [f for ap in parsed.attach_points for f in probe_rules(ap)]
     if not vetted:
         found += _c_rules(program, tokens)
-    return sorted(found, key=lambda f: (f.offset, f.rule == "syntax"))
+    return sorted(found, key=lambda f: (f.offset, list(HINTS).index(f.rule)))
 
 
 def refusal(program: str, finding: Finding) -> AgentError:
@@ -219,13 +222,13 @@ def parse(tokens: Sequence[Token]) -> Parsed:
             if tok.kind in ("CPREPROC", "STRUCT_DEFN") and not current:
                 regions.append("cdef")
                 continue
-            if text in ("{", "/", ","):
+            regions.append("block" if text == "{" else "ap")
+            if text in _AFTER_ATTACH_POINT:
                 points += _attach_point(current)
                 current = []
-                region, depth = {"{": ("block", 1), "/": ("pred", 0), ",": ("ap", 0)}[text]
+                region, depth = _AFTER_ATTACH_POINT[text]
             else:
                 current.append(tok)
-            regions.append("ap" if text != "{" else "block")
         elif region == "pred":
             regions.append("pred")
             region = "ap" if tok.kind == "ENDPRED" else "pred"
@@ -235,6 +238,10 @@ def parse(tokens: Sequence[Token]) -> Parsed:
             region = "ap" if depth == 0 else "block"
     points += _attach_point(current)
     return Parsed(toks, regions, points)
+
+
+# what ends an attach point: "{" opens the block, "/" a predicate, "," starts another attach point
+_AFTER_ATTACH_POINT = {"{": ("block", 1), "/": ("pred", 0), ",": ("ap", 0)}
 
 
 def _attach_point(tokens: List[Token]) -> List[AttachPoint]:
@@ -284,8 +291,13 @@ def summary(program: str) -> Summary:
         if tok.kind in ("BUILTIN", "CALL_BUILTIN") and parsed.regions[i] in ("pred", "block") \
                 and not _after_field(parsed.tokens, i) and _next_text(parsed.tokens, i) != "(":
             builtins.add(tok.value)
-    types = {PROBE_TYPES.get(ap.parts[0], ap.parts[0]) for ap in parsed.attach_points}
+    types = {canonical_probe_type(ap.parts[0]) for ap in parsed.attach_points}
     return Summary(frozenset(calls), frozenset(builtins), frozenset(types))
+
+
+def canonical_probe_type(provider: str) -> str:
+    """A probe type's full name, as bpftrace prints it (t -> tracepoint, aw -> asyncwatchpoint)."""
+    return PROBE_TYPES.get(provider) or _WATCHPOINTS.get(provider) or provider
 
 
 def _calls(parsed: Parsed) -> List[Tuple[int, str]]:
@@ -307,8 +319,8 @@ def _after_field(tokens: List[Token], i: int) -> bool:
 
 def _lexer_errors(tokens: List[Token]) -> List[Finding]:
     """What bpftrace's own lexer rejects (it would fail before clang; we say so first)."""
-    return [Finding(t.start, "syntax", t.value[:20], "%s: bpftrace's lexer rejects this too" % t.error)
-            for t in tokens if t.error and t.kind not in ("STRUCT_LOST",)]
+    return [Finding(t.start, "syntax", {"STRING": '"', "COMMENT": "/*"}.get(t.kind, t.value[:20]),
+                    "%s: bpftrace's lexer rejects this too" % t.error) for t in tokens if t.error]
 
 
 def _c_rules(program: str, tokens: List[Token]) -> List[Finding]:
