@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import shutil
 import subprocess
 import uuid
@@ -206,3 +207,63 @@ def test_a_program_with_an_allowed_header_passes_both_checks_and_runs(agent: Age
     done = agent.result("bpftrace.run", program="#include <linux/if_ether.h>\nBEGIN { @x = sum(ETH_P_IP); exit(); }",
                         duration=5, wait=60)
     assert done["state"] == "done" and done["maps"]["@x"]["value"] == 0x0800, done
+
+
+# -- random programs: where bpftrace parses one, the tokens say what its AST says
+
+JUNK = ['"', "\\", '\\"', "\\\\", "'", "*/", "/*", "//", "#", "\n", "{", "}", "(", ")", "cat(", "system(", "x", " ",
+        ";", "struct y {", "??=", "%:", "\\n", "\\x41", "\\101", ":", "$1"]
+PROBES = ["BEGIN", "END", "tracepoint:sched:sched_switch", "i:s:1", "kprobe:vfs_read", "t:raw_syscalls:sys_enter",
+          "profile:hz:99", "uprobe:/bin/bash:readline", "w:0x1:8:w", "software:cpu-clock:100"]
+
+
+class Programs:
+    """Programs with C-looking junk in their strings, comments and attach points (seeded: reproducible)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def junk(self) -> str:
+        return "".join(self.rng.choice(JUNK) for _ in range(self.rng.randint(0, 6)))
+
+    def string(self) -> str:
+        return '"%s"' % self.junk().replace("\n", "")
+
+    def layout(self) -> str:
+        comment = self.rng.choice(["/*%s*/" % self.junk().replace("*/", ""), "//%s\n" % self.junk().replace("\n", "")])
+        return self.rng.choice(["", " ", "\n", comment, " %s " % comment])
+
+    def statement(self) -> str:
+        return self.rng.choice([
+            "printf(%s)" % self.string(), "@x = count()", "exit()", "$t = (struct task_struct *)curtask",
+            "@m[comm] = hist(pid)", "cat(%s)" % self.string(), "system(%s)" % self.string(),
+            "if (pid > 1) { @y = sum(tid) }", "@s = str(%s)" % self.string(), "@k[kstack] = count()",
+            "$z = nsecs / 1000"])
+
+    def probe(self) -> str:
+        points = ",".join(self.rng.choice(PROBES) for _ in range(self.rng.randint(1, 2)))
+        predicate = self.rng.choice(["", " /pid > 0/ ", "/comm == %s/" % self.string()])
+        body = (";" + self.layout()).join(self.statement() for _ in range(self.rng.randint(1, 4)))
+        return points + self.layout() + predicate + "{" + self.layout() + body + self.layout() + "}"
+
+    def program(self) -> str:
+        head = self.rng.choice(["", "#include <linux/in.h>\n", self.layout()])
+        return head + "\n".join(self.probe() for _ in range(self.rng.randint(1, 3)))
+
+
+def test_random_programs_tokens_and_ast_agree() -> None:
+    programs = Programs(seed=7)
+    parsed = accepted_and_parsed = 0
+    for _ in range(150):
+        program = programs.program()
+        out, _err = dump(program, "1")
+        ast = bpftrace_ast.read_dump(out)
+        if ast is None:
+            continue
+        parsed += 1
+        tokens = bpftrace_safety.summary(program)
+        assert (tokens.calls, tokens.builtins, tokens.probe_types) == (ast.calls, ast.builtins, ast.probe_types), program
+        if not bpftrace_safety.problems(program):
+            accepted_and_parsed += 1
+            assert bpftrace_ast.problems(program, out) == [], program
+    assert parsed > 30 and accepted_and_parsed > 10, (parsed, accepted_and_parsed)
