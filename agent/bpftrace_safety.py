@@ -79,6 +79,7 @@ UNSAFE_PROBES: Dict[str, str] = {name: "watchpoints can SIGSTOP the traced proce
 _WATCHPOINTS = {"watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
                 "aw": "asyncwatchpoint"}
 FILE_PROBES = ("uprobe", "uretprobe", "usdt")
+CGROUP_DIR = "/sys/fs/cgroup/"
 SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/")
 HEADER_DIRS = ("linux", "net", "uapi", "asm", "asm-generic")
 # rule -> what to do instead; at one offset, the rule listed first is the one reported
@@ -148,7 +149,11 @@ class Parsed(NamedTuple):
 
 def check_program(program: str) -> None:
     """Raise `unsafe_program` naming the first refused construct, with its line, column and rule."""
-    if len(program.encode("utf-8")) > MAX_PROGRAM_BYTES:
+    try:
+        size = len(program.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise AgentError("bad_program", "program is not valid Unicode text", hint="send plain UTF-8 text") from None
+    if size > MAX_PROGRAM_BYTES:
         raise AgentError("bad_program", "program is over %d KiB" % (MAX_PROGRAM_BYTES // 1024),
                          hint="trace less in one program")
     findings = problems(program)
@@ -383,10 +388,23 @@ def _call_rules(parsed: Parsed, vetted: bool) -> List[Finding]:
     for offset, name in _calls(parsed):
         if name in UNSAFE_CALLS or name.startswith("__"):
             found.append(_unsafe_call(offset, name))
+        elif name == "cgroupid":
+            found += _cgroupid(parsed, offset)
         elif name not in KNOWN_CALLS and not vetted:
             found.append(Finding(offset, "unknown_call", name, "%s() is refused: not a bpftrace function the "
                                  "agent knows (a C macro from a header can hide another call)" % name))
     return found
+
+
+def _cgroupid(parsed: Parsed, offset: int) -> List[Finding]:
+    """cgroupid("PATH") resolves PATH as root when compiling: only a path under /sys/fs/cgroup/."""
+    i = next(i for i, tok in enumerate(parsed.tokens) if tok.start == offset)
+    arg = parsed.tokens[i + 2] if i + 2 < len(parsed.tokens) else None
+    if arg is not None and arg.kind == "STRING" and arg.value.startswith(CGROUP_DIR) \
+            and ".." not in arg.value.split("/") and _next_text(parsed.tokens, i + 2) == ")":
+        return []
+    return [Finding(offset, "call", "cgroupid", "cgroupid() is refused but for a literal path under %s: it "
+                    "tells whether any path exists, looked up as root" % CGROUP_DIR)]
 
 
 def _unsafe_call(offset: int, name: str) -> Finding:

@@ -56,6 +56,7 @@ ONE_LINERS = [
     "#!/usr/bin/env bpftrace\nBEGIN { exit(); }",
     "iter:task { printf(\"%s\\n\", ctx->task->comm); }",
     "software:page-faults:100 { @[comm] = count(); }",
+    'tracepoint:sched:sched_switch /cgroup == cgroupid("/sys/fs/cgroup/system.slice")/ { @ = count(); }',
 ]
 
 
@@ -195,6 +196,8 @@ ATTACKS = [
     ("BEGIN { __signal(9); }", "call", "__signal"),
     ("BEGIN { $f = cat; }", "call", "cat"),
     ("BEGIN { va_start(1); }", "unknown_call", "va_start"),
+    ('BEGIN { @ = cgroupid("/root/.ssh/id_rsa"); }', "call", "cgroupid"),
+    ('BEGIN { @ = cgroupid("/sys/fs/cgroup/../../root/x"); }', "call", "cgroupid"),
     # probes
     ("watchpoint:0x10000000:8:w { @ = count(); }", "probe_type", "watchpoint"),
     ("aw:0x1:8:w { }", "probe_type", "aw"),
@@ -231,6 +234,12 @@ def test_attacks_are_refused_by_the_rule_that_names_them(program: str, rule: str
 def test_each_hidden_construct_is_found_not_just_the_first() -> None:
     found = {(f.rule, f.construct) for f in problems("struct x { char c['\"']; };\nBEGIN { cat(\"/etc/shadow\"); }")}
     assert {("c_definition", "struct"), ("char_literal", "'"), ("call", "cat")} <= found
+
+
+def test_text_that_is_not_unicode_is_a_bad_program() -> None:
+    with pytest.raises(AgentError) as caught:
+        check_program("BEGIN { exit(); } \udc80")
+    assert caught.value.kind == "bad_program"
 
 
 def test_positions_are_bpftraces() -> None:
