@@ -243,6 +243,8 @@ class Bpftrace:
             return False, "refused: " + exc.message
         if status != 0:
             return False, "does not compile here: " + (_errors(err)[-300:] or "exit status %d" % status)
+        if bpftrace_ast.read_dump(out) is None:
+            return False, "cannot be checked: bpftrace -d printed no AST this agent reads (bpftrace 0.17's)"
         if "will likely fail" in err or "not traceable" in err:
             return False, "compiles, but cannot attach here: " + _errors(err, "WARNING")[-300:]
         return True, "ok"
@@ -253,8 +255,14 @@ class Bpftrace:
         Headers bring C macros that bpftrace expands into the program after clang ran,
         where only its AST shows them. A dump costs 0.05-0.3 s here, so only programs
         with a preprocessor line (an allowed #include) pay it; tools are checked in _can_run.
+        No AST, no run: bpftrace's errors come back as the run's would.
         """
-        _status, out, _err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
+        status, out, err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
+        if bpftrace_ast.read_dump(out) is None:
+            error = _compile_error(err) or {"kind": "bpftrace_failed", "message": "bpftrace -d (exit status %d) "
+                                            "printed no AST this agent reads (bpftrace 0.17's)" % status}
+            raise AgentError(error["kind"], error["message"], hint=error.get("hint"), line=error.get("line"),
+                             column=error.get("column"))
         bpftrace_ast.check_dump(program, out)
 
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:

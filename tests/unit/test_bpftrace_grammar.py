@@ -325,3 +325,7 @@ def test_run_checks_the_ast_only_of_programs_with_a_preprocessor_line(monkeypatc
     with pytest.raises(RuntimeError, match="past the checks"):
         bt.run({"program": "BEGIN { exit(); }"})
     assert len(argvs) == 1  # no dump without a header: nothing but constants can come from C
+    monkeypatch.setattr(bt, "_run", lambda argv, timeout=60.0: (1, "", "stdin:2:9-12: ERROR: Unknown identifier"))
+    with pytest.raises(AgentError) as failed:  # no AST, no run: bpftrace's own error
+        bt.run({"program": "#include <linux/sched.h>\nBEGIN { x; }"})
+    assert failed.value.kind == "compile_error" and failed.value.extra["line"] == 2
