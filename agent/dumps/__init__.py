@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
+from .. import launcher
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
@@ -256,13 +257,16 @@ class Dumps:
     def python(self) -> str:
         return str(self.policy.settings["drgn_python"] or sys.executable)
 
-    @functools.lru_cache(maxsize=1)
     def worker_path(self) -> str:
-        """The worker script as a file (the agent runs from a zip; the worker may be another python)."""
+        """The worker script as a file (the agent runs from a zip; the worker may be another python).
+
+        Checked on every use (a few KB): a file already there runs only when its content hash is
+        ours; anything else (planted, damaged) is replaced atomically first, never run."""
         source = pkgutil.get_data(__name__, "drgn_worker.py") or b""
-        path = os.path.join(self.agent.base_dir, "drgn_worker-%s.py" % hashlib.sha256(source).hexdigest()[:12])
-        if not os.path.exists(path):
-            tmp = "%s.%d.tmp" % (path, os.getpid())
+        digest = hashlib.sha256(source).hexdigest()
+        path = os.path.join(self.agent.base_dir, "drgn_worker-%s.py" % digest[:12])
+        if not launcher.verified(path, digest):
+            tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())
             with open(tmp, "wb") as handle:
                 handle.write(source)
             os.chmod(tmp, 0o644)
