@@ -49,7 +49,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
     channel = Channel(stdout)
-    jobs = JobManager(store, channel.notify, workdir)
+    jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]))
     server = Server(channel)
     for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
         server.register(name, handler)
