@@ -9,6 +9,8 @@ import sys
 from typing import List, Optional
 
 from . import policy as policy_mod
+from .audit import FILENAME as AUDIT_FILE
+from .audit import RefusalLog
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import JobManager
@@ -50,7 +52,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
     channel = Channel(stdout)
     jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]))
-    server = Server(channel)
+    server = Server(channel, refusals=RefusalLog(os.path.join(base_dir, AUDIT_FILE)))
     for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
         server.register(name, handler)
     _on_signals(jobs, channel)

@@ -66,7 +66,8 @@ class Policy:
             raise AgentError("bad_params", "duration must be positive, got %s" % duration)
         if duration > self.max_duration:
             raise AgentError("policy_denied", "duration %ss is over this host's cap of %ss"
-                             % (duration, self.max_duration), hint="ask for %ss or less" % self.max_duration)
+                             % (duration, self.max_duration), hint="ask for %ss or less" % self.max_duration,
+                             rule="policy.duration")
         return duration
 
     def summary(self) -> Dict[str, Any]:

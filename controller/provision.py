@@ -137,7 +137,7 @@ def _start_error(host: Host, exc: LinkClosed) -> HostError:
     said = re.findall(r"crashfleet-launcher: (.*)", tail)
     if exc.exit_status == launcher.UNSAFE_DIR and said:
         return HostError(f"{host.name}: {said[-1]}", _unsafe_dir_hint(host), kind="unsafe_agent_dir",
-                         stderr_tail=tail, exit_status=exc.exit_status)
+                         stderr_tail=tail, exit_status=exc.exit_status, rule="agent.dir")
     if exc.exit_status == launcher.BAD_UPLOAD:
         return HostError(f"{host.name}: {said[-1] if said else 'the zipapp did not arrive whole'}",
                          "retry; if it persists, check the host's disk", kind="bad_upload",

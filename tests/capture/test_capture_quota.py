@@ -6,6 +6,7 @@ cancelled at the end: no tcpdump may be left.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -53,6 +54,8 @@ async def test_a_capture_past_max_captures_is_refused_until_one_ends(tmp_path: P
         assert (data["kind"], data["rule"]) == ("quota_exceeded", "quota.captures"), error
         assert "2 captures are running" in error["message"] and all(job in data["hint"] for job in jobs)
         assert len(tcpdumps(capture_dir)) == 2  # the refused one never started tcpdump
+        [audited] = [json.loads(line) for line in (agent.dir / "audit.jsonl").read_text().splitlines()]
+        assert (audited["method"], audited["rule"]) == ("capture.start", "quota.captures")
         agent.result("job.cancel", job_id=jobs.pop(0))
         jobs.append(agent.result("capture.start", **QUIET)["job_id"])  # a place was freed
         finish(agent, capture_dir, jobs)

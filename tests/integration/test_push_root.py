@@ -9,6 +9,7 @@ never appear.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import tempfile
@@ -136,6 +137,8 @@ async def test_a_dir_the_login_user_can_write_is_refused(ops_rig: Rig, tmp_path:
     assert f"refusing agent dir {USER_DIR}: /home/ops is owned by ops" in (error.message or ""), error
     assert "chown root:root" in (error.hint or "") and "crashfleet_agent_dir" in (error.hint or "")
     assert not canary.exists()
+    [entry] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert (entry["method"], entry["kind"], entry["rule"]) == ("connect", "unsafe_agent_dir", "agent.dir")
 
 
 async def test_a_swapped_zipapp_of_the_same_size_is_replaced_not_run(ops_rig: Rig, tmp_path: Path) -> None:
