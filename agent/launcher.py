@@ -51,6 +51,8 @@ def dir_problem(path: str) -> Optional[str]:
                 info = os.lstat(part)
             except FileNotFoundError:
                 break  # created later, by this user
+            except OSError as exc:
+                return "cannot check %s: %s" % (part, exc.strerror)
             problem = _component_problem(part, info, trusted, i == len(parts) - 1)
             if problem:
                 return problem
