@@ -26,8 +26,8 @@ import stat
 import sys
 from typing import List, NoReturn, Optional, Set
 
-NEED = b"crashfleet-launcher: need\n"
-OK = b"crashfleet-launcher: ok\n"
+SAYS = b"crashfleet-launcher: "  # every line it writes to stdout starts so
+NEED, OK = SAYS + b"need\n", SAYS + b"ok\n"
 OLD_PYTHON, UNSAFE_DIR, BAD_UPLOAD = 3, 4, 5  # exit statuses the controller maps to errors
 MAX_ZIPAPP = 64 << 20
 # Reads the launcher's source (argv[1] bytes) from stdin and runs it as __main__.

@@ -68,16 +68,25 @@ async def _launch(host: Host, process: AgentProcess, bundle: Bundle) -> None:
     """The launcher's side of first contact: its source, then the zipapp if it asks, until it says ok."""
     try:
         await process.write(launcher_source())
-        line = await process.readline()
+        line = await _launcher_line(process)
         if line == launcher.NEED:
             await process.write(bundle.data)
-            line = await process.readline()
+            line = await _launcher_line(process)
     except (OSError, ConnectionError):
         line = b""
     if line != launcher.OK:
         status = await process.finish(timeout=2.0)
         raise LinkClosed(f"the agent on {host.name} did not start (exit status {status})",
                          stderr_tail=process.stderr_text()[-2000:] or None, exit_status=status)
+
+
+async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
+    """The launcher's next word, past what a login shell may print first (b"" at EOF)."""
+    for _ in range(noise):
+        line = await process.readline()
+        if not line or line.startswith(launcher.SAYS):
+            return line
+    return b""
 
 
 async def _start_installed(host: Host, transport: Transport, installed: deployed.Installed,

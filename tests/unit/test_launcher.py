@@ -18,7 +18,7 @@ from crashfleet.agent.policy import DEFAULTS, Policy
 from crashfleet.agent.service import Agent
 from crashfleet.agent.store import Store
 from crashfleet.controller.bundle import agent_bundle
-from crashfleet.controller.provision import launcher_source
+from crashfleet.controller.provision import _launcher_line, launcher_source
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root to chown")
@@ -157,3 +157,16 @@ def test_an_unsafe_dir_is_refused_before_anything_is_read(tmp_path: Path) -> Non
     status, err = refused.finish()
     assert status == launcher.UNSAFE_DIR and f"refusing agent dir {theirs}/agent: {theirs} is owned by" in err
     assert not (theirs / "agent").exists()
+
+
+class Lines:
+    def __init__(self, *lines: bytes) -> None:
+        self.lines = list(lines)
+
+    async def readline(self) -> bytes:
+        return self.lines.pop(0) if self.lines else b""
+
+
+async def test_what_a_login_shell_prints_first_is_skipped() -> None:
+    assert await _launcher_line(Lines(b"Welcome!\n", b"\n", launcher.OK)) == launcher.OK  # type: ignore[arg-type]
+    assert await _launcher_line(Lines(b"noise\n")) == b""  # type: ignore[arg-type]
