@@ -135,7 +135,8 @@ class Bpftrace:
         if duration > self._max_duration():
             raise AgentError("policy_denied", "duration %gs is over this host's bpftrace cap of %gs"
                              % (duration, self._max_duration()),
-                             hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration())
+                             hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration(),
+                             rule="policy.bpftrace_max_duration")
         missing = _tracefs_missing(program, self._tracefs())
         if missing:
             raise AgentError("tracefs_missing", missing, hint="mount tracefs on this host, or allow the agent to "
@@ -280,7 +281,7 @@ class Bpftrace:
 
     def _binary(self) -> str:
         if not self.policy.settings["bpftrace_enabled"]:
-            raise AgentError("policy_denied", "policy on this host disables bpftrace",
+            raise AgentError("policy_denied", "policy on this host disables bpftrace", rule="policy.bpftrace_enabled",
                              hint="the host's /etc/crashfleet/agent-policy.json decides this")
         path = shutil.which("bpftrace", path=facts.SBIN_PATH)
         if path is None:

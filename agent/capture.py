@@ -3,6 +3,8 @@
 Security floor: argv lists only; `-Z` to an unprivileged user (tcpdump drops root once
 the device is open); no `-z`; a ring of files (`-C`/`-W`) caps the disk; a headers-only
 snaplen by default; the filter goes after `--` and is compiled (`tcpdump -d`) first.
+Quotas (policy): max_captures running at once, and capture_total_bytes for the running rings
+plus the kept captures (the oldest kept ones are deleted first to make room), per agent process.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CaptureService:
         self.agent = agent
         self.captures: Dict[str, Capture] = {}
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one start at a time: quotas and pruning see every capture
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -93,29 +96,32 @@ class CaptureService:
         ring_cap = int(self.settings["capture_ring_bytes"])
         ring_bytes = int(bounded(params, "ring_bytes", ring_cap, 4000000, max(ring_cap, 4000000)))
         file_mb = max(1, ring_bytes // RING_FILES // 1000000)
+        ring = file_mb * RING_FILES * 1000000
         user = self._user()
+        self._admit(ring)  # before tcpdump -d runs; checked again where it counts, under the start lock
         compile_filter(tcpdump, iface, snaplen, expression,
                        sandbox.child_setup(self.settings, profiles.tcpdump(self.agent.policy, ""), tcpdump))
-        directory = self._new_dir(user)
-        argv = [tcpdump, "-n", "-i", iface, "-s", str(snaplen), "-U", "-w", os.path.join(directory, PREFIX),
-                "-C", str(file_mb), "-W", str(RING_FILES), "-Z", user]
-        if max_packets:
-            argv += ["-c", str(max_packets)]
-        if expression:
-            argv += ["--", expression]
         meta = {"interface": iface, "mode": mode, "filter": expression, "snaplen": snaplen,
-                "duration": duration, "max_packets": max_packets, "ring_bytes": file_mb * RING_FILES * 1000000,
-                "user": user}
-        try:
-            profile = profiles.tcpdump(self.agent.policy, directory, duration, file_mb * 1000000)
-            job = self.agent.jobs.start("capture", argv, duration=duration, meta=meta,
-                                        preexec=sandbox.child_setup(self.settings, profile, tcpdump))
-        except AgentError:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        capture = Capture(job, directory, meta)
-        with self._lock:
-            self.captures[job.id] = capture
+                "duration": duration, "max_packets": max_packets, "ring_bytes": ring, "user": user}
+        with self._start_lock:
+            self._admit(ring)
+            directory = self._new_dir(user, ring)
+            argv = [tcpdump, "-n", "-i", iface, "-s", str(snaplen), "-U", "-w", os.path.join(directory, PREFIX),
+                    "-C", str(file_mb), "-W", str(RING_FILES), "-Z", user]
+            if max_packets:
+                argv += ["-c", str(max_packets)]
+            if expression:
+                argv += ["--", expression]
+            try:
+                profile = profiles.tcpdump(self.agent.policy, directory, duration, file_mb * 1000000)
+                job = self.agent.jobs.start("capture", argv, duration=duration, meta=meta,
+                                            preexec=sandbox.child_setup(self.settings, profile, tcpdump))
+            except AgentError:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            capture = Capture(job, directory, meta)
+            with self._lock:
+                self.captures[job.id] = capture
         threading.Thread(target=self._watch_disk, args=(capture,), daemon=True).start()
         return self.status(dict(params, job_id=job.id))
 
@@ -229,26 +235,56 @@ class CaptureService:
         raise AgentError("no_capture_user", "no unprivileged user to run tcpdump as (%s)" % (wanted or "tcpdump, nobody"),
                          hint="create the user, or set capture_user in the host's policy")
 
-    def _new_dir(self, user: str) -> str:
+    def _running(self) -> List[Capture]:
+        """Captures whose tcpdump has not exited (a stopping one still writes its ring)."""
+        with self._lock:
+            return [c for c in self.captures.values() if not c.job.done.is_set()]
+
+    def _admit(self, ring: int) -> None:
+        """Refuse a capture past max_captures running, or whose ring cannot fit in capture_total_bytes."""
+        running = self._running()
+        most = int(self.settings["max_captures"])
+        if len(running) >= most:
+            raise AgentError("quota_exceeded", "%d captures are running on this host, its cap (policy max_captures)"
+                             % len(running), rule="quota.captures",
+                             hint="wait for one to end, or stop one: job_cancel %s" % ", ".join(c.job.id for c in running))
+        held, total = sum(int(c.meta["ring_bytes"]) for c in running), int(self.settings["capture_total_bytes"])
+        if held + ring > total:
+            raise AgentError("quota_exceeded", "a ring of %d bytes does not fit: running captures hold %d of this "
+                             "host's %d (policy capture_total_bytes)" % (ring, held, total), rule="quota.capture_bytes",
+                             hint="ask for a smaller ring_bytes, or wait for a capture to end")
+
+    def _new_dir(self, user: str, ring: int) -> str:
         """A fresh directory only the capture user can write; its parent is traverse-only."""
         root = str(self.settings["capture_dir"])
         base = agent_capture_dir(root, self.agent.base_dir)
         for path in (root, base):
             os.makedirs(path, mode=0o711, exist_ok=True)
             os.chmod(path, 0o711)
-        self._prune(base)
+        self._prune(base, ring)
         directory = os.path.join(base, "%d-%s" % (int(time.time()), secrets.token_hex(4)))
         os.mkdir(directory, 0o700)
         entry = pwd.getpwnam(user)
         os.chown(directory, entry.pw_uid, entry.pw_gid)
         return directory
 
-    def _prune(self, base: str) -> None:
-        """Keep the newest capture_keep captures that are not running; older rings are deleted."""
-        running = {c.dir for c in self.captures.values() if c.job.state == "running"}
+    def _prune(self, base: str, ring: int) -> None:
+        """Make room for a new ring: keep the newest capture_keep finished captures, then delete the
+        oldest of those until they, the running rings and the new one fit in capture_total_bytes."""
+        running = self._running()
+        busy = {c.dir for c in running}
         dirs = sorted((os.path.join(base, n) for n in os.listdir(base)), key=os.path.getmtime, reverse=True)
-        for old in [d for d in dirs if d not in running][int(self.settings["capture_keep"]):]:
+        kept = [d for d in dirs if d not in busy]
+        keep = int(self.settings["capture_keep"])
+        for old in kept[keep:]:
             shutil.rmtree(old, ignore_errors=True)
+        room = int(self.settings["capture_total_bytes"]) - ring - sum(int(c.meta["ring_bytes"]) for c in running)
+        sizes = [(d, _tree_bytes(d)) for d in kept[:keep]]  # newest first
+        used = sum(size for _, size in sizes)
+        while sizes and used > room:
+            old, size = sizes.pop()
+            shutil.rmtree(old, ignore_errors=True)
+            used -= size
 
     def _watch_disk(self, capture: Capture) -> None:
         """Stop the capture while there is room left: what was captured stays readable."""
@@ -263,6 +299,14 @@ class CaptureService:
                 self.agent.jobs.stop(capture.job, "disk full: %d bytes free under %s (floor %d)"
                                      % (free, capture.dir, floor))
                 return
+
+
+def _tree_bytes(directory: str) -> int:
+    """Bytes in a capture's dir (its ring files; nothing below it is a dir)."""
+    try:
+        return sum(entry.stat(follow_symlinks=False).st_size for entry in os.scandir(directory))
+    except OSError:
+        return 0
 
 
 def agent_capture_dir(root: str, agent_dir: str) -> str:

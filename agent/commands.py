@@ -48,7 +48,7 @@ def resolve(name: str, allowed: Optional[List[str]], denied: List[str]) -> Comma
         raise AgentError("unknown_command", "no command %r in the catalogue" % name,
                          hint="known commands: " + ", ".join(sorted(CATALOG)))
     if name in denied or (allowed is not None and name not in allowed):
-        raise AgentError("policy_denied", "policy on this host forbids command %r" % name,
+        raise AgentError("policy_denied", "policy on this host forbids command %r" % name, rule="policy.commands",
                          hint="the host's /etc/crashfleet/agent-policy.json decides this")
     return CATALOG[name]
 

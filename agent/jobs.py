@@ -6,6 +6,8 @@ kill it with everything it started; nothing outlives the agent.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import os
 import signal
@@ -13,15 +15,26 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, TypeVar, cast
 
 from .errors import AgentError
+from .policy import DEFAULTS
 
 Notify = Callable[[str, Dict[str, Any]], None]
 PROGRESS_EVERY = 0.5    # seconds between progress notifications of one job
 KILL_GRACE = 2.0        # seconds between SIGTERM and SIGKILL
 STDERR_TAIL = 4096
 KEPT_PAST_CAP = 4 << 20  # bytes of wanted lines (e.g. bpftrace's final maps) still written past a cap
+F = TypeVar("F", bound=Callable[..., "Job"])
+
+
+def _counted(method: F) -> F:
+    """Start a job only within the max_jobs quota (JobManager._slot)."""
+    @functools.wraps(method)
+    def wrapper(self: "JobManager", *args: Any, **kwargs: Any) -> "Job":
+        with self._slot():
+            return method(self, *args, **kwargs)
+    return cast(F, wrapper)
 
 
 class Job:
@@ -68,16 +81,19 @@ class Job:
 class JobManager:
     """Starts, watches, cancels and reaps jobs."""
 
-    def __init__(self, store: Any, notify: Notify, workdir: str) -> None:
+    def __init__(self, store: Any, notify: Notify, workdir: str, max_jobs: int = DEFAULTS["max_jobs"]) -> None:
         self.store = store
         self.notify = notify
         self.workdir = workdir
+        self.max_jobs = max_jobs
+        self._starting = 0  # jobs past the quota check, not yet registered
         self.jobs: Dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = False
         self.on_shutdown: List[Callable[[], None]] = []  # domains' own children (crash sessions...)
 
+    @_counted
     def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None,
               max_output: Optional[int] = None, keep_past_cap: Optional[Callable[[bytes], bool]] = None,
@@ -111,6 +127,7 @@ class JobManager:
             timer.start()
         return job
 
+    @_counted
     def adopt(self, kind: str, meta: Dict[str, Any], stopper: Callable[[], None]) -> Job:
         """A job done by the caller's own thread (e.g. a command in a crash session): it writes
         into job.writer and calls finish(); cancel and shutdown call stopper()."""
@@ -121,6 +138,22 @@ class JobManager:
         with self._lock:
             self.jobs[job.id] = job
         return job
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold a place among max_jobs while a job starts: concurrent starts cannot overshoot."""
+        with self._lock:
+            running = sum(1 for job in self.jobs.values() if job.state == "running") + self._starting
+            if running >= self.max_jobs:
+                raise AgentError("quota_exceeded", "%d jobs are running on this host, its cap (policy max_jobs)"
+                                 % running, rule="quota.jobs",
+                                 hint="wait for one to end or cancel one (job_cancel); job_status lists them")
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._starting -= 1
 
     def finish(self, job: Job, exit_status: int) -> None:
         """The end of an adopted job."""

@@ -9,9 +9,12 @@ import sys
 from typing import List, Optional
 
 from . import policy as policy_mod
+from .audit import FILENAME as AUDIT_FILE
+from .audit import RefusalLog
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import JobManager
+from .launcher import dir_problem
 from .rpc import Channel, Server
 from .service import Agent
 from .store import Store
@@ -38,7 +41,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     """Serve until stdin closes, then stop every child: nothing outlives us."""
     policy = policy_mod.load(policy_path)
+    check_base_dir(base_dir)
     os.makedirs(base_dir, mode=0o700, exist_ok=True)
+    check_base_dir(base_dir)  # again: makedirs gives the dirs above DIR the umask's mode
     workdir = os.path.join(base_dir, "work")  # empty cwd for every child
     os.makedirs(workdir, mode=0o700, exist_ok=True)
     store = Store(os.path.join(base_dir, "store"), max_output_bytes=policy.settings["max_output_bytes"],
@@ -46,8 +51,8 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
     channel = Channel(stdout)
-    jobs = JobManager(store, channel.notify, workdir)
-    server = Server(channel)
+    jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]))
+    server = Server(channel, refusals=RefusalLog(os.path.join(base_dir, AUDIT_FILE)))
     for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
         server.register(name, handler)
     _on_signals(jobs, channel)
@@ -56,6 +61,17 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     finally:
         jobs.shutdown()
     return 0
+
+
+def check_base_dir(base_dir: str) -> None:
+    """As root, refuse a base dir another user could write: its store, worker scripts and
+    captures would be theirs to plant (see launcher.dir_problem for the rule)."""
+    if os.geteuid() != 0:
+        return
+    problem = dir_problem(base_dir)
+    if problem:
+        raise AgentError("unsafe_dir", "refusing agent dir %s: %s" % (base_dir, problem), rule="agent.dir",
+                         hint="use a dir only root can write (chown root:root, chmod go-w on it and above)")
 
 
 def _on_signals(jobs: JobManager, channel: Channel) -> None:

@@ -19,10 +19,13 @@ DEFAULTS: Dict[str, Any] = {
     "max_duration": 600.0,           # seconds, any job
     "max_output_bytes": 128 << 20,   # per output (a 100 MB crash or dmesg output fits)
     "max_store_bytes": 1 << 30,      # all outputs together
+    "max_jobs": 16,                  # jobs running at once (commands, captures, bpftrace, long crash commands)
     "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
     "capture_user": None,            # tcpdump drops root to this user (None: tcpdump, else nobody)
     "capture_ring_bytes": 64 << 20,  # disk cap of one capture (a ring of 4 files)
     "capture_keep": 8,               # finished captures kept on disk, newest first
+    "max_captures": 2,               # captures running at once
+    "capture_total_bytes": 512 << 20,  # running rings plus kept captures; the oldest kept go first
     "capture_min_free_bytes": 64 << 20,  # a capture stops when its filesystem has less free
     "dump_dirs": None,               # dirs dumps may be read from; None: /var/crash + kdump's path
     "vmlinux_dirs": [],              # extra dirs searched for a dump's vmlinux
@@ -70,7 +73,8 @@ class Policy:
             raise AgentError("bad_params", "duration must be positive, got %s" % duration)
         if duration > self.max_duration:
             raise AgentError("policy_denied", "duration %ss is over this host's cap of %ss"
-                             % (duration, self.max_duration), hint="ask for %ss or less" % self.max_duration)
+                             % (duration, self.max_duration), hint="ask for %ss or less" % self.max_duration,
+                             rule="policy.duration")
         return duration
 
     def summary(self) -> Dict[str, Any]:

@@ -9,6 +9,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable, Dict, Optional
 
+from .audit import RefusalLog, is_refusal
 from .errors import (INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
                      AgentError)
 
@@ -40,10 +41,11 @@ class Channel:
 
 
 class Server:
-    """Reads requests until EOF and answers each from a worker thread."""
+    """Reads requests until EOF and answers each from a worker thread; refusals go to `refusals`."""
 
-    def __init__(self, channel: Channel, workers: int = 16) -> None:
+    def __init__(self, channel: Channel, workers: int = 16, refusals: Optional[RefusalLog] = None) -> None:
         self.channel = channel
+        self.refusals = refusals
         self.methods: Dict[str, Handler] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
 
@@ -97,6 +99,8 @@ class Server:
                 raise AgentError("bad_params", "params must be an object", code=-32602)
             result = handler(params)
         except AgentError as exc:
+            if self.refusals is not None and is_refusal(exc):
+                self.refusals.record(request["method"], params, exc)
             self._reply_error(req_id, exc.to_rpc())
         except Exception as exc:  # a bug must not kill the agent: report it with its traceback tail
             tail = traceback.format_exc()[-2000:]

@@ -1,4 +1,8 @@
-"""Every call the controller makes on a host, appended as one JSON line."""
+"""Every call the controller makes on a host, appended as one JSON line.
+
+A failed call also carries the error's kind and, when a rule refused it, the rule (e.g.
+"quota.captures"), plus the sha256 of its params as the agent's own refusal log has it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crashfleet.agent.audit import params_digest
+
+from .errors import HostError
+
 
 class AuditLog:
     def __init__(self, path: Path, who: str) -> None:
@@ -17,9 +25,11 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def record(self, host: str, method: str, params: dict[str, Any], outcome: str,
-               result: Any = None) -> None:
+               result: Any = None, error: HostError | None = None) -> None:
         entry = {"ts": round(time.time(), 3), "who": self.who, "host": host, "method": method,
                  "params": params, "outcome": outcome, "result_sha256": _digest(result)}
+        if error is not None:
+            entry |= {"kind": error.kind, "rule": error.rule, "params_sha256": params_digest(params)}
         line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import io
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 class Bundle:
     data: bytes
     build: str
+    sha256: str  # what the host's launcher checks before it runs the file (agent/launcher.py)
 
     @property
     def filename(self) -> str:
@@ -39,7 +40,8 @@ def agent_bundle() -> Bundle:
     members = list(_members())
     build = buildinfo.hash_members(members)
     members.append((f"crashfleet/agent/{buildinfo.BUILD_FILE}", build.encode()))
-    return Bundle(_zip(members), build)
+    data = _zip(members)
+    return Bundle(data, build, hashlib.sha256(data).hexdigest())
 
 
 def write_bundle(path: Path) -> Bundle:
@@ -81,12 +83,3 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
             archive.writestr(info, data)
     return buffer.getvalue()
 
-
-def local_copy(directory: Path) -> Path:
-    """Ensure the bundle sits in `directory` (for the local, SSH-less host)."""
-    bundle = agent_bundle()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / bundle.filename
-    if not path.exists() or os.path.getsize(path) != len(bundle.data):
-        write_bundle(path)
-    return path

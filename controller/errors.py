@@ -22,16 +22,17 @@ class UsageError(CrashfleetError):
 
 
 class HostError(CrashfleetError):
-    """One host failed; `status` is how the fan-out reports it."""
+    """One host failed; `status` is how the fan-out reports it, `rule` the policy rule that refused, if one did."""
 
     status = "failed"
 
     def __init__(self, message: str, hint: str | None = None, *, kind: str = "failed",
-                 stderr_tail: str | None = None, exit_status: int | None = None) -> None:
+                 stderr_tail: str | None = None, exit_status: int | None = None, rule: str | None = None) -> None:
         super().__init__(message, hint)
         self.kind = kind
         self.stderr_tail = stderr_tail
         self.exit_status = exit_status
+        self.rule = rule
 
 
 class Unreachable(HostError):
@@ -42,7 +43,8 @@ class AgentCallError(HostError):
     """The agent answered a call with an error."""
 
     def __init__(self, message: str, hint: str | None, kind: str, data: dict[str, Any]) -> None:
-        super().__init__(message, hint, kind=kind)
+        rule = data.get("rule")
+        super().__init__(message, hint, kind=kind, rule=str(rule) if rule else None)
         self.data = data
 
 

@@ -67,7 +67,11 @@ class Fleet:
                 return link
             if link is not None:
                 asyncio.ensure_future(link.close())
-            link = await open_link(host, self.settings)
+            try:
+                link = await open_link(host, self.settings)
+            except HostError as exc:
+                self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)
+                raise
             self.links[host.name] = link
             self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
             return link
@@ -80,7 +84,7 @@ class Fleet:
         try:
             result = await link.call(method, params)
         except HostError as exc:
-            self._audit(host.name, method, params, f"error: {exc.message}")
+            self._audit(host.name, method, params, f"error: {exc.message}", error=exc)
             raise
         self._audit(host.name, method, params, "ok", result)
         return result
@@ -109,10 +113,11 @@ class Fleet:
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
 
-    def _audit(self, host: str, method: str, params: dict[str, Any], outcome: str, result: Any = None) -> None:
+    def _audit(self, host: str, method: str, params: dict[str, Any], outcome: str, result: Any = None,
+               error: HostError | None = None) -> None:
         if self.audit is not None:
             try:
-                self.audit.record(host, method, params, outcome, result)
+                self.audit.record(host, method, params, outcome, result, error)
             except OSError as exc:
                 log.warning("audit log write failed: %s", exc)
 

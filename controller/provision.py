@@ -1,18 +1,23 @@
 """First contact: start the host's agent, pushing our build when it lacks it.
 
-A host deployed by ansible/ (`crashfleet_agent_path` set) is never pushed to:
-its installed agent is started and a build mismatch is reported (controller.deployed).
+Pushed hosts get one exec: the agent's launcher (agent/launcher.py; as root through
+`sudo -n` with ansible_become) checks the agent dir, runs the zipapp there only if its
+sha256 is ours, and otherwise asks for it over the same channel's stdin first. A host
+deployed by ansible/ (`crashfleet_agent_path` set) is never pushed to: its installed
+agent is started and a build mismatch is reported (controller.deployed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
-from crashfleet.agent import PROTOCOL_VERSION
+from crashfleet.agent import PROTOCOL_VERSION, launcher
 from crashfleet.inventory import Host
 
 from . import deployed
@@ -20,10 +25,9 @@ from .bundle import Bundle, agent_bundle
 from .errors import HostError, LinkClosed
 from .link import AgentLink
 from .settings import Settings
-from .transport import LocalTransport, SshTransport, Transport
+from .transport import AgentProcess, LocalTransport, SshTransport, Transport
 
 HELLO_TIMEOUT = 20.0
-HOST_PROBLEMS = ("no_python", "sudo", "old_python")  # pushing the agent again would not help
 
 
 async def open_link(host: Host, settings: Settings) -> AgentLink:
@@ -42,26 +46,47 @@ async def open_link(host: Host, settings: Settings) -> AgentLink:
 
 
 async def _start(host: Host, transport: Transport, bundle: Bundle) -> AgentLink:
-    directory = remote_dir(host)
-    await transport.ensure(bundle.data, directory, bundle.filename)
-    for attempt in (1, 2):
-        link = AgentLink(host.name, await transport.start(agent_argv(host, directory, bundle)), transport)
-        try:
-            link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
-        except LinkClosed as exc:
-            error = _start_error(host, exc)
-            if attempt == 1 and error.kind not in HOST_PROBLEMS:  # a damaged copy: push ours again
-                await transport.put(bundle.data, directory, bundle.filename)
-                continue
-            raise error from None
-        if link.hello.get("build") == bundle.build:
-            _check_protocol(host, link.hello)
-            return link
+    process = await transport.start(agent_argv(host, remote_dir(host), bundle))
+    try:
+        await asyncio.wait_for(_launch(host, process, bundle), HELLO_TIMEOUT)
+        link = AgentLink(host.name, process, transport)
+        link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
+    except LinkClosed as exc:
+        raise _start_error(host, exc) from None
+    except BaseException:
+        process.close()  # a launcher or agent that hangs sees EOF and exits
+        raise
+    if link.hello.get("build") != bundle.build:  # the launcher checked the file's hash: a bug if so
         await _close_agent(link)
-        if attempt == 1:  # same name, other content: a damaged copy; replace it
-            await transport.put(bundle.data, directory, bundle.filename)
-    raise HostError(f"agent on {host.name} reports build {link.hello.get('build')}, expected {bundle.build}",
-                    "remove the host's agent dir and retry", kind="build_mismatch")
+        raise HostError(f"agent on {host.name} reports build {link.hello.get('build')}, expected {bundle.build}",
+                        kind="build_mismatch")
+    _check_protocol(host, link.hello)
+    return link
+
+
+async def _launch(host: Host, process: AgentProcess, bundle: Bundle) -> None:
+    """The launcher's side of first contact: its source, then the zipapp if it asks, until it says ok."""
+    try:
+        await process.write(launcher_source())
+        line = await _launcher_line(process)
+        if line == launcher.NEED:
+            await process.write(bundle.data)
+            line = await _launcher_line(process)
+    except (OSError, ConnectionError):
+        line = b""
+    if line != launcher.OK:
+        status = await process.finish(timeout=2.0)
+        raise LinkClosed(f"the agent on {host.name} did not start (exit status {status})",
+                         stderr_tail=process.stderr_text()[-2000:] or None, exit_status=status)
+
+
+async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
+    """The launcher's next word, past what a login shell may print first (b"" at EOF)."""
+    for _ in range(noise):
+        line = await process.readline()
+        if not line or line.startswith(launcher.SAYS):
+            return line
+    return b""
 
 
 async def _start_installed(host: Host, transport: Transport, installed: deployed.Installed,
@@ -81,19 +106,25 @@ async def _start_installed(host: Host, transport: Transport, installed: deployed
 
 
 def agent_argv(host: Host, directory: str, bundle: Bundle) -> list[str]:
+    """The launcher's command line (short: sudo logs it); its source follows on stdin."""
     python = sys.executable if host.connection == "local" and host.python == "python3" else host.python
-    argv = [python, f"{directory}/{bundle.filename}", "serve", "--dir", directory]
+    argv = [python, "-I", "-c", launcher.STAGE1, str(len(launcher_source())), directory, bundle.filename,
+            bundle.sha256, str(len(bundle.data))]
     return ["sudo", "-n", "--", *argv] if host.become else argv
 
 
+@functools.cache
+def launcher_source() -> bytes:
+    return Path(launcher.__file__).read_bytes()
+
+
 def remote_dir(host: Host) -> str:
-    """The agent dir as the remote side sees it: `~/x` becomes `x`, relative to the login home."""
+    """The agent dir as the launcher gets it: `~` is the home of the user the agent runs as
+    (root's with ansible_become); on the local host without become, the controller's $HOME."""
     directory = host.agent_dir.rstrip("/") or "/"
-    if host.connection == "local":
+    if host.connection == "local" and not host.become:
         return os.path.expanduser(directory)
-    if directory == "~":
-        return "."
-    return directory[2:] if directory.startswith("~/") else directory
+    return directory
 
 
 def _start_error(host: Host, exc: LinkClosed) -> HostError:
@@ -109,11 +140,26 @@ def _start_error(host: Host, exc: LinkClosed) -> HostError:
         return HostError(f"sudo -n refused on {host.name} (ansible_become is set)",
                          "allow the agent command in sudoers without a password, or unset ansible_become",
                          kind="sudo", stderr_tail=tail, exit_status=exc.exit_status)
-    if exc.exit_status == 3:
+    if exc.exit_status == launcher.OLD_PYTHON:
         return HostError(f"{host.name}'s {host.python} is too old for the agent", tail or None,
                          kind="old_python", stderr_tail=tail, exit_status=3)
+    said = re.findall(r"crashfleet-launcher: (.*)", tail)
+    if exc.exit_status == launcher.UNSAFE_DIR and said:
+        return HostError(f"{host.name}: {said[-1]}", _unsafe_dir_hint(host), kind="unsafe_agent_dir",
+                         stderr_tail=tail, exit_status=exc.exit_status, rule="agent.dir")
+    if exc.exit_status == launcher.BAD_UPLOAD:
+        return HostError(f"{host.name}: {said[-1] if said else 'the zipapp did not arrive whole'}",
+                         "retry; if it persists, check the host's disk", kind="bad_upload",
+                         stderr_tail=tail, exit_status=exc.exit_status)
     return HostError(f"the agent on {host.name} did not start: {exc.message}", exc.hint,
                      kind="agent_start", stderr_tail=tail, exit_status=exc.exit_status)
+
+
+def _unsafe_dir_hint(host: Host) -> str:
+    who = "root (ansible_become is set)" if host.become else "the login user"
+    return (f"the agent runs as {who}: only root and that user may write its dir and the dirs above it. "
+            "Unset crashfleet_agent_dir (the default ~/.cache/crashfleet is in the home of the user the agent "
+            "runs as), or fix the dir: chown root:root DIR && chmod go-w DIR")
 
 
 def _check_protocol(host: Host, hello: dict[str, Any]) -> None:

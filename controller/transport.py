@@ -1,6 +1,7 @@
 """How the controller reaches a host: over SSH (asyncssh), or locally without it.
 
-Both give the same two things: start a process from an argv, and put a file.
+Both give the same thing: start a process from an argv, with pipes. Nothing is copied by
+SFTP: the agent's launcher takes the zipapp over the process's stdin (agent/launcher.py).
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ class AgentProcess:
 
 class Transport(Protocol):
     async def start(self, argv: list[str]) -> AgentProcess: ...
-    async def put(self, data: bytes, directory: str, name: str) -> None: ...
-    async def ensure(self, data: bytes, directory: str, name: str) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -82,20 +81,6 @@ class LocalTransport:
             if not proc.stdin.is_closing():  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
         return AgentProcess(proc.stdin, proc.stdout, proc.stderr, close, proc.wait)
-
-    async def put(self, data: bytes, directory: str, name: str) -> None:
-        target = Path(os.path.expanduser(directory))
-        target.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = target / f".{name}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(target / name)
-
-    async def ensure(self, data: bytes, directory: str, name: str) -> bool:
-        path = Path(os.path.expanduser(directory)) / name
-        if path.exists() and path.stat().st_size == len(data):
-            return False
-        await self.put(data, directory, name)
-        return True
 
     async def close(self) -> None:
         return None
@@ -129,26 +114,6 @@ class SshTransport:
         # The remote side always parses a command string with its shell: quote every word.
         proc = await self.conn.create_process(shlex.join(argv), encoding=None)
         return AgentProcess(proc.stdin, proc.stdout, proc.stderr, proc.close, _ssh_waiter(proc))
-
-    async def put(self, data: bytes, directory: str, name: str) -> None:
-        async with self.conn.start_sftp_client() as sftp:
-            await _upload(sftp, data, directory, name)
-
-    async def ensure(self, data: bytes, directory: str, name: str) -> bool:
-        """Upload unless a file of the right size is there; one SFTP session, no shell, no Python."""
-        try:
-            async with self.conn.start_sftp_client() as sftp:
-                try:
-                    if (await sftp.stat(f"{directory}/{name}")).size == len(data):
-                        return False
-                except asyncssh.SFTPNoSuchFile:
-                    pass
-                await _upload(sftp, data, directory, name)
-                return True
-        except (asyncssh.ChannelOpenError, asyncssh.SFTPError) as exc:
-            raise HostError(f"cannot install the agent on {self.conn.get_extra_info('peername')}: "
-                            f"SFTP failed ({_reason(exc)})", "enable the sftp subsystem in sshd, or "
-                            "install the agent with the Ansible role", kind="sftp") from None
 
     async def close(self) -> None:
         self.conn.close()
@@ -219,26 +184,6 @@ def _has_entry(known: Path, host: Host) -> bool:
     except (OSError, ValueError, asyncssh.Error):
         return False
     return any(trusted[:3])
-
-
-async def _upload(sftp: asyncssh.SFTPClient, data: bytes, directory: str, name: str) -> None:
-    """Write to a temp name then rename, so no half-written agent is ever run."""
-    await sftp.makedirs(directory, exist_ok=True)
-    tmp = f"{directory}/.{name}.tmp"
-    async with sftp.open(tmp, "wb") as handle:
-        await handle.write(data)
-    await sftp.chmod(tmp, 0o700)
-    await sftp.posix_rename(tmp, f"{directory}/{name}")
-    await _remove_old_agents(sftp, directory, name)
-
-
-async def _remove_old_agents(sftp: asyncssh.SFTPClient, directory: str, keep: str) -> None:
-    for name in await sftp.listdir(directory):
-        if name.startswith("crashfleet-agent-") and name.endswith(".pyz") and name != keep:
-            try:
-                await sftp.remove(f"{directory}/{name}")
-            except asyncssh.SFTPError:
-                pass
 
 
 def _ssh_waiter(proc: asyncssh.SSHClientProcess[bytes]) -> Any:

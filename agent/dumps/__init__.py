@@ -202,7 +202,7 @@ class Dumps:
     def drgn(self, params: Dict[str, Any]) -> Dict[str, Any]:
         if not self.policy.settings["drgn_code"]:
             raise AgentError("policy_denied", "this host's policy forbids running drgn code (drgn_code: false)",
-                             hint="the bundled analysis scripts still run: analysis_run")
+                             hint="the bundled analysis scripts still run: analysis_run", rule="policy.drgn_code")
         code = param(params, "code", str)
         return self._drgn(params, code, fresh=False, args=None, kind="drgn")
 
@@ -222,7 +222,7 @@ class Dumps:
             code = bundled_script(name)
         elif not self.policy.settings["drgn_code"]:
             raise AgentError("policy_denied", "this host's policy forbids drgn code, and %r is not bundled" % name,
-                             hint="bundled scripts: " + ", ".join(SCRIPTS))
+                             hint="bundled scripts: " + ", ".join(SCRIPTS), rule="policy.drgn_code")
         return self._drgn(params, code, fresh=True, args=[str(a) for a in args], kind="script:" + name)
 
     def _drgn(self, params: Dict[str, Any], code: str, fresh: bool, args: Optional[List[str]],

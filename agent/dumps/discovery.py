@@ -51,7 +51,7 @@ def check_allowed(path: str, roots: List[str], what: str = "dump") -> str:
         raise AgentError("policy_denied", "%s %s is outside this host's dump dirs (%s)"
                          % (what, path, ", ".join(roots)),
                          hint="move the dump under an allowed dir, or add its dir to `dump_dirs` "
-                              "in /etc/crashfleet/agent-policy.json")
+                              "in /etc/crashfleet/agent-policy.json", rule="policy.dump_dirs")
     return os.path.realpath(path)
 
 

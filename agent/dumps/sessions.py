@@ -76,7 +76,8 @@ class Sessions:
                 return session, True
             if len(self.by_id) >= self.max_sessions:
                 raise AgentError("too_many_sessions", "%d dump sessions are open on this host (the policy's cap)"
-                                 % len(self.by_id), hint="close one with session_close; sessions_list shows them")
+                                 % len(self.by_id), hint="close one with session_close; sessions_list shows them",
+                                 rule="quota.dump_sessions")
             sid = "s%d" % next(self._ids)
             workdir = os.path.join(self.base_dir, sid)  # empty cwd for crash and drgn
             os.makedirs(workdir, mode=0o711, exist_ok=True)
