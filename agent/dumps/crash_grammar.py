@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 from ..errors import AgentError
 
 MAX_LINE = 1024  # crash stops at 1500 bytes (cmdline.c:process_command_line, BUFSIZE); aliases lengthen lines
+MAX_PIPED = 4096  # the whole line, filters included
 MAX_TOKENS = 64  # crash's MAXARGS is 100 (defs.h: "too many arguments in string!")
 
 
@@ -83,6 +84,9 @@ def check_characters(line: str) -> None:
 
 def split_pipe(line: str) -> Tuple[str, Optional[str]]:
     """(what crash receives, the agent's filter text or None): cut at the first |, quoted or not."""
+    if len(line) > MAX_PIPED:
+        raise refuse("length", "the line is %d characters long (at most %d)" % (len(line), MAX_PIPED),
+                     "a shorter line")
     check_characters(line)
     command, bar, filters = line.partition("|")
     return command, (filters if bar else None)
@@ -194,11 +198,12 @@ class Kind:
                 raise refuse("quote", "%s: a quoted string is refused here (%s expected)" % (where, self.name),
                              'quotes only where a command takes a string (search -c "...", ps "name")')
             return
-        if "'" in token.text and not self.single_quotes:
+        matches = self.rx is not None and self.rx.match(token.text) is not None
+        if "'" in token.text and not (self.single_quotes and matches):
             raise refuse("quote", "%s: single quote in %r is refused (gdb and crash's pipe scan pair quotes "
                          "differently)" % (where, token.text), "single quotes only around a whole ps/foreach "
-                         "regex ('b.*sh')")
-        if self.rx is not None and self.rx.match(token.text):
+                         "regex word, without spaces ('b.*sh')")
+        if matches:
             return
         if self.expression is not None and (self.rx is None or token.text.startswith("(")):
             self.expression(token.text)
@@ -215,7 +220,10 @@ EXPR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 def check_expression(text: str) -> None:
     """A gdb/crash expression that only reads: a small character set, no assignment (= but in ==),
-    no ++ or --; crash hands p, whatis and search expressions to gdb, rd/dis/eval to its own eval."""
+    no ++ or --.  Checked word by word: crash joins p's and whatis' words with single spaces for
+    gdb (tools.c:concat_args), so no == or ++ spans two words; rd/dis/eval use crash's own eval.
+    Parentheses inside a word are gdb's business (a syntax error at worst); a word that opens a
+    group with ( was already balanced by tokenize()."""
     hint = ("expressions of symbols, numbers, casts, . [] * & + - / % : ~ ^ ? @ and ==; "
             "no assignment, ++, --, quotes or $")
     for ch in text:
@@ -227,14 +235,6 @@ def check_expression(text: str) -> None:
     for op in ("++", "--"):
         if op in text:
             raise refuse("expression", "%s in the expression %r is refused: it would write memory" % (op, text), hint)
-    for pair in ("()", "[]", "{}"):
-        depth = 0
-        for ch in text:
-            depth += 1 if ch == pair[0] else -1 if ch == pair[1] else 0
-            if depth < 0:
-                break
-        if depth != 0:
-            raise refuse("paren", "unbalanced %s in the expression %r" % (pair, text), "balance every " + pair)
 
 
 NUM = r"0[xX][0-9a-fA-F]+|[0-9]+"
