@@ -523,7 +523,12 @@ def _spec(name: str, note: str) -> Spec:
 
 def _commands_hint() -> str:
     return "read-only crash commands: %s; aliases: %s" % (" ".join(sorted(COMMANDS)), " ".join(
-        a for a, target in sorted(ALIASES.items()) if target.split()[0] in COMMANDS))
+        a for a, target in sorted(ALIASES.items()) if _alias_runs(target)))
+
+
+def _alias_runs(target: str) -> bool:
+    words = target.split()
+    return words[0] in COMMANDS and (words[0] != "set" or words[1] == "radix")
 
 
 def _getopt(name: str, spec: Spec, tokens: List[Token]) -> Parsed:
