@@ -70,7 +70,7 @@ def check_characters(line: str) -> None:
                          "printable ASCII (0x20-0x7e) only, one command per call, no tabs or newlines")
     if "!" in line:
         raise refuse("shell", "! is refused anywhere in the line: crash runs what follows an unquoted ! "
-                     "through /bin/sh (cmdline.c:setup_redirect), and ! at the start repeats history",
+                     "as a shell command (/bin/sh, cmdline.c:setup_redirect); !N repeats history",
                      "no ! at all, even quoted (grep -v instead of negation)")
     for ch in "<>":
         if ch in line:
