@@ -309,7 +309,7 @@ class Spec:
             return self.hint
         parts = ["-" + f for f in self.flags]
         parts += ["-%s %s" % (o, k.name) for o, k in sorted(self.values.items())]
-        parts += ["-%s[=%s]" % (o, k.name) for o, k in sorted(self.attached.items())]
+        parts += ["-%s[%s]" % (o, k.name) for o, k in sorted(self.attached.items())]
         return ", ".join(parts) if parts else "no options"
 
 
@@ -317,8 +317,6 @@ class Parsed(NamedTuple):
     name: str
     options: List[Tuple[str, Optional[Token]]]
     args: List[Token]
-
-
 
 
 def struct_spec() -> Spec:
@@ -388,13 +386,13 @@ def _eval(parsed: Parsed) -> None:
 
 COMMANDS: Dict[str, Spec] = {
     "*": struct_spec(),
-    "ascii": Spec(args=(HEX,), repeat=True),
+    "ascii": Spec(args=(HEX,), repeat=True, getopt=False),  # no getopt: tools.c:cmd_ascii
     "bpf": Spec(flags="PMtTjsxd", values={"m": NUMBER, "p": NUMBER}),
     "bt": Spec(flags="fFaloreEgstTdxvp", values={"c": CPUS, "n": literal("idle"), "I": ADDRESS, "S": HEX,
                                                  "R": SYMBOL_OR_ADDR},
                refused={"D": "it changes the session's unwinder settings", "O": "it changes the session's "
                         "default unwinder", "A": "it is for S390 only"}, args=(TASK,), repeat=True),
-    "btop": Spec(args=(HEX,), repeat=True, required=1),
+    "btop": Spec(args=(HEX,), repeat=True, required=1, getopt=False),
     "dev": Spec(flags="dDpiV", refused={"v": "it copies a device dump to a file on the host"}),
     "dis": Spec(flags="rfluxdh", args=(ADDRESS, NUMBER), required=1,
                 refused={"s": "it reads source files from the host", "b": "it changes a session setting",
@@ -420,7 +418,7 @@ COMMANDS: Dict[str, Spec] = {
     "p": Spec(flags="dhxu", args=(EXPRESSION,), repeat=True, required=1),
     "ps": Spec(flags="ASgstcpkuGlmar", values={"C": CPUS, "y": POLICY}, args=(TASK_SELECTOR,), repeat=True),
     "pte": Spec(args=(HEX,), repeat=True, required=1),
-    "ptob": Spec(args=(NUMBER,), repeat=True, required=1),
+    "ptob": Spec(args=(NUMBER,), repeat=True, required=1, getopt=False),
     "ptov": Spec(args=(Kind("an address or offset:cpuspec", r"%s(?::(?:%s)?)?" % (HEXV, CPUS_RX)),), repeat=True,
                  required=1),
     "rd": Spec(flags="RaxmpfudDsSN8", values={"e": HEX, "o": NUMBER, "1": literal("6"), "3": literal("2"),
@@ -444,7 +442,8 @@ COMMANDS: Dict[str, Spec] = {
     "union": struct_spec(),
     "vm": Spec(flags="pmvxd", values={"f": HEX, "P": HEX, "M": HEX, "R": FILE_REF}, args=(TASK,), repeat=True),
     "vtop": Spec(flags="uk", values={"c": TASK}, args=(HEX,), repeat=True, required=1),
-    "waitq": Spec(args=(either("a symbol, struct.member or address", HEX, Kind("", SYMOFF)), HEX), required=1),
+    "waitq": Spec(args=(either("a symbol, struct.member or address", HEX, Kind("", SYMOFF)), HEX), required=1,
+                  getopt=False),
     "whatis": Spec(flags="o", values={"m": WORD, "r": Kind("a size or low-high", r"(?:%s)(?:-(?:%s))?" % (NUM, NUM))},
                    args=(EXPRESSION,), repeat=True),
 }
@@ -490,7 +489,7 @@ def check(command: str) -> CrashLine:
     name = tokens[0].text
     note = " (%s is crash's alias for %r)" % (command.split()[0], alias) if alias is not None else ""
     spec = _spec(name, note)
-    parsed = _getopt(name, spec, tokens[1:]) if spec.getopt else Parsed(name, [], tokens[1:])
+    parsed = _getopt(name, spec, tokens[1:]) if spec.getopt else Parsed(name, [], tokens[1:])  # eval, ascii...
     if spec.check is not None:
         spec.check(parsed)
     else:

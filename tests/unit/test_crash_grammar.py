@@ -649,6 +649,8 @@ def test_long_lines_are_refused() -> None:
     ("log 1", "crash.arguments"), ("tree -t btree x", "crash.argument"), ("eval", "crash.arguments"),
     ("eval -b", "crash.arguments"), ("help -a", "crash.option"), ("ps -y '1'", "crash.quote"),
     ("p -1", "crash.option"), ("kmem -l", "crash.option"), ("vtop -c", "crash.option-value"),
+    ("ascii -x", "crash.argument"), ("ascii -- 41", "crash.argument"),  # no getopt in cmd_ascii: words
+    ("btop -1", "crash.argument"), ("waitq -r x", "crash.argument"),
 ])
 def test_argument_types_are_checked(line: str, rule_id: str) -> None:
     assert rule(line) == rule_id, refused(line).message
