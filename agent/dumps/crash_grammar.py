@@ -328,13 +328,13 @@ def struct_spec() -> Spec:
 
 def _set(parsed: Parsed) -> None:
     """Read-only set forms only (tools.c:cmd_set): `set`, set PID|TASK, -p, -c CPU, -v, set radix [10|16]."""
-    words = [t.text for t in parsed.args]
     hint = "read-only forms: set, set PID, set TASK, set -p, set -c CPU, set -v, set radix 10|16"
-    if words and words[0] == "radix" and (len(words) == 1 or (len(words) == 2 and words[1] in ("10", "16"))):
+    if any(t.quoted for t in parsed.args):
+        raise refuse("quote", "set takes no quoted strings", hint)
+    words = [t.text for t in parsed.args]
+    if words in ([], ["radix"], ["radix", "10"], ["radix", "16"]):
         return
-    if len(words) == 1 and TASK.rx is not None and TASK.rx.match(words[0]) and not parsed.args[0].quoted:
-        return
-    if not words:
+    if len(words) == 1 and re.match(r"(?:%s)\Z" % HEXV, words[0]):  # a pid or a task address
         return
     raise refuse("set", "set %s is refused: only read-only forms of set run (it would change how crash "
                  "reads the dump or talks to the agent, or write files)" % " ".join(words), hint)
@@ -344,7 +344,6 @@ FOREACH_KEYWORDS: Dict[str, str] = {  # keyword -> the options foreach passes it
     "bt": "rtTlegRfFosxd", "vm": "pvmRdx", "task": "Rdx", "files": "cR", "net": "sSRdx", "set": "",
     "ps": "Gspctlmagry", "sig": "g", "vtop": "cuk",
 }
-FOREACH_STATES = ("RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "ID", "NE", "SW")
 
 
 def _foreach(parsed: Parsed) -> None:
