@@ -1,8 +1,9 @@
 """bpftrace on this host: what it can trace, a vetted tool library, and safe bounded runs.
 
 Safety lives here, not in the controller: never --unsafe, never -c/-p/-o, programs
-checked by bpftrace_safety, limits pinned through bpftrace's environment variables,
-duration and output capped by policy, and every run a job in its own process group.
+checked by bpftrace_safety on bpftrace's own tokens (and on its AST when headers can
+bring C macros), limits pinned through every environment name a bpftrace release
+reads, duration and output capped by policy, and every run a job in its own process group.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import bpftrace_ast
 from . import bpftrace_safety as safety
-from . import facts
+from . import facts, profiles, sandbox
 from .errors import AgentError
 from .params import bounded, param
 
@@ -127,6 +129,8 @@ class Bpftrace:
         binary = self._binary()
         program, args, label = self._program(params)
         safety.check_program(program)
+        if label == "program" and safety.has_preprocessor(program):
+            self._confirm(binary, program, args)
         duration = float(bounded(params, "duration", 10.0, 0.001, 1e9))
         if duration > self._max_duration():
             raise AgentError("policy_denied", "duration %gs is over this host's bpftrace cap of %gs"
@@ -146,7 +150,9 @@ class Bpftrace:
         # own timer is the backstop should bpftrace not exit.
         full = "%s\ninterval:ms:%d { exit(); }\n" % (program.rstrip("\n"), max(1, int(duration * 1000)))
         argv = [binary, "-f", fmt, "-e", full, "--"] + args
-        job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(),
+        preexec = sandbox.child_setup(self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir,
+                                                                              duration), binary)
+        job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(), preexec=preexec,
                                     meta={"bpftrace": label, "format": fmt, "kinds": kinds,
                                           "duration": duration},
                                     max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
@@ -232,17 +238,41 @@ class Bpftrace:
         if missing:
             return False, missing
         args = [str(a["default"]) for a in tool["args"]]
-        status, _out, err = self._run([binary, "-d", "-e", tool["program"], "--"] + args)
+        status, out, err = self._run([binary, "-d", "-e", safety.as_run(tool["program"]), "--"] + args)
+        try:
+            bpftrace_ast.check_dump(tool["program"], out)
+        except AgentError as exc:
+            return False, "refused: " + exc.message
         if status != 0:
             return False, "does not compile here: " + (_errors(err)[-300:] or "exit status %d" % status)
+        if bpftrace_ast.read_dump(out) is None:
+            return False, "cannot be checked: bpftrace -d printed no AST this agent reads (bpftrace 0.17's)"
         if "will likely fail" in err or "not traceable" in err:
             return False, "compiles, but cannot attach here: " + _errors(err, "WARNING")[-300:]
         return True, "ok"
 
+    def _confirm(self, binary: str, program: str, args: List[str]) -> None:
+        """bpftrace's own AST of the program, checked with the token rules (bpftrace_ast).
+
+        Headers bring C macros that bpftrace expands into the program after clang ran,
+        where only its AST shows them. A dump costs 0.05-0.3 s here, so only programs
+        with a preprocessor line (an allowed #include) pay it; tools are checked in _can_run.
+        No AST, no run: bpftrace's errors come back as the run's would.
+        """
+        status, out, err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
+        if bpftrace_ast.read_dump(out) is None:
+            error = _compile_error(err) or {"kind": "bpftrace_failed", "message": "bpftrace -d (exit status %d) "
+                                            "printed no AST this agent reads (bpftrace 0.17's)" % status}
+            raise AgentError(error["kind"], error["message"], hint=error.get("hint"), line=error.get("line"),
+                             column=error.get("column"))
+        bpftrace_ast.check_dump(program, out)
+
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                  env=self._env(), cwd=self.agent.jobs.workdir, start_new_session=True)
+                                  env=self._env(), cwd=self.agent.jobs.workdir, start_new_session=True,
+                                  preexec_fn=sandbox.child_setup(self.policy.settings, profiles.bpftrace(
+                                      self.policy, self.agent.jobs.workdir, timeout), argv[0]))
         except subprocess.TimeoutExpired:
             raise AgentError("timeout", "%s took over %gs" % (" ".join(argv[:2]), timeout))
         return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
@@ -274,15 +304,7 @@ class Bpftrace:
 
     def _limits(self) -> Dict[str, str]:
         """bpftrace's own limits, pinned: nothing from the caller reaches its environment."""
-        settings = self.policy.settings
-        return {"BPFTRACE_STRLEN": str(settings["bpftrace_strlen"]),
-                "BPFTRACE_MAP_KEYS_MAX": str(settings["bpftrace_map_keys_max"]),
-                "BPFTRACE_MAX_PROBES": str(settings["bpftrace_max_probes"]),
-                "BPFTRACE_MAX_BPF_PROGS": str(settings["bpftrace_max_probes"]),
-                "BPFTRACE_CAT_BYTES_MAX": "1",       # cat() is refused anyway
-                "BPFTRACE_LOG_SIZE": "1000000",
-                "BPFTRACE_PERF_RB_PAGES": "64",
-                "BPFTRACE_NO_USER_SYMBOLS": "0"}
+        return pinned_env(self.policy.settings)
 
     def _max_duration(self) -> float:
         cap: float = self.policy.max_duration
@@ -298,6 +320,49 @@ class Bpftrace:
 
     def _data_path(self, output_id: str) -> str:
         return os.path.join(self.agent.store.root, output_id, "data")
+
+
+def pinned_env(settings: Dict[str, Any]) -> Dict[str, str]:
+    """Every BPFTRACE_* name a bpftrace release reads (v0.17 to master), pinned; see UNPINNED_ENV.
+
+    v0.20 renamed the limits (BPFTRACE_STRLEN -> BPFTRACE_MAX_STRLEN, ...): both names
+    are set, since each release reads only its own. Values are valid in every release.
+    """
+    strlen, keys = str(settings["bpftrace_strlen"]), str(settings["bpftrace_map_keys_max"])
+    probes = str(settings["bpftrace_max_probes"])
+    env = {"BPFTRACE_STRLEN": strlen, "BPFTRACE_MAX_STRLEN": strlen,
+           "BPFTRACE_MAP_KEYS_MAX": keys, "BPFTRACE_MAX_MAP_KEYS": keys,
+           "BPFTRACE_CAT_BYTES_MAX": "1", "BPFTRACE_MAX_CAT_BYTES": "1",    # cat() is refused anyway
+           "BPFTRACE_MAX_PROBES": probes, "BPFTRACE_MAX_BPF_PROGS": probes,
+           "BPFTRACE_NODE_MAX": "100000", "BPFTRACE_MAX_AST_NODES": "100000",  # AST nodes (0.17 / 0.20+)
+           "BPFTRACE_MAX_TYPE_RES_ITERATIONS": "0", "BPFTRACE_ON_STACK_LIMIT": "32",
+           "BPFTRACE_LOG_SIZE": "1000000", "BPFTRACE_PERF_RB_PAGES": "64",
+           "BPFTRACE_NO_USER_SYMBOLS": "0", "BPFTRACE_NO_CPP_DEMANGLE": "0", "BPFTRACE_CPP_DEMANGLE": "1",
+           "BPFTRACE_STACK_MODE": "bpftrace", "BPFTRACE_STR_TRUNC_TRAILER": "..",
+           "BPFTRACE_PRINT_MAPS_ON_EXIT": "1",   # the maps are the result
+           "BPFTRACE_COLOR": "never", "BPFTRACE_LICENSE": "GPL", "BPFTRACE_VERIFY_LLVM_IR": "0",
+           "BPFTRACE_DEBUG_OUTPUT": "0"}
+    for feature in ("ADDR", "DW_USTACK", "IMPORT", "IMPORT_STATEMENT", "MACRO", "MAP_DECL", "TSERIES",
+                    "TYPEINFO"):
+        env["BPFTRACE_UNSTABLE_" + feature] = "0"    # newer releases' unstable syntax stays off
+    return env
+
+
+# The BPFTRACE_* names left unset (bpftrace's own default), and why; tests check that these and
+# pinned_env() together cover every name in bpftrace's sources.
+UNPINNED_ENV: Dict[str, str] = dict(
+    [(name, "a path bpftrace finds itself; setting it would point bpftrace at other files")
+     for name in ("BPFTRACE_BTF", "BPFTRACE_VMLINUX", "BPFTRACE_KERNEL_SOURCE", "BPFTRACE_KERNEL_BUILD",
+                  "BPFTRACE_OBJCOPY")]
+    + [(name, "a hook of bpftrace's own test suite")
+       for name in ("BPFTRACE_AVAILABLE_FUNCTIONS_TEST", "BPFTRACE_KCONFIG_TEST", "BPFTRACE_DUMMY_TS_MAP",
+                    "__BPFTRACE_NOTIFY_PROBES_ATTACHED", "__BPFTRACE_NOTIFY_AOT_PORTABILITY_DISABLED")]
+    + [(name, "how symbols are found and printed, not a limit; defaults differ by build and release")
+       for name in ("BPFTRACE_LAZY_SYMBOLICATION", "BPFTRACE_USE_BLAZESYM", "BPFTRACE_SHOW_DEBUG_INFO",
+                    "BPFTRACE_SYMBOL_SOURCE", "BPFTRACE_PROBE_INLINE")]
+    + [("BPFTRACE_MISSING_PROBES", "what a probe that matches nothing does (warn or error), not a limit")]
+    + [("BPFTRACE_CACHE_USER_SYMBOLS", "its values differ by release (0/1 in 0.17, PER_PID/PER_PROGRAM/NONE "
+        "later): any value is invalid somewhere")])
 
 
 def mount_tracefs() -> Dict[str, Any]:

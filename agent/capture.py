@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import profiles, sandbox
 from .errors import AgentError, bad_params
 from .jobs import Job, _clean_env
 from .params import bounded, param
@@ -93,7 +94,8 @@ class CaptureService:
         ring_bytes = int(bounded(params, "ring_bytes", ring_cap, 4000000, max(ring_cap, 4000000)))
         file_mb = max(1, ring_bytes // RING_FILES // 1000000)
         user = self._user()
-        compile_filter(tcpdump, iface, snaplen, expression)
+        compile_filter(tcpdump, iface, snaplen, expression,
+                       sandbox.child_setup(self.settings, profiles.tcpdump(self.agent.policy, ""), tcpdump))
         directory = self._new_dir(user)
         argv = [tcpdump, "-n", "-i", iface, "-s", str(snaplen), "-U", "-w", os.path.join(directory, PREFIX),
                 "-C", str(file_mb), "-W", str(RING_FILES), "-Z", user]
@@ -105,7 +107,9 @@ class CaptureService:
                 "duration": duration, "max_packets": max_packets, "ring_bytes": file_mb * RING_FILES * 1000000,
                 "user": user}
         try:
-            job = self.agent.jobs.start("capture", argv, duration=duration, meta=meta)
+            profile = profiles.tcpdump(self.agent.policy, directory, duration, file_mb * 1000000)
+            job = self.agent.jobs.start("capture", argv, duration=duration, meta=meta,
+                                        preexec=sandbox.child_setup(self.settings, profile, tcpdump))
         except AgentError:
             shutil.rmtree(directory, ignore_errors=True)
             raise
@@ -323,14 +327,15 @@ def _host_expr(target: str) -> str:
     return " or ".join("host %s" % a for a in found[:8])
 
 
-def compile_filter(tcpdump: str, iface: str, snaplen: int, expression: str) -> None:
+def compile_filter(tcpdump: str, iface: str, snaplen: int, expression: str,
+                   preexec: Optional[Callable[[], None]] = None) -> None:
     """tcpdump -d: a filter that does not compile is refused with tcpdump's own message."""
     if not expression:
         return
     argv = [tcpdump, "-d", "-i", iface, "-s", str(snaplen), "--", expression]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=_clean_env(), timeout=20)
+                              env=_clean_env(), timeout=20, preexec_fn=preexec)
     except subprocess.TimeoutExpired:
         raise AgentError("bad_filter", "tcpdump -d did not finish compiling the filter in 20 s")
     if done.returncode != 0:
@@ -406,7 +411,7 @@ def _ip_json(args: List[str]) -> List[Dict[str, Any]]:
         return []
     try:
         done = subprocess.run([ip, "-j"] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
-                              env=_clean_env())
+                              env=_clean_env(), preexec_fn=sandbox.preexec(profiles.probe(), ip))
         data = json.loads(done.stdout or b"[]")
     except (subprocess.TimeoutExpired, ValueError, OSError):
         return []

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import AGENT_VERSION, PROTOCOL_VERSION
+from . import AGENT_VERSION, PROTOCOL_VERSION, profiles, sandbox
 
 TOOLS: Dict[str, List[str]] = {
     "crash": ["--version"],
@@ -41,6 +41,7 @@ def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = Fal
         "boot_id": _read("/proc/sys/kernel/random/boot_id").strip(),
         "uptime_s": _uptime(),
         "store": store_space(store_dir),
+        "sandbox": sandbox.summary(),
     }
     facts["tools"] = tools(cache_path, refresh, facts["boot_id"])
     return facts
@@ -92,7 +93,8 @@ def tools(cache_path: Optional[str], refresh: bool, boot_id: str) -> Dict[str, A
 def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
     try:
         proc = subprocess.run([path] + TOOLS[name], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"})
+                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"},
+                              preexec_fn=sandbox.preexec(profiles.probe(), path))
         text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
         found[name] = {"present": True, "path": path, "version": None, "error": str(exc)}

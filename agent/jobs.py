@@ -80,8 +80,10 @@ class JobManager:
 
     def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None,
-              max_output: Optional[int] = None, keep_past_cap: Optional[Callable[[bytes], bool]] = None) -> Job:
-        """Run argv (never through a shell) with output into a new store entry.
+              max_output: Optional[int] = None, keep_past_cap: Optional[Callable[[bytes], bool]] = None,
+              preexec: Optional[Callable[[], None]] = None) -> Job:
+        """Run argv (never through a shell) with output into a new store entry; `preexec` is the
+        sandbox (sandbox.child_setup) the child enters before exec.
 
         With `max_output`, the job is stopped once it has written that many bytes; past
         that, only the lines `keep_past_cap` accepts are still written (up to KEPT_PAST_CAP)."""
@@ -94,10 +96,10 @@ class JobManager:
             job.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=self.workdir, env=env if env is not None else _clean_env(),
-                start_new_session=True, close_fds=True)
-        except OSError as exc:
+                start_new_session=True, close_fds=True, preexec_fn=preexec)
+        except (OSError, subprocess.SubprocessError) as exc:
             writer.close(error=str(exc))
-            raise AgentError("exec_failed", "cannot start %s: %s" % (argv[0], exc.strerror or exc),
+            raise AgentError("exec_failed", "cannot start %s: %s" % (argv[0], getattr(exc, "strerror", None) or exc),
                              hint="is %s installed on this host?" % os.path.basename(argv[0]))
         with self._lock:
             self.jobs[job.id] = job

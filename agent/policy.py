@@ -37,6 +37,13 @@ DEFAULTS: Dict[str, Any] = {
     "bpftrace_strlen": 64,           # BPFTRACE_STRLEN
     "bpftrace_map_keys_max": 4096,   # BPFTRACE_MAP_KEYS_MAX
     "bpftrace_max_probes": 512,      # BPFTRACE_MAX_PROBES and BPFTRACE_MAX_BPF_PROGS
+    "sandbox": True,                 # False runs tools without the OS sandbox (benchmarks, debugging only)
+    "require_sandbox": False,        # True: refuse to start tools when the sandbox is only partial
+    "sandbox_cpu_seconds": 7200,     # CPU a crash or drgn session may use in its life
+    "sandbox_memory_bytes": 16 << 30,  # address space of crash and drgn
+    "sandbox_file_bytes": 1 << 30,   # largest file a tool may write (its work dir, private /tmp)
+    "sandbox_processes": 64,         # processes of drgn's user (nobody) while a worker runs
+    "regex_cpu_seconds": 5,          # CPU one regex search or grep filter may use
 }
 
 

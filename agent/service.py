@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import shutil
 import time
 from typing import Any, Callable, Dict, Tuple, TypeVar
 
-from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts
+from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts, profiles, sandbox
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import Job, JobManager
 from .params import bounded, param
+from . import regexbox
 from .policy import Policy
 from .store import Store, StoreError
 
@@ -69,12 +71,19 @@ class Agent:
         return self.store_call(lambda: self.store.page(output_id, cursor, max_bytes=max_bytes))
 
     def search(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """A plain string is searched here (bytes.find cannot blow up); a regex in a sandboxed
+        child with a CPU limit, so one catastrophic pattern stops only itself."""
+        pattern = param(params, "pattern", str)
+        cpu = float(self.policy.settings["regex_cpu_seconds"])
+        isolated = not regexbox.is_literal(pattern)
         call = functools.partial(
-            self.store.search, param(params, "output_id", str), param(params, "pattern", str),
+            self.store.search, param(params, "output_id", str), pattern,
             context=bounded(params, "context", 0, 0, 20),
             max_matches=bounded(params, "max_matches", 50, 1, 1000),
             ignore_case=param(params, "ignore_case", bool, False),
-            cursor=param(params, "cursor", str, None))
+            cursor=param(params, "cursor", str, None),
+            time_budget=cpu * 0.6 if isolated else 10.0,
+            isolate=functools.partial(regexbox.run_scan, self.policy, pattern) if isolated else None)
         return self.store_call(call)
 
     def run(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -84,7 +93,10 @@ class Agent:
         duration = param(params, "duration", (int, float), spec.default_duration)
         if duration is not None:
             duration = self.policy.check_duration(float(duration))
-        job = self.jobs.start("command", list(spec.argv), duration=duration, meta={"command": name})
+        argv = list(spec.argv)
+        argv[0] = shutil.which(argv[0], path=facts.SBIN_PATH) or argv[0]
+        job = self.jobs.start("command", argv, duration=duration, meta={"command": name},
+                              preexec=sandbox.child_setup(self.policy.settings, profiles.command(), argv[0]))
         return self.settle(job, params)
 
     def job_status(self, params: Dict[str, Any]) -> Dict[str, Any]:

@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Deque, Dict, Iterator, List, NamedTuple, Optional, Pattern, Tuple
+from typing import Any, BinaryIO, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Pattern, Tuple
 
 from . import blocksearch
 
@@ -48,6 +48,7 @@ _META_EVERY = 1.0        # seconds between meta.json refreshes while writing
 _TIME_CHECK_EVERY = 256  # lines between time-budget checks in search
 _RESTART_HINT = "call page without a cursor to start over"
 
+Isolate = Callable[[Callable[[], Dict[str, Any]], List[int]], Dict[str, Any]]
 _PAGE = "p"
 _SEARCH = "s"
 
@@ -559,8 +560,11 @@ class Store:
 
     def search(self, output_id: str, pattern: str, context: int = 0, max_matches: int = 50,
                ignore_case: bool = False, cursor: Optional[str] = None,
-               time_budget: float = 10.0) -> Dict[str, Any]:
+               time_budget: float = 10.0, isolate: Optional[Isolate] = None) -> Dict[str, Any]:
         """Regex search streaming line by line; resumable through next_cursor.
+
+        `isolate(scan, fds)` runs the scan elsewhere (a sandboxed child with a CPU limit):
+        everything that takes the store's lock happens before, here.
 
         While the output is still being written only complete lines are
         searched, so a resumed search never reports a line twice.
@@ -584,8 +588,10 @@ class Store:
         try:
             with open(out.file("data"), "rb", buffering=0) as df, \
                     open(out.file("index"), "rb", buffering=0) as xf:
-                return self._search(out, snap, df, xf, rx, start, context, max_matches,
-                                    time.monotonic() + time_budget)
+                def scan() -> Dict[str, Any]:
+                    return self._search(out, snap, df, xf, rx, start, context, max_matches,
+                                        time.monotonic() + time_budget)
+                return isolate(scan, [df.fileno(), xf.fileno()]) if isolate else scan()
         except FileNotFoundError:
             raise _gone(out.id)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
+import json
 import os
 import pkgutil
 import platform
@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
+from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
@@ -60,7 +61,7 @@ class Dumps:
         for dump in found["dumps"]:
             dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
         found["allowed"] = self.roots()
-        found["drgn"] = drgn_status(self.python())
+        found["drgn"] = {k: v for k, v in drgn_status(self.python()).items() if k != "paths"}
         found["crash"] = shutil.which("crash", path=_clean_env()["PATH"]) is not None
         return found
 
@@ -92,7 +93,9 @@ class Dumps:
         linux = vmlinux.check(given, dump) if given else \
             vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
         session, reused = self.sessions.get_or_create(dump, linux)
-        self.sessions.start_crash(session, binary, _clean_env())
+        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
+        self.sessions.start_crash(session, binary, _clean_env(),
+                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
         minimal = session.crash is not None and session.crash.minimal
         command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
         if dump.get("truncated") and not reused:
@@ -116,7 +119,7 @@ class Dumps:
             drgn_count = None
             if drgn_status(self.python())["importable"]:
                 try:
-                    worker = self.sessions.drgn(session, self.python(), self.worker_path(), _clean_env())
+                    worker = self.drgn_worker(session)
                     answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
                     drgn_count = int(answer["value"]) if answer.get("ok") else None
                 except (AgentError, DrgnError, ValueError, TypeError):
@@ -143,7 +146,7 @@ class Dumps:
         try:
             writer = self.agent.store.create("crash", {"session": session.id, "command": params["command"]})
             try:
-                ended = crash.run(command, pipes.Chain(filters) if filters else None, writer.write, timeout)
+                ended = crash.run(command, self.chain(filters), writer.write, timeout)
             finally:
                 meta = writer.close(exit_status=0)
         finally:
@@ -166,7 +169,7 @@ class Dumps:
         def work() -> None:
             ended: Dict[str, Any] = {"ended": "failed"}
             try:
-                ended = crash.run(command, pipes.Chain(filters) if filters else None, job.writer.write, timeout)
+                ended = crash.run(command, self.chain(filters), job.writer.write, timeout)
             except Exception as exc:  # noqa: BLE001 - the session was closed under the command
                 ended = {"ended": "failed", "note": "the command stopped: %s" % (exc or type(exc).__name__)}
             finally:
@@ -180,6 +183,14 @@ class Dumps:
             return {"session_id": session.id, "job_id": job.id, "output_id": job.output_id, "state": "running"}
         ended = {k: job.meta[k] for k in ("ended", "note", "reason") if k in job.meta}
         return self._answer(session, job.output_id, params, ended, job.result, command=params["command"])
+
+    def chain(self, filters: List[Any]) -> Any:
+        """The command's pipes: in the agent, or in a sandboxed child when a grep is a real regex."""
+        if not filters:
+            return None
+        pattern = regexbox.chain_pattern(filters)
+        chain = pipes.Chain(filters)
+        return chain if pattern is None else regexbox.IsolatedChain(chain, self.policy, pattern)
 
     def interrupt(self, params: Dict[str, Any]) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))
@@ -219,7 +230,7 @@ class Dumps:
         session = self.sessions.get(param(params, "session_id", str))
         timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
         with session.drgn_lock:
-            worker = self.sessions.drgn(session, self.python(), self.worker_path(), _clean_env())
+            worker = self.drgn_worker(session)
             try:
                 answer = worker.call(code, timeout, fresh=fresh, args=args)
                 ended = {"ended": "done"}
@@ -256,18 +267,14 @@ class Dumps:
     def python(self) -> str:
         return str(self.policy.settings["drgn_python"] or sys.executable)
 
-    @functools.lru_cache(maxsize=1)
-    def worker_path(self) -> str:
-        """The worker script as a file (the agent runs from a zip; the worker may be another python)."""
-        source = pkgutil.get_data(__name__, "drgn_worker.py") or b""
-        path = os.path.join(self.agent.base_dir, "drgn_worker-%s.py" % hashlib.sha256(source).hexdigest()[:12])
-        if not os.path.exists(path):
-            tmp = "%s.%d.tmp" % (path, os.getpid())
-            with open(tmp, "wb") as handle:
-                handle.write(source)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        return path
+    def drgn_worker(self, session: Session) -> Any:
+        """The session's drgn worker, started in its sandbox when it is not running."""
+        python = self.python()
+        status = drgn_status(python)
+        profile = profiles.drgn(self.policy, session.vmlinux, session.vmcore, session.workdir,
+                                status.get("paths") or [])
+        preexec = sandbox.child_setup(self.policy.settings, profile, python)
+        return self.sessions.drgn(session, python, worker_source(), _clean_env(), preexec)
 
 
 def crash_binary(dump: Dict[str, Any]) -> str:
@@ -285,18 +292,34 @@ def crash_binary(dump: Dict[str, Any]) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def worker_source() -> str:
+    return (pkgutil.get_data(__name__, "drgn_worker.py") or b"").decode()
+
+
+_DRGN_PROBE = ("import json, sys; paths = [sys.prefix, sys.base_prefix, sys.exec_prefix] + sys.path\n"
+               "import drgn; print(json.dumps({'version': drgn.__version__, 'paths': paths, "
+               "'drgn': drgn.__file__}))")
+
+
 @functools.lru_cache(maxsize=4)
 def drgn_status(python: str) -> Dict[str, Any]:
-    """Whether `python` can import drgn (the workers need it)."""
+    """Whether `python` can import drgn (the workers need it), and the dirs it reads to do so
+    (the worker's sandbox lets it read just those)."""
     try:
-        proc = subprocess.run([python, "-c", "import drgn; print(drgn.__version__)"], capture_output=True,
-                              timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = subprocess.run([python, "-I", "-c", _DRGN_PROBE], capture_output=True, timeout=20,
+                              stdin=subprocess.DEVNULL, preexec_fn=sandbox.preexec(profiles.probe(), python))
+    except (OSError, subprocess.SubprocessError) as exc:
         return {"python": python, "importable": False, "error": str(exc)}
     if proc.returncode != 0:
         return {"python": python, "importable": False,
                 "error": proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]}
-    return {"python": python, "importable": True, "version": proc.stdout.decode().strip()}
+    try:
+        found = json.loads(proc.stdout.decode())
+    except ValueError:
+        return {"python": python, "importable": False, "error": "unreadable answer from %s" % python}
+    paths = sorted(set(p for p in found["paths"] + [os.path.dirname(found["drgn"])] if p and os.path.isabs(p)))
+    return {"python": python, "importable": True, "version": found["version"], "paths": paths}
 
 
 def bundled_script(name: str) -> str:

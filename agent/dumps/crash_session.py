@@ -24,6 +24,7 @@ PROMPT = b"crash> "
 START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big one under load
 INTERRUPT_GRACE = 5.0
 READ_CHUNK = 1 << 16
+Setup = Callable[[Callable[[], None]], Optional[Callable[[], None]]]
 
 
 class CrashError(Exception):
@@ -33,9 +34,11 @@ class CrashError(Exception):
 
 
 class CrashSession:
-    def __init__(self, binary: str, vmlinux: str, vmcore: str, workdir: str, env: Dict[str, str]) -> None:
+    def __init__(self, binary: str, vmlinux: str, vmcore: str, workdir: str, env: Dict[str, str],
+                 setup: Setup = lambda extra: extra) -> None:
+        """`setup` wraps our own pty setting into the sandbox's preexec (sandbox.child_setup)."""
         self.binary, self.vmlinux, self.vmcore = binary, vmlinux, vmcore
-        self.workdir, self.env = workdir, env
+        self.workdir, self.env, self.setup = workdir, env, setup
         self.child: Optional[pexpect.spawn] = None
         self.minimal = False
         self.lock = threading.Lock()  # one command at a time
@@ -67,7 +70,7 @@ class CrashSession:
     def _spawn(self, extra: List[str], timeout: float) -> str:
         argv = ["-s", "--no_crashrc", "--no_scroll"] + extra + [self.vmlinux, self.vmcore]
         self.child = pexpect.spawn(self.binary, argv, cwd=self.workdir, env=self.env, echo=False,
-                                   timeout=timeout, dimensions=(10000, 250), preexec_fn=_raw_output)
+                                   timeout=timeout, dimensions=(10000, 250), preexec_fn=self.setup(_raw_output))
         self.child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
         out: List[bytes] = []
         if not self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False):
@@ -95,7 +98,7 @@ class CrashSession:
             self._interrupt.clear()
 
     def _run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
-             timeout: float, again: bool = True) -> Dict[str, Any]:
+             timeout: float) -> Dict[str, Any]:
         if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
             return {"ended": "interrupted", "reason": "cancelled",
                     "note": "cancelled before it started; the session is still open"}
@@ -106,12 +109,20 @@ class CrashSession:
         def counted(data: bytes) -> None:
             wrote[0] += len(data)
             write(data)
-        sink = _LineSink(chain, counted) if chain is not None else counted
+        # Pipes: in the agent (_LineSink), or in a sandboxed child (regexbox.IsolatedChain.bind).
+        sink: Any = counted if chain is None else chain.bind(counted) if hasattr(chain, "bind") \
+            else _LineSink(chain, counted)
+        try:
+            return self._command(command, sink, wrote, timeout, again=True)
+        finally:
+            if sink is not counted:
+                sink.close()
+
+    def _command(self, command: str, sink: Callable[[bytes], None], wrote: List[int], timeout: float,
+                 again: bool) -> Dict[str, Any]:
         self._send(command)
         started = time.monotonic()
         if self._until_prompt(sink, started + timeout):
-            if isinstance(sink, _LineSink):
-                sink.close()
             return {"ended": "done", "seconds": round(time.monotonic() - started, 3)}
         if again and not wrote[0] and not self._interrupt.is_set() and self.child is not None \
                 and not self.child.isalive():
@@ -119,7 +130,7 @@ class CrashSession:
             # one; commands here only read, so a fresh crash runs it once more.
             status = self.child.exitstatus
             self.restart()
-            ended = self._run(command, chain, write, timeout, again=False)
+            ended = self._command(command, sink, wrote, timeout, again=False)
             ended["note"] = ("crash exited (status %s) on this command and was restarted; the command ran "
                              "again; earlier `set` context is lost" % status)
             return ended
@@ -128,8 +139,6 @@ class CrashSession:
         assert self.child is not None
         self.child.sendintr()
         if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync():
-            if isinstance(sink, _LineSink):
-                sink.close()
             return {"ended": "interrupted", "reason": why,
                     "note": "the command was interrupted (%s); the session is still open" % why}
         self.restart()
@@ -138,8 +147,9 @@ class CrashSession:
                         "context is lost" % why}
 
     def _resync(self) -> bool:
-        """After ^C, crash may still print (a second prompt, the tail of the output): echo a
-        token and read up to it, so the next command's output is only its own.  crash 8.0.2
+        """After ^C, crash may still print (a second prompt, the tail of the output): have crash
+        name a token and read up to it, so the next command's output is only its own (`sym`, a
+        builtin: crash's `echo` is /bin/sh's, which the sandbox does not let it start).  crash 8.0.2
         sometimes exits on its next gdb call after a ^C: a cheap one (`p jiffies`) goes first,
         so that happens here, where the interrupted command's answer can say it restarted."""
         deadline = time.monotonic() + INTERRUPT_GRACE
@@ -147,13 +157,13 @@ class CrashSession:
         if not self._until_prompt(lambda _chunk: None, deadline, interruptible=False):
             return False
         self._syncs += 1
-        token = "crashfleet-sync-%d" % self._syncs
-        self._send("echo " + token)
+        token = "crashfleet_sync_%d" % self._syncs
+        self._send("sym " + token)
         seen: List[bytes] = []
         while time.monotonic() < deadline:
             if not self._until_prompt(seen.append, deadline, interruptible=False):
                 return False
-            if any(line.strip() == token.encode() for line in b"".join(seen).splitlines()):
+            if any(line.strip() == b"symbol not found: " + token.encode() for line in b"".join(seen).splitlines()):
                 return True
         return False
 

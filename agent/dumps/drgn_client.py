@@ -8,7 +8,7 @@ import select
 import signal
 import subprocess
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 START_TIMEOUT = 120.0
 
@@ -18,10 +18,12 @@ class DrgnError(Exception):
 
 
 class DrgnWorker:
-    def __init__(self, python: str, worker: str, vmcore: str, vmlinux: str, workdir: str,
-                 env: Dict[str, str]) -> None:
-        self.argv = [python, worker, vmcore, vmlinux]
-        self.workdir, self.env = workdir, env
+    def __init__(self, python: str, source: str, vmcore: str, vmlinux: str, workdir: str,
+                 env: Dict[str, str], preexec: Optional[Callable[[], None]] = None) -> None:
+        """The worker's source goes on the command line (`python -I -c`): no script file that
+        someone could have planted or changed runs as root."""
+        self.argv = [python, "-I", "-c", source, vmcore, vmlinux]
+        self.workdir, self.env, self.preexec = workdir, env, preexec
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.ready: Dict[str, Any] = {}
         self._buffer = b""
@@ -35,8 +37,8 @@ class DrgnWorker:
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, cwd=self.workdir, env=self.env,
-                                         start_new_session=True, close_fds=True)
-        except OSError as exc:
+                                         start_new_session=True, close_fds=True, preexec_fn=self.preexec)
+        except (OSError, subprocess.SubprocessError) as exc:
             raise DrgnError("cannot start the drgn worker with %s: %s" % (self.argv[0], exc))
         line = self._readline(time.monotonic() + START_TIMEOUT)
         ready = json.loads(line) if line else {"ready": False, "error": "the worker exited at start"}

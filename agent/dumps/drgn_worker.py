@@ -1,6 +1,6 @@
 """The drgn worker: one process per session, a persistent namespace like drgn's REPL.
 
-Run as `PYTHON drgn_worker.py VMCORE VMLINUX` by the agent (any Python that can
+Run as `PYTHON -I -c SOURCE VMCORE VMLINUX` by the agent (any Python that can
 import drgn; stdlib otherwise). It opens the dump, then drops root for nobody
 before it runs anyone's code. Requests and answers are JSON lines on
 stdin/stdout; user code's own stdout/stderr are captured per call.
@@ -19,6 +19,7 @@ import traceback
 from typing import IO, Any, Dict
 
 MAX_CAPTURE = 32 << 20  # characters of stdout a single call may produce
+_SELF = globals().get("__file__", "<string>")  # run with -c: its frames are "<string>"
 
 
 class _Capped(io.StringIO):
@@ -89,7 +90,7 @@ def _show(value: Any) -> str:
 def _traceback() -> str:
     kind, exc, tb = sys.exc_info()
     frames = traceback.extract_tb(tb)
-    own = [f for f in frames if f.filename != __file__]  # the worker's frames are noise
+    own = [f for f in frames if f.filename != _SELF]  # the worker's frames are noise
     return "Traceback (most recent call last):\n" + "".join(traceback.format_list(own)) + \
         "".join(traceback.format_exception_only(kind, exc))
 

@@ -11,10 +11,10 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import AgentError
-from .crash_session import CrashError, CrashSession
+from .crash_session import CrashError, CrashSession, Setup
 from .drgn_client import DrgnError, DrgnWorker
 
 REAP_EVERY = 15.0
@@ -93,12 +93,12 @@ class Sessions:
         session.touch()
         return session
 
-    def start_crash(self, session: Session, binary: str, env: Dict[str, str]) -> Dict[str, Any]:
+    def start_crash(self, session: Session, binary: str, env: Dict[str, str], setup: Setup) -> Dict[str, Any]:
         """The session's crash, started once; concurrent opens of one session wait for it."""
         with session.opening:
             if session.crash is not None:
                 return {"minimal": session.crash.minimal}
-            crash = CrashSession(binary, session.vmlinux, session.vmcore, session.workdir, env)
+            crash = CrashSession(binary, session.vmlinux, session.vmcore, session.workdir, env, setup)
             try:
                 started = crash.start()
             except CrashError as exc:
@@ -120,9 +120,10 @@ class Sessions:
                 session.notes.append(started["note"])
             return started
 
-    def drgn(self, session: Session, python: str, worker: str, env: Dict[str, str]) -> DrgnWorker:
+    def drgn(self, session: Session, python: str, worker: str, env: Dict[str, str],
+             preexec: Optional[Callable[[], None]]) -> DrgnWorker:
         if session.drgn is None or session.drgn.proc is None:
-            drgn = DrgnWorker(python, worker, session.vmcore, session.vmlinux, session.workdir, env)
+            drgn = DrgnWorker(python, worker, session.vmcore, session.vmlinux, session.workdir, env, preexec)
             try:
                 drgn.start()
             except DrgnError as exc:

@@ -103,9 +103,10 @@ async def test_counts_events_the_test_causes(rig: Rig, runtime: Runtime, tmp_pat
 
 
 async def test_histograms_merge_across_three_hosts(rig: Rig, runtime: Runtime) -> None:
-    # Each host counts only the execs of its own agent (bpftrace's parent): we make them differ.
-    program = ("BEGIN { @agent = curtask->real_parent->tgid; }\n"
-               "tracepoint:sched:sched_process_exec /curtask->real_parent->tgid == @agent/ "
+    # Each host counts only the execs of its own agent: we make them differ. Every tool the agent
+    # starts is the child of its sandbox's waiter, so the agent is the grandparent, bpftrace's too.
+    program = ("BEGIN { @agent = curtask->real_parent->real_parent->tgid; }\n"
+               "tracepoint:sched:sched_process_exec /curtask->real_parent->real_parent->tgid == @agent/ "
                "{ @n = count(); @h = hist(@i); @i = @i + 1; }\n"
                "END { clear(@agent); clear(@i); }")
     job_id = await started_job(runtime, THREE, program, 40)

@@ -1,0 +1,80 @@
+"""What each tool the agent starts may touch: the sandbox profiles, in one place.
+
+Every read path beyond the system dirs (sandbox.SYSTEM_DIRS) is named here,
+so SECURITY.md and this file say the same thing. Limits come from the host's
+policy (policy.DEFAULTS: sandbox_*, regex_cpu_seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List
+
+from .sandbox import Profile, rlimits
+
+DEBUGINFO_DIRS = ("/usr/lib/debug",)
+KERNEL_DIRS = ("/sys", "/proc", "/usr/src", "/lib/modules")
+# crash and drgn read kernel memory as root: they get no capabilities at all (the dump is
+# root's own file), no network, and a private /tmp; drgn keeps setuid/setgid only to drop
+# to nobody once the dump is open.
+BPFTRACE_CAPS = ("SYS_ADMIN", "BPF", "PERFMON", "SYS_RESOURCE", "IPC_LOCK", "SYS_PTRACE",
+                 "DAC_READ_SEARCH")
+TCPDUMP_CAPS = ("NET_RAW", "NET_ADMIN", "SETUID", "SETGID")
+
+
+def _settings(policy: Any) -> Dict[str, Any]:
+    return policy.settings  # type: ignore[no-any-return]
+
+
+def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str) -> Profile:
+    s = _settings(policy)
+    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s), write=[workdir], caps=(),
+                   devices=["/dev/tty"], isolate=True, rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
+                                                fsize=s["sandbox_file_bytes"]))
+
+
+def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str]) -> Profile:
+    s = _settings(policy)
+    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s),
+                   write=[workdir], caps=("SETUID", "SETGID"), isolate=True,
+                   rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
+                                   fsize=s["sandbox_file_bytes"], nproc=s["sandbox_processes"]))
+
+
+def bpftrace(policy: Any, workdir: str, duration: float = 60.0) -> Profile:
+    """bpftrace popen()s `sh -c "clang-N -Wp,-v ..."` to find include dirs (and dies when it cannot
+    start sh): sh may start, but inside the same sandbox it can start nothing else (not clang, not
+    what a system() call names), write only the work dir and read only what bpftrace reads."""
+    s = _settings(policy)
+    return Profile("bpftrace", read=list(KERNEL_DIRS) + [workdir], write=[workdir], caps=BPFTRACE_CAPS,
+                   execute=["/bin/sh"],
+                   rlimits=rlimits(cpu=duration + 60, fsize=s["sandbox_file_bytes"]))
+
+
+def tcpdump(policy: Any, capture_dir: str, duration: float = 60.0, file_bytes: int = 0) -> Profile:
+    """A capture writes its ring; a filter check (`tcpdump -d`, capture_dir "") writes nothing."""
+    write = [capture_dir] if capture_dir else []
+    return Profile("tcpdump", read=["/proc", "/sys"] + write, write=write, caps=TCPDUMP_CAPS,
+                   rlimits=rlimits(cpu=duration + 60, fsize=max(file_bytes, 1 << 20) + (1 << 20)))
+
+
+def command() -> Profile:
+    """The catalogue's fixed read-only commands (uname, ps, dmesg, ss...): they keep their
+    capabilities (dmesg needs CAP_SYSLOG, ss -p reads other processes) but write nothing, exec
+    nothing else."""
+    return Profile("command", read=["/proc", "/sys", "/etc/machine-id", "/var/log/journal", "/run/log/journal",
+                                    "/etc/services", "/etc/protocols"], rlimits=rlimits())
+
+
+def probe() -> Profile:
+    """Fixed-argv probes the agent runs for its facts (`tool --version`, `ip -j addr`): read
+    anything, write and exec nothing."""
+    return Profile("probe", read=["/"], rlimits=rlimits(cpu=30))
+
+
+def search(policy: Any) -> Profile:
+    """A regex over an output: only the files already open, a CPU limit."""
+    return Profile("search", pid_ns=False, rlimits=rlimits(cpu=_settings(policy)["regex_cpu_seconds"]))
+
+
+def _debuginfo(settings: Dict[str, Any]) -> List[str]:
+    return list(DEBUGINFO_DIRS) + [str(d) for d in settings.get("vmlinux_dirs") or []]
