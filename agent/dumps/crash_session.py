@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pexpect  # type: ignore[import-untyped]
 
-from .pipes import Chain, Lines
+from .pipes import Chain
 
 PROMPT = b"crash> "
 START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big one under load
@@ -259,7 +259,7 @@ class _LineSink:
     """Bytes in, whole lines (each bounded, pipes.Lines) through the filter chain, bytes out."""
 
     def __init__(self, chain: Chain, write: Callable[[bytes], None]) -> None:
-        self.chain, self.write, self.lines = chain, write, Lines()
+        self.chain, self.write, self.lines = chain, write, chain.lines()
 
     def __call__(self, data: bytes) -> None:
         if not self.chain.done:

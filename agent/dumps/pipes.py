@@ -221,6 +221,11 @@ class Chain:
     def __init__(self, filters: List[Filter]) -> None:
         self.filters = filters
 
+    @staticmethod
+    def lines() -> Lines:
+        """The splitter this chain's input comes through (bytes in, bounded lines out)."""
+        return Lines()
+
     @property
     def done(self) -> bool:
         """No more input can change the result (a head filled up)."""
