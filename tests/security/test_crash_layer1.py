@@ -1,16 +1,18 @@
 """Layer 1 for crash, against the real crash 8.0.2 on the real fixture dump through a real agent.
 
-Each attack is shown to work on a bare crash (the control: its canary file appears), then
-sent to an agent (the zipapp, JSON-RPC on pipes): it must be refused, naming its rule, leave
-no canary, and leave the session answering.  Accepted forms are shown to really run, and the
-grammar's tokenizer is compared with what crash's own parse_line made of the same words.
+Layer 1 alone: the agent runs crash without the OS sandbox (policy `sandbox: false`), so only
+crash_grammar stands between an attack and its canary; then again as deployed, with the
+sandbox (accepted forms must still run there).  Each attack is shown to work on a bare
+crash (the control: its canary file appears), then sent to the agent (the zipapp, JSON-RPC on
+pipes): it must be refused, naming its rule, leave no canary, and leave the session answering.
+Accepted forms are shown to really run, and the grammar's tokenizer is compared with what
+crash's own parse_line made of the same words.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +24,7 @@ from crashfleet.agent.dumps.crash_session import CrashSession
 from crashfleet.agent.jobs import _clean_env
 from tests.dumps.agentproc import Agent, spawn, sysrq_dumps
 from tests.dumps.fixture import Fixture
+from tests.security.attack import Canaries
 
 TIMEOUT = 120.0  # seconds for one command: the machine is shared
 
@@ -63,13 +66,6 @@ ATTACKS = {
 }
 
 
-@pytest.fixture
-def canary() -> Iterator[Path]:
-    path = Path("/tmp") / f"crashfleet-canary-{uuid.uuid4().hex}"
-    yield path
-    path.unlink(missing_ok=True)
-
-
 @pytest.fixture(scope="module")
 def bare(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashSession]:
     """crash 8.0.2 on the fixture, driven as the agent drives it, but with no layer 1 in front."""
@@ -104,11 +100,13 @@ class Opened(NamedTuple):
         return str(message["result"]["page"]["text"])
 
 
-@pytest.fixture(scope="module")
-def session(zipapp: Path, dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
-    base = tmp_path_factory.mktemp("layer1")
+@pytest.fixture(scope="module", params=["layer1-alone", "both-layers"])
+def session(request: pytest.FixtureRequest, zipapp: Path, dump_fixture: Fixture,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
+    """A session on an agent without the OS sandbox (layer 1 alone), then on one with it (as deployed)."""
+    base = tmp_path_factory.mktemp(request.param)
     vmcore = sysrq_dumps(dump_fixture, base / "dumps")
-    agent = spawn(zipapp, base, {}, vmcore.parent)
+    agent = spawn(zipapp, base, {"sandbox": request.param == "both-layers"}, vmcore.parent)
     try:
         opened = agent.result("dumps.open", vmcore=str(vmcore), timeout=300)
         assert "sysrq triggered crash" in opened["page"]["text"], opened
@@ -118,16 +116,19 @@ def session(zipapp: Path, dump_fixture: Fixture, tmp_path_factory: pytest.TempPa
 
 
 @pytest.mark.parametrize("name", [n for n, a in ATTACKS.items() if a.real])
-def test_the_attack_works_on_a_bare_crash(name: str, bare: CrashSession, canary: Path) -> None:
+def test_the_attack_works_on_a_bare_crash(name: str, bare: CrashSession, canaries: Canaries) -> None:
+    canary = Path(canaries.path(name))
     for line in ATTACKS[name].lines:
         raw(bare, line.format(c=canary))
     raw(bare, "set error default")  # undo set-error; and crash reaps its pipe children before a prompt
     assert canary.exists(), f"{name}: the attack did not work on crash 8.0.2: the agent test proves nothing"
+    canary.unlink()  # expected here; `canaries` fails any test that leaves one
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_the_agent_refuses_the_attack(name: str, session: Opened, canary: Path) -> None:
+def test_the_agent_refuses_the_attack(name: str, session: Opened, canaries: Canaries) -> None:
     attack = ATTACKS[name]
+    canary = Path(canaries.path(name))
     first, *rest = [line.format(c=canary) for line in attack.lines]
     refused = session.crash(first)
     assert "error" in refused, refused
