@@ -19,9 +19,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from crashfleet.agent.dumps import crash_grammar
+from crashfleet.agent import regexbox
+from crashfleet.agent.dumps import crash_grammar, pipes
 from crashfleet.agent.dumps.crash_session import CrashSession
 from crashfleet.agent.jobs import _clean_env
+from crashfleet.agent.policy import DEFAULTS, Policy
 from tests.dumps.agentproc import Agent, spawn, sysrq_dumps
 from tests.dumps.fixture import Fixture
 from tests.security.attack import Canaries
@@ -205,3 +207,18 @@ TOKEN_LINES = [
 def test_the_tokenizer_splits_as_crash_does(line: str, bare: CrashSession) -> None:
     reported = re.findall(r'^foreach: unknown argument: "(.*)"$', raw(bare, line), re.M)
     assert reported == [t.text for t in crash_grammar.tokenize(line.strip())][1:]
+
+
+def test_lines_are_cut_in_the_sandboxed_grep_child_too() -> None:
+    """A real regex greps in regexbox's child; its lines are bounded there as in the agent."""
+    filters = pipes.parse("log | grep -E 'x+|^yes$'")[1]
+    pattern = regexbox.chain_pattern(filters)
+    assert pattern == "x+|^yes$"
+    out: list[bytes] = []
+    sink = regexbox.IsolatedChain(pipes.Chain(filters), Policy(dict(DEFAULTS), None), pattern).bind(out.append)
+    for chunk in (b"x" * 3000, b"x" * 3000 + b"\nno\nyes\n", b"x" * 5):
+        sink(chunk)
+    sink.close()
+    assert b"".join(out).decode().splitlines() == [
+        "x" * pipes.LINE_MAX + " [... %d more bytes of this line cut by the agent]" % (6000 - pipes.LINE_MAX),
+        "yes", "xxxxx"]
