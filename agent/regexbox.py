@@ -102,21 +102,31 @@ class _ChildSink:
 
 
 def _filter_loop(chain: Any, in_r: int, out_w: int) -> None:  # pragma: no cover - the child
-    """Lines through the chain until EOF or a full head; then the chain's end."""
+    """Lines (each cut at the chain's line limit as it streams: chain.lines()) through the chain
+    until EOF or a full head; then the chain's end."""
     code = 1
     try:
-        with os.fdopen(in_r, "rb") as stream:
-            for raw in stream:
-                line = raw.decode("utf-8", "replace")
-                out = chain.feed(line if line.endswith("\n") else line + "\n")
-                if out:
-                    sandbox.write_all(out_w, "".join(out).encode())
-                if chain.done:
-                    break
+        lines = chain.lines()
+        for chunk in iter(lambda: os.read(in_r, 1 << 16), b""):
+            if _through(chain, lines.feed(chunk), out_w):
+                break
+        else:
+            _through(chain, lines.end(), out_w)
         sandbox.write_all(out_w, "".join(chain.end()).encode())
         code = 0
     finally:
         os._exit(code)
+
+
+def _through(chain: Any, lines: List[str], out_w: int) -> bool:  # pragma: no cover - the child
+    """Feed lines to the chain, write what it passes on; True once a head is full."""
+    for line in lines:
+        out = chain.feed(line)
+        if out:
+            sandbox.write_all(out_w, "".join(out).encode())
+        if chain.done:
+            return True
+    return False
 
 
 def chain_pattern(filters: List[Any]) -> Optional[str]:

@@ -256,28 +256,27 @@ class CrashSession:
 
 
 class _LineSink:
-    """Bytes in, whole lines through the filter chain, bytes out."""
+    """Bytes in, whole lines (each bounded, pipes.Lines) through the filter chain, bytes out."""
 
     def __init__(self, chain: Chain, write: Callable[[bytes], None]) -> None:
-        self.chain, self.write, self.partial = chain, write, b""
+        self.chain, self.write, self.lines = chain, write, chain.lines()
 
     def __call__(self, data: bytes) -> None:
-        if self.chain.done:
-            return
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
+        if not self.chain.done:
+            self._through(self.lines.feed(data))
+
+    def _through(self, lines: List[str]) -> None:
         out: List[str] = []
         for line in lines:
-            out.extend(self.chain.feed(line.decode("utf-8", "replace") + "\n"))
+            out.extend(self.chain.feed(line))
             if self.chain.done:
                 break
         if out:
             self.write("".join(out).encode())
 
     def close(self) -> None:
-        if self.partial:
-            self.partial, rest = b"", self.partial
-            self.__call__(rest + b"\n")
+        if not self.chain.done:
+            self._through(self.lines.end())
         tail = self.chain.end()
         if tail:
             self.write("".join(tail).encode())

@@ -1,9 +1,10 @@
-"""What a crash command line may be, and its pipes to grep/head/tail/wc, done here in Python.
+"""Crash command lines and their pipes to grep/head/tail/wc, which run here in Python.
 
-crash would hand `!cmd`, `| cmd` and `> file` to a shell, `wr` writes kernel
-memory, `extend` loads shared objects, and words it does not know go to gdb
-(which has `shell`): so the first word must be a crash command we allow, and
-nothing may leave crash but through these filters.
+crash_grammar decides what crash receives: the part of the line before its
+first |, checked against an allow-list the way crash parses it.  Everything
+after that | is parsed here (shlex rules), never by crash, into filters.  A
+chain's memory is bounded: each line is cut at LINE_MAX bytes as it streams
+(Lines), and tail keeps at most TAIL_MAX of them.
 """
 
 from __future__ import annotations
@@ -14,48 +15,37 @@ from collections import deque
 from typing import Any, Deque, List, Optional, Tuple
 
 from ..errors import AgentError
+from . import crash_grammar
 
-# crash 8's built-in commands (`help`), minus those refused below.
-ALLOWED = frozenset("""* ascii bpf bt btop dev dis eval files foreach fuser help ipcs irq kmem list log
-mach mod mount net p ps pte ptob ptov rd runq sbitmap search set sig struct swap sym sys task timer
-tree union vm vtop waitq whatis hex dec""".split())
-REFUSED = {
-    "wr": "wr writes to memory",
-    "extend": "extend loads shared objects into crash",
-    "gdb": "gdb passthrough can run shell commands and write files",
-    "alias": "aliases could hide refused commands",
-    "repeat": "repeat could run refused commands",
-    "q": "the session stays open: use session_close", "quit": "the session stays open: use session_close",
-    "exit": "the session stays open: use session_close",
-}
-SET_REFUSED = ("scroll", "gdb", "silent", "edit", "console", "namelist")
 FILTERS = ("grep", "head", "tail", "wc")
+LINE_MAX = 4096  # bytes of one line a filter sees; the rest is cut, with a marker
+TAIL_MAX = 100000  # lines tail may keep: with LINE_MAX, what a chain holds stays bounded
+FILTERS_HINT = ("pipes run in the agent: | grep [-i -v -c -w -E] PATTERN, | head [-n N], "
+                "| tail [-n N] (N <= %d), | wc [-l]" % TAIL_MAX)
 
 
-def refuse(why: str) -> AgentError:
-    return AgentError("refused", why, hint="pipes run in the agent: | grep [-i -v -c -w -E] PATTERN, "
-                                          "| head [-n N], | tail [-n N], | wc [-l]")
+def refuse(why: str, rule: str = "pipe") -> AgentError:
+    return AgentError("refused", why, hint=FILTERS_HINT, rule="crash." + rule)
 
 
 def parse(line: str) -> Tuple[str, List["Filter"]]:
-    """(the crash command, the filters of its pipes) or a refusal saying why."""
-    if "\n" in line or "\r" in line:
-        raise refuse("one crash command per call (no newlines)")
-    segments = _split_pipes(line)
-    command = segments[0].strip()
-    if not command:
-        raise refuse("empty crash command")
-    _check_command(command)
-    return command, [_filter(seg.strip()) for seg in segments[1:]]
+    """(the crash command to send, the filters of its pipes) or a refusal saying why."""
+    command, filters = crash_grammar.split_pipe(line)
+    checked = crash_grammar.check(command)
+    return checked.text, [_filter(seg.strip()) for seg in _segments(filters)] if filters is not None else []
 
 
-def _split_pipes(line: str) -> List[str]:
-    """Split on | outside quotes; > and < outside quotes are redirections."""
+def _segments(text: str) -> List[str]:
+    """Split the filter text at each | outside shlex's quotes (a backslash escapes outside '...')."""
     segments: List[str] = []
     current: List[str] = []
-    quote = ""
-    for ch in line:
-        if quote:
+    quote, escaped = "", False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
@@ -63,24 +53,9 @@ def _split_pipes(line: str) -> List[str]:
             segments.append("".join(current))
             current = []
             continue
-        elif ch in "<>" and not segments:
-            raise refuse("redirections (> or <) are refused: output stays in the agent's store")
         current.append(ch)
     segments.append("".join(current))
     return segments
-
-
-def _check_command(command: str) -> None:
-    if command.startswith("!"):
-        raise refuse("! runs a shell command: refused")
-    word = command.split()[0]
-    if word in REFUSED:
-        raise refuse("%s is refused: %s" % (word, REFUSED[word]))
-    if word not in ALLOWED:
-        raise refuse("%r is not a crash command this agent runs (crash would pass it to gdb)" % word)
-    args = command.split()[1:]
-    if word == "set" and args and args[0] in SET_REFUSED:
-        raise refuse("set %s is refused: it would change how the session talks to the agent" % args[0])
 
 
 class Filter:
@@ -101,7 +76,7 @@ class Grep(Filter):
             self.rx = re.compile(pattern if "w" not in flags else r"\b(?:%s)\b" % pattern,
                                  re.IGNORECASE if "i" in flags else 0)
         except re.error as exc:
-            raise refuse("grep pattern %r is not a valid regular expression: %s" % (pattern, exc))
+            raise refuse("grep pattern %r is not a valid regular expression: %s" % (pattern, exc), "filter")
         self.invert, self.count_only, self.count = "v" in flags, "c" in flags, 0
 
     def feed(self, line: str) -> List[str]:
@@ -156,11 +131,11 @@ class Wc(Filter):
 
 def _filter(segment: str) -> Filter:
     try:
-        argv = shlex.split(segment)
+        argv = shlex.split(segment, comments=False)
     except ValueError as exc:
-        raise refuse("cannot parse pipe %r: %s" % (segment, exc))
+        raise refuse("cannot parse pipe %r: %s" % (segment, exc), "filter")
     if not argv:
-        raise refuse("empty pipe segment")
+        raise refuse("empty pipe segment", "filter")
     name, args = argv[0], argv[1:]
     if name not in FILTERS:
         raise refuse("pipe to %r is refused: only %s run, and in the agent, not a shell"
@@ -168,12 +143,12 @@ def _filter(segment: str) -> Filter:
     if name == "grep":
         flags, rest = _flags(args, "ivcwE")
         if len(rest) != 1:
-            raise refuse("grep takes one pattern (and flags -i -v -c -w -E), got %r" % segment)
+            raise refuse("grep takes one pattern (and flags -i -v -c -w -E), got %r" % segment, "filter")
         return Grep(rest[0], flags)
     if name == "wc":
         flags, rest = _flags(args, "l")
         if rest:
-            raise refuse("wc takes only -l here")
+            raise refuse("wc takes only -l here", "filter")
         return Wc("l" in flags)
     return (Head if name == "head" else Tail)(_count(name, args))
 
@@ -184,7 +159,8 @@ def _flags(args: List[str], known: str) -> Tuple[str, List[str]]:
         if arg.startswith("-") and len(arg) > 1 and not rest:
             bad = set(arg[1:]) - set(known)
             if bad:
-                raise refuse("unsupported flag %s (supported: %s)" % (arg, " ".join("-" + f for f in known)))
+                raise refuse("unsupported flag %s (supported: %s)" % (arg, " ".join("-" + f for f in known)),
+                             "filter")
             flags += arg[1:]
         else:
             rest.append(arg)
@@ -200,8 +176,43 @@ def _count(name: str, args: List[str]) -> int:
     elif len(args) == 1 and re.match(r"^-\d+$", args[0]):
         text = args[0][1:]
     if text is None or not text.isdigit():
-        raise refuse("%s takes -n N or -N, got %r" % (name, " ".join(args)))
+        raise refuse("%s takes -n N or -N, got %r" % (name, " ".join(args)), "filter")
+    if name == "tail" and int(text) > TAIL_MAX:
+        raise refuse("tail -n %s is refused: tail keeps its lines in the agent's memory, at most %d"
+                     % (text, TAIL_MAX), "tail-limit")
     return int(text)
+
+
+class Lines:
+    """Bytes in, whole lines out, each at most LINE_MAX bytes: the rest of a longer line is
+    counted, not held, and its line ends with a marker saying how much was cut."""
+
+    def __init__(self) -> None:
+        self.held = b""
+        self.cut = 0
+
+    def feed(self, data: bytes) -> List[str]:
+        parts = data.split(b"\n")
+        lines = [self._line(part) for part in parts[:-1]]
+        self._hold(parts[-1])
+        return lines
+
+    def end(self) -> List[str]:
+        """The last line, when the output did not end with a newline."""
+        return [self._line(b"")] if self.held or self.cut else []
+
+    def _hold(self, part: bytes) -> None:
+        room = LINE_MAX - len(self.held)
+        self.cut += max(0, len(part) - room)
+        self.held += part[:room]
+
+    def _line(self, part: bytes) -> str:
+        self._hold(part)
+        text = self.held.decode("utf-8", "replace")
+        if self.cut:
+            text += " [... %d more bytes of this line cut by the agent]" % self.cut
+        self.held, self.cut = b"", 0
+        return text + "\n"
 
 
 class Chain:
@@ -209,6 +220,11 @@ class Chain:
 
     def __init__(self, filters: List[Filter]) -> None:
         self.filters = filters
+
+    @staticmethod
+    def lines() -> Lines:
+        """The splitter this chain's input comes through (bytes in, bounded lines out)."""
+        return Lines()
 
     @property
     def done(self) -> bool:
