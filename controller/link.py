@@ -14,6 +14,7 @@ from .transport import AgentProcess, Transport
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict[str, Any]], None]
+LostHandler = Callable[[str], None]
 
 
 class AgentLink:
@@ -29,6 +30,7 @@ class AgentLink:
         self._listeners: list[Listener] = []
         self._closed: LinkClosed | None = None
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
+        self.on_lost: LostHandler | None = None  # told when the connection (not just the agent) drops
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @property
@@ -76,6 +78,10 @@ class AgentLink:
             reason = "the agent ended"
         except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
+            await self._fail(reason)
+            if self.on_lost is not None:
+                self.on_lost(f"{type(exc).__name__}: {exc}")
+            return
         await self._fail(reason)
 
     def _dispatch(self, line: bytes) -> None:

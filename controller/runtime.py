@@ -20,7 +20,8 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings, who: str | None = None) -> Runtime:
         audit = AuditLog(settings.audit_path(), who or getpass.getuser())
-        return cls(settings, Fleet(settings, audit), JobRegistry())
+        # The controller's state lives beside its audit log (tests give each controller its own).
+        return cls(settings, Fleet(settings, audit), JobRegistry(settings.audit_path().with_name("jobs.json")))
 
     async def close(self) -> None:
         await self.fleet.close()
