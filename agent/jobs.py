@@ -288,8 +288,8 @@ class JobManager:
         job.result = {"lines": meta.get("lines"), "bytes": meta.get("bytes"),
                       "sha256": meta.get("sha256"), "truncated": meta.get("truncated"),
                       "stop_reason": job.stop_reason}
+        self._record(job)  # before done is set: shutdown waits on done, then the process ends
         job.done.set()
-        self._record(job)
         self.notify("job.done", job.status())
 
 

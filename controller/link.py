@@ -75,14 +75,12 @@ class AgentLink:
         try:
             while line := await self.process.readline():
                 self._dispatch(line)
-            reason = "the agent ended"
+            reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
         except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
-            await self._fail(reason)
-            if self.on_lost is not None:
-                self.on_lost(f"{type(exc).__name__}: {exc}")
-            return
         await self._fail(reason)
+        if reason.startswith("the connection dropped") and self.on_lost is not None:
+            self.on_lost(reason)  # the host, not only its agent, may be unreachable now
 
     def _dispatch(self, line: bytes) -> None:
         try:

@@ -68,6 +68,7 @@ class AgentProcess:
 class Transport(Protocol):
     async def start(self, argv: list[str]) -> AgentProcess: ...
     async def close(self) -> None: ...
+    def dropped(self) -> bool: ...
 
 
 class LocalTransport:
@@ -86,6 +87,9 @@ class LocalTransport:
 
     async def close(self) -> None:
         return None
+
+    def dropped(self) -> bool:
+        return False  # a pipe to a local process: it can end, not drop
 
 
 class SshTransport:
@@ -125,6 +129,10 @@ class SshTransport:
     async def close(self) -> None:
         self.conn.close()
         await self.conn.wait_closed()
+
+    def dropped(self) -> bool:
+        """The SSH connection itself is gone (not just the agent's channel)."""
+        return self.conn.is_closed()
 
 
 class _StageClient(asyncssh.SSHClient):
