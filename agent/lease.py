@@ -182,6 +182,13 @@ class Lifeline:
                     return "its controller did not come back within the job lease (%gs)" % self.lease
                 self._cond.wait(left)
 
+    def release(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """The controller leaves on purpose: no lease, its jobs end with its link."""
+        with self._cond:
+            self.lease = 0.0
+            self._cond.notify_all()
+        return {"lease_s": 0}
+
     def status(self) -> Dict[str, Any]:
         return {"lease_s": self.lease, "attaches": self.attaches, "listening": self.listening}
 

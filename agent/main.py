@@ -62,6 +62,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     for name, handler in agent.core_methods().items():
         server.register(name, handler)
     server.more_methods = agent.domain_methods
+    server.register("shutdown", lifeline.release)
     reattach = Reattach(base_dir, server, channel, lifeline)
     server.intercept = reattach.intercept
     _on_signals(jobs, channel)

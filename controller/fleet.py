@@ -155,9 +155,10 @@ class Fleet:
             self.mark_down(host, f"connection lost: {reason}", "call")
 
     def _forget(self, name: str, link: AgentLink) -> None:
+        """Drop a link given up as dead; its agent keeps its jobs for the lease."""
         if self.links.get(name) is link:
             del self.links[name]
-        asyncio.ensure_future(link.close())
+        asyncio.ensure_future(link.close(keep_jobs=True))
 
     async def timed_out(self, host: Host, stage: stages.Stage) -> None:
         """A host missed its deadline: before the call, it is down; during one, it is down only

@@ -62,8 +62,15 @@ class AgentLink:
         finally:
             self._pending.pop(req_id, None)
 
-    async def close(self) -> None:
-        """Close stdin (the agent stops its children), then the transport."""
+    async def close(self, keep_jobs: bool = False) -> None:
+        """Close stdin, then the transport. A controller that closes its links on purpose ends
+        their jobs too ("shutdown" first); with keep_jobs (a link given up as dead), the agent
+        keeps them for its job lease, for a later link to reattach."""
+        if not keep_jobs and self.alive:
+            try:
+                await asyncio.wait_for(self.process.write(_SHUTDOWN), 2.0)
+            except (OSError, ConnectionError, asyncio.TimeoutError):
+                pass  # gone already: its lease ends what it ran
         self.process.close()
         await self.process.finish()
         self._reader.cancel()
@@ -113,6 +120,9 @@ class AgentLink:
             if not future.done():
                 future.set_exception(self._closed)
         return self._closed
+
+
+_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).encode() + b"\n"
 
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:
