@@ -11,7 +11,11 @@ import yaml
 from .errors import InventoryError
 
 
-class _AnsibleSafeLoader(yaml.SafeLoader):
+# libyaml's loader when PyYAML has it (as Ansible prefers it): ~10x faster on a big inventory.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _AnsibleSafeLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that accepts Ansible's ``!unsafe`` and ``!vault`` tags as plain text."""
 
 
