@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .audit import AuditLog
 from .fleet import Fleet
 from .jobs import JobRegistry
+from .recent import RecentOutputs
 from .settings import Settings
 
 
@@ -16,6 +17,7 @@ class Runtime:
     settings: Settings
     fleet: Fleet
     jobs: JobRegistry
+    outputs: RecentOutputs = field(default_factory=lambda: RecentOutputs())
 
     @classmethod
     def create(cls, settings: Settings, who: str | None = None) -> Runtime:

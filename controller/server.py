@@ -26,6 +26,7 @@ from .errors import CrashfleetError
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from . import schemas
 from .runtime import Runtime
+from .surface import CrashfleetServer
 from .settings import Settings, config_dir
 from .tools import bpftrace as bpftrace_tools
 from .tools import capture as capture_tools
@@ -44,8 +45,8 @@ DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tool
 
 
 def build_server(rt: Runtime) -> MCPServer:
-    mcp = MCPServer("crashfleet", instructions=INSTRUCTIONS, version=AGENT_VERSION, log_level="WARNING",
-                    middleware=[compact_schemas])
+    mcp = CrashfleetServer(rt, name="crashfleet", title="crashfleet", instructions=INSTRUCTIONS,
+                           version=AGENT_VERSION, log_level="WARNING", middleware=[compact_schemas])
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
     async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
