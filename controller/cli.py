@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     build = agent_sub.add_parser("build", help="write the agent zipapp")
     build.add_argument("-o", "--output", type=Path, default=Path("crashfleet-agent.pyz"))
     build.set_defaults(func=_agent_build)
+    bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
+    bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
+    bundle.set_defaults(func=_bundle)
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
@@ -101,6 +104,15 @@ def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> in
 def _agent_build(args: argparse.Namespace, settings: Settings) -> int:
     bundle = write_bundle(args.output)
     print(f"wrote {args.output} (build {bundle.build}, {len(bundle.data)} bytes)")
+    return 0
+
+
+def _bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from . import mcpb
+    from .server import build_server
+    listed = asyncio.run(build_server(Runtime.create(settings)).list_tools())
+    size = mcpb.write(args.output, [{"name": t.name, "description": t.description or ""} for t in listed])
+    print(f"wrote {args.output} ({size} bytes): open it with Claude Desktop to install crashfleet")
     return 0
 
 

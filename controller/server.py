@@ -27,7 +27,7 @@ from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from . import schemas
 from .runtime import Runtime
 from .surface import CrashfleetServer
-from .settings import Settings, config_dir
+from .settings import NO_INVENTORY, Settings, config_dir
 from .tools import bpftrace as bpftrace_tools
 from .tools import capture as capture_tools
 from .tools import dumps as dump_tools
@@ -45,7 +45,8 @@ DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tool
 
 
 def build_server(rt: Runtime) -> MCPServer:
-    mcp = CrashfleetServer(rt, name="crashfleet", title="crashfleet", instructions=INSTRUCTIONS,
+    instructions = INSTRUCTIONS if rt.settings.inventory else f"{INSTRUCTIONS} Note: {NO_INVENTORY}."
+    mcp = CrashfleetServer(rt, name="crashfleet", title="crashfleet", instructions=instructions,
                            version=AGENT_VERSION, log_level="WARNING", middleware=[compact_schemas])
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
@@ -199,6 +200,8 @@ def serve(settings: Settings, transport: str) -> None:
 async def _serve(settings: Settings, transport: str) -> None:
     who = "stdio" if transport == "stdio" else "http"
     rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}")
+    if settings.inventory is None:
+        print(f"crashfleet: {NO_INVENTORY}", file=sys.stderr)
     mcp = build_server(rt)
     try:
         if transport == "stdio":
