@@ -57,10 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
     bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
     bundle.set_defaults(func=_bundle)
+    report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
+    report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
+    report.add_argument("-t", "--title", required=True)
+    report.add_argument("-o", "--output", type=Path, default=None, help="the HTML file (default: the state dir)")
+    report.set_defaults(func=_report)
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
-    for sub_parser in (serve, hosts, check, run, boot):
+    for sub_parser in (serve, hosts, check, run, report, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -113,6 +118,22 @@ def _bundle(args: argparse.Namespace, settings: Settings) -> int:
     listed = asyncio.run(build_server(Runtime.create(settings)).list_tools())
     size = mcpb.write(args.output, [{"name": t.name, "description": t.description or ""} for t in listed])
     print(f"wrote {args.output} ({size} bytes): open it with Claude Desktop to install crashfleet")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from .report.build import report_build
+
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await report_build(rt, args.title, args.ids, args.output)
+        finally:
+            await rt.close()
+    result = asyncio.run(go())
+    print(f"wrote {result.path}\n{result.summary}")
+    for missing in result.missing:
+        print(f"  not included: {missing.id}: {missing.why}", file=sys.stderr)
     return 0
 
 

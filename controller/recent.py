@@ -80,3 +80,48 @@ def _resource(seen: Seen) -> Resource:
     return Resource(uri=output_uri(seen.ref), name=seen.ref, title=f"{seen.tool} output on {host}",
                     description=f"stored on {host} at {stamp}; read page by page", mime_type="text/plain",
                     icons=icons())
+
+
+ID_KEYS = ("job_id", "output_id", "output_ids", "session_id", "sessions")
+KEPT_TOOLS = ("fleet_check", "fleet_run", "bpftrace_run", "bpftrace_result", "crash_triage", "crash_open",
+              "crash_run", "drgn_run", "analysis_run", "capture_start", "capture_summary")
+
+
+@dataclass
+class Kept:
+    tool: str
+    data: dict[str, Any]
+    ids: set[str]
+    when: float
+
+
+class RecentResults:
+    """The last structured answers of the tools a report draws on, found again by the ids they name."""
+
+    def __init__(self, limit: int = 50) -> None:
+        self.limit = limit
+        self.kept: list[Kept] = []
+
+    def add(self, tool: str, data: dict[str, Any]) -> None:
+        if tool not in KEPT_TOOLS:
+            return
+        ids: set[str] = set()
+        _ids(data, ids)
+        self.kept = [*self.kept, Kept(tool, data, ids, time.time())][-self.limit:]
+
+    def naming(self, ref: str) -> list[Kept]:
+        return [kept for kept in self.kept if ref in kept.ids]
+
+
+def _ids(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ID_KEYS and isinstance(item, str):
+                found.add(item)
+            elif key in ID_KEYS and isinstance(item, list):
+                found.update(i for i in item if isinstance(i, str))
+            else:
+                _ids(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _ids(item, found)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .audit import AuditLog
 from .fleet import Fleet
 from .jobs import JobRegistry
-from .recent import RecentOutputs
+from .recent import RecentOutputs, RecentResults
 from .settings import Settings
 
 
@@ -18,6 +18,7 @@ class Runtime:
     fleet: Fleet
     jobs: JobRegistry
     outputs: RecentOutputs = field(default_factory=lambda: RecentOutputs())
+    results: RecentResults = field(default_factory=lambda: RecentResults())
 
     @classmethod
     def create(cls, settings: Settings, who: str | None = None) -> Runtime:

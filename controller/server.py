@@ -34,6 +34,7 @@ from .tools import dumps as dump_tools
 from .tools import fleet as fleet_tools
 from .tools import jobs as job_tools
 from .tools import output as output_tools
+from .tools import report as report_tools
 from .wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, Timeout, answer, progress, sync
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts ove
                 "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
                 "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
 # Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
-DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools)
+DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools, report_tools)
 
 
 def build_server(rt: Runtime) -> MCPServer:

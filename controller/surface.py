@@ -45,8 +45,10 @@ class CrashfleetServer(MCPServer[Any]):
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[Any, Any] | None = None) -> Any:
         result = await super().call_tool(name, arguments, context)
-        if isinstance(result, CallToolResult):  # remember what the answer linked to, for resources/list
-            for item in result.content:
+        if isinstance(result, CallToolResult) and not result.is_error:
+            if isinstance(result.structured_content, dict):  # a report finds it again by the ids it names
+                self.rt.results.add(name, result.structured_content)
+            for item in result.content:  # what the answer linked to, for resources/list
                 if isinstance(item, ResourceLink):
                     self.rt.outputs.add(item.name, name)
         return result
