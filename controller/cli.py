@@ -57,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
     bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
     bundle.set_defaults(func=_bundle)
+    triage = sub.add_parser("triage", help="open the newest dump of every host; hosts grouped by panic")
+    triage.add_argument("pattern")
+    triage.set_defaults(func=_triage)
+    trace = sub.add_parser("trace", help="run a vetted bpftrace tool (runqlat, biolatency...) merged fleet-wide")
+    trace.add_argument("pattern")
+    trace.add_argument("tool")
+    trace.add_argument("-d", "--duration", type=float, default=10.0)
+    trace.set_defaults(func=_trace)
+    capture = sub.add_parser("capture", help="capture on two hosts at once (A:B); problems and loss between them")
+    capture.add_argument("pattern", help="hosts, e.g. web01:web02")
+    capture.add_argument("-d", "--duration", type=float, default=10.0)
+    capture.add_argument("--mode", default="auto")
+    capture.add_argument("--target", default=None)
+    capture.set_defaults(func=_capture)
     report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
     report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
     report.add_argument("-t", "--title", required=True)
@@ -65,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
-    for sub_parser in (serve, hosts, check, run, report, boot):
+    for sub_parser in (serve, hosts, check, run, triage, trace, capture, report, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -92,6 +106,55 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .tools.fleet import fleet_run
     return _fanout(settings, lambda rt: fleet_run(rt, args.pattern, args.name, progress=ProgressBar()))
+
+
+def _triage(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import render_triage
+    from .tools.dumps import crash_triage
+    result = _on_fleet(settings, lambda rt: crash_triage(rt, args.pattern, ProgressBar()))
+    print(render_triage(result))
+    return 0 if not result.errors else 1
+
+
+def _trace(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import render_trace
+    from .tools.bpftrace import bpftrace_result, bpftrace_run
+
+    async def trace(rt: Runtime) -> Any:
+        result = await bpftrace_run(rt, args.pattern, tool=args.tool, duration=args.duration, progress=ProgressBar())
+        if result.job_id:  # hosts still tracing: wait for them (a person at a terminal can)
+            result = await bpftrace_result(rt, result.job_id, wait=args.duration + 30, progress=ProgressBar())
+        return result
+    result = _on_fleet(settings, trace)
+    print(render_trace(result))
+    return 0 if result.summary.ok == result.summary.total else 1
+
+
+def _capture(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import render_capture
+    from .tools.capture import capture_start, capture_status, capture_summary
+
+    async def capture(rt: Runtime) -> Any:
+        started = await capture_start(rt, args.pattern, args.mode, args.target, args.duration,
+                                      progress=ProgressBar())
+        if started.job_id is None:
+            return started
+        while (await capture_status(rt, started.job_id)).summary.running:
+            await asyncio.sleep(0.5)  # polling the hosts' capture state, not a fixed wait
+        return await capture_summary(rt, started.job_id, progress=ProgressBar())
+    result = _on_fleet(settings, capture)
+    print(render_capture(result) if not hasattr(result, "groups") else render_fanout(result))
+    return 0 if not getattr(result, "errors", None) else 1
+
+
+def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await tool(rt)
+        finally:
+            await rt.close()
+    return asyncio.run(go())
 
 
 def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> int:
