@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     ssh_accept_new: bool = Field(False, description="record first-seen host keys (ssh's accept-new); "
                                                     "changed keys are always refused")
     ssh_key: Path | None = Field(default=None, description="private key for hosts without "
-                                                        "ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)")
+                                                        "ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)",
+                                 json_schema_extra={"secret": True})  # a path, but to a secret
     ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
     ssh_connect_timeout: float = Field(10.0, gt=0)
     ssh_keepalive: float = Field(15.0, gt=0)
