@@ -12,6 +12,7 @@ from typing import Any
 
 from .bundle import write_bundle
 from .errors import CrashfleetError
+from .models import FanoutResult
 from .render import ProgressBar, render_fanout, render_hosts
 from .runtime import Runtime
 from .settings import Settings
@@ -68,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     capture = sub.add_parser("capture", help="capture on two hosts at once (A:B); problems and loss between them")
     capture.add_argument("pattern", help="hosts, e.g. web01:web02")
     capture.add_argument("-d", "--duration", type=float, default=10.0)
-    capture.add_argument("--mode", default="auto")
-    capture.add_argument("--target", default=None)
+    capture.add_argument("--mode", default="auto", help="auto, host, port, web, dns, diagnosis")
+    capture.add_argument("--target", default=None, help="an IP, name or port, as the mode wants")
+    capture.add_argument("--interface", default=None, help="default: the one carrying the default route")
+    capture.add_argument("--filter", default=None, help="a BPF filter instead of the mode's")
     capture.set_defaults(func=_capture)
     report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
     report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
@@ -131,20 +134,26 @@ def _trace(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _capture(args: argparse.Namespace, settings: Settings) -> int:
-    from .render_people import render_capture
+    from .render_people import capture_progress, render_capture
     from .tools.capture import capture_start, capture_status, capture_summary
 
     async def capture(rt: Runtime) -> Any:
         started = await capture_start(rt, args.pattern, args.mode, args.target, args.duration,
-                                      progress=ProgressBar())
-        if started.job_id is None:
+                                      interface=args.interface, filter=args.filter, progress=ProgressBar())
+        if started.job_id is None:  # no host could start: their errors, as a fan-out shows them
             return started
-        while (await capture_status(rt, started.job_id)).summary.running:
+        bar = ProgressBar()
+        while (status := await capture_status(rt, started.job_id)).summary.running:
+            await bar(*capture_progress(status, args.duration))
             await asyncio.sleep(0.5)  # polling the hosts' capture state, not a fixed wait
+        await bar(1, 1, "")
         return await capture_summary(rt, started.job_id, progress=ProgressBar())
     result = _on_fleet(settings, capture)
-    print(render_capture(result) if not hasattr(result, "groups") else render_fanout(result))
-    return 0 if not getattr(result, "errors", None) else 1
+    if isinstance(result, FanoutResult):
+        print(render_fanout(result))
+        return 1
+    print(render_capture(result))
+    return 0 if not result.errors else 1
 
 
 def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> Any:
