@@ -4,34 +4,39 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import struct
 import zlib
 
 from mcp.types import Icon
 
-SIZE = 64
+SIZE = 64           # MCP icons: inline in every tools/prompts/resources listing, so small
+BUNDLE_SIZE = 512   # the .mcpb icon: MCPB recommends a 512x512 PNG
+DESIGN = 64         # the drawing's own grid; any size samples it
 BACKGROUND = (24, 38, 64)
 TRACE = (235, 87, 66)
 
 
-def _on_trace(x: int, y: int) -> bool:
-    """A heartbeat line with one spike: the 'something crashed' trace."""
-    middle = SIZE // 2
-    if 22 <= x < 30:
-        line = middle - (x - 22) * 3
-    elif 30 <= x < 38:
-        line = middle - 24 + (x - 30) * 6
-    elif 38 <= x < 42:
-        line = middle + 24 - (x - 38) * 6
-    else:
-        line = middle
-    return abs(y - line) <= 2 and 8 <= x < SIZE - 8
+TRACE_POINTS = ((8, 32), (22, 32), (30, 8), (38, 56), (42, 32), (56, 32))  # design coordinates
+TRACE_HALF_WIDTH = 1.6
 
 
-def _pixel(x: int, y: int) -> tuple[int, int, int, int]:
+def _on_trace(x: float, y: float) -> bool:
+    """A heartbeat line with one spike, the 'something crashed' trace: near one of its segments."""
+    return any(_distance(x, y, a, b) <= TRACE_HALF_WIDTH for a, b in zip(TRACE_POINTS, TRACE_POINTS[1:]))
+
+
+def _distance(x: float, y: float, a: tuple[int, int], b: tuple[int, int]) -> float:
+    (ax, ay), (bx, by) = a, b
+    dx, dy = bx - ax, by - ay
+    t = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(x - ax - t * dx, y - ay - t * dy)
+
+
+def _pixel(x: float, y: float) -> tuple[int, int, int, int]:
     corner = 10  # rounded corners: transparent outside the arcs
-    cx = min(max(x, corner), SIZE - 1 - corner)
-    cy = min(max(y, corner), SIZE - 1 - corner)
+    cx = min(max(x, corner), DESIGN - corner)
+    cy = min(max(y, corner), DESIGN - corner)
     if (x - cx) ** 2 + (y - cy) ** 2 > corner ** 2:
         return (0, 0, 0, 0)
     return (*(TRACE if _on_trace(x, y) else BACKGROUND), 255)
@@ -42,10 +47,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 @functools.cache
-def icon_png() -> bytes:
-    """The icon as PNG bytes (RGBA, SIZE x SIZE), the same on every build."""
-    rows = b"".join(b"\0" + bytes(c for x in range(SIZE) for c in _pixel(x, y)) for y in range(SIZE))
-    header = struct.pack(">IIBBBBB", SIZE, SIZE, 8, 6, 0, 0, 0)
+def icon_png(size: int = SIZE) -> bytes:
+    """The icon as PNG bytes (RGBA, size x size), the same on every build."""
+    if not 16 <= size <= 1024:
+        raise ValueError(f"icon size must be 16..1024 pixels, got {size}")
+    scale = DESIGN / size
+    rows = b"".join(b"\0" + bytes(c for x in range(size) for c in _pixel((x + .5) * scale, (y + .5) * scale))
+                    for y in range(size))
+    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 9)) + \
         _chunk(b"IEND", b"")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from crashfleet import agent, controller, inventory
 
-from .icon import icon_png
+from .icon import BUNDLE_SIZE, icon_png
 from .prompts import PLAYBOOKS
 
 MANIFEST_VERSION = "0.4"  # the first with server type "uv"
@@ -109,7 +109,8 @@ def _sources() -> Iterator[tuple[str, bytes]]:
 
 
 def members(tools: list[dict[str, str]]) -> list[tuple[str, bytes]]:
-    files = [("manifest.json", json.dumps(manifest(tools), indent=2).encode() + b"\n"), ("icon.png", icon_png()),
+    files = [("manifest.json", json.dumps(manifest(tools), indent=2).encode() + b"\n"),
+             ("icon.png", icon_png(BUNDLE_SIZE)),
              ("pyproject.toml", pyproject().encode()), ("server/main.py", LAUNCHER.encode()),
              (".mcpbignore", b".venv/\n__pycache__/\n*.pyc\nserver/lib/\nserver/venv/\n")]
     return files + list(_sources())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def test_manifest_describes_a_uv_bundle(bundle: dict[str, Path]) -> None:
     assert {t["name"] for t in manifest["tools"]} >= TOOLS, manifest["tools"]
     assert {p["name"] for p in manifest["prompts"]} == {"kernel_panics", "latency", "packet_loss", "host_health"}
     assert manifest["compatibility"]["runtimes"]["python"] == ">=3.11"
-    assert (bundle["unpacked"] / manifest["icon"]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    icon = (bundle["unpacked"] / manifest["icon"]).read_bytes()
+    assert icon.startswith(b"\x89PNG\r\n\x1a\n") and icon[12:16] == b"IHDR", icon[:32]
+    assert struct.unpack(">II", icon[16:24]) == (512, 512)  # what MCPB recommends
 
 
 def claude_desktop_params(bundle_dir: Path, home: Path, values: dict[str, Any]) -> StdioServerParameters:
