@@ -22,11 +22,14 @@ TOOLS: Dict[str, List[str]] = {
     "drgn": ["--version"],
 }
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PROBING = threading.Lock()
 VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+.][0-9A-Za-z.]+)?)")
 
 
-def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = False) -> Dict[str, Any]:
-    """All facts; tool versions come from a cache keyed by boot and binaries."""
+def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = False,
+           probe: bool = True) -> Dict[str, Any]:
+    """All facts; tool versions come from a cache keyed by boot and binaries. Without `probe`
+    (first contact), versions not cached yet are left unprobed (`probed: false`)."""
     facts: Dict[str, Any] = {
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
@@ -43,7 +46,7 @@ def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = Fal
         "store": store_space(store_dir),
         "sandbox": sandbox.summary(),
     }
-    facts["tools"] = tools(cache_path, refresh, facts["boot_id"])
+    facts["tools"] = tools(cache_path, refresh, facts["boot_id"], probe)
     return facts
 
 
@@ -69,32 +72,47 @@ def store_space(store_dir: str) -> Dict[str, Any]:
     return {"dir": store_dir, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
-def tools(cache_path: Optional[str], refresh: bool, boot_id: str) -> Dict[str, Any]:
-    """Path and version of each tool; versions are cached since running them costs."""
+def tools(cache_path: Optional[str], refresh: bool, boot_id: str, probe: bool = True) -> Dict[str, Any]:
+    """Path and version of each tool; versions are cached since running them costs
+    (~0.2 s of CPU for all four: too much to spend before `hello` on hundreds of hosts at once)."""
     paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", ""))
              for name in TOOLS}
     key = _cache_key(paths, boot_id)
-    cached = None if refresh else _load_cache(cache_path, key)
+    cached = None if refresh else _load_cache(cache_path, key)  # written whole (os.replace): no lock
     if cached is not None:
         return cached
+    if not probe:
+        return {name: {"present": bool(path), "path": path, "version": None, "probed": False}
+                for name, path in paths.items()}
+    with _PROBING:  # one probe at a time: a second caller waits, then finds the cache
+        cached = None if refresh else _load_cache(cache_path, key)
+        return cached if cached is not None else _probe_all(cache_path, key, paths)
+
+
+def _probe_all(cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]]) -> Dict[str, Any]:
     found: Dict[str, Any] = {name: {"present": False} for name in TOOLS}
+    drgn = _drgn_module()  # importable by this python: its metadata is the version, no start-up needed
+    if drgn["present"]:
+        found["drgn"] = dict(drgn, path=paths.get("drgn"))
     threads = [threading.Thread(target=_probe, args=(name, path, found))
-               for name, path in paths.items() if path]
+               for name, path in paths.items() if path and not found[name]["present"]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    if not found["drgn"]["present"]:
-        found["drgn"] = _drgn_module()
     _save_cache(cache_path, key, found)
     return found
 
 
 def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
+    enter = sandbox.preexec(profiles.probe(), path)
+
+    def niced() -> None:  # probes yield the CPU to the work the agent was started for
+        os.nice(10)
+        enter()
     try:
         proc = subprocess.run([path] + TOOLS[name], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"},
-                              preexec_fn=sandbox.preexec(profiles.probe(), path))
+                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"}, preexec_fn=niced)
         text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
         found[name] = {"present": True, "path": path, "version": None, "error": str(exc)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -81,7 +82,8 @@ class Job:
 class JobManager:
     """Starts, watches, cancels and reaps jobs."""
 
-    def __init__(self, store: Any, notify: Notify, workdir: str, max_jobs: int = DEFAULTS["max_jobs"]) -> None:
+    def __init__(self, store: Any, notify: Notify, workdir: str, max_jobs: int = DEFAULTS["max_jobs"],
+                 table: Optional[str] = None) -> None:
         self.store = store
         self.notify = notify
         self.workdir = workdir
@@ -89,8 +91,10 @@ class JobManager:
         self._starting = 0  # jobs past the quota check, not yet registered
         self.jobs: Dict[str, Job] = {}
         self._ids = itertools.count(1)
+        self._instance = os.urandom(2).hex()  # ids of a later agent in this dir never collide with ours
         self._lock = threading.Lock()
         self._closing = False
+        self.table = JobTable(table) if table else None
         self.on_shutdown: List[Callable[[], None]] = []  # domains' own children (crash sessions...)
 
     @_counted
@@ -106,7 +110,7 @@ class JobManager:
         if self._closing:
             raise AgentError("shutting_down", "the agent is shutting down")
         writer = self.store.create(kind, {"argv": argv, **(meta or {})})
-        job = Job("j%d" % next(self._ids), kind, argv, writer, duration, meta or {})
+        job = Job(self._new_id(), kind, argv, writer, duration, meta or {})
         job.max_output, job.keep_past_cap = max_output, keep_past_cap
         try:
             job.proc = subprocess.Popen(
@@ -119,6 +123,7 @@ class JobManager:
                              hint="is %s installed on this host?" % os.path.basename(argv[0]))
         with self._lock:
             self.jobs[job.id] = job
+        self._record(job)
         threading.Thread(target=self._drain_stderr, args=(job,), daemon=True).start()
         threading.Thread(target=self._pump, args=(job,), daemon=True).start()
         if duration:
@@ -133,11 +138,23 @@ class JobManager:
         into job.writer and calls finish(); cancel and shutdown call stopper()."""
         if self._closing:
             raise AgentError("shutting_down", "the agent is shutting down")
-        job = Job("j%d" % next(self._ids), kind, [], self.store.create(kind, meta), None, meta)
+        job = Job(self._new_id(), kind, [], self.store.create(kind, meta), None, meta)
         job.stopper = stopper
         with self._lock:
             self.jobs[job.id] = job
+        self._record(job)
         return job
+
+    def _new_id(self) -> str:
+        return "j%d-%s" % (next(self._ids), self._instance)
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for job in self.jobs.values() if job.state == "running")
+
+    def _record(self, job: Job) -> None:
+        if self.table is not None:
+            self.table.record(job.status())
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
@@ -163,6 +180,10 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
+            old = self.table.lost(job_id) if self.table is not None else None
+            if old is not None:
+                raise AgentError("job_lost", old["message"], hint="its output so far is kept: output_page "
+                                 "reads it", output_id=old.get("output_id"))
             raise AgentError("unknown_job", "no job %r on this host" % job_id,
                              hint="jobs.list shows the jobs this agent knows")
         return job
@@ -267,8 +288,57 @@ class JobManager:
         job.result = {"lines": meta.get("lines"), "bytes": meta.get("bytes"),
                       "sha256": meta.get("sha256"), "truncated": meta.get("truncated"),
                       "stop_reason": job.stop_reason}
+        self._record(job)  # before done is set: shutdown waits on done, then the process ends
         job.done.set()
         self.notify("job.done", job.status())
+
+
+class JobTable:
+    """The agent's jobs on disk (DIR/jobs.json): a later agent can tell what became of them."""
+
+    KEEP = 200
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._previous = self._load()
+
+    def _load(self) -> Dict[str, Dict[str, Any]]:
+        try:
+            with open(self.path) as handle:
+                data = json.load(handle)
+            return {str(k): v for k, v in data.get("jobs", {}).items() if isinstance(v, dict)}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def record(self, status: Dict[str, Any]) -> None:
+        entry = {k: status.get(k) for k in ("job_id", "kind", "state", "output_id", "started", "exit_status",
+                                              "stop_reason")}
+        entry["pid"] = os.getpid()
+        with self._lock:
+            self._entries[str(entry["job_id"])] = entry
+            merged = dict(list(self._previous.items())[-self.KEEP:], **self._entries)
+            tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            try:
+                with open(tmp, "w") as handle:
+                    json.dump({"jobs": merged}, handle)
+                os.replace(tmp, self.path)
+            except OSError:
+                pass  # the table is a courtesy: a full disk must not fail the job
+
+    def lost(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """A job of an earlier agent in this dir, described for the one who asks after it."""
+        old = self._previous.get(job_id)
+        if old is None:
+            return None
+        ended = old.get("stop_reason") or "its agent (pid %s) died while it ran" % old.get("pid")
+        state = old.get("state")
+        message = ("job %s ended with an earlier agent on this host: %s" % (job_id, ended)
+                   if state == "running" or state == "aborted" else
+                   "job %s was run by an earlier agent on this host and ended (%s, exit status %s)"
+                   % (job_id, state, old.get("exit_status")))
+        return {"message": message, "output_id": old.get("output_id")}
 
 
 class _PastCap:

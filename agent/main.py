@@ -15,6 +15,8 @@ from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import JobManager
 from .launcher import dir_problem
+from .lease import Lifeline
+from .reattach import Reattach
 from .rpc import Channel, Server
 from .service import Agent
 from .store import Store
@@ -51,15 +53,27 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
     channel = Channel(stdout)
-    jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]))
+    jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]),
+                      table=os.path.join(base_dir, "jobs.json"))
     server = Server(channel, refusals=RefusalLog(os.path.join(base_dir, AUDIT_FILE)))
-    for name, handler in Agent(base_dir, store, jobs, policy).methods().items():
+    lifeline = Lifeline(float(policy.settings["job_lease"]), jobs.running)
+    agent = Agent(base_dir, store, jobs, policy)
+    agent.lifeline = lifeline
+    for name, handler in agent.core_methods().items():
         server.register(name, handler)
+    server.more_methods = agent.domain_methods
+    server.register("shutdown", lifeline.release)
+    reattach = Reattach(base_dir, server, channel, lifeline)
+    server.intercept = reattach.intercept
     _on_signals(jobs, channel)
+    why = "stdin closed"
     try:
-        server.serve(sys.stdin.buffer)
+        reattach.serve_stream(sys.stdin.buffer)
+        why = lifeline.wait()
     finally:
-        jobs.shutdown()
+        jobs.shutdown("the agent stopped: %s" % why)
+        reattach.close()
+        server.stop()
     return 0
 
 

@@ -19,6 +19,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_duration": 600.0,           # seconds, any job
     "max_output_bytes": 128 << 20,   # per output (a 100 MB crash or dmesg output fits)
     "max_store_bytes": 1 << 30,      # all outputs together
+    "job_lease": 120.0,              # seconds jobs outlive a dropped controller link (0: they end with it)
     "max_jobs": 16,                  # jobs running at once (commands, captures, bpftrace, long crash commands)
     "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
     "capture_user": None,            # tcpdump drops root to this user (None: tcpdump, else nobody)

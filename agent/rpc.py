@@ -14,6 +14,9 @@ from .errors import (INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ER
                      AgentError)
 
 Handler = Callable[[Dict[str, Any]], Any]
+Live = Callable[[], bool]
+# Sees each request line before it is dispatched; True: it took the stream over (agent/lease.py).
+Intercept = Callable[[Dict[str, Any], bytes, BinaryIO], bool]
 MAX_LINE = 1 << 20  # a request larger than this is refused, never buffered whole
 
 
@@ -21,20 +24,30 @@ class Channel:
     """Writes whole JSON lines to the controller; safe from any thread."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._lock = threading.Lock()
+        self._sink = (out, threading.Lock())  # replaced whole: a writer stuck on a dead pipe keeps the old pair
+        self.closed = False
+
+    @property
+    def out(self) -> BinaryIO:
+        return self._sink[0]
+
+    def replace(self, out: BinaryIO) -> None:
+        """Send from now on to `out` (a reattached controller)."""
+        self._sink = (out, threading.Lock())
         self.closed = False
 
     def send(self, message: Dict[str, Any]) -> None:
         line = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
-        with self._lock:
-            if self.closed:
+        out, lock = self._sink
+        with lock:
+            if self.closed or out is not self._sink[0]:
                 return
             try:
-                self._out.write(line)
-                self._out.flush()
+                out.write(line)
+                out.flush()
             except (BrokenPipeError, ValueError, OSError):
-                self.closed = True
+                if out is self._sink[0]:
+                    self.closed = True
 
     def notify(self, method: str, params: Dict[str, Any]) -> None:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})
@@ -47,13 +60,17 @@ class Server:
         self.channel = channel
         self.refusals = refusals
         self.methods: Dict[str, Handler] = {}
+        self.intercept: Optional[Intercept] = None
+        self.more_methods: Optional[Callable[[], Dict[str, Handler]]] = None  # loaded at the first miss
+        self._loading = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
 
     def register(self, name: str, handler: Handler) -> None:
         self.methods[name] = handler
 
-    def serve(self, stream: BinaryIO) -> None:
-        """Blocks until the controller closes our stdin."""
+    def serve(self, stream: BinaryIO, live: Live = lambda: True) -> None:
+        """Blocks until the controller closes the stream; answers only while `live()` (the
+        stream is still the agent's current connection)."""
         while True:
             line = stream.readline(MAX_LINE + 1)
             if not line:
@@ -63,8 +80,10 @@ class Server:
                 self._reply_error(None, AgentError("too_large", "request line over 1 MiB",
                                                    code=INVALID_REQUEST).to_rpc())
                 continue
-            if line.strip():
-                self._accept(line)
+            if line.strip() and self._accept(line, stream, live):
+                return
+
+    def stop(self) -> None:
         self._pool.shutdown(wait=False)
 
     @staticmethod
@@ -74,23 +93,27 @@ class Server:
             if not chunk or chunk.endswith(b"\n"):
                 return
 
-    def _accept(self, line: bytes) -> None:
+    def _accept(self, line: bytes, stream: BinaryIO, live: Live) -> bool:
+        """Dispatch one request line; True when an intercept took the stream over."""
         try:
             request = json.loads(line)
         except ValueError as exc:
             self._reply_error(None, {"code": PARSE_ERROR, "message": "invalid JSON: %s" % exc})
-            return
+            return False
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             self._reply_error(request.get("id") if isinstance(request, dict) else None,
                               {"code": INVALID_REQUEST, "message": "not a JSON-RPC 2.0 request"})
-            return
-        self._pool.submit(self._handle, request)
+            return False
+        if self.intercept is not None and self.intercept(request, line, stream):
+            return True
+        self._pool.submit(self._handle, request, live)
+        return False
 
-    def _handle(self, request: Dict[str, Any]) -> None:
+    def _handle(self, request: Dict[str, Any], live: Live = lambda: True) -> None:
         req_id = request.get("id")
-        handler = self.methods.get(request["method"])
         params = request.get("params") or {}
         try:
+            handler = self._handler(request["method"])
             if handler is None:
                 raise AgentError("unknown_method", "unknown method %r" % request["method"],
                                  hint="methods: " + ", ".join(sorted(self.methods)),
@@ -101,15 +124,26 @@ class Server:
         except AgentError as exc:
             if self.refusals is not None and is_refusal(exc):
                 self.refusals.record(request["method"], params, exc)
-            self._reply_error(req_id, exc.to_rpc())
+            if live():
+                self._reply_error(req_id, exc.to_rpc())
         except Exception as exc:  # a bug must not kill the agent: report it with its traceback tail
             tail = traceback.format_exc()[-2000:]
             sys.stderr.write(tail)
             self._reply_error(req_id, {"code": INTERNAL_ERROR, "message": "%s: %s" % (type(exc).__name__, exc),
                                        "data": {"kind": "internal", "traceback_tail": tail}})
         else:
-            if req_id is not None:
+            if req_id is not None and live():
                 self.channel.send({"jsonrpc": "2.0", "id": req_id, "result": result})
+
+    def _handler(self, method: str) -> Optional[Handler]:
+        handler = self.methods.get(method)
+        if handler is None and self.more_methods is not None:
+            with self._loading:
+                if self.more_methods is not None:
+                    self.methods.update(self.more_methods())
+                    self.more_methods = None
+            handler = self.methods.get(method)
+        return handler
 
     def _reply_error(self, req_id: Optional[Any], error: Dict[str, Any]) -> None:
         self.channel.send({"jsonrpc": "2.0", "id": req_id, "error": error})

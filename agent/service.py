@@ -34,14 +34,20 @@ class Agent:
         self.jobs = jobs
         self.policy = policy
         self.facts_cache = base_dir + "/facts-cache.json"
+        self.lifeline: Any = None  # agent.lease.Lifeline, set by main
 
     def methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
-        methods = self._core_methods()
+        return dict(self.core_methods(), **self.domain_methods())
+
+    def domain_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
+        """The domains' methods, imported on the first call that needs one: an agent that only
+        says hello (a fleet_check of hundreds of hosts) never pays for importing them."""
+        methods: Dict[str, Callable[[Dict[str, Any]], Any]] = {}
         for name in DOMAINS:
             methods.update(importlib.import_module("." + name, __package__).methods(self))
         return methods
 
-    def _core_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
+    def core_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
         return {"hello": self.hello, "ping": lambda p: {"time": time.time()},
                 "facts": self.facts, "page": self.page, "search": self.search,
                 "outputs.list": lambda p: {"outputs": self.store.list()},
@@ -51,7 +57,10 @@ class Agent:
 
     def hello(self, params: Dict[str, Any]) -> Dict[str, Any]:
         return {"protocol": PROTOCOL_VERSION, "build": build_hash(), "version": AGENT_VERSION,
-                "policy": self.policy.summary(), "facts": self.facts(params)}
+                "policy": self.policy.summary(),
+                "facts": facts.gather(self.store.root, self.facts_cache, probe=False),
+                "lease": self.lifeline.status() if self.lifeline is not None else None,
+                "running_jobs": self.jobs.running()}
 
     def facts(self, params: Dict[str, Any]) -> Dict[str, Any]:
         refresh = param(params, "refresh", bool, False)

@@ -1,6 +1,9 @@
-"""Fan-out benchmark: crashfleet against `ansible -m raw` and `xargs -P ssh`, on one sshd rig, in one run.
+"""Fan-out benchmark: crashfleet against `clush -b`, `ansible -m raw` and `xargs -P ssh`, on one sshd rig,
+in one run; wall time, controller CPU and RSS, and the CPU the hosts' side spent (sshd, shells, agents).
 
     cd /work/main && .venv/bin/python bench/fanout.py --hosts 50 [--repeat 3] [--json out.json]
+    cd /work/main && .venv/bin/python bench/fanout.py --hosts 200 --repeat 1
+    cd /work/main && .venv/bin/python bench/fanout.py --hosts 500 --repeat 1 --warm-runs 5
 
 See bench/README.md for what each line means and the figures measured so far.
 """
@@ -56,6 +59,7 @@ class Measure:
     name: str
     runs: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # the controller's own CPU seconds, when measured
+    host_cpu: list[float] = field(default_factory=list)  # CPU seconds of every host's sshd and what it ran
 
     @property
     def median(self) -> float:
@@ -68,15 +72,17 @@ class Measure:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hosts", type=int, default=50, help="rig size (1..200)")
+    parser.add_argument("--hosts", type=int, default=50, help="rig size (1..1000)")
+    parser.add_argument("--rig-python", default="/usr/bin/python3",
+                        help="the hosts' ansible_python_interpreter (a distribution's python3, not a shim)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every cold / peer measurement")
     parser.add_argument("--warm-runs", type=int, default=20, help="runs of every warm measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--with-ansible-command", action="store_true",
                         help="also time `ansible -m command -a true` once (slow: it ships Python)")
     args = parser.parse_args()
-    if not 1 <= args.hosts <= 200 or args.repeat < 1 or args.warm_runs < 1:
-        parser.error("--hosts must be 1..200, --repeat and --warm-runs at least 1")
+    if not 1 <= args.hosts <= 1000 or args.repeat < 1 or args.warm_runs < 1:
+        parser.error("--hosts must be 1..1000, --repeat and --warm-runs at least 1")
     return args
 
 
@@ -96,6 +102,25 @@ def require_all_ok(what: str, result: FanoutResult, n: int) -> None:
     if result.summary.ok != n:
         errors = "\n".join(f"  {e.host}: {e.status}: {e.message}" for e in result.errors[:10])
         raise BenchError(f"{what}: {result.summary.ok}/{n} hosts ok\n{errors}")
+
+
+def host_cpu(rig: Rig) -> float:
+    """CPU seconds the rig's sshd listeners and their reaped descendants have used so far
+    (sessions, shells, agents): the hosts' side of a run, once its sessions have ended."""
+    total = 0
+    for host in rig.hosts:
+        fields = Path(f"/proc/{host.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def settle(rig: Rig) -> None:
+    """Wait until no session of the rig is left (their CPU is then counted in their listener)."""
+    from tests.helpers import agent_pids
+    for _ in range(600):
+        if not agent_pids(str(rig.base)):
+            return
+        await asyncio.sleep(0.1)
 
 
 def own_cpu() -> float:
@@ -123,6 +148,15 @@ async def cold_check(rig: Rig, tmp: Path, into: Measure, wipe: bool) -> Runtime:
         await rt.close()
         raise
     return rt
+
+
+async def cold_host_cpu(rig: Rig, tmp: Path, into: Measure) -> None:
+    """The hosts' CPU for one cold check (agent pushed), its sessions ended."""
+    await settle(rig)
+    before = host_cpu(rig)
+    await (await cold_check(rig, tmp, into, wipe=True)).close()
+    await settle(rig)
+    into.host_cpu.append(host_cpu(rig) - before)
 
 
 async def warm_runs(rt: Runtime, n: int, runs: int, check: Measure, uname: Measure) -> None:
@@ -189,6 +223,25 @@ def xargs_ssh(rig: Rig) -> float:
     return elapsed
 
 
+def clush(rig: Rig) -> float:
+    """`clush -b -f N -w ADDRESSES uname -r` with the rig's key and known_hosts: ClusterShell, one
+    OpenSSH client per host, outputs gathered and folded as `-b` does (what fleet_run does)."""
+    ssh_opts = (f"-p {rig.port} -i {rig.client_key} -o UserKnownHostsFile={rig.known_hosts} "
+                "-o StrictHostKeyChecking=yes -o BatchMode=yes")
+    argv = [str(ROOT / ".venv" / "bin" / "clush"), "-b", "-f", str(rig.n), "-l", getpass.getuser(),
+            "-o", ssh_opts, "-w", ",".join(h.address for h in rig.hosts), "uname", "-r"]
+    elapsed, proc = run_timed(argv)
+    if proc.returncode != 0:
+        raise BenchError(f"clush: exit {proc.returncode}\n{proc.stdout[-1000:]}{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def peer_host_cpu(rig: Rig, run: Callable[[Rig], float], into: Measure) -> None:
+    before = host_cpu(rig)
+    into.runs.append(run(rig))
+    into.host_cpu.append(host_cpu(rig) - before)
+
+
 def crashfleet_cli(rig: Rig, tmp: Path) -> float:
     """`crashfleet check all` as a fresh process (agents installed): start-up and imports included."""
     env = {**os.environ, "CRASHFLEET_INVENTORY": str(rig.inventory),
@@ -203,17 +256,21 @@ def crashfleet_cli(rig: Rig, tmp: Path) -> float:
 
 async def measure(rig: Rig, tmp: Path, args: argparse.Namespace) -> tuple[dict[str, Measure], int]:
     """Every measurement, interleaved per repeat so load drifts hit all of them alike."""
-    names = ["cold", "cold_installed", "cli_installed", "warm_check", "warm_uname", "ansible_raw", "xargs_ssh"]
+    names = ["cold", "cold_installed", "cli_installed", "warm_check", "warm_uname", "clush", "ansible_raw",
+             "xargs_ssh"]
     m = {name: Measure(name) for name in names}
     for i in range(args.repeat):
         print(f"repeat {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+        peer_host_cpu(rig, clush, m["clush"])
         m["xargs_ssh"].runs.append(xargs_ssh(rig))
         m["ansible_raw"].runs.append(ansible(rig, tmp, "raw"))
-        await (await cold_check(rig, tmp, m["cold"], wipe=True)).close()
+        await cold_host_cpu(rig, tmp, m["cold"])
         rt = await cold_check(rig, tmp, m["cold_installed"], wipe=False)
         try:
             if i == args.repeat - 1:  # warm: on the last controller, links open
                 await warm_runs(rt, rig.n, args.warm_runs, m["warm_check"], m["warm_uname"])
+                m["rss"] = Measure("rss", [rss_mb()])
+                m["agent_rss"] = Measure("agent_rss", [agent_rss_mb(rig)])
         finally:
             await rt.close()
         m["cli_installed"].runs.append(crashfleet_cli(rig, tmp))
@@ -221,6 +278,27 @@ async def measure(rig: Rig, tmp: Path, args: argparse.Namespace) -> tuple[dict[s
         print("ansible -m command ...", file=sys.stderr, flush=True)
         m["ansible_command"] = Measure("ansible_command", [ansible(rig, tmp, "command")])
     return m, await tools_list_bytes(tmp)
+
+
+def rss_mb() -> float:
+    """The controller's resident memory now (all links open), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def agent_rss_mb(rig: Rig) -> float:
+    """Median resident memory of one idle agent (after hello and a few calls), in MB."""
+    from tests.helpers import agent_pids
+    sizes = []
+    for pid in agent_pids(str(rig.base)):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        sizes += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")]
+    return statistics.median(sizes) if sizes else float("nan")
 
 
 def seconds(m: Measure) -> str:
@@ -239,24 +317,39 @@ def controller_cpu(m: Measure) -> str:
     return f"controller CPU {statistics.median(m.cpu) * 1000:.0f} ms" if m.cpu else ""
 
 
+def per_host(seconds_total: list[float], n: int) -> str:
+    return f"{statistics.median(seconds_total) * 1000 / n:.1f} ms" if seconds_total else "-"
+
+
 def table(m: dict[str, Measure], tools_bytes: int, n: int) -> str:
-    raw, xargs = m["ansible_raw"].median, m["xargs_ssh"].median
+    raw, xargs, clush_s = m["ansible_raw"].median, m["xargs_ssh"].median, m["clush"].median
 
     def vs_peers(x: Measure) -> str:
-        return f"{x.median / raw:.2f}x ansible raw, {x.median / xargs:.2f}x xargs ssh"
+        return (f"{x.median / clush_s:.2f}x clush -b, {x.median / raw:.2f}x ansible raw, "
+                f"{x.median / xargs:.2f}x xargs ssh")
 
     def vs_target(x: Measure) -> str:
         return f"target < {WARM_TARGET_S * 1000:.0f} ms: {verdict(x.median < WARM_TARGET_S)}; {controller_cpu(x)}"
 
     cold = m["cold"]
+    cold_cpu_host = statistics.median(cold.cpu) * 1000 / n
+    warm_cpu_call = statistics.median(m["warm_check"].cpu) * 1000 / n
     rows = [
         ("crashfleet cold, agent pushed", seconds(cold),
-         f"{vs_peers(cold)}; target <= ansible raw: {verdict(cold.median <= raw)}; {controller_cpu(cold)}"),
+         f"{vs_peers(cold)}; target <= clush -b: {verdict(cold.median <= clush_s)}; {controller_cpu(cold)}"),
+        ("  controller CPU per host, cold", f"{cold_cpu_host:8.2f} ms  ", f"target <= 4 ms: {verdict(cold_cpu_host <= 4)}"),
+        ("  hosts' CPU per host, cold", f"{per_host(cold.host_cpu, n):>11}", f"clush -b: {per_host(m['clush'].host_cpu, n)}"),
         ("crashfleet cold, agent installed", seconds(m["cold_installed"]),
          f"{vs_peers(m['cold_installed'])}; {controller_cpu(m['cold_installed'])}"),
         ("crashfleet check CLI, new process", seconds(m["cli_installed"]), vs_peers(m["cli_installed"])),
         ("crashfleet warm fleet_check", millis(m["warm_check"]), vs_target(m["warm_check"])),
         ("crashfleet warm fleet_run uname", millis(m["warm_uname"]), vs_target(m["warm_uname"])),
+        ("  controller CPU per host-call, warm", f"{warm_cpu_call:8.3f} ms  ",
+         f"target <= 0.1 ms: {verdict(warm_cpu_call <= 0.1)}"),
+        ("  controller RSS, links open", f"{m['rss'].best:8.1f} MB  ",
+         f"target < 150 MB: {verdict(m['rss'].best < 150)}" if n >= 500 else "(target at 500 hosts)"),
+        ("  one idle agent's RSS", f"{m['agent_rss'].best:8.1f} MB  ", ""),
+        (f"clush -b -f {n} uname -r", seconds(m["clush"]), ""),
         (f"ansible -m raw -a true -f {n}", seconds(m["ansible_raw"]), ""),
         (f"xargs -P{n} ssh true", seconds(m["xargs_ssh"]), ""),
     ]
@@ -274,12 +367,15 @@ def results_json(m: dict[str, Measure], tools_bytes: int, args: argparse.Namespa
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "hosts": args.hosts, "cpus": os.cpu_count(), "repeat": args.repeat, "warm_runs": args.warm_runs,
             "load_average_1min": {"before": load[0], "after": load[1]},
-            "measurements": {k: {"median_s": v.median, "min_s": v.best, "runs_s": v.runs,
-                                 "controller_cpu_s": v.cpu or None} for k, v in m.items()},
+            "measurements": {k: {"median": v.median, "min": v.best, "runs": v.runs,
+                                 "controller_cpu_s": v.cpu or None, "host_cpu_s": v.host_cpu or None}
+                             for k, v in m.items()},
             "tools_list_bytes": tools_bytes,
-            "ratios": {"cold_vs_ansible_raw": cold / raw, "cold_vs_xargs_ssh": cold / xargs,
+            "ratios": {"cold_vs_clush": cold / m["clush"].median,
+                       "cold_vs_ansible_raw": cold / raw, "cold_vs_xargs_ssh": cold / xargs,
                        "cold_installed_vs_ansible_raw": m["cold_installed"].median / raw},
             "targets_met": {"warm_check_under_100ms": m["warm_check"].median < WARM_TARGET_S,
+                            "cold_not_slower_than_clush": cold <= m["clush"].median,
                             "cold_not_slower_than_ansible_raw": cold <= raw,
                             "tools_list_under_24000_bytes": tools_bytes < TOOLS_LIST_TARGET}}
 
@@ -289,7 +385,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="crashfleet-bench-"))
     agent_bundle()  # build the zipapp once, outside the timings (~25 ms per controller process)
     load_before = os.getloadavg()[0]
-    rig = Rig(tmp / "rig", args.hosts, port=free_port(args.hosts))
+    rig = Rig(tmp / "rig", args.hosts, port=free_port(args.hosts), python=args.rig_python)
     try:
         rig.up()
         m, tools_bytes = asyncio.run(measure(rig, tmp, args))

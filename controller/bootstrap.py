@@ -149,7 +149,7 @@ def _connect(host: Host, settings: Settings) -> Connection:
         kwargs = {"key_filename": [host.key_file], "look_for_keys": False, "allow_agent": False}
     # in_stream=False on every command: our stdin (maybe /dev/null) must not reach sudo -S as an empty password
     conn = Connection(host.address, user=host.user, port=host.port or 22, connect_kwargs=kwargs,
-                      connect_timeout=int(settings.ssh_connect_timeout),
+                      connect_timeout=int(settings.ssh_connect_timeout or settings.host_deadline),
                       config=Config(lazy=True, overrides={"run": {"in_stream": False}}))
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     known = settings.ssh_known_hosts_path()

@@ -6,21 +6,43 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, load_inventory
 
+from . import stages
 from .audit import AuditLog
-from .errors import CrashfleetError, HostError, UsageError
+from .errors import CrashfleetError, HostError, LinkClosed, Unreachable, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
 from .provision import open_link
 from .settings import Settings
+from .window import AdaptiveWindow
 
 log = logging.getLogger(__name__)
 HostOp = Callable[[Host], Awaitable[HostOutcome]]
 Progress = Callable[[int, int, str], Awaitable[None]]
+SETUP_RETRY_KINDS = ("connect_lost",)  # set-up failures worth another try within the deadline
+RECONNECT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds between background reconnects
+ALIVE_PROBE = 5.0  # seconds a ping may take when a call timed out: alive but slow, or gone?
+
+
+@dataclass
+class Down:
+    """A host known to be unreachable: later calls answer at once with this."""
+
+    since: float
+    message: str
+    stage: str
+    retry: asyncio.Task[None] | None = None
+
+    def error(self, host: str) -> Unreachable:
+        when = time.strftime("%H:%M:%S", time.localtime(self.since))
+        return Unreachable(f"{host} unreachable since {when} ({self.message}); reconnecting in the background",
+                           "the host answers again by itself once it is reachable; fleet_check shows when",
+                           kind="down")
 
 
 class Fleet:
@@ -30,6 +52,9 @@ class Fleet:
         self.settings = settings
         self.audit = audit
         self.links: dict[str, AgentLink] = {}
+        self.down: dict[str, Down] = {}
+        self.setup_window = AdaptiveWindow(settings.fanout)
+        self._closing = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._inventory: Inventory | None = None
         self._inventory_stamp: float | None = None
@@ -59,28 +84,103 @@ class Fleet:
         return host
 
     async def link(self, host: Host) -> AgentLink:
-        """The host's live link, connecting (and provisioning) on first use or after a drop."""
+        """The host's live link, connecting (and provisioning) on first use or after a drop.
+        A host known to be down answers at once; it is reconnected in the background."""
         lock = self._locks.setdefault(host.name, asyncio.Lock())
         async with lock:
             link = self.links.get(host.name)
             if link is not None and link.alive:
                 return link
+            down = self.down.get(host.name)
+            if down is not None:
+                raise down.error(host.name)
             if link is not None:
-                asyncio.ensure_future(link.close())
+                self._forget(host.name, link)
+            return await self._open(host)
+
+    async def _open(self, host: Host) -> AgentLink:
+        """Set up a link, retrying what a loaded host drops mid-handshake, within the caller's deadline."""
+        for attempt in range(4):
             try:
-                link = await open_link(host, self.settings)
+                async with self.setup_window.slot():
+                    link = await open_link(host, self.settings)
+                break
             except HostError as exc:
+                if exc.kind in SETUP_RETRY_KINDS and attempt < 3:
+                    await asyncio.sleep(0.2 * 2 ** attempt)
+                    continue
                 self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)
+                if isinstance(exc, Unreachable):
+                    self.mark_down(host, exc.message, "connect")
                 raise
-            self.links[host.name] = link
-            self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
-            return link
+        self.links[host.name] = link
+        link.on_lost = lambda reason, name=host.name: self._lost(name, reason)
+        self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
+        return link
+
+    def mark_down(self, host: Host, message: str, stage: str) -> None:
+        """Known unreachable: answer at once from now on, and reconnect in the background."""
+        if host.name in self.down or self._closing:
+            return
+        down = Down(time.time(), message, stage)
+        self.down[host.name] = down
+        down.retry = asyncio.ensure_future(self._reconnect(host, down))
+        log.warning("%s: down (%s); reconnecting in the background", host.name, message)
+
+    async def _reconnect(self, host: Host, down: Down) -> None:
+        for attempt in range(1 << 30):
+            await asyncio.sleep(RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)])
+            stages.begin()
+            try:
+                link = await asyncio.wait_for(open_link(host, self.settings), self.settings.host_deadline)
+            except (HostError, asyncio.TimeoutError, OSError) as exc:
+                down.message = f"{getattr(exc, 'message', None) or 'no answer'}; last try {time.strftime('%H:%M:%S')}"
+                continue
+            async with self._locks.setdefault(host.name, asyncio.Lock()):
+                old = self.links.get(host.name)
+                if old is not None:
+                    self._forget(host.name, old)
+                self.links[host.name] = link
+                link.on_lost = lambda reason, name=host.name: self._lost(name, reason)
+                self.down.pop(host.name, None)
+            self._audit(host.name, "connect", {"address": host.address, "after_down_since": down.since}, "ok",
+                        link.hello.get("build"))
+            log.warning("%s: reachable again", host.name)
+            return
+
+    def _lost(self, name: str, reason: str) -> None:
+        """A link's connection dropped (not an agent that merely ended): the host is down."""
+        host = self.inventory().hosts.get(name)
+        if host is not None:
+            self.mark_down(host, f"connection lost: {reason}", "call")
+
+    def _forget(self, name: str, link: AgentLink) -> None:
+        """Drop a link given up as dead; its agent keeps its jobs for the lease."""
+        if self.links.get(name) is link:
+            del self.links[name]
+        asyncio.ensure_future(link.close(keep_jobs=True))
+
+    async def timed_out(self, host: Host, stage: stages.Stage) -> None:
+        """A host missed its deadline: before the call, it is down; during one, it is down only
+        if the agent does not answer a ping either (else the call was merely slow)."""
+        if stage.name != "call":
+            self.mark_down(host, f"no answer within the deadline at stage {stage.name!r}", stage.name)
+            return
+        link = self.links.get(host.name)
+        if link is None or not link.alive:
+            return
+        try:
+            await asyncio.wait_for(link.call("ping"), ALIVE_PROBE)
+        except (asyncio.TimeoutError, HostError):
+            self._forget(host.name, link)
+            self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)", "call")
 
     async def call(self, host: Host, method: str, params: dict[str, Any] | None = None) -> Any:
         """One agent call, audited. A dead link is reopened before the call, never after:
         re-sending a call the agent may have started would run it twice."""
         params = params or {}
         link = await self.link(host)
+        stages.mark("call")
         try:
             result = await link.call(method, params)
         except HostError as exc:
@@ -100,7 +200,7 @@ class Fleet:
         async def one(host: Host) -> HostOutcome:
             nonlocal done
             async with window:
-                outcome = await _bounded(host, op, limit)
+                outcome = await self._bounded(host, op, limit)
             done += 1
             if progress is not None:
                 await progress(done, len(hosts), f"{host.name}: {outcome.status}")
@@ -109,7 +209,29 @@ class Fleet:
         outcomes = await asyncio.gather(*(one(host) for host in hosts))
         return list(outcomes), int((time.monotonic() - started) * 1000)
 
+    async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:
+        stage = stages.begin()
+        try:
+            return await asyncio.wait_for(op(host), limit)
+        except asyncio.TimeoutError:
+            asyncio.ensure_future(self.timed_out(host, stage))
+            return HostOutcome(host.name, "timeout", key=f"timeout:{stage.name}",
+                               message=f"{host.name} did not answer within {limit:g} s (stage: {stage.name})",
+                               hint=stage.hint())
+        except HostError as exc:
+            return HostOutcome(host.name, exc.status, key=exc.kind,  # type: ignore[arg-type]
+                               message=exc.message, hint=exc.hint, stderr_tail=exc.stderr_tail)
+        except CrashfleetError as exc:
+            return HostOutcome(host.name, "failed", key="error", message=exc.message, hint=exc.hint)
+        except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the fan-out
+            log.exception("%s: unexpected error", host.name)
+            return HostOutcome(host.name, "failed", key="internal", message=f"{type(exc).__name__}: {exc}")
+
     async def close(self) -> None:
+        self._closing = True
+        for down in self.down.values():
+            if down.retry is not None:
+                down.retry.cancel()
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
 
@@ -120,22 +242,6 @@ class Fleet:
                 self.audit.record(host, method, params, outcome, result, error)
             except OSError as exc:
                 log.warning("audit log write failed: %s", exc)
-
-
-async def _bounded(host: Host, op: HostOp, limit: float) -> HostOutcome:
-    try:
-        return await asyncio.wait_for(op(host), limit)
-    except asyncio.TimeoutError:
-        return HostOutcome(host.name, "timeout", message=f"{host.name} did not answer within {limit:g} s",
-                           hint="the host or its sshd may be hung; raise the timeout or check the host")
-    except HostError as exc:
-        return HostOutcome(host.name, exc.status, key=exc.kind,  # type: ignore[arg-type]
-                           message=exc.message, hint=exc.hint, stderr_tail=exc.stderr_tail)
-    except CrashfleetError as exc:
-        return HostOutcome(host.name, "failed", key="error", message=exc.message, hint=exc.hint)
-    except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the fan-out
-        log.exception("%s: unexpected error", host.name)
-        return HostOutcome(host.name, "failed", key="internal", message=f"{type(exc).__name__}: {exc}")
 
 
 def _mtime(path: Path) -> float | None:

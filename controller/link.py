@@ -14,6 +14,7 @@ from .transport import AgentProcess, Transport
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict[str, Any]], None]
+LostHandler = Callable[[str], None]
 
 
 class AgentLink:
@@ -29,6 +30,7 @@ class AgentLink:
         self._listeners: list[Listener] = []
         self._closed: LinkClosed | None = None
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
+        self.on_lost: LostHandler | None = None  # told when the connection (not just the agent) drops
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @property
@@ -60,8 +62,15 @@ class AgentLink:
         finally:
             self._pending.pop(req_id, None)
 
-    async def close(self) -> None:
-        """Close stdin (the agent stops its children), then the transport."""
+    async def close(self, keep_jobs: bool = False) -> None:
+        """Close stdin, then the transport. A controller that closes its links on purpose ends
+        their jobs too ("shutdown" first); with keep_jobs (a link given up as dead), the agent
+        keeps them for its job lease, for a later link to reattach."""
+        if not keep_jobs and self.alive:
+            try:
+                await asyncio.wait_for(self.process.write(_SHUTDOWN), 2.0)
+            except (OSError, ConnectionError, asyncio.TimeoutError):
+                pass  # gone already: its lease ends what it ran
         self.process.close()
         await self.process.finish()
         self._reader.cancel()
@@ -73,10 +82,12 @@ class AgentLink:
         try:
             while line := await self.process.readline():
                 self._dispatch(line)
-            reason = "the agent ended"
+            reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
         except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
         await self._fail(reason)
+        if reason.startswith("the connection dropped") and self.on_lost is not None:
+            self.on_lost(reason)  # the host, not only its agent, may be unreachable now
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -109,6 +120,9 @@ class AgentLink:
             if not future.done():
                 future.set_exception(self._closed)
         return self._closed
+
+
+_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).encode() + b"\n"
 
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:

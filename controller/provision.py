@@ -20,14 +20,13 @@ from typing import Any
 from crashfleet.agent import PROTOCOL_VERSION, launcher
 from crashfleet.inventory import Host
 
-from . import deployed
+from . import deployed, stages
 from .bundle import Bundle, agent_bundle
 from .errors import HostError, LinkClosed
 from .link import AgentLink
 from .settings import Settings
 from .transport import AgentProcess, LocalTransport, SshTransport, Transport
 
-HELLO_TIMEOUT = 20.0
 
 
 async def open_link(host: Host, settings: Settings) -> AgentLink:
@@ -39,18 +38,20 @@ async def open_link(host: Host, settings: Settings) -> AgentLink:
     try:
         if installed:
             return await _start_installed(host, transport, installed, settings)
-        return await _start(host, transport, agent_bundle())
+        return await _start(host, transport, agent_bundle(), settings)
     except BaseException:
         await transport.close()
         raise
 
 
-async def _start(host: Host, transport: Transport, bundle: Bundle) -> AgentLink:
+async def _start(host: Host, transport: Transport, bundle: Bundle, settings: Settings) -> AgentLink:
+    stages.mark("agent start")
     process = await transport.start(agent_argv(host, remote_dir(host), bundle))
-    try:
-        await asyncio.wait_for(_launch(host, process, bundle), HELLO_TIMEOUT)
+    try:  # no limit of its own: the host's deadline bounds every stage (controller.stages)
+        await _launch(host, process, bundle)
+        stages.mark("hello")
         link = AgentLink(host.name, process, transport)
-        link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
+        link.hello = await link.call("hello", hello_params(settings))
     except LinkClosed as exc:
         raise _start_error(host, exc) from None
     except BaseException:
@@ -70,7 +71,9 @@ async def _launch(host: Host, process: AgentProcess, bundle: Bundle) -> None:
         await process.write(launcher_source())
         line = await _launcher_line(process)
         if line == launcher.NEED:
+            stages.mark("agent upload")
             await process.write(bundle.data)
+            stages.mark("agent start")
             line = await _launcher_line(process)
     except (OSError, ConnectionError):
         line = b""
@@ -91,9 +94,11 @@ async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
 
 async def _start_installed(host: Host, transport: Transport, installed: deployed.Installed,
                            settings: Settings) -> AgentLink:
+    stages.mark("agent start")
     link = AgentLink(host.name, await transport.start(installed.argv()), transport)
     try:
-        link.hello = await asyncio.wait_for(link.call("hello"), HELLO_TIMEOUT)
+        stages.mark("hello")
+        link.hello = await link.call("hello", hello_params(settings))
     except LinkClosed as exc:
         raise deployed.start_error(host, installed, exc, settings.inventory) from None
     expected = agent_bundle().build
@@ -103,6 +108,11 @@ async def _start_installed(host: Host, transport: Transport, installed: deployed
     _check_protocol(host, link.hello)
     link.hello["installed"] = installed.path  # shown by fleet_check: this host's agent was deployed, not pushed
     return link
+
+
+def hello_params(settings: Settings) -> dict[str, Any]:
+    """Who we are: an agent we lost the link to while its jobs ran lets us reattach (agent/lease.py)."""
+    return {"controller": settings.controller_key()}
 
 
 def agent_argv(host: Host, directory: str, bundle: Bundle) -> list[str]:

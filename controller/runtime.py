@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import resource
 from dataclasses import dataclass, field
 
 from .audit import AuditLog
@@ -22,8 +23,17 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, who: str | None = None) -> Runtime:
+        raise_fd_limit()
         audit = AuditLog(settings.audit_path(), who or getpass.getuser())
-        return cls(settings, Fleet(settings, audit), JobRegistry())
+        # The controller's state lives beside its audit log (tests give each controller its own).
+        return cls(settings, Fleet(settings, audit), JobRegistry(settings.audit_path().with_name("jobs.json")))
 
     async def close(self) -> None:
         await self.fleet.close()
+
+
+def raise_fd_limit() -> None:
+    """One SSH connection is one descriptor: lift the soft limit (often 1024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -37,8 +39,11 @@ class Settings(BaseSettings):
                                                         "ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)",
                                  json_schema_extra={"secret": True})  # a path, but to a secret
     ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
-    ssh_connect_timeout: float = Field(10.0, gt=0)
-    ssh_keepalive: float = Field(15.0, gt=0)
+    ssh_connect_timeout: float | None = Field(None, gt=0, description="limit of SSH connect + login alone; "
+                                              "unset, they share the host deadline with every other stage")
+    ssh_keepalive: float = Field(5.0, gt=0, description="seconds between SSH keepalives on an idle link")
+    ssh_keepalive_count: int = Field(3, ge=1, description="keepalives unanswered before a link is dead: "
+                                                          "a silent partition is seen within interval x (count+1)")
     fanout: int = Field(64, ge=1, le=4096, description="hosts worked on at once")
     host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
     page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
@@ -47,6 +52,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None
     audit_log: Path | None = Field(default=None, description="JSON-lines audit log (default in the XDG state dir)")
+    controller_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$",
+                                      description="who this controller is to its agents (jobs reattach to it "
+                                                  "after a restart); default: kept in the XDG state dir")
     drgn_scripts: str = Field("", description="dirs of extra drgn analysis scripts, separated by ':'")
 
     @classmethod
@@ -63,6 +71,24 @@ class Settings(BaseSettings):
 
     def audit_path(self) -> Path:
         return self.audit_log or state_dir() / "audit.jsonl"
+
+    def controller_key(self) -> str:
+        """This controller's id, the same across restarts: a new file the first time."""
+        if self.controller_id:
+            return self.controller_id
+        path = state_dir() / "controller-id"
+        try:
+            key = path.read_text().strip()
+            if re.fullmatch(r"[0-9a-f]{8,64}", key):
+                return key
+        except OSError:
+            pass
+        key = secrets.token_hex(8)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(key + "\n")
+        tmp.replace(path)
+        return key
 
     def drgn_script_dirs(self) -> list[Path]:
         return [Path(d).expanduser() for d in self.drgn_scripts.split(":") if d.strip()]

@@ -7,6 +7,7 @@ SFTP: the agent's launcher takes the zipapp over the process's stdin (agent/laun
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shlex
@@ -17,6 +18,7 @@ import asyncssh
 
 from crashfleet.inventory import Host
 
+from . import stages
 from .errors import HostError, Unreachable
 from .settings import Settings
 
@@ -66,6 +68,7 @@ class AgentProcess:
 class Transport(Protocol):
     async def start(self, argv: list[str]) -> AgentProcess: ...
     async def close(self) -> None: ...
+    def dropped(self) -> bool: ...
 
 
 class LocalTransport:
@@ -85,6 +88,9 @@ class LocalTransport:
     async def close(self) -> None:
         return None
 
+    def dropped(self) -> bool:
+        return False  # a pipe to a local process: it can end, not drop
+
 
 class SshTransport:
     """One asyncssh connection per host, reused for every channel."""
@@ -94,8 +100,10 @@ class SshTransport:
 
     @classmethod
     async def connect(cls, host: Host, settings: Settings) -> SshTransport:
+        stages.mark("connect")
         try:
-            conn = await asyncssh.connect(host.address, **connect_options(host, settings))
+            conn = await asyncssh.connect(host.address, client_factory=_StageClient,
+                                          **connect_options(host, settings))
         except asyncssh.HostKeyNotVerifiable:
             if not settings.ssh_accept_new or _has_entry(settings.ssh_known_hosts_path(), host):
                 raise host_key_error(host, settings) from None
@@ -106,8 +114,11 @@ class SshTransport:
                             "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
                             kind="auth") from None
         except (OSError, asyncssh.Error) as exc:
+            # Dropped mid-handshake (sshd overloaded, MaxStartups): worth another try; refused is not.
+            lost = isinstance(exc, (ConnectionResetError, BrokenPipeError, asyncssh.ConnectionLost))
             raise Unreachable(f"cannot connect to {host.address}:{host.port or 22}: {_reason(exc)}",
-                              "is the host up and sshd listening?", kind="connect") from None
+                              "is the host up and sshd listening?",
+                              kind="connect_lost" if lost else "connect") from None
         return cls(conn)
 
     async def start(self, argv: list[str]) -> AgentProcess:
@@ -119,25 +130,44 @@ class SshTransport:
         self.conn.close()
         await self.conn.wait_closed()
 
+    def dropped(self) -> bool:
+        """The SSH connection itself is gone (not just the agent's channel)."""
+        return self.conn.is_closed()
+
+
+class _StageClient(asyncssh.SSHClient):
+    """Marks the SSH stages as asyncssh reaches them, so a deadline can say which one hung."""
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        stages.mark("ssh handshake")
+
+    def begin_auth(self, username: str) -> None:
+        stages.mark("ssh auth")
+
+    def auth_completed(self) -> None:
+        stages.mark("agent start")
+
 
 def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
-    """asyncssh options: verified host keys always, ~/.ssh/config (ProxyJump) and ssh-agent honoured."""
-    known = settings.ssh_known_hosts_path()
+    """asyncssh options: verified host keys always, ~/.ssh/config (ProxyJump) and ssh-agent honoured.
+
+    known_hosts and key files are parsed once per change, not once per host: with hundreds of
+    hosts, re-reading a known_hosts of hundreds of lines per connection is quadratic."""
     options: dict[str, Any] = {
-        "known_hosts": str(known) if known.exists() else b"",
-        "connect_timeout": settings.ssh_connect_timeout,
-        "login_timeout": settings.ssh_connect_timeout,
+        "known_hosts": _known_hosts(settings.ssh_known_hosts_path()),
         "keepalive_interval": settings.ssh_keepalive,
-        "keepalive_count_max": 3,
+        "keepalive_count_max": settings.ssh_keepalive_count,
     }
+    if settings.ssh_connect_timeout is not None:  # else the host deadline bounds it
+        options["connect_timeout"] = options["login_timeout"] = settings.ssh_connect_timeout
     if host.port:
         options["port"] = host.port
     if host.user:
         options["username"] = host.user
     if host.key_file:
-        options["client_keys"] = [host.key_file]
+        options["client_keys"] = _client_keys(host.key_file)
     elif settings.ssh_key is not None:
-        options["client_keys"] = [str(settings.ssh_key.expanduser())]
+        options["client_keys"] = _client_keys(str(settings.ssh_key.expanduser()))
     if settings.ssh_config is not None:
         options["config"] = [str(settings.ssh_config)]
     return options
@@ -186,6 +216,40 @@ def _has_entry(known: Path, host: Host) -> bool:
     except (OSError, ValueError, asyncssh.Error):
         return False
     return any(trusted[:3])
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_known_hosts(path: Path, stamp: tuple[int, int] | None) -> asyncssh.SSHKnownHosts | bytes:
+    if stamp is None:
+        return b""  # no file: nothing is trusted (asyncssh reads b"" as an empty list)
+    return asyncssh.read_known_hosts(str(path))
+
+
+def _known_hosts(path: Path) -> asyncssh.SSHKnownHosts | bytes | str:
+    try:
+        return _parsed_known_hosts(path, _stamp(path))
+    except (OSError, ValueError, asyncssh.Error):
+        return str(path)  # let asyncssh report the file's problem the way it always did
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded_keys(path: str, stamp: tuple[int, int] | None) -> list[Any]:
+    return [asyncssh.load_keypairs(path)[0]]
+
+
+def _client_keys(path: str) -> list[Any]:
+    try:
+        return _loaded_keys(path, _stamp(Path(path)))
+    except (OSError, ValueError, IndexError, asyncssh.Error):
+        return [path]  # unreadable or passphrase-protected: asyncssh says why, per host, as before
 
 
 def _ssh_waiter(proc: asyncssh.SSHClientProcess[bytes]) -> Any:

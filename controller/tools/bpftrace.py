@@ -26,7 +26,7 @@ from ..models import FanoutResult
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout, answer, progress
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
-from .common import digest, host_deadline, outcome_from_job
+from .common import digest, host_deadline, lost_job, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
 PROGRAM_ERRORS = ("compile_error", "unsafe_program", "bad_params", "bad_program", "unknown_tool",
@@ -198,17 +198,17 @@ async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0,
             status = await rt.fleet.call(host, "bpftrace.result", {"job_id": job.host_jobs[host.name],
                                                                   "wait": wait, "page_bytes": rt.settings.page_chars})
         except AgentCallError as exc:
-            if exc.kind != "unknown_job":
+            lost = lost_job(host.name, exc, "the run")
+            if lost is None:
                 raise
-            return HostOutcome(host.name, "failed", key="lost", message=f"the run is gone from {host.name}: "
-                               "its agent restarted (a dropped connection stops its jobs)")
+            return lost
         return _outcome(host.name, status)
 
     hosts = [rt.fleet.host(name) for name in job.host_jobs]
     outcomes, elapsed = await _ticking(rt.fleet.fan_out(hosts, ask, deadline=wait + 30.0, progress=progress),
                                        progress, wait)
     if job.state == "running" and all(o.status != "running" for o in outcomes):
-        job.state = "done"
+        rt.jobs.set_state(job, "done")
     result = _result(rt, outcomes, elapsed)
     result.job_id = job.job_id
     return result

@@ -75,7 +75,7 @@ async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = Non
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
     job = _job(rt, job_id)
     result = await _each(rt, job, "job.cancel", progress, then="capture.status")
-    job.state = "done"
+    rt.jobs.set_state(job, "done")
     return result
 
 
@@ -236,9 +236,10 @@ async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, 
     try:
         return await rt.fleet.call(host, method, params)
     except AgentCallError as exc:
-        if exc.kind == "unknown_job":
-            raise UsageError(f"the capture is gone from {host.name}: its agent restarted "
-                             "(a dropped connection stops its captures)", "start a new capture") from None
+        if exc.kind in ("unknown_job", "job_lost"):
+            raise UsageError(f"the capture is gone from {host.name}: the agent that ran it ended (killed, or its "
+                             f"job lease ran out with no controller attached): {exc.message}",
+                             "start a new capture") from None
         if exc.kind == "bad_params":
             raise UsageError(exc.message, exc.hint) from None
         raise
@@ -254,7 +255,7 @@ async def _each(rt: Runtime, job: FleetJob, method: str, progress: Progress | No
         return _status_outcome(host.name, status)
     outcomes, elapsed = await rt.fleet.fan_out([rt.fleet.host(n) for n in job.host_jobs], ask, progress=progress)
     if job.state == "running" and all(o.status != "running" for o in outcomes):
-        job.state = "done"
+        rt.jobs.set_state(job, "done")
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result.job_id = job.job_id
     return result

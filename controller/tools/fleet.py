@@ -44,8 +44,8 @@ async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, 
 
     async def check(host: Host) -> HostOutcome:
         link = await rt.fleet.link(host)
-        if refresh:
-            link.hello["facts"] = await rt.fleet.call(host, "facts", {"refresh": True})
+        if refresh or _unprobed(link.hello):  # first contact leaves tool versions unprobed (cheap hello)
+            link.hello["facts"] = await rt.fleet.call(host, "facts", {"refresh": refresh})
         else:
             await rt.fleet.call(host, "ping")  # cached facts, but a real round trip proves the agent lives
         data = summarise_facts(link.hello)
@@ -100,6 +100,10 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+
+
+def _unprobed(hello: dict[str, Any]) -> bool:
+    return any(tool.get("probed") is False for tool in hello.get("facts", {}).get("tools", {}).values())
 
 
 def _members(inventory: Any, group: str) -> list[str]:

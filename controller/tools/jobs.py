@@ -12,7 +12,7 @@ from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, JobInfo, JobList
 from ..runtime import Runtime
-from .common import outcome_from_job
+from .common import lost_job, outcome_from_job
 
 
 def jobs_list(rt: Runtime) -> JobList:
@@ -28,7 +28,7 @@ async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None)
     """Stop the job on every host (its whole process group); finished hosts keep their output."""
     job = rt.jobs.get(job_id)
     result = await _each_host(rt, job, "job.cancel", progress)
-    job.state = "cancelled"
+    rt.jobs.set_state(job, "cancelled")
     return result
 
 
@@ -40,15 +40,15 @@ async def _each_host(rt: Runtime, job: FleetJob, method: str, progress: Progress
         try:
             status = await rt.fleet.call(host, method, {"job_id": agent_job, "page_bytes": rt.settings.page_chars})
         except AgentCallError as exc:
-            if exc.kind != "unknown_job":
+            lost = lost_job(host.name, exc, f"job {agent_job}")
+            if lost is None:
                 raise
-            return HostOutcome(host.name, "failed", key="lost", message=f"job {agent_job} is gone from "
-                               f"{host.name}: its agent restarted (a dropped connection stops its jobs)")
+            return lost
         return outcome_from_job(host.name, status)
 
     outcomes, elapsed = await rt.fleet.fan_out(hosts, ask, progress=progress)
     if job.state == "running" and all(o.status != "running" for o in outcomes):
-        job.state = "done"
+        rt.jobs.set_state(job, "done")
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result.job_id = job.job_id
     return result
@@ -56,5 +56,5 @@ async def _each_host(rt: Runtime, job: FleetJob, method: str, progress: Progress
 
 def _info(job: FleetJob) -> JobInfo:
     return JobInfo(job_id=job.job_id, tool=job.tool, pattern=job.pattern, hosts=fold(job.host_jobs),
-                   state=job.state, started=job.started,  # type: ignore[arg-type]
+                   state=job.state, started=job.started,
                    elapsed_s=round(time.time() - job.started, 1), detail=dict(job.detail))

@@ -111,7 +111,7 @@ def render_known_hosts(hosts: Iterable[RigHost]) -> str:
     return "".join(known_hosts_line(h) for h in hosts)
 
 
-def render_inventory(hosts: Iterable[RigHost], group: str, user: str, key: Path) -> str:
+def render_inventory(hosts: Iterable[RigHost], group: str, user: str, key: Path, python: str | None = None) -> str:
     """Ansible YAML inventory: all.children.<group>.hosts.<name> with connection vars."""
     entries: dict[str, Any] = {
         h.name: {
@@ -123,6 +123,9 @@ def render_inventory(hosts: Iterable[RigHost], group: str, user: str, key: Path)
         }
         for h in hosts
     }
+    if python:
+        for entry in entries.values():
+            entry["ansible_python_interpreter"] = python
     doc = {"all": {"children": {group: {"hosts": entries}}}}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 

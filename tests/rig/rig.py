@@ -38,8 +38,9 @@ from .ready import Target, wait_ready
 
 SSHD = Path("/usr/sbin/sshd")  # absolute: sshd re-execs itself for every connection
 PRIVSEP_DIR = Path("/run/sshd")
-MAX_HOSTS = 200
+MAX_HOSTS = 1000
 ADDRESS_OFFSET = 10  # host i (1-based) listens on 127.0.0.(10 + i): web01 -> 127.0.0.11
+PER_BLOCK = 200  # ... up to i = 200; then 127.0.1.11 and on, 200 a block
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 READY_TIMEOUT = 30.0
 FAILURES_SHOWN = 8  # hosts named in a start-up error
@@ -106,7 +107,8 @@ def current_user() -> str:
 
 def address_of(i: int) -> str:
     """Loopback address of host i (1-based)."""
-    return f"127.0.0.{ADDRESS_OFFSET + i}"
+    block, offset = divmod(i - 1, PER_BLOCK)
+    return f"127.0.{block}.{ADDRESS_OFFSET + 1 + offset}"
 
 
 def free_port(n: int, tries: int = 200) -> int:
@@ -132,7 +134,8 @@ def _bindable(address: str, port: int) -> bool:
 class Rig:
     """N sshd hosts under base; see the package docstring for the layout."""
 
-    def __init__(self, base: Path, n: int, port: int = 2222, prefix: str = "web", isolated: bool = False) -> None:
+    def __init__(self, base: Path, n: int, port: int = 2222, prefix: str = "web", isolated: bool = False,
+                 python: str | None = None) -> None:
         if not 1 <= n <= MAX_HOSTS:
             raise ValueError(f"n must be 1..{MAX_HOSTS}, got {n}")
         if not prefix.isidentifier():
@@ -140,6 +143,7 @@ class Rig:
         self.base = Path(base).absolute()  # absolute: embedded in sshd_config and matched in /proc
         self.n, self.port, self.prefix = n, port, prefix
         self.isolated = isolated  # each sshd in its own mount namespace (tests.rig.namespace)
+        self.python = python  # ansible_python_interpreter of every host (None: python3 from PATH)
         self.hosts = [self._make_host(i) for i in range(1, n + 1)]
         self.client_key = self.base / "id_ed25519"
         self.known_hosts = self.base / "known_hosts"
@@ -276,7 +280,7 @@ class Rig:
         write_atomic(self.known_hosts, render_known_hosts(self.hosts))
         write_atomic(
             self.inventory,
-            render_inventory(self.hosts, self.prefix, current_user(), self.client_key),
+            render_inventory(self.hosts, self.prefix, current_user(), self.client_key, self.python),
         )
 
     def _save(self) -> None:

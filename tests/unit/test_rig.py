@@ -53,8 +53,11 @@ def test_names_and_addresses_pad_to_three_digits_above_99(tmp_path: Path) -> Non
     assert [hosts[0].name, hosts[-1].name] == ["db001", "db200"]
     assert [hosts[0].address, hosts[-1].address] == ["127.0.0.11", "127.0.0.210"]
     assert hosts[0].agent_dir == tmp_path / "hosts" / "db001" / "agent"
+    big = Rig(tmp_path, 500).hosts  # past 200 hosts, the next /24 of loopback
+    assert [big[200].address, big[-1].address] == ["127.0.1.11", "127.0.2.110"]
+    assert len({h.address for h in big}) == 500
     with pytest.raises(ValueError):
-        Rig(tmp_path, 201)
+        Rig(tmp_path, 1001)
 
 
 def test_load_without_rig_json_fails_clearly(tmp_path: Path) -> None:
