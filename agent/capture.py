@@ -162,7 +162,9 @@ class CaptureService:
         """Per-conversation counts by direction, and this host's addresses: to correlate hosts."""
         capture = self._get(params)
         limit = int(bounded(params, "limit", 500, 1, 5000))
-        return {"addresses": local_addresses(), "flows": pcap_summary.flows(self._summariser(capture), limit)}
+        summariser = self._summariser(capture)
+        return {"addresses": local_addresses(), "flows": pcap_summary.flows(summariser, limit),
+                "window": pcap_summary.window(summariser)}
 
     def fingerprints(self, params: Dict[str, Any]) -> Dict[str, Any]:
         capture = self._get(params)

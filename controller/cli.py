@@ -12,6 +12,7 @@ from typing import Any
 
 from .bundle import write_bundle
 from .errors import CrashfleetError
+from .models import FanoutResult
 from .render import ProgressBar, render_fanout, render_hosts
 from .runtime import Runtime
 from .settings import Settings
@@ -54,10 +55,34 @@ def _parser() -> argparse.ArgumentParser:
     build = agent_sub.add_parser("build", help="write the agent zipapp")
     build.add_argument("-o", "--output", type=Path, default=Path("crashfleet-agent.pyz"))
     build.set_defaults(func=_agent_build)
+    bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
+    bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
+    bundle.set_defaults(func=_bundle)
+    triage = sub.add_parser("triage", help="open the newest dump of every host; hosts grouped by panic")
+    triage.add_argument("pattern")
+    triage.set_defaults(func=_triage)
+    trace = sub.add_parser("trace", help="run a vetted bpftrace tool (runqlat, biolatency...) merged fleet-wide")
+    trace.add_argument("pattern")
+    trace.add_argument("tool")
+    trace.add_argument("-d", "--duration", type=float, default=10.0)
+    trace.set_defaults(func=_trace)
+    capture = sub.add_parser("capture", help="capture on two hosts at once (A:B); problems and loss between them")
+    capture.add_argument("pattern", help="hosts, e.g. web01:web02")
+    capture.add_argument("-d", "--duration", type=float, default=10.0)
+    capture.add_argument("--mode", default="auto", help="auto, host, port, web, dns, diagnosis")
+    capture.add_argument("--target", default=None, help="an IP, name or port, as the mode wants")
+    capture.add_argument("--interface", default=None, help="default: the one carrying the default route")
+    capture.add_argument("--filter", default=None, help="a BPF filter instead of the mode's")
+    capture.set_defaults(func=_capture)
+    report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
+    report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
+    report.add_argument("-t", "--title", required=True)
+    report.add_argument("-o", "--output", type=Path, default=None, help="the HTML file (default: the state dir)")
+    report.set_defaults(func=_report)
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
-    for sub_parser in (serve, hosts, check, run, boot):
+    for sub_parser in (serve, hosts, check, run, triage, trace, capture, report, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -86,6 +111,61 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return _fanout(settings, lambda rt: fleet_run(rt, args.pattern, args.name, progress=ProgressBar()))
 
 
+def _triage(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import render_triage
+    from .tools.dumps import crash_triage
+    result = _on_fleet(settings, lambda rt: crash_triage(rt, args.pattern, ProgressBar()))
+    print(render_triage(result))
+    return 0 if not result.errors else 1
+
+
+def _trace(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import render_trace
+    from .tools.bpftrace import bpftrace_result, bpftrace_run
+
+    async def trace(rt: Runtime) -> Any:
+        result = await bpftrace_run(rt, args.pattern, tool=args.tool, duration=args.duration, progress=ProgressBar())
+        if result.job_id:  # hosts still tracing: wait for them (a person at a terminal can)
+            result = await bpftrace_result(rt, result.job_id, wait=args.duration + 30, progress=ProgressBar())
+        return result
+    result = _on_fleet(settings, trace)
+    print(render_trace(result))
+    return 0 if result.summary.ok == result.summary.total else 1
+
+
+def _capture(args: argparse.Namespace, settings: Settings) -> int:
+    from .render_people import capture_progress, render_capture
+    from .tools.capture import capture_start, capture_status, capture_summary
+
+    async def capture(rt: Runtime) -> Any:
+        started = await capture_start(rt, args.pattern, args.mode, args.target, args.duration,
+                                      interface=args.interface, filter=args.filter, progress=ProgressBar())
+        if started.job_id is None:  # no host could start: their errors, as a fan-out shows them
+            return started
+        bar = ProgressBar()
+        while (status := await capture_status(rt, started.job_id)).summary.running:
+            await bar(*capture_progress(status, args.duration))
+            await asyncio.sleep(0.5)  # polling the hosts' capture state, not a fixed wait
+        await bar(1, 1, "")
+        return await capture_summary(rt, started.job_id, progress=ProgressBar())
+    result = _on_fleet(settings, capture)
+    if isinstance(result, FanoutResult):
+        print(render_fanout(result))
+        return 1
+    print(render_capture(result))
+    return 0 if not result.errors else 1
+
+
+def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await tool(rt)
+        finally:
+            await rt.close()
+    return asyncio.run(go())
+
+
 def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> int:
     async def go() -> Any:
         rt = Runtime.create(settings)
@@ -101,6 +181,31 @@ def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> in
 def _agent_build(args: argparse.Namespace, settings: Settings) -> int:
     bundle = write_bundle(args.output)
     print(f"wrote {args.output} (build {bundle.build}, {len(bundle.data)} bytes)")
+    return 0
+
+
+def _bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from . import mcpb
+    from .server import build_server
+    listed = asyncio.run(build_server(Runtime.create(settings)).list_tools())
+    size = mcpb.write(args.output, [{"name": t.name, "description": t.description or ""} for t in listed])
+    print(f"wrote {args.output} ({size} bytes): open it with Claude Desktop to install crashfleet")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from .report.build import report_build
+
+    async def go() -> Any:
+        rt = Runtime.create(settings)
+        try:
+            return await report_build(rt, args.title, args.ids, args.output)
+        finally:
+            await rt.close()
+    result = asyncio.run(go())
+    print(f"wrote {result.path}\n{result.summary}")
+    for missing in result.missing:
+        print(f"  not included: {missing.id}: {missing.why}", file=sys.stderr)
     return 0
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import getpass
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .audit import AuditLog
 from .fleet import Fleet
 from .jobs import JobRegistry
+from .recent import RecentOutputs, RecentResults
 from .settings import Settings
 
 
@@ -17,6 +18,8 @@ class Runtime:
     settings: Settings
     fleet: Fleet
     jobs: JobRegistry
+    outputs: RecentOutputs = field(default_factory=lambda: RecentOutputs())
+    results: RecentResults = field(default_factory=lambda: RecentResults())
 
     @classmethod
     def create(cls, settings: Settings, who: str | None = None) -> Runtime:

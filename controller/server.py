@@ -26,13 +26,15 @@ from .errors import CrashfleetError
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from . import schemas
 from .runtime import Runtime
-from .settings import Settings, config_dir
+from .surface import CrashfleetServer
+from .settings import NO_INVENTORY, Settings, config_dir
 from .tools import bpftrace as bpftrace_tools
 from .tools import capture as capture_tools
 from .tools import dumps as dump_tools
 from .tools import fleet as fleet_tools
 from .tools import jobs as job_tools
 from .tools import output as output_tools
+from .tools import report as report_tools
 from .wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, Timeout, answer, progress, sync
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,13 @@ INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts ove
                 "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
                 "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
 # Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
-DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools)
+DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools, report_tools)
 
 
 def build_server(rt: Runtime) -> MCPServer:
-    mcp = MCPServer("crashfleet", instructions=INSTRUCTIONS, version=AGENT_VERSION, log_level="WARNING",
-                    middleware=[compact_schemas])
+    instructions = INSTRUCTIONS if rt.settings.inventory else f"{INSTRUCTIONS} Note: {NO_INVENTORY}."
+    mcp = CrashfleetServer(rt, name="crashfleet", title="crashfleet", instructions=instructions,
+                           version=AGENT_VERSION, log_level="WARNING", middleware=[compact_schemas])
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
     async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
@@ -198,6 +201,8 @@ def serve(settings: Settings, transport: str) -> None:
 async def _serve(settings: Settings, transport: str) -> None:
     who = "stdio" if transport == "stdio" else "http"
     rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}")
+    if settings.inventory is None:
+        print(f"crashfleet: {NO_INVENTORY}", file=sys.stderr)
     mcp = build_server(rt)
     try:
         if transport == "stdio":

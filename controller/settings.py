@@ -12,6 +12,11 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
                                TomlConfigSettingsSource)
 
 
+NO_INVENTORY = ("no inventory is configured, so crashfleet sees only this machine: set CRASHFLEET_INVENTORY "
+                "to an Ansible inventory file (Claude Desktop: Settings > Extensions > crashfleet > Configure > "
+                "Ansible inventory; or `crashfleet -i FILE`)")
+
+
 def config_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "crashfleet"
 
@@ -30,6 +35,9 @@ class Settings(BaseSettings):
     ssh_known_hosts: Path | None = Field(default=None, description="known_hosts file (default ~/.ssh/known_hosts)")
     ssh_accept_new: bool = Field(False, description="record first-seen host keys (ssh's accept-new); "
                                                     "changed keys are always refused")
+    ssh_key: Path | None = Field(default=None, description="private key for hosts without "
+                                                        "ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)",
+                                 json_schema_extra={"secret": True})  # a path, but to a secret
     ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
     ssh_connect_timeout: float | None = Field(None, gt=0, description="limit of SSH connect + login alone; "
                                               "unset, they share the host deadline with every other stage")

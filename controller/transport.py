@@ -166,6 +166,8 @@ def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
         options["username"] = host.user
     if host.key_file:
         options["client_keys"] = _client_keys(host.key_file)
+    elif settings.ssh_key is not None:
+        options["client_keys"] = _client_keys(str(settings.ssh_key.expanduser()))
     if settings.ssh_config is not None:
         options["config"] = [str(settings.ssh_config)]
     return options

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from .errors import CrashfleetError
 from .fleet import Progress
 from .models import FanoutResult
+from .recent import links
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -32,7 +33,7 @@ Timeout = Annotated[float | None, Field(description="seconds per host (default C
 
 
 async def answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
-    """Run a tool: compact JSON text plus structuredContent; our errors become tool errors."""
+    """Run a tool: compact JSON text, links to its outputs, structuredContent; our errors become tool errors."""
     try:
         result = await call()
     except CrashfleetError as exc:
@@ -45,8 +46,8 @@ async def answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
     text = result.model_dump_json(exclude_none=True)
     if len(text) > HARD_CAP_CHARS:
         result, text = shrink(result)
-    return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=result.model_dump(mode="json"))
+    data = result.model_dump(mode="json")
+    return CallToolResult(content=[TextContent(type="text", text=text), *links(data)], structured_content=data)
 
 
 def shrink(result: M) -> tuple[M, str]:

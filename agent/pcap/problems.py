@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Tuple
 
 from .decode import addr, endpoint
-from .summary import Conv, Summariser
+from .summary import PENDING_GRACE, Conv, Summariser
 
 SEVERITY = {"high": 3, "medium": 2, "low": 1}
 SLOW_HANDSHAKE = 0.2   # seconds, SYN -> SYN/ACK as seen here
@@ -16,8 +16,11 @@ Problem = Dict[str, Any]
 
 def problems(s: Summariser, limit: int, evidence: int) -> List[Problem]:
     tcps = [c for c in s.order if c.tcp is not None]
-    found: List[Tuple[int, Problem]] = []
-    for check in (_unanswered_syns, _resets, _retransmissions, _gaps, _zero_windows, _dup_acks, _slow_handshakes):
+    # A lone SYN in the capture's last moments may be answered just after tcpdump stopped: not judged.
+    # (A retransmitted SYN went unanswered for a full RTO: it is judged wherever it falls.)
+    settled = [c for c in tcps if c.last <= s.last_ts - PENDING_GRACE or (c.tcp is not None and c.tcp.syns > 1)]
+    found: List[Tuple[int, Problem]] = list(_unanswered_syns(settled, evidence))
+    for check in (_resets, _retransmissions, _gaps, _zero_windows, _dup_acks, _slow_handshakes):
         found.extend(check(tcps, evidence))
     found.extend(_dns(s, evidence))
     found.extend(_http(s, evidence))

@@ -158,5 +158,13 @@ def conv_key_text(conv: Conv) -> str:
 def flows(summariser: Summariser, limit: int) -> List[Dict[str, Any]]:
     """Per-conversation packet counts by direction (for correlating hosts), busiest first."""
     ranked = sorted(summariser.order, key=lambda c: -(c.pkts[0] + c.pkts[1]))[:limit]
-    return [{"cid": "c%d" % c.cid, "flow": conv_key_text(c), "sent": c.pkts[0], "returned": c.pkts[1]}
-            for c in ranked]
+    return [{"cid": "c%d" % c.cid, "flow": conv_key_text(c), "sent": c.pkts[0], "returned": c.pkts[1],
+             "first": c.first, "last": c.last} for c in ranked]
+
+
+def window(summariser: Summariser) -> Optional[List[float]]:
+    """[first, last] packet time of the whole capture (wall clock), None when it saw nothing."""
+    order = summariser.order
+    if not order:
+        return None
+    return [min(c.first for c in order), max(c.last for c in order)]

@@ -122,23 +122,34 @@ async def capture_packets(rt: Runtime, job_id: str, host: str, filter: str | Non
 # -- correlation -------------------------------------------------------------
 
 Direction = tuple[str, str, str]  # proto, source endpoint, destination endpoint
+Seen = tuple[int, float, float]    # packets in that direction, the conversation's first and last packet time
 
 
 async def correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[str, Any]]:
-    """Packets one host sent to another that the other never saw: lost between them."""
-    views: dict[str, tuple[set[str], dict[Direction, int]]] = {}
+    """Packets one host sent to another that the other never saw: lost between them.
+
+    Only traffic inside the receiver's capture window counts: a flow sent before the receiver's tcpdump
+    opened its device (or after it stopped) was not captured there, which is not loss."""
+    views: dict[str, tuple[set[str], dict[Direction, Seen], tuple[float, float] | None]] = {}
     for host in hosts:
         found = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
-        views[host.name] = (set(found["addresses"]), _directions(found["flows"]))
+        window = found.get("window")
+        views[host.name] = (set(found["addresses"]), _directions(found["flows"]),
+                            (float(window[0]), float(window[1])) if window else None)
     losses: list[dict[str, Any]] = []
-    for sender, (addresses, sent) in views.items():
-        for key, count in sent.items():
+    for sender, (addresses, sent, _) in views.items():
+        for key, (count, first, last) in sent.items():
             if _ip(key[1]) not in addresses:
                 continue
-            for receiver, (their_addresses, seen) in views.items():
-                if receiver != sender and _ip(key[2]) in their_addresses and seen.get(key, 0) < count:
+            for receiver, (their_addresses, seen, window) in views.items():
+                if receiver == sender or _ip(key[2]) not in their_addresses:
+                    continue
+                if window is not None and not window[0] <= first <= last <= window[1]:
+                    continue  # outside what the receiver captured: unknown, not lost
+                arrived = seen.get(key, (0, 0.0, 0.0))[0]
+                if arrived < count:
                     losses.append({"from": sender, "to": receiver, "flow": f"{key[0]} {key[1]}>{key[2]}",
-                                   "sent": count, "arrived": seen.get(key, 0)})
+                                   "sent": count, "arrived": arrived})
     losses.sort(key=lambda loss: loss["arrived"] - loss["sent"])
     for loss in losses[:LOSS_EVIDENCE_FLOWS]:
         await _match_packets(rt, job, loss)
@@ -168,13 +179,15 @@ async def _match_packets(rt: Runtime, job: FleetJob, loss: dict[str, Any]) -> No
     loss["packets"] = missing[:LOSS_PACKETS_SHOWN]
 
 
-def _directions(flows: list[dict[str, Any]]) -> dict[Direction, int]:
-    out: dict[Direction, int] = {}
+def _directions(flows: list[dict[str, Any]]) -> dict[Direction, Seen]:
+    """(packets, first, last) per direction (the conversation's first and last packet time)."""
+    out: dict[Direction, Seen] = {}
     for flow in flows:
         proto, _, ends = flow["flow"].partition(" ")
         client, _, server = ends.partition(">")
-        out[(proto, client, server)] = flow["sent"]
-        out[(proto, server, client)] = flow["returned"]
+        first, last = float(flow.get("first", 0.0)), float(flow.get("last", 0.0))
+        out[(proto, client, server)] = (flow["sent"], first, last)
+        out[(proto, server, client)] = (flow["returned"], first, last)
     return out
 
 

@@ -13,6 +13,7 @@ from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
 from ..runtime import Runtime
+from ..settings import NO_INVENTORY
 from .common import digest, host_deadline, outcome_from_job
 
 MAX_DETAILS = 50
@@ -30,7 +31,7 @@ def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
                          groups=[g for g in h.groups if g not in ("all", "ungrouped")], become=h.become)
                for h in hosts[:MAX_DETAILS]]
     note = f"details cut to {MAX_DETAILS} hosts" if len(hosts) > MAX_DETAILS else None
-    source = inventory.source or "built-in (no inventory: the local machine)"
+    source = inventory.source or f"built-in; {NO_INVENTORY}"
     return HostList(pattern=pattern, count=len(hosts), hosts=fold(h.name for h in hosts),
                     groups={k: v for k, v in groups.items() if v}, details=details,
                     note=f"inventory: {source}" + (f"; {note}" if note else ""))

@@ -40,6 +40,7 @@ TOOLS = {"fleet_hosts", "fleet_check", "fleet_run", "output_page", "output_searc
          "dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
          "analysis_scripts", "analysis_run", "crash_triage"}
 TOOLS |= {"bpftrace_info", "bpftrace_probes", "bpftrace_tools", "bpftrace_run", "bpftrace_result"}
+TOOLS |= {"report_build"}
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"             # what Client(mode="legacy") offers
 MODERN = "2026-07-28"             # Client(mode=MODERN): no handshake at all

@@ -1,0 +1,1 @@
+"""The incident report: one self-contained HTML file from what the tools found."""
