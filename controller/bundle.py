@@ -109,10 +109,16 @@ def _package_members(package: str) -> list[tuple[str, bytes]]:
 
 
 def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    # as zipapp does: runnable as ./crashfleet-agent.pyz
+    return reproducible_zip(sorted(members), prefix=b"#!/usr/bin/env python3\n")
+
+
+def reproducible_zip(members: list[tuple[str, bytes]], prefix: bytes = b"") -> bytes:
+    """A zip whose bytes depend only on its members: fixed dates and modes, in the order given."""
     buffer = io.BytesIO()
-    buffer.write(b"#!/usr/bin/env python3\n")  # as zipapp does: runnable as ./crashfleet-agent.pyz
+    buffer.write(prefix)
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in sorted(members):
+        for name, data in members:
             info = zipfile.ZipInfo(name, ZIP_DATE)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED

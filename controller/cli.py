@@ -167,13 +167,7 @@ def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> 
 
 
 def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> int:
-    async def go() -> Any:
-        rt = Runtime.create(settings)
-        try:
-            return await tool(rt)
-        finally:
-            await rt.close()
-    result = asyncio.run(go())
+    result = _on_fleet(settings, tool)
     print(render_fanout(result))
     return 0 if result.summary.ok == result.summary.total else 1
 

@@ -8,20 +8,18 @@ of wheels would not be portable).
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from crashfleet import agent, controller, inventory
 
+from .bundle import reproducible_zip
 from .icon import BUNDLE_SIZE, icon_png
 from .prompts import PLAYBOOKS
 
 MANIFEST_VERSION = "0.4"  # the first with server type "uv"
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 LAUNCHER = '''"""crashfleet's MCP server (stdio) as Claude Desktop starts it from the bundle."""
 import os
 import sys
@@ -118,14 +116,8 @@ def members(tools: list[dict[str, str]]) -> list[tuple[str, bytes]]:
 
 def write(path: Path, tools: list[dict[str, str]]) -> int:
     """Write the .mcpb (a zip) atomically; its size in bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members(tools):
-            info = zipfile.ZipInfo(name, ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
+    data = reproducible_zip(list(members(tools)))
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
+    tmp.write_bytes(data)
     tmp.replace(path)
-    return len(buffer.getvalue())
+    return len(data)
