@@ -20,6 +20,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, TypeVar
 
 from .errors import AgentError
 from .policy import DEFAULTS
+from .rpc import current_request_id
 
 Notify = Callable[[str, Dict[str, Any]], None]
 PROGRESS_EVERY = 0.5    # seconds between progress notifications of one job
@@ -123,7 +124,7 @@ class JobManager:
                              hint="is %s installed on this host?" % os.path.basename(argv[0]))
         with self._lock:
             self.jobs[job.id] = job
-        self._record(job)
+        self._announce(job)
         threading.Thread(target=self._drain_stderr, args=(job,), daemon=True).start()
         threading.Thread(target=self._pump, args=(job,), daemon=True).start()
         if duration:
@@ -142,7 +143,7 @@ class JobManager:
         job.stopper = stopper
         with self._lock:
             self.jobs[job.id] = job
-        self._record(job)
+        self._announce(job)
         return job
 
     def _new_id(self) -> str:
@@ -155,6 +156,13 @@ class JobManager:
     def _record(self, job: Job) -> None:
         if self.table is not None:
             self.table.record(job.status())
+
+    def _announce(self, job: Job) -> None:
+        """Say which request started the job: if the link drops before the answer, the controller
+        still knows the job's id and can reattach to it."""
+        self._record(job)
+        self.notify("job.started", {"job_id": job.id, "request": current_request_id(),
+                                    "output_id": job.output_id, "kind": job.kind})
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:

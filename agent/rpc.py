@@ -18,6 +18,12 @@ Live = Callable[[], bool]
 # Sees each request line before it is dispatched; True: it took the stream over (agent/lease.py).
 Intercept = Callable[[Dict[str, Any], bytes, BinaryIO], bool]
 MAX_LINE = 1 << 20  # a request larger than this is refused, never buffered whole
+_request = threading.local()  # the request a worker thread is answering
+
+
+def current_request_id() -> Any:
+    """The JSON-RPC id of the request this thread is handling (None outside one)."""
+    return getattr(_request, "id", None)
 
 
 class Channel:
@@ -112,6 +118,7 @@ class Server:
     def _handle(self, request: Dict[str, Any], live: Live = lambda: True) -> None:
         req_id = request.get("id")
         params = request.get("params") or {}
+        _request.id = req_id
         try:
             handler = self._handler(request["method"])
             if handler is None:

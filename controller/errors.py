@@ -49,4 +49,10 @@ class AgentCallError(HostError):
 
 
 class LinkClosed(HostError):
-    """The agent process ended (or the channel dropped) while we needed it."""
+    """The agent process ended (or the channel dropped) while we needed it; `started_job` is the
+    agent's id of a job the failed call had started (it may run on, under the job lease)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, started_job: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, hint, **kwargs)
+        self.started_job = started_job

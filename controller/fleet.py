@@ -133,8 +133,14 @@ class Fleet:
             stages.begin()
             try:
                 link = await asyncio.wait_for(open_link(host, self.settings), self.settings.host_deadline)
-            except (HostError, asyncio.TimeoutError, OSError) as exc:
-                down.message = f"{getattr(exc, 'message', None) or 'no answer'}; last try {time.strftime('%H:%M:%S')}"
+            except HostError as exc:
+                if not isinstance(exc, Unreachable):  # reachable, but refused (host key, auth): say so at once
+                    self.down.pop(host.name, None)
+                    return
+                down.message = f"{exc.message}; last try {time.strftime('%H:%M:%S')}"
+                continue
+            except (asyncio.TimeoutError, OSError):
+                down.message = f"no answer within {self.settings.host_deadline:g} s; last try {time.strftime('%H:%M:%S')}"
                 continue
             async with self._locks.setdefault(host.name, asyncio.Lock()):
                 old = self.links.get(host.name)

@@ -27,6 +27,7 @@ class AgentLink:
         self.hello: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._started: dict[int, str] = {}  # request id -> the job it started (agent's job.started)
         self._listeners: list[Listener] = []
         self._closed: LinkClosed | None = None
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
@@ -59,8 +60,16 @@ class AgentLink:
             return await future
         except (OSError, BrokenPipeError, ConnectionError) as exc:
             raise await self._fail(f"write failed: {exc}") from None
+        except LinkClosed as exc:
+            job = self._started.get(req_id)
+            if job is None:
+                raise
+            raise LinkClosed(f"{exc.message}; the job {job} this call started goes on there for its job lease",
+                             exc.hint, kind=exc.kind, stderr_tail=exc.stderr_tail, exit_status=exc.exit_status,
+                             started_job=job) from None
         finally:
             self._pending.pop(req_id, None)
+            self._started.pop(req_id, None)
 
     async def close(self, keep_jobs: bool = False) -> None:
         """Close stdin, then the transport. A controller that closes its links on purpose ends
@@ -104,6 +113,10 @@ class AgentLink:
                     future.set_result(message["result"])
         elif message.get("method") == "agent.stopping":
             self._stopping = True
+        elif message.get("method") == "job.started":
+            params = message.get("params") or {}
+            if params.get("request") in self._pending:
+                self._started[params["request"]] = str(params.get("job_id"))
         elif "method" in message:
             for listener in list(self._listeners):
                 listener(message["method"], message.get("params") or {})

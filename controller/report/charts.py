@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from dataclasses import dataclass
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display: files only
-import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 
 WIDTH, HEIGHT = 7.0, 2.8  # inches; 96 dpi in the page -> 672 x 269 px
 FLEET, OUTLIER, NORMAL = "#2f6db5", "#d9534f", "#8aa9cf"
@@ -24,10 +20,20 @@ class Chart:
     height: int
 
 
+@functools.cache
+def _pyplot() -> Any:
+    """matplotlib, imported at the first chart: ~45 MB a server that never draws need not carry."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def _render(fig: Any, title: str) -> Chart:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="svg", bbox_inches=None, metadata={"Date": None})
-    plt.close(fig)
+    _pyplot().close(fig)
     src = "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
     return Chart(title, src, int(WIDTH * 96), int(HEIGHT * 96))
 
@@ -49,7 +55,7 @@ def _short(value: Any) -> str:
 
 def histogram(name: str, buckets: list[dict[str, Any]]) -> Chart:
     """The fleet-wide histogram of a bpftrace map: one bar per power-of-two (or linear) bucket."""
-    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    fig, ax = _pyplot().subplots(figsize=(WIDTH, HEIGHT))
     labels = [_bucket_label(b) for b in buckets]
     ax.bar(range(len(buckets)), [b["count"] for b in buckets], color=FLEET)
     ax.set_xticks(range(len(buckets)), labels, rotation=45, ha="right", fontsize=7)
@@ -63,7 +69,7 @@ def per_host(name: str, figures: list[dict[str, Any]], outliers: set[str]) -> Ch
     """Each host's figure of a map (p99 for histograms, else the value); outliers in red."""
     key = "p99" if any(f.get("p99") is not None for f in figures) else "value"
     shown = [f for f in figures if f.get(key) is not None]
-    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    fig, ax = _pyplot().subplots(figsize=(WIDTH, HEIGHT))
     ax.bar(range(len(shown)), [float(f[key]) for f in shown],
            color=[OUTLIER if f["host"] in outliers else NORMAL for f in shown])
     ax.set_xticks(range(len(shown)), [f["host"] for f in shown], rotation=45, ha="right", fontsize=7)

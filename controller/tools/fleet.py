@@ -8,7 +8,7 @@ from typing import Any
 from crashfleet.agent.commands import CATALOG
 from crashfleet.inventory import Host
 
-from ..errors import UsageError
+from ..errors import LinkClosed, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
@@ -73,7 +73,14 @@ async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | N
         await rt.fleet.link(host)  # connecting counts against the deadline: wait only for what is left
         left = deadline - (time.monotonic() - started)
         wait = max(0.0, min(rt.settings.command_wait, left - 1.0))
-        return outcome_from_job(host.name, await rt.fleet.call(host, "run", {**params, "wait": wait}))
+        try:
+            return outcome_from_job(host.name, await rt.fleet.call(host, "run", {**params, "wait": wait}))
+        except LinkClosed as exc:
+            if exc.started_job is None:
+                raise
+            return HostOutcome(host.name, "running", key="running", message=exc.message,
+                               output=f"the link dropped while it ran: {exc.message}",
+                               extra={"job_id": exc.started_job})
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline,
                                                progress=progress)

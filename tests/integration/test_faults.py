@@ -129,6 +129,20 @@ async def test_partition_fails_fast_then_heals_and_the_job_is_read(frig: Rig, fr
     assert samplers(frig) == []
 
 
+async def test_partition_mid_call_keeps_the_job_the_call_started(frig: Rig, frt: Runtime) -> None:
+    frt.settings.command_wait = 20  # the call waits on the host: the partition comes in the middle of it
+    call = asyncio.ensure_future(fleet_run(frt, "f03", "vmstat", duration=SAMPLE_SECONDS))
+    assert await wait_until(lambda: len(samplers(frig)) == 1)
+    with partition(frig.host("f03")):
+        result = await call  # ends when keepalive sees the partition, not at the deadline
+        assert result.summary.running == 1 and result.job_id, result
+        assert "link dropped" in (result.groups[0].output or ""), result
+    assert await wait_until(lambda: reachable(frt, "f03"), timeout=60), "f03 did not come back by itself"
+    status = await finished(frt, result.job_id)  # the job id came before the answer: nothing is lost
+    assert status.summary.ok == 1 and samples(status) >= SAMPLE_SECONDS - 1, status
+    assert samplers(frig) == []
+
+
 async def test_hung_sshd_names_the_stage_and_does_not_slow_the_others(frig: Rig, frt: Runtime) -> None:
     frig.pause_host("f03")
     try:
