@@ -55,7 +55,7 @@ class Agent:
 
     def facts(self, params: Dict[str, Any]) -> Dict[str, Any]:
         refresh = param(params, "refresh", bool, False)
-        return facts.gather(self.store.root, self.facts_cache, refresh)
+        return facts.gather(self.store.root, self.facts_cache, refresh, self.policy.settings["drgn_python"])
 
     @staticmethod
     def store_call(call: Callable[[], T]) -> T:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import os
 import pkgutil
 import platform
 import shutil
-import subprocess
-import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -22,7 +19,7 @@ from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import discovery, drift, formats, pipes, vmlinux
+from . import discovery, drgn_pick, drift, formats, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -61,7 +58,7 @@ class Dumps:
         for dump in found["dumps"]:
             dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
         found["allowed"] = self.roots()
-        found["drgn"] = {k: v for k, v in drgn_status(self.python()).items() if k != "paths"}
+        found["drgn"] = drgn_pick.public(self.chosen_drgn())
         found["crash"] = shutil.which("crash", path=_clean_env()["PATH"]) is not None
         return found
 
@@ -117,12 +114,15 @@ class Dumps:
             if session.crash is None or session.crash.minimal:
                 return
             drgn_count = None
-            if drgn_status(self.python())["importable"]:
+            if self.chosen_drgn()["importable"]:
                 try:
                     worker = self.drgn_worker(session)
                     answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
                     drgn_count = int(answer["value"]) if answer.get("ok") else None
-                except (AgentError, DrgnError, ValueError, TypeError):
+                except AgentError as exc:
+                    if exc.kind == "drgn_too_old":  # say it at open, not at the first drgn_run
+                        session.warnings.append("%s (%s)" % (exc.message, exc.hint))
+                except (DrgnError, ValueError, TypeError):
                     pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
             warning = drift.note(drift.crash_warnings(session.banner), drift.crash_tasks(sys_text),
                                  drgn_count, session.dump.get("release"))
@@ -264,17 +264,17 @@ class Dumps:
 
     # -- drgn plumbing
 
-    def python(self) -> str:
-        return str(self.policy.settings["drgn_python"] or sys.executable)
+    def chosen_drgn(self) -> Dict[str, Any]:
+        return drgn_pick.choose(self.policy.settings["drgn_python"])
 
     def drgn_worker(self, session: Session) -> Any:
         """The session's drgn worker, started in its sandbox when it is not running."""
-        python = self.python()
-        status = drgn_status(python)
+        chosen = self.chosen_drgn()
+        python = str(chosen["python"])
         profile = profiles.drgn(self.policy, session.vmlinux, session.vmcore, session.workdir,
-                                status.get("paths") or [])
+                                chosen.get("paths") or [])
         preexec = sandbox.child_setup(self.policy.settings, profile, python)
-        return self.sessions.drgn(session, python, worker_source(), _clean_env(), preexec)
+        return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec)
 
 
 def crash_binary(dump: Dict[str, Any]) -> str:
@@ -297,29 +297,9 @@ def worker_source() -> str:
     return (pkgutil.get_data(__name__, "drgn_worker.py") or b"").decode()
 
 
-_DRGN_PROBE = ("import json, sys; paths = [sys.prefix, sys.base_prefix, sys.exec_prefix] + sys.path\n"
-               "import drgn; print(json.dumps({'version': drgn.__version__, 'paths': paths, "
-               "'drgn': drgn.__file__}))")
-
-
-@functools.lru_cache(maxsize=4)
 def drgn_status(python: str) -> Dict[str, Any]:
-    """Whether `python` can import drgn (the workers need it), and the dirs it reads to do so
-    (the worker's sandbox lets it read just those)."""
-    try:
-        proc = subprocess.run([python, "-I", "-c", _DRGN_PROBE], capture_output=True, timeout=20,
-                              stdin=subprocess.DEVNULL, preexec_fn=sandbox.preexec(profiles.probe(), python))
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"python": python, "importable": False, "error": str(exc)}
-    if proc.returncode != 0:
-        return {"python": python, "importable": False,
-                "error": proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]}
-    try:
-        found = json.loads(proc.stdout.decode())
-    except ValueError:
-        return {"python": python, "importable": False, "error": "unreadable answer from %s" % python}
-    paths = sorted(set(p for p in found["paths"] + [os.path.dirname(found["drgn"])] if p and os.path.isabs(p)))
-    return {"python": python, "importable": True, "version": found["version"], "paths": paths}
+    """Whether `python` imports drgn, which version, and the dirs it reads (drgn_pick.probe)."""
+    return drgn_pick.probe(python)
 
 
 def bundled_script(name: str) -> str:

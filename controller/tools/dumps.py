@@ -67,14 +67,25 @@ async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | Non
         found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
         dumps = [{k: d.get(k) for k in ("path", "size", "mtime", "format", "arch", "release", "build_id",
                                          "debuginfo", "incomplete")} for d in found["dumps"]]
-        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": found["drgn"]["importable"],
+        drgn = found["drgn"]
+        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": drgn["importable"],
+                "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
                 "crash": found["crash"]}
         text = "\n".join(_dump_line(d) for d in dumps) or f"no dumps in {', '.join(found['dirs'])}"
+        text += "\n" + _drgn_line(drgn)
         key = hashlib.sha256(repr((text, found["skipped"])).encode()).hexdigest()
         return HostOutcome(host.name, "ok", key=key, output=text, data=data)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), scan, progress=progress)
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+
+
+def _drgn_line(drgn: dict[str, Any]) -> str:
+    if not drgn.get("importable"):
+        return f"drgn: none ({drgn.get('hint') or drgn.get('error')})"
+    kdump = "with" if drgn.get("libkdumpfile") else "without"
+    old = "" if drgn.get("recent") else f"; too old: {drgn.get('hint')}"
+    return f"drgn {drgn['version']} ({drgn['python']}, {kdump} libkdumpfile){old}"
 
 
 def _dump_line(d: dict[str, Any]) -> str:
