@@ -31,6 +31,9 @@ DEFAULTS: Dict[str, Any] = {
     "vmlinux_dirs": [],              # extra dirs searched for a dump's vmlinux
     "drgn_code": True,               # False: drgn runs only the bundled analysis scripts
     "drgn_python": None,             # interpreter for drgn workers; None: the agent's own
+    "debuginfod_urls": None,         # servers for a dump's vmlinux by build id; None: /etc/debuginfod/*.urls + DEBUGINFOD_URLS
+    "debuginfod_cache_dir": "/var/cache/crashfleet/debuginfod",  # where fetched debuginfo is kept
+    "debuginfod_cache_bytes": 4 << 30,  # the cache's quota; the oldest entries go first to make room
     "max_dump_sessions": 8,          # crash/drgn sessions open at once
     "dump_session_idle": 1800.0,     # seconds before an unused session is closed
     "bpftrace_enabled": True,

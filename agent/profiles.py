@@ -65,6 +65,21 @@ def command() -> Profile:
                                     "/etc/services", "/etc/protocols"], rlimits=rlimits())
 
 
+NET_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl",
+             "/etc/ca-certificates", "/etc/pki")
+
+
+def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: Iterable[str]) -> Profile:
+    """The debuginfod download (agent/dumps/fetch_worker.py): TCP connect to the servers' ports only
+    (Landlock ABI >= 4; before that it keeps the network, as it must), name resolution and CA
+    files to read, its build id's cache dir to write, no capabilities, the file size capped
+    by the cache quota."""
+    s = _settings(policy)
+    return Profile("debuginfod", read=list(NET_FILES) + list(python_paths) + [fetch_dir], write=[fetch_dir],
+                   caps=(), tcp_connect=ports,
+                   rlimits=rlimits(cpu=3600, fsize=int(s["debuginfod_cache_bytes"]) + 1))
+
+
 def probe() -> Profile:
     """Fixed-argv probes the agent runs for its facts (`tool --version`, `ip -j addr`): read
     anything, write and exec nothing."""

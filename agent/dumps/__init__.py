@@ -19,7 +19,7 @@ from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import discovery, drgn_pick, drift, formats, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -38,6 +38,7 @@ class Dumps:
         self.sessions = Sessions(agent.base_dir, int(settings["max_dump_sessions"]),
                                  float(settings["dump_session_idle"]))
         agent.jobs.on_shutdown.append(self.sessions.close_all)
+        self.debuginfod = debuginfod.Debuginfod(agent)
 
     # -- discovery
 
@@ -57,6 +58,8 @@ class Dumps:
         extra = self.policy.settings["vmlinux_dirs"]
         for dump in found["dumps"]:
             dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
+            if not dump["debuginfo"]["present"]:
+                dump["debuginfo"] = self.debuginfod.status(dump) or dump["debuginfo"]
         found["allowed"] = self.roots()
         found["drgn"] = drgn_pick.public(self.chosen_drgn())
         found["crash"] = shutil.which("crash", path=_clean_env()["PATH"]) is not None
@@ -86,9 +89,9 @@ class Dumps:
     def open(self, params: Dict[str, Any]) -> Dict[str, Any]:
         dump = self.dump(params)
         binary = crash_binary(dump)
-        given = param(params, "vmlinux", str, None)
-        linux = vmlinux.check(given, dump) if given else \
-            vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+        linux = self._vmlinux(params, dump)
+        if isinstance(linux, dict):
+            return linux  # a debuginfod download is running: open again to wait for it
         session, reused = self.sessions.get_or_create(dump, linux)
         profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
         self.sessions.start_crash(session, binary, _clean_env(),
@@ -104,6 +107,19 @@ class Dumps:
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
         result.update(summary)
         return result
+
+    def _vmlinux(self, params: Dict[str, Any], dump: Dict[str, Any]) -> Any:
+        """The caller's vmlinux (checked), a local match, or one from debuginfod by build id (a
+        dict while that download runs, `fetch_wait` seconds waited for it first)."""
+        given = param(params, "vmlinux", str, None)
+        if given:
+            return vmlinux.check(given, dump)
+        try:
+            return vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+        except AgentError as exc:
+            if exc.kind != "no_vmlinux":
+                raise
+            return self.debuginfod.obtain(dump, exc, bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT))
 
     def _check_drift(self, session: Session, sys_text: str) -> None:
         """Once per session: crash's start-up warnings and task count against drgn's."""
