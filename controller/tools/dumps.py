@@ -67,7 +67,7 @@ async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | Non
     async def scan(host: Host) -> HostOutcome:
         found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
         dumps = [{k: d.get(k) for k in ("path", "size", "mtime", "format", "arch", "release", "build_id",
-                                         "debuginfo", "incomplete")} for d in found["dumps"]]
+                                         "debuginfo", "incomplete", "dmesg")} for d in found["dumps"]]
         drgn = found["drgn"]
         data = {"dumps": dumps, "skipped": found["skipped"], "drgn": drgn["importable"],
                 "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
@@ -103,7 +103,11 @@ def _drgn_line(drgn: dict[str, Any]) -> str:
 def _dump_line(d: dict[str, Any]) -> str:
     vmlinux = _debuginfo(d["debuginfo"])
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["mtime"]))
-    return f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  debuginfo: {vmlinux}"
+    line = f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  debuginfo: {vmlinux}"
+    log = d.get("dmesg")
+    if log and log.get("panic"):  # kdump's saved log: the panic without opening the dump
+        line += f"\n  panic (from {log['path']}): {log['panic']}"
+    return line
 
 
 def _session(host: str, info: dict[str, Any]) -> SessionInfo:
