@@ -25,17 +25,31 @@ def _settings(policy: Any) -> Dict[str, Any]:
     return policy.settings  # type: ignore[no-any-return]
 
 
+LIVE_CORE = "/proc/kcore"
+LIVE_READ = ("/proc", "/sys")  # kallsyms, iomem, modules, vmcoreinfo of the running kernel
+
+
+def _live(vmcore: str, caps: Iterable[str] = ()) -> Dict[str, List[str]]:
+    """A live session (policy live_kernel): opening /proc/kcore needs CAP_SYS_RAWIO."""
+    if vmcore != LIVE_CORE:
+        return {"read": [], "caps": list(caps)}
+    return {"read": list(LIVE_READ), "caps": list(caps) + ["SYS_RAWIO"]}
+
+
 def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str) -> Profile:
     s = _settings(policy)
-    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s), write=[workdir], caps=(),
+    live = _live(vmcore)
+    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s) + live["read"], write=[workdir],
+                   caps=live["caps"],
                    devices=["/dev/tty"], isolate=True, rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
                                                 fsize=s["sandbox_file_bytes"]))
 
 
 def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str]) -> Profile:
     s = _settings(policy)
-    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s),
-                   write=[workdir], caps=("SETUID", "SETGID"), isolate=True,
+    live = _live(vmcore, ("SETUID", "SETGID"))
+    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s) + live["read"],
+                   write=[workdir], caps=live["caps"], isolate=True,
                    rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
                                    fsize=s["sandbox_file_bytes"], nproc=s["sandbox_processes"]))
 

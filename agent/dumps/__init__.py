@@ -19,7 +19,7 @@ from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import debuginfod, discovery, drgn_pick, drift, formats, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -66,7 +66,10 @@ class Dumps:
         return found
 
     def dump(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        """The dump named by `vmcore`, or the newest one in the dirs."""
+        """The dump named by `vmcore`, the newest one in the dirs, or the live kernel (`live`)."""
+        if param(params, "live", bool, False):
+            live.check(self.policy.settings)
+            return live.dump()
         path = param(params, "vmcore", str, None)
         if path is None:
             found = discovery.scan(self.dirs(params), self.roots())["dumps"]

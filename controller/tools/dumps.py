@@ -128,12 +128,14 @@ def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
 
 
 async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None,
-                     progress: Progress | None = None) -> CrashOpen:
+                     progress: Progress | None = None, live: bool = False) -> CrashOpen:
     """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched
     (locally, else fetched by build id from debuginfod: waited for, with progress)."""
     target = rt.fleet.host(host)
     params = {"vmcore": vmcore, "vmlinux": vmlinux, "dirs": _dirs(target),
               "page_bytes": rt.settings.page_chars, "fetch_wait": FETCH_WAIT}
+    if live:  # the running kernel (/proc/kcore); the host's policy key live_kernel decides
+        params["live"] = True
     try:
         r = await asyncio.wait_for(_open(rt, target, params, progress), OPEN_TIMEOUT)
     except asyncio.TimeoutError:
@@ -318,11 +320,11 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
     async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
 
-    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump; null vmcore = newest.",
+    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running kernel).",
               annotations=STARTS_WORK)
-    async def crash_open_tool(ctx: Context, host: str, vmcore: str | None = None,
-                              vmlinux: str | None = None) -> Annotated[CallToolResult, CrashOpen]:
-        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx)))
+    async def crash_open_tool(ctx: Context, host: str, vmcore: str | None = None, vmlinux: str | None = None,
+                              live: bool = False) -> Annotated[CallToolResult, CrashOpen]:
+        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live))
 
     @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
     async def sessions_list_tool() -> Annotated[CallToolResult, SessionList]:
