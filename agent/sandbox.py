@@ -69,7 +69,7 @@ PARENT_POLL = 1.0  # seconds between the intermediate's checks that the agent is
 
 # Capabilities by number (linux/capability.h).
 CAP = {"DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12,
-       "NET_RAW": 13, "IPC_LOCK": 14, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
+       "NET_RAW": 13, "IPC_LOCK": 14, "SYS_RAWIO": 17, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
        "SYSLOG": 34, "PERFMON": 38, "BPF": 39}
 
 

@@ -96,9 +96,9 @@ class Dumps:
         if isinstance(linux, dict):
             return linux  # a debuginfod download is running: open again to wait for it
         session, reused = self.sessions.get_or_create(dump, linux)
-        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
-        self.sessions.start_crash(session, binary, _clean_env(),
-                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
+        if dump.get("live"):
+            return self._open_live(params, dump, binary, session, reused)
+        self._start_crash(session, binary)
         minimal = session.crash is not None and session.crash.minimal
         command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
         if dump.get("truncated") and not reused:
@@ -108,6 +108,30 @@ class Dumps:
         self._check_drift(session, summary["page"]["text"])
         result = session.info()
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
+        result.update(summary)
+        return result
+
+    def _start_crash(self, session: Session, binary: str) -> None:
+        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
+        self.sessions.start_crash(session, binary, _clean_env(),
+                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
+
+    def _open_live(self, params: Dict[str, Any], dump: Dict[str, Any], binary: str, session: Session,
+                   reused: bool) -> Dict[str, Any]:
+        """The live kernel: drgn first (it reads /proc/kcore reliably), crash where it can. crash
+        8.0.2 cannot read Debian 12's live 6.1 kernel (it crashes at `sys`): the session then has
+        drgn only, and says so."""
+        if not reused:
+            try:
+                self._start_crash(session, binary)
+            except AgentError as exc:  # start_crash closed the session: a drgn-only one replaces it
+                session, _ = self.sessions.get_or_create(dump, session.vmlinux)
+                session.notes.append("crash could not read the live kernel (%s): this session has drgn only "
+                                     "(drgn_run, analysis_run)" % exc.message[:300])
+        summary = self._drgn(dict(params, session_id=session.id), live.SUMMARY_CODE, fresh=True, args=None,
+                             kind="live-summary")
+        result = session.info()
+        result.update(reused=reused, notes=session.notes, warnings=session.warnings, command="drgn: live summary")
         result.update(summary)
         return result
 

@@ -20,6 +20,16 @@ NT_GNU_BUILD_ID = 3
 CAPS = ("SYS_RAWIO",)
 
 
+# The summary a live open shows (drgn: crash cannot always read a live kernel).
+SUMMARY_CODE = """\
+uts = prog["init_uts_ns"].name
+print("LIVE KERNEL:", uts.release.string_().decode(), uts.version.string_().decode())
+print("NODENAME:", uts.nodename.string_().decode())
+print("DUMPFILE: /proc/kcore (live)")
+print("TASKS:", sum(1 for _ in for_each_task(prog)))
+"""
+
+
 def check(settings: Dict[str, Any]) -> None:
     if not settings.get("live_kernel"):
         raise AgentError("policy_denied", "this host's policy does not allow reading the live kernel "
