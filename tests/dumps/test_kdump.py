@@ -90,3 +90,61 @@ def test_old_drgn_reads_a_real_kdump_too(zipapp: Path, crash_dir: dict[str, Path
         assert release["ok"] and "cloud-amd64" in release["value"], release
     finally:
         assert old.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def kdump_fleet(rig: Any, kdump: KdumpFixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """web01 with the lzo dump, web02 with the zlib one, each in kdump-tools' layout under
+    /var/crash (the agent's default dump dir); the other hosts have none."""
+    import shutil
+    import tempfile
+
+    import yaml
+    CRASH_ROOT.mkdir(mode=0o700, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="crashfleet-kdump-", dir=CRASH_ROOT))
+    doc = yaml.safe_load(rig.inventory.read_text())
+    for (name, hostvars), compression in zip(doc["all"]["children"]["web"]["hosts"].items(),
+                                             ["lzo", "zlib", None, None, None, None]):
+        directory = root / name
+        directory.mkdir()
+        if compression:
+            stamp = STAMPS[compression]
+            _link(kdump.dump(compression), directory / stamp / f"dump.{stamp}")
+            _link(kdump.dmesg, directory / stamp / f"dmesg.{stamp}")
+            _link(kdump.vmlinux, directory / stamp / kdump.vmlinux.name)
+        hostvars["crashfleet_dump_dirs"] = [str(directory)]
+        hostvars["ansible_python_interpreter"] = sys.executable
+        hostvars["crashfleet_agent_dir"] = str(rig.host(name).dir / "agent-kdump")
+    inventory = tmp_path_factory.mktemp("kdump") / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(doc))
+    yield inventory
+    shutil.rmtree(root, ignore_errors=True)
+
+
+CRASH_ROOT = Path("/var/crash")
+
+
+@pytest.mark.ssh
+@pytest.mark.asyncio
+async def test_triage_and_dumps_list_over_ssh_on_kdump_dumps(rig: Any, kdump_fleet: Path) -> None:
+    from crashfleet.controller.runtime import Runtime
+    from crashfleet.controller.settings import Settings
+    from crashfleet.controller.tools import dumps as d
+    from tests.conftest import wait_no_agents
+    settings = Settings(inventory=kdump_fleet, ssh_known_hosts=rig.known_hosts,
+                        audit_log=kdump_fleet.parent / "audit.jsonl", host_deadline=120)
+    rt = Runtime.create(settings, who="pytest-kdump")
+    try:
+        listed = await d.dumps_list(rt, "web01:web02")
+        assert listed.summary.ok == 2, listed.errors
+        text = "\n".join(g.output or "" for g in listed.groups)
+        assert text.count("panic (from ") == 2 and "sysrq triggered crash" in text, text
+        assert "kdump-compressed" in text and "debuginfo: local" in text
+        triage = await d.crash_triage(rt, "all")
+        assert not triage.errors, triage.errors
+        assert len(triage.groups) == 1 and triage.groups[0].count == 2, triage.groups  # lzo and zlib: one bug
+        assert triage.groups[0].panic == "sysrq triggered crash" and "sysrq_handle_crash" in triage.groups[0].frames
+        assert triage.no_dump == "web[03-06]"
+    finally:
+        await rt.close()
+        await wait_no_agents(rig.base, timeout=30)
