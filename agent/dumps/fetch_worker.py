@@ -6,26 +6,64 @@ to PART, prints JSON progress lines on stdout and one error line on stderr.
 The agent verifies the build id and renames PART; this child never does.
 """
 
+import http.client
 import json
 import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Dict
 
-CONNECT_TIMEOUT = 10.0  # a server that does not answer is skipped quickly
+CONNECT_TIMEOUT = 10.0  # a server that does not accept is skipped quickly
+READ_TIMEOUT = 600.0    # but one extracting a vmlinux from a package may think for minutes first
 CHUNK = 1 << 20
 PROGRESS_EVERY = 0.5
+MAX_REDIRECTS = 3
+
+
+class Unreachable(Exception):
+    pass
+
+
+class HTTPStatus(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__("HTTP %d %s" % (code, reason))
+        self.code = code
+
+
+def open_url(address: str) -> http.client.HTTPResponse:
+    """GET with a short connect timeout and a long read timeout (urllib has one for both)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urllib.parse.urlsplit(address)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT)
+        try:
+            conn.connect()
+        except socket.timeout:
+            raise Unreachable("no connection within %gs" % CONNECT_TIMEOUT) from None
+        except OSError as exc:
+            raise Unreachable(exc.strerror or str(exc)) from None
+        assert conn.sock is not None
+        conn.sock.settimeout(READ_TIMEOUT)
+        conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""),
+                     headers={"User-Agent": "crashfleet-agent"})
+        answer = conn.getresponse()
+        if answer.status in (301, 302, 303, 307, 308) and answer.getheader("Location"):
+            address = urllib.parse.urljoin(address, answer.getheader("Location") or "")
+            conn.close()
+            continue
+        if answer.status != 200:
+            raise HTTPStatus(answer.status, answer.reason)
+        return answer
+    raise HTTPStatus(310, "too many redirects")
 
 
 def fetch(url: str, build_id: str, part: str, room: int) -> int:
     """Download one server's debuginfo for build_id into part; the bytes written."""
-    address = "%s/buildid/%s/debuginfo" % (url.rstrip("/"), build_id)
-    request = urllib.request.Request(address, headers={"User-Agent": "crashfleet-agent"})
-    with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as answer:
-        total = int(answer.headers.get("Content-Length") or 0)
+    answer = open_url("%s/buildid/%s/debuginfo" % (url.rstrip("/"), build_id))
+    with answer:
+        total = int(answer.getheader("Content-Length") or 0)
         if total > room:
             raise OverflowError("the file is %d bytes, the debuginfo cache has room for %d" % (total, room))
         say({"url": url, "total": total})
@@ -50,12 +88,12 @@ def say(message: Dict[str, object]) -> None:
 
 
 def reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return "HTTP %d %s" % (exc.code, "(the server has no such build id)" if exc.code == 404 else exc.reason)
-    if isinstance(exc, urllib.error.URLError):
-        return "unreachable: %s" % (getattr(exc.reason, "strerror", None) or exc.reason)
+    if isinstance(exc, HTTPStatus):
+        return "%s%s" % (exc, " (the server has no such build id)" if exc.code == 404 else "")
+    if isinstance(exc, Unreachable):
+        return "unreachable: %s" % exc
     if isinstance(exc, socket.timeout):
-        return "no answer within %gs" % CONNECT_TIMEOUT
+        return "the server sent nothing for %gs" % READ_TIMEOUT
     return "%s: %s" % (type(exc).__name__, exc)
 
 
