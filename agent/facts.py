@@ -14,6 +14,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import AGENT_VERSION, PROTOCOL_VERSION, profiles, sandbox
+from .dumps import drgn_pick
 
 TOOLS: Dict[str, List[str]] = {
     "crash": ["--version"],
@@ -27,9 +28,10 @@ VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+.][0-9A-Za-z.]+)?)")
 
 
 def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = False,
-           probe: bool = True) -> Dict[str, Any]:
-    """All facts; tool versions come from a cache keyed by boot and binaries. Without `probe`
-    (first contact), versions not cached yet are left unprobed (`probed: false`)."""
+           drgn_python: Optional[str] = None, probe: bool = True) -> Dict[str, Any]:
+    """All facts; tool versions come from a cache keyed by boot and binaries (and, for drgn, the
+    interpreters it may be imported by: policy `drgn_python` or drgn_pick's candidates). Without
+    `probe` (first contact), versions not cached yet are left unprobed (`probed: false`)."""
     facts: Dict[str, Any] = {
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
@@ -46,7 +48,7 @@ def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = Fal
         "store": store_space(store_dir),
         "sandbox": sandbox.summary(),
     }
-    facts["tools"] = tools(cache_path, refresh, facts["boot_id"], probe)
+    facts["tools"] = tools(cache_path, refresh, facts["boot_id"], drgn_python, probe)
     return facts
 
 
@@ -72,12 +74,14 @@ def store_space(store_dir: str) -> Dict[str, Any]:
     return {"dir": store_dir, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
-def tools(cache_path: Optional[str], refresh: bool, boot_id: str, probe: bool = True) -> Dict[str, Any]:
+def tools(cache_path: Optional[str], refresh: bool, boot_id: str, drgn_python: Optional[str] = None,
+          probe: bool = True) -> Dict[str, Any]:
     """Path and version of each tool; versions are cached since running them costs
-    (~0.2 s of CPU for all four: too much to spend before `hello` on hundreds of hosts at once)."""
+    (~0.1-0.2 s of CPU: too much to spend before `hello` on hundreds of hosts at once)."""
     paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", ""))
              for name in TOOLS}
-    key = _cache_key(paths, boot_id)
+    pythons = drgn_pick.candidates(drgn_python)
+    key = _cache_key(dict(paths, **{"python:" + p: p for p in pythons}), boot_id)
     cached = None if refresh else _load_cache(cache_path, key)  # written whole (os.replace): no lock
     if cached is not None:
         return cached
@@ -86,22 +90,28 @@ def tools(cache_path: Optional[str], refresh: bool, boot_id: str, probe: bool = 
                 for name, path in paths.items()}
     with _PROBING:  # one probe at a time: a second caller waits, then finds the cache
         cached = None if refresh else _load_cache(cache_path, key)
-        return cached if cached is not None else _probe_all(cache_path, key, paths)
+        return cached if cached is not None else _probe_all(cache_path, key, paths, drgn_python)
 
 
-def _probe_all(cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]]) -> Dict[str, Any]:
+def _probe_all(cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]],
+               drgn_python: Optional[str]) -> Dict[str, Any]:
     found: Dict[str, Any] = {name: {"present": False} for name in TOOLS}
-    drgn = _drgn_module()  # importable by this python: its metadata is the version, no start-up needed
-    if drgn["present"]:
-        found["drgn"] = dict(drgn, path=paths.get("drgn"))
     threads = [threading.Thread(target=_probe, args=(name, path, found))
-               for name, path in paths.items() if path and not found[name]["present"]]
+               for name, path in paths.items() if path and name != "drgn"]
+    threads.append(threading.Thread(target=_drgn, args=(drgn_python, paths["drgn"], found)))
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(30)
     _save_cache(cache_path, key, found)
     return found
+
+
+def _drgn(drgn_python: Optional[str], command: Optional[str], found: Dict[str, Any]) -> None:
+    """The drgn the agent's workers would use (interpreter, version, libkdumpfile), not the
+    `drgn` command on PATH: that one may run on another python with another drgn."""
+    chosen = drgn_pick.public(drgn_pick.choose(drgn_python))
+    found["drgn"] = dict(chosen, present=bool(chosen.get("importable")), path=command)
 
 
 def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
@@ -119,18 +129,6 @@ def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
         return
     match = VERSION_RE.search(text)
     found[name] = {"present": True, "path": path, "version": match.group(1) if match else None}
-
-
-def _drgn_module() -> Dict[str, Any]:
-    """drgn may be importable by this python without a `drgn` command on PATH."""
-    import importlib.util
-    if importlib.util.find_spec("drgn") is None:  # cheap; importlib.metadata alone costs ~10 ms
-        return {"present": False}
-    try:
-        from importlib import metadata
-        return {"present": True, "path": None, "version": metadata.version("drgn"), "module": True}
-    except Exception:  # noqa: BLE001 - PackageNotFoundError or a broken install: absent either way
-        return {"present": False}
 
 
 def _cache_key(paths: Dict[str, Optional[str]], boot_id: str) -> str:

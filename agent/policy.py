@@ -30,8 +30,12 @@ DEFAULTS: Dict[str, Any] = {
     "capture_min_free_bytes": 64 << 20,  # a capture stops when its filesystem has less free
     "dump_dirs": None,               # dirs dumps may be read from; None: /var/crash + kdump's path
     "vmlinux_dirs": [],              # extra dirs searched for a dump's vmlinux
+    "live_kernel": False,            # True: crash_open(live=true) reads the running kernel (/proc/kcore)
     "drgn_code": True,               # False: drgn runs only the bundled analysis scripts
     "drgn_python": None,             # interpreter for drgn workers; None: the agent's own
+    "debuginfod_urls": None,         # servers for a dump's vmlinux by build id; None: /etc/debuginfod/*.urls + DEBUGINFOD_URLS
+    "debuginfod_cache_dir": "/var/cache/crashfleet/debuginfod",  # where fetched debuginfo is kept
+    "debuginfod_cache_bytes": 4 << 30,  # the cache's quota; the oldest entries go first to make room
     "max_dump_sessions": 8,          # crash/drgn sessions open at once
     "dump_session_idle": 1800.0,     # seconds before an unused session is closed
     "bpftrace_enabled": True,

@@ -25,17 +25,31 @@ def _settings(policy: Any) -> Dict[str, Any]:
     return policy.settings  # type: ignore[no-any-return]
 
 
+LIVE_CORE = "/proc/kcore"
+LIVE_READ = ("/proc", "/sys")  # kallsyms, iomem, modules, vmcoreinfo of the running kernel
+
+
+def _live(vmcore: str, caps: Iterable[str] = ()) -> Dict[str, List[str]]:
+    """A live session (policy live_kernel): opening /proc/kcore needs CAP_SYS_RAWIO."""
+    if vmcore != LIVE_CORE:
+        return {"read": [], "caps": list(caps)}
+    return {"read": list(LIVE_READ), "caps": list(caps) + ["SYS_RAWIO"]}
+
+
 def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str) -> Profile:
     s = _settings(policy)
-    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s), write=[workdir], caps=(),
+    live = _live(vmcore)
+    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s) + live["read"], write=[workdir],
+                   caps=live["caps"],
                    devices=["/dev/tty"], isolate=True, rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
                                                 fsize=s["sandbox_file_bytes"]))
 
 
 def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str]) -> Profile:
     s = _settings(policy)
-    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s),
-                   write=[workdir], caps=("SETUID", "SETGID"), isolate=True,
+    live = _live(vmcore, ("SETUID", "SETGID"))
+    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s) + live["read"],
+                   write=[workdir], caps=live["caps"], isolate=True,
                    rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
                                    fsize=s["sandbox_file_bytes"], nproc=s["sandbox_processes"]))
 
@@ -63,6 +77,21 @@ def command() -> Profile:
     nothing else."""
     return Profile("command", read=["/proc", "/sys", "/etc/machine-id", "/var/log/journal", "/run/log/journal",
                                     "/etc/services", "/etc/protocols"], rlimits=rlimits())
+
+
+NET_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl",
+             "/etc/ca-certificates", "/etc/pki")
+
+
+def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: Iterable[str]) -> Profile:
+    """The debuginfod download (agent/dumps/fetch_worker.py): TCP connect to the servers' ports only
+    (Landlock ABI >= 4; before that it keeps the network, as it must), name resolution and CA
+    files to read, its build id's cache dir to write, no capabilities, the file size capped
+    by the cache quota."""
+    s = _settings(policy)
+    return Profile("debuginfod", read=list(NET_FILES) + list(python_paths) + [fetch_dir], write=[fetch_dir],
+                   caps=(), tcp_connect=ports,
+                   rlimits=rlimits(cpu=3600, fsize=int(s["debuginfod_cache_bytes"]) + 1))
 
 
 def probe() -> Profile:

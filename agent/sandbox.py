@@ -40,7 +40,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
 LANDLOCK_CREATE_RULESET_VERSION = 1
-LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_PATH_BENEATH, LANDLOCK_RULE_NET_PORT = 1, 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 1 << 14, 1 << 18
@@ -56,6 +56,7 @@ READ = FS_READ_FILE | FS_READ_DIR
 WRITE = READ | FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG | \
     FS_MAKE_SYM | FS_MAKE_FIFO | FS_MAKE_SOCK | FS_REFER | FS_TRUNCATE
 NET_ALL = 3            # bind and connect TCP (ABI 4)
+NET_CONNECT = 2
 SCOPE_ALL = 3          # abstract unix sockets and signals (ABI 6)
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt")
@@ -68,7 +69,7 @@ PARENT_POLL = 1.0  # seconds between the intermediate's checks that the agent is
 
 # Capabilities by number (linux/capability.h).
 CAP = {"DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12,
-       "NET_RAW": 13, "IPC_LOCK": 14, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
+       "NET_RAW": 13, "IPC_LOCK": 14, "SYS_RAWIO": 17, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
        "SYSLOG": 34, "PERFMON": 38, "BPF": 39}
 
 
@@ -78,8 +79,9 @@ class Profile:
     def __init__(self, name: str, read: Iterable[str] = (), write: Iterable[str] = (),
                  caps: Optional[Iterable[str]] = None, isolate: bool = False, pid_ns: bool = True,
                  rlimits: Optional[Dict[int, int]] = None, tcp: bool = False, devices: Iterable[str] = (),
-                 execute: Iterable[str] = ()) -> None:
+                 execute: Iterable[str] = (), tcp_connect: Iterable[int] = ()) -> None:
         self.name = name
+        self.tcp_connect = tuple(sorted(set(int(p) for p in tcp_connect)))  # ports (ABI >= 4): all else refused
         self.execute = tuple(execute)  # programs the tool itself starts (beyond the tool)
         self.devices = tuple(devices)  # device files to read, write and ioctl (crash: /dev/tty)
         self.read = tuple(read)
@@ -373,6 +375,10 @@ def _landlock(plan: _Plan, fds: List[Tuple[int, int]]) -> None:
             rule = struct.pack("<Qi", access & handled, fd)
             _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
                                  rule, ctypes.c_uint32(0)), "landlock_add_rule")
+        for port in plan.profile.tcp_connect if abi >= 4 and not plan.profile.tcp else ():
+            rule = struct.pack("<QQ", NET_CONNECT, port)  # struct landlock_net_port_attr
+            _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_NET_PORT),
+                                 rule, ctypes.c_uint32(0)), "landlock_add_rule (tcp port)")
         _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)),
                "landlock_restrict_self")
     finally:

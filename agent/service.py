@@ -58,13 +58,14 @@ class Agent:
     def hello(self, params: Dict[str, Any]) -> Dict[str, Any]:
         return {"protocol": PROTOCOL_VERSION, "build": build_hash(), "version": AGENT_VERSION,
                 "policy": self.policy.summary(),
-                "facts": facts.gather(self.store.root, self.facts_cache, probe=False),
+                "facts": facts.gather(self.store.root, self.facts_cache, drgn_python=self.policy.settings["drgn_python"],
+                                      probe=False),
                 "lease": self.lifeline.status() if self.lifeline is not None else None,
                 "running_jobs": self.jobs.running()}
 
     def facts(self, params: Dict[str, Any]) -> Dict[str, Any]:
         refresh = param(params, "refresh", bool, False)
-        return facts.gather(self.store.root, self.facts_cache, refresh)
+        return facts.gather(self.store.root, self.facts_cache, refresh, self.policy.settings["drgn_python"])
 
     @staticmethod
     def store_call(call: Callable[[], T]) -> T:

@@ -2,7 +2,7 @@
 
 User, forced-command key, sudoers rule, agent zipapp, policy and state dir, with
 the same content the role writes (ansible/roles/crashfleet_agent/templates), so a
-bootstrapped host and a deployed one look alike to the controller. No packages:
+bootstrapped host and a deployed one look alike to the controller. No distribution packages:
 the host needs python3 and sudo already. Host keys are verified against the
 controller's known_hosts (paramiko RejectPolicy); sudo asks for a password only
 when `sudo -n` is refused.
@@ -24,6 +24,8 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import Failure
 
+from crashfleet.agent.dumps.drgn_pick import PINNED as PINNED_DRGN
+from crashfleet.agent.dumps.drgn_pick import VENV as DRGN_VENV
 from crashfleet.agent.policy import DEFAULTS as POLICY_DEFAULTS
 from crashfleet.inventory import Host
 
@@ -52,6 +54,8 @@ class Plan:
     home: str
     public_key: str
     policy: dict[str, Any]
+    drgn_version: str = PINNED_DRGN
+    drgn_venv: str = DRGN_VENV
 
     @classmethod
     def for_host(cls, host: Host) -> Plan:
@@ -67,7 +71,9 @@ class Plan:
                                   f"{installed.key_file}")
         policy = {key: host.vars.get(f"crashfleet_{key}", POLICY_DEFAULTS[key]) for key in POLICY_KEYS}
         return cls(installed, str(host.vars.get("crashfleet_home") or DEFAULT_HOME),
-                   " ".join(public.read_text().split()[:3]), policy)
+                   " ".join(public.read_text().split()[:3]), policy,
+                   str(host.vars.get("crashfleet_drgn_version") or PINNED_DRGN),
+                   str(host.vars.get("crashfleet_drgn_venv") or DRGN_VENV))
 
     def authorized_keys(self) -> str:
         command = shlex.join(self.agent.argv())
@@ -106,8 +112,9 @@ def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt,
             steps.place(staging, plan.sudoers().encode(), SUDOERS_PATH, "0440", validate=True)
         finally:
             conn.run(shlex.join(["rm", "-rf", "--", staging]), hide=True, warn=True)
+        drgn = steps.drgn(plan)
         say(f"{host.name}: agent {agent_bundle().build} at {plan.agent.path}, user {plan.agent.user}, "
-            f"key restricted to the agent; set crashfleet_agent_path for {host.name} in the inventory")
+            f"key restricted to the agent, {drgn}; set crashfleet_agent_path for {host.name} in the inventory")
 
 
 class Steps:
@@ -132,6 +139,17 @@ class Steps:
             self.sudo("useradd", "--system", "--home-dir", plan.home, "--no-create-home", "--shell", "/bin/sh",
                       "--password", "*", "--comment", "crashfleet agent (SSH key restricted to starting the agent)",
                       name)
+
+    def drgn(self, plan: Plan) -> str:
+        """The role's pinned PyPI drgn in its own venv; a host without PyPI or venv keeps its own
+        drgn (the agent reports which it uses), so this step says what happened instead of failing."""
+        venv = plan.drgn_venv
+        try:
+            self.sudo(plan.agent.python, "-m", "venv", venv)
+            self.sudo(f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check", f"drgn=={plan.drgn_version}")
+        except HostError as exc:
+            return f"drgn {plan.drgn_version} NOT installed in {venv} ({exc.message}; python3-venv and PyPI needed)"
+        return f"drgn {plan.drgn_version} in {venv}"
 
     def place(self, staging: str, data: bytes, dest: str, mode: str, validate: bool = False) -> None:
         """Upload to the login user's staging dir, then install as root (atomic rename by install)."""

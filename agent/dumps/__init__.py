@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import os
 import pkgutil
 import platform
 import shutil
-import subprocess
-import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -22,7 +19,7 @@ from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import discovery, drift, formats, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -41,6 +38,7 @@ class Dumps:
         self.sessions = Sessions(agent.base_dir, int(settings["max_dump_sessions"]),
                                  float(settings["dump_session_idle"]))
         agent.jobs.on_shutdown.append(self.sessions.close_all)
+        self.debuginfod = debuginfod.Debuginfod(agent)
 
     # -- discovery
 
@@ -60,13 +58,18 @@ class Dumps:
         extra = self.policy.settings["vmlinux_dirs"]
         for dump in found["dumps"]:
             dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
+            if not dump["debuginfo"]["present"]:
+                dump["debuginfo"] = self.debuginfod.status(dump) or dump["debuginfo"]
         found["allowed"] = self.roots()
-        found["drgn"] = {k: v for k, v in drgn_status(self.python()).items() if k != "paths"}
+        found["drgn"] = drgn_pick.public(self.chosen_drgn())
         found["crash"] = shutil.which("crash", path=_clean_env()["PATH"]) is not None
         return found
 
     def dump(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        """The dump named by `vmcore`, or the newest one in the dirs."""
+        """The dump named by `vmcore`, the newest one in the dirs, or the live kernel (`live`)."""
+        if param(params, "live", bool, False):
+            live.check(self.policy.settings)
+            return live.dump()
         path = param(params, "vmcore", str, None)
         if path is None:
             found = discovery.scan(self.dirs(params), self.roots())["dumps"]
@@ -89,13 +92,13 @@ class Dumps:
     def open(self, params: Dict[str, Any]) -> Dict[str, Any]:
         dump = self.dump(params)
         binary = crash_binary(dump)
-        given = param(params, "vmlinux", str, None)
-        linux = vmlinux.check(given, dump) if given else \
-            vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+        linux = self._vmlinux(params, dump)
+        if isinstance(linux, dict):
+            return linux  # a debuginfod download is running: open again to wait for it
         session, reused = self.sessions.get_or_create(dump, linux)
-        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
-        self.sessions.start_crash(session, binary, _clean_env(),
-                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
+        if dump.get("live"):
+            return self._open_live(params, dump, binary, session, reused)
+        self._start_crash(session, binary)
         minimal = session.crash is not None and session.crash.minimal
         command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
         if dump.get("truncated") and not reused:
@@ -108,6 +111,43 @@ class Dumps:
         result.update(summary)
         return result
 
+    def _start_crash(self, session: Session, binary: str) -> None:
+        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
+        self.sessions.start_crash(session, binary, _clean_env(),
+                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
+
+    def _open_live(self, params: Dict[str, Any], dump: Dict[str, Any], binary: str, session: Session,
+                   reused: bool) -> Dict[str, Any]:
+        """The live kernel: drgn first (it reads /proc/kcore reliably), crash where it can. crash
+        8.0.2 cannot read Debian 12's live 6.1 kernel (it crashes at `sys`): the session then has
+        drgn only, and says so."""
+        if not reused:
+            try:
+                self._start_crash(session, binary)
+            except AgentError as exc:  # start_crash closed the session: a drgn-only one replaces it
+                session, _ = self.sessions.get_or_create(dump, session.vmlinux)
+                session.notes.append("crash could not read the live kernel (%s): this session has drgn only "
+                                     "(drgn_run, analysis_run)" % exc.message[:300])
+        summary = self._drgn(dict(params, session_id=session.id), live.SUMMARY_CODE, fresh=True, args=None,
+                             kind="live-summary")
+        result = session.info()
+        result.update(reused=reused, notes=session.notes, warnings=session.warnings, command="drgn: live summary")
+        result.update(summary)
+        return result
+
+    def _vmlinux(self, params: Dict[str, Any], dump: Dict[str, Any]) -> Any:
+        """The caller's vmlinux (checked), a local match, or one from debuginfod by build id (a
+        dict while that download runs, `fetch_wait` seconds waited for it first)."""
+        given = param(params, "vmlinux", str, None)
+        if given:
+            return vmlinux.check(given, dump)
+        try:
+            return vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+        except AgentError as exc:
+            if exc.kind != "no_vmlinux":
+                raise
+            return self.debuginfod.obtain(dump, exc, bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT))
+
     def _check_drift(self, session: Session, sys_text: str) -> None:
         """Once per session: crash's start-up warnings and task count against drgn's."""
         with session.drgn_lock:
@@ -117,12 +157,15 @@ class Dumps:
             if session.crash is None or session.crash.minimal:
                 return
             drgn_count = None
-            if drgn_status(self.python())["importable"]:
+            if self.chosen_drgn()["importable"]:
                 try:
                     worker = self.drgn_worker(session)
                     answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
                     drgn_count = int(answer["value"]) if answer.get("ok") else None
-                except (AgentError, DrgnError, ValueError, TypeError):
+                except AgentError as exc:
+                    if exc.kind == "drgn_too_old":  # say it at open, not at the first drgn_run
+                        session.warnings.append("%s (%s)" % (exc.message, exc.hint))
+                except (DrgnError, ValueError, TypeError):
                     pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
             warning = drift.note(drift.crash_warnings(session.banner), drift.crash_tasks(sys_text),
                                  drgn_count, session.dump.get("release"))
@@ -264,17 +307,17 @@ class Dumps:
 
     # -- drgn plumbing
 
-    def python(self) -> str:
-        return str(self.policy.settings["drgn_python"] or sys.executable)
+    def chosen_drgn(self) -> Dict[str, Any]:
+        return drgn_pick.choose(self.policy.settings["drgn_python"])
 
     def drgn_worker(self, session: Session) -> Any:
         """The session's drgn worker, started in its sandbox when it is not running."""
-        python = self.python()
-        status = drgn_status(python)
+        chosen = self.chosen_drgn()
+        python = str(chosen["python"])
         profile = profiles.drgn(self.policy, session.vmlinux, session.vmcore, session.workdir,
-                                status.get("paths") or [])
+                                chosen.get("paths") or [])
         preexec = sandbox.child_setup(self.policy.settings, profile, python)
-        return self.sessions.drgn(session, python, worker_source(), _clean_env(), preexec)
+        return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec)
 
 
 def crash_binary(dump: Dict[str, Any]) -> str:
@@ -297,29 +340,9 @@ def worker_source() -> str:
     return (pkgutil.get_data(__name__, "drgn_worker.py") or b"").decode()
 
 
-_DRGN_PROBE = ("import json, sys; paths = [sys.prefix, sys.base_prefix, sys.exec_prefix] + sys.path\n"
-               "import drgn; print(json.dumps({'version': drgn.__version__, 'paths': paths, "
-               "'drgn': drgn.__file__}))")
-
-
-@functools.lru_cache(maxsize=4)
 def drgn_status(python: str) -> Dict[str, Any]:
-    """Whether `python` can import drgn (the workers need it), and the dirs it reads to do so
-    (the worker's sandbox lets it read just those)."""
-    try:
-        proc = subprocess.run([python, "-I", "-c", _DRGN_PROBE], capture_output=True, timeout=20,
-                              stdin=subprocess.DEVNULL, preexec_fn=sandbox.preexec(profiles.probe(), python))
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"python": python, "importable": False, "error": str(exc)}
-    if proc.returncode != 0:
-        return {"python": python, "importable": False,
-                "error": proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]}
-    try:
-        found = json.loads(proc.stdout.decode())
-    except ValueError:
-        return {"python": python, "importable": False, "error": "unreadable answer from %s" % python}
-    paths = sorted(set(p for p in found["paths"] + [os.path.dirname(found["drgn"])] if p and os.path.isabs(p)))
-    return {"python": python, "importable": True, "version": found["version"], "paths": paths}
+    """Whether `python` imports drgn, which version, and the dirs it reads (drgn_pick.probe)."""
+    return drgn_pick.probe(python)
 
 
 def bundled_script(name: str) -> str:

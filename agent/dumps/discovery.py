@@ -7,7 +7,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..errors import AgentError
-from . import formats
+from . import dmesg, formats
 
 DEFAULT_DIRS = ("/var/crash",)
 KDUMP_CONFIGS = (("/etc/kdump.conf", re.compile(r"^\s*path\s+(\S+)", re.M)),            # RHEL/Fedora
@@ -106,4 +106,10 @@ def describe(path: str) -> Optional[Dict[str, Any]]:
     truncated = st.st_size < info.get("expected_size", 0)
     info.update(path=path, size=st.st_size, mtime=st.st_mtime, truncated=truncated,
                 incomplete=truncated or os.path.basename(path).endswith("-incomplete"))
+    log = dmesg.beside(path)
+    if log is not None:
+        try:
+            info["dmesg"] = dmesg.summary(log)
+        except OSError:
+            pass  # unreadable: the dump is still listed
     return info

@@ -39,6 +39,9 @@ def load(vmcore: str, vmlinux: str) -> Dict[str, Any]:
     prog = drgn.Program()
     prog.set_core_dump(vmcore)
     prog.load_debug_info([vmlinux])
+    # A pointer in init_task needs the page tables: old drgn fails here on many dumps, and every
+    # later helper would fail the same way ("recursive address translation").
+    prog["init_task"].tasks.next.read_()
     namespace: Dict[str, Any] = {"prog": prog, "drgn": drgn, "__name__": "__drgn_session__"}
     exec("from drgn import *\nfrom drgn.helpers.common import *\nfrom drgn.helpers.linux import *",
          namespace)

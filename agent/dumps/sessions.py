@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import AgentError
+from . import drgn_pick
 from .crash_session import CrashError, CrashSession, Setup
 from .drgn_client import DrgnError, DrgnWorker
 
@@ -121,14 +122,16 @@ class Sessions:
                 session.notes.append(started["note"])
             return started
 
-    def drgn(self, session: Session, python: str, worker: str, env: Dict[str, str],
+    def drgn(self, session: Session, chosen: Dict[str, Any], worker: str, env: Dict[str, str],
              preexec: Optional[Callable[[], None]]) -> DrgnWorker:
+        """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features)."""
         if session.drgn is None or session.drgn.proc is None:
-            drgn = DrgnWorker(python, worker, session.vmcore, session.vmlinux, session.workdir, env, preexec)
+            drgn = DrgnWorker(str(chosen["python"]), worker, session.vmcore, session.vmlinux, session.workdir,
+                              env, preexec)
             try:
                 drgn.start()
             except DrgnError as exc:
-                raise _drgn_failed(session, python, exc) from None
+                raise _drgn_failed(session, chosen, exc) from None
             session.drgn = drgn
         return session.drgn
 
@@ -168,8 +171,11 @@ class Sessions:
                         pass
 
 
-def _drgn_failed(session: Session, python: str, exc: DrgnError) -> AgentError:
-    fmt = session.dump.get("format")
+def _drgn_failed(session: Session, chosen: Dict[str, Any], exc: DrgnError) -> AgentError:
+    fmt, python = session.dump.get("format"), chosen["python"]
+    old = drgn_pick.too_old(chosen, fmt, str(exc).split(": ", 1)[-1])
+    if old and "could not open the dump" in str(exc):
+        return AgentError("drgn_too_old", old, hint=drgn_pick.INSTALL_HINT)
     if fmt != "elf" and "could not open the dump" in str(exc):
         # drgn reads these through libkdumpfile, which needs what QEMU's and some kdump's files lack
         return AgentError("drgn_unsupported", "drgn cannot read this %s dump %s (%s); crash reads it"

@@ -83,12 +83,12 @@ def install_hint(release: str) -> str:
 def debuginfo_status(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
     """For dumps_list: the matching vmlinux, or what to install."""
     if not dump.get("release"):
-        return {"present": False, "hint": "no kernel release in the dump: pass vmlinux explicitly"}
+        return {"present": False, "source": "missing", "hint": "no kernel release in the dump: pass vmlinux explicitly"}
     try:
         found = match(dump, extra_dirs)
     except AgentError as exc:
-        return {"present": False, "package_hint": exc.hint}
-    return {"present": True, "vmlinux": found["path"]}
+        return {"present": False, "source": "missing", "package_hint": exc.hint}
+    return {"present": True, "source": "local", "vmlinux": found["path"]}
 
 
 def _distro_id() -> str:

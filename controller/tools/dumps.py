@@ -27,7 +27,8 @@ from .dumps_models import (CommandResult, CrashOpen, ScriptInfo, ScriptList, Ses
                            TriageGroup, TriageHostError, TriageResult)
 
 DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
-OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
+OPEN_TIMEOUT = 600.0
+FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
 FRAME = re.compile(r"^\s*#\d+\s+\[[0-9a-f]+\]\s+(\S+)\s+at\s", re.M)
 PANIC = re.compile(r'PANIC:\s+"(.*)"')
 # Frames that say how the kernel died, not why: left out of a signature.
@@ -66,10 +67,13 @@ async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | Non
     async def scan(host: Host) -> HostOutcome:
         found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
         dumps = [{k: d.get(k) for k in ("path", "size", "mtime", "format", "arch", "release", "build_id",
-                                         "debuginfo", "incomplete")} for d in found["dumps"]]
-        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": found["drgn"]["importable"],
+                                         "debuginfo", "incomplete", "dmesg")} for d in found["dumps"]]
+        drgn = found["drgn"]
+        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": drgn["importable"],
+                "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
                 "crash": found["crash"]}
         text = "\n".join(_dump_line(d) for d in dumps) or f"no dumps in {', '.join(found['dirs'])}"
+        text += "\n" + _drgn_line(drgn)
         key = hashlib.sha256(repr((text, found["skipped"])).encode()).hexdigest()
         return HostOutcome(host.name, "ok", key=key, output=text, data=data)
 
@@ -77,11 +81,33 @@ async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | Non
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
 
+def _debuginfo(debug: dict[str, Any]) -> str:
+    """local PATH | via debuginfod (cached PATH | fetched at crash_open from URL) | missing (what to install)."""
+    if debug.get("source") == "debuginfod":
+        where = f"cached {debug['vmlinux']}" if debug.get("present") else \
+            f"fetched at crash_open from {', '.join(debug.get('servers') or [])}"
+        return f"via debuginfod ({where})"
+    if debug.get("present"):
+        return f"local {debug.get('vmlinux')}"
+    return f"missing ({debug.get('package_hint') or debug.get('hint')})"
+
+
+def _drgn_line(drgn: dict[str, Any]) -> str:
+    if not drgn.get("importable"):
+        return f"drgn: none ({drgn.get('hint') or drgn.get('error')})"
+    kdump = "with" if drgn.get("libkdumpfile") else "without"
+    old = "" if drgn.get("recent") else f"; too old: {drgn.get('hint')}"
+    return f"drgn {drgn['version']} ({drgn['python']}, {kdump} libkdumpfile){old}"
+
+
 def _dump_line(d: dict[str, Any]) -> str:
-    debug = d["debuginfo"]
-    vmlinux = debug.get("vmlinux") if debug.get("present") else f"missing: {debug.get('package_hint') or debug.get('hint')}"
+    vmlinux = _debuginfo(d["debuginfo"])
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["mtime"]))
-    return f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  vmlinux: {vmlinux}"
+    line = f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  debuginfo: {vmlinux}"
+    log = d.get("dmesg")
+    if log and log.get("panic"):  # kdump's saved log: the panic without opening the dump
+        line += f"\n  panic (from {log['path']}): {log['panic']}"
+    return line
 
 
 def _session(host: str, info: dict[str, Any]) -> SessionInfo:
@@ -101,18 +127,34 @@ def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
                          value=r.get("value"), error=r.get("error"))
 
 
-async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None) -> CrashOpen:
-    """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched."""
+async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None,
+                     progress: Progress | None = None, live: bool = False) -> CrashOpen:
+    """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched
+    (locally, else fetched by build id from debuginfod: waited for, with progress)."""
     target = rt.fleet.host(host)
     params = {"vmcore": vmcore, "vmlinux": vmlinux, "dirs": _dirs(target),
-              "page_bytes": rt.settings.page_chars}
+              "page_bytes": rt.settings.page_chars, "fetch_wait": FETCH_WAIT}
+    if live:  # the running kernel (/proc/kcore); the host's policy key live_kernel decides
+        params["live"] = True
     try:
-        r = await asyncio.wait_for(_call(rt, target, "dumps.open", params), OPEN_TIMEOUT)
+        r = await asyncio.wait_for(_open(rt, target, params, progress), OPEN_TIMEOUT)
     except asyncio.TimeoutError:
         raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
                         "the host may be overloaded; sessions_list shows whether it opened since") from None
     return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, r.get("command", "sys"), r),
                      notes=r.get("notes") or [], warnings=r.get("warnings") or [])
+
+
+async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> Any:
+    """dumps.open, again while the agent downloads the vmlinux (each call waits FETCH_WAIT on it)."""
+    while True:
+        r = await _call(rt, target, "dumps.open", params)
+        if not r.get("fetching"):
+            return r
+        if progress is not None:
+            got = r.get("bytes") or 0
+            await progress(got >> 20, 0, f"{target.name}: fetching vmlinux {r['build_id']} from debuginfod "
+                                         f"({got >> 20} MiB so far)")
 
 
 async def sessions_list(rt: Runtime) -> SessionList:
@@ -278,11 +320,11 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
     async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
 
-    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump; null vmcore = newest.",
+    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running kernel).",
               annotations=STARTS_WORK)
-    async def crash_open_tool(host: str, vmcore: str | None = None,
-                              vmlinux: str | None = None) -> Annotated[CallToolResult, CrashOpen]:
-        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux))
+    async def crash_open_tool(ctx: Context, host: str, vmcore: str | None = None, vmlinux: str | None = None,
+                              live: bool = False) -> Annotated[CallToolResult, CrashOpen]:
+        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live))
 
     @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
     async def sessions_list_tool() -> Annotated[CallToolResult, SessionList]:

@@ -14,6 +14,7 @@ import asyncssh
 import pytest
 
 from crashfleet.agent import buildinfo
+from crashfleet.agent.dumps import drgn_pick
 from crashfleet.controller.bundle import agent_bundle
 from crashfleet.controller.tools.fleet import fleet_check
 from tests.helpers import cmdline, descendants
@@ -45,6 +46,8 @@ def test_the_hosts_got_the_agent_the_user_the_key_and_the_sudo_rule(deployment: 
     assert policy.stat().st_uid == 0 and policy.stat().st_mode & 0o022 == 0
     assert deployment.root("dep01", "findmnt -n -t tracefs /sys/kernel/tracing").stdout.strip()
     assert "tracefs /sys/kernel/tracing tracefs" in upper(ns, "/etc/fstab").read_text()
+    drgn = deployment.root("dep01", "/opt/crashfleet/drgn/bin/python3 -c 'import drgn; print(drgn.__version__)'")
+    assert drgn.stdout.strip() == drgn_pick.PINNED  # the role's pinned PyPI drgn, in its own venv
 
 
 def test_the_real_machine_is_untouched(deployment: Deployment) -> None:

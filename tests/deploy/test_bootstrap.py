@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from crashfleet.agent.dumps import drgn_pick
 from crashfleet.controller.bootstrap import bootstrap
 from crashfleet.controller.errors import HostError
 from crashfleet.controller.runtime import Runtime
@@ -70,6 +71,9 @@ async def test_bootstrap_with_a_sudo_password_gives_what_the_role_gives(deployme
     policy = "/etc/crashfleet/agent-policy.json"
     assert json.loads(upper(ours, policy).read_text()) == json.loads(upper(role, policy).read_text())
     assert upper(ours, AGENT).read_bytes() == deployment.zipapp.read_bytes()
+    assert f"drgn {drgn_pick.PINNED} in {drgn_pick.VENV}" in said[0], said  # as the role: PyPI drgn, pinned
+    drgn = deployment.root("dep04", f"{drgn_pick.VENV}/bin/python3 -c 'import drgn; print(drgn.__version__)'")
+    assert drgn.stdout.strip() == drgn_pick.PINNED
 
     again = Prompt(PASSWORD)  # as root: no password asked, same result
     bootstrap(host(deployment, "dep04"), settings, again, say=lambda _: None)

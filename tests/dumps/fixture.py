@@ -94,6 +94,20 @@ def ensure(rel: str | None = None) -> Fixture:
     return fx
 
 
+def dbg_deb(fx: Fixture) -> Path:
+    """The kernel's -dbg .deb itself (~283 MB; what a debuginfod server indexes), kept beside the
+    fixture in its own dir so a server pointed there sees nothing else."""
+    dest = fx.dir / "debs" / f"linux-image-{fx.release}-dbg.deb"
+    with open(fx.dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not dest.exists():
+            dest.parent.mkdir(exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=fx.dir) as tmp:
+                _run(["apt-get", "download", "-q", f"linux-image-{fx.release}-dbg"], cwd=tmp)
+                os.replace(next(Path(tmp).glob("*.deb")), dest)
+    return dest
+
+
 def _fetch_kernel(fx: Fixture) -> None:
     """apt-get download the image and -dbg packages; keep only the three files we need."""
     with tempfile.TemporaryDirectory(dir=fx.dir) as tmp:

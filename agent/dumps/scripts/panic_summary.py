@@ -10,11 +10,17 @@ try:
 except Exception:  # noqa: BLE001 - older drgn or kernel: fall back to the log
     message = next((l.split("] ", 1)[-1] for l in reversed(dmesg) if "Kernel panic" in l), None)
 print("panic:   %s" % (message or "(no panic message found: not a panic dump?)"))
-try:
-    task = panic_task(prog)
-except Exception:  # noqa: BLE001
-    task = prog.crashed_thread().object
-print("task:    %s (pid %d, cpu %d)" % (task.comm.string_().decode(), task.pid, task_cpu(task)))
+live = bool(prog.flags & ProgramFlags.IS_LIVE)  # a running kernel (/proc/kcore): nothing panicked
+task = None
+if not live:
+    try:
+        task = panic_task(prog)
+    except Exception:  # noqa: BLE001
+        task = prog.crashed_thread().object
+if task is not None and task:
+    print("task:    %s (pid %d, cpu %d)" % (task.comm.string_().decode(), task.pid, task_cpu(task)))
+else:
+    print("task:    (none: %s)" % ("a live kernel" if live else "no panicking task recorded"))
 try:
     print("taint:   %s" % (tainted(prog) or "none"))
 except Exception:  # noqa: BLE001
@@ -24,9 +30,10 @@ try:
 except Exception:  # noqa: BLE001
     pass
 print("release: %s" % prog["UTS_RELEASE"].string_().decode())
-print("\nstack of the crashing task:")
-for i, frame in enumerate(prog.stack_trace(task)):
-    print("  #%-2d %s" % (i, frame.name or hex(frame.pc)))
+if task is not None and task:
+    print("\nstack of the crashing task:")
+    for i, frame in enumerate(prog.stack_trace(task)):
+        print("  #%-2d %s" % (i, frame.name or hex(frame.pc)))
 print("\nlast %d log lines:" % lines)
 for line in dmesg[-lines:]:
     print("  " + line)
