@@ -39,7 +39,7 @@ DEFAULT_HOME = "/var/lib/crashfleet"
 POLICY_PATH = "/etc/crashfleet/agent-policy.json"
 # The policy keys the role's template writes too; the others keep the agent's defaults.
 POLICY_KEYS = ("allow_commands", "deny_commands", "max_duration", "max_output_bytes", "max_store_bytes",
-               "max_jobs", "max_captures", "capture_total_bytes")
+               "max_jobs", "job_lease", "max_captures", "capture_total_bytes")
 SUDOERS_PATH = "/etc/sudoers.d/crashfleet"
 SUPPORTED = ("debian", "rhel", "fedora")  # os-release ID / ID_LIKE words of the role's two families
 HEADER = "# Managed by crashfleet bootstrap"

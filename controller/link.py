@@ -32,6 +32,7 @@ class AgentLink:
         self._closed: LinkClosed | None = None
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
         self.on_lost: LostHandler | None = None  # told when the connection (not just the agent) drops
+        self._dropped = False  # the connection dropped: the agent lives on, its jobs under their lease
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @property
@@ -62,7 +63,7 @@ class AgentLink:
             raise await self._fail(f"write failed: {exc}") from None
         except LinkClosed as exc:
             job = self._started.get(req_id)
-            if job is None:
+            if job is None or not self._dropped:  # an agent that ended took its jobs with it
                 raise
             raise LinkClosed(f"{exc.message}; the job {job} this call started goes on there for its job lease",
                              exc.hint, kind=exc.kind, stderr_tail=exc.stderr_tail, exit_status=exc.exit_status,
@@ -94,8 +95,9 @@ class AgentLink:
             reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
         except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
+        self._dropped = reason.startswith("the connection dropped") and not self._stopping
         await self._fail(reason)
-        if reason.startswith("the connection dropped") and self.on_lost is not None:
+        if self._dropped and self.on_lost is not None:
             self.on_lost(reason)  # the host, not only its agent, may be unreachable now
 
     def _dispatch(self, line: bytes) -> None:
