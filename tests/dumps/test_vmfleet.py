@@ -16,6 +16,7 @@ import pytest_asyncio
 import yaml
 
 from crashfleet.controller.errors import UsageError
+from crashfleet.controller.tools import bpftrace as b
 from crashfleet.controller.tools import dumps as d
 from tests.dumps.fixture import Fixture
 from tests.rig.vmhost import VMHost, fleet
@@ -108,3 +109,16 @@ async def test_analysis_fleet_over_live_hosts_is_grouped(frt: Any, vms: dict[str
         for pid in pids:
             assert vms[name].ssh(f"kill -0 {pid}").returncode != 0, f"{name}: {pid} outlived session_close"
 
+
+async def test_a_kprobe_tool_runs_on_the_vm_fleet(frt: Any) -> None:
+    """vfscount.bt (Debian's, vetted by hash): `kprobe:vfs_* { @[func] = count(); }`."""
+    run = await b.bpftrace_run(frt, "vms", tool="vfscount.bt", duration=3)
+    if run.job_id is not None:  # a slow host past command_wait: its result once it is done
+        run = await b.bpftrace_result(frt, run.job_id, wait=60)
+    assert run.summary.ok == 2, run
+    assert len(run.maps) == 1, [(g.hosts, g.output) for g in run.groups]
+    merged = run.maps[0]
+    assert merged.kind == "count" and merged.hosts == "vm[01-02]", merged
+    assert merged.keys and all(k.startswith("vfs_") for k in merged.keys), merged.keys
+    assert {"vfs_read", "vfs_write"} & set(merged.keys) and all(v > 0 for v in merged.keys.values()), merged.keys
+    assert sorted(f.host for f in merged.per_host) == list(HOSTS), merged.per_host
