@@ -28,8 +28,13 @@ from .params import bounded, param
 
 BUNDLED = ("runqlat", "syscount", "tcpretrans", "biolatency", "execsnoop", "proccount", "oomkill")
 DISTRO_GLOB = "/usr/sbin/*.bt"
+DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
 TRACEFS = "/sys/kernel/tracing"
 KILL_GRACE = 10.0       # seconds past the duration before the job is stopped from outside
+# The program's own interval probe (attached last) ends it `duration` after every probe is in;
+# attaching takes time first: vfscount.bt's 73 kprobes took 5-15 s on a QEMU TCG guest, and a
+# backstop counted from launch killed the run before it printed its maps.
+ATTACH_GRACE = 60.0
 MAX_MAP_KEYS = 1000     # keys of one map sent to the controller (the largest values)
 MAX_PRINTED = 8000      # chars of printf output returned next to the maps
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "hist", "lhist", "stats")
@@ -153,7 +158,7 @@ class Bpftrace:
         argv = [binary, "-f", fmt, "-e", full, "--"] + args
         preexec = sandbox.child_setup(self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir,
                                                                               duration), binary)
-        job = self.agent.jobs.start("bpftrace", argv, duration=duration + KILL_GRACE, env=self._env(), preexec=preexec,
+        job = self.agent.jobs.start("bpftrace", argv, duration=duration + ATTACH_GRACE + KILL_GRACE, env=self._env(), preexec=preexec,
                                     meta={"bpftrace": label, "format": fmt, "kinds": kinds,
                                           "duration": duration},
                                     max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
@@ -292,6 +297,7 @@ class Bpftrace:
     def _tracefs(self) -> Dict[str, Any]:
         """Where tracefs is mounted; mounted here when missing and policy allows."""
         path = facts.tracefs_mount()
+        _debugfs_tracing()
         if path is not None:
             return {"path": path, "mounted_now": False}
         if not self.policy.settings["bpftrace_mount_tracefs"]:
@@ -364,6 +370,17 @@ UNPINNED_ENV: Dict[str, str] = dict(
     + [("BPFTRACE_MISSING_PROBES", "what a probe that matches nothing does (warn or error), not a limit")]
     + [("BPFTRACE_CACHE_USER_SYMBOLS", "its values differ by release (0/1 in 0.17, PER_PID/PER_PROGRAM/NONE "
         "later): any value is invalid somewhere")])
+
+
+def _debugfs_tracing() -> None:
+    """Trigger debugfs's tracing automount here, as the agent: bpftrace 0.17 expands kprobe
+    wildcards from /sys/kernel/debug/tracing/available_filter_functions, and in its sandbox the
+    first walk into that automount fails (ELOOP, seen on Debian 12's 6.1): `kprobe:vfs_*`
+    then matched nothing and the run attached only BEGIN and its end timer."""
+    try:
+        os.stat(DEBUGFS_TRACING + "/README")
+    except OSError:
+        pass  # no debugfs: bpftrace falls back to what it can read
 
 
 def mount_tracefs() -> Dict[str, Any]:

@@ -16,8 +16,10 @@ KERNEL_DIRS = ("/sys", "/proc", "/usr/src", "/lib/modules")
 # crash and drgn read kernel memory as root: they get no capabilities at all (the dump is
 # root's own file), no network, and a private /tmp; drgn keeps setuid/setgid only to drop
 # to nobody once the dump is open.
+# SYSLOG: /proc/kallsyms shows zero addresses without it where perf_event_paranoid > 1 (Debian: 3),
+# so bpftrace could not name func, ksym() or kstack frames (seen on the VM host: keys as raw IPs).
 BPFTRACE_CAPS = ("SYS_ADMIN", "BPF", "PERFMON", "SYS_RESOURCE", "IPC_LOCK", "SYS_PTRACE",
-                 "DAC_READ_SEARCH")
+                 "DAC_READ_SEARCH", "SYSLOG")
 TCPDUMP_CAPS = ("NET_RAW", "NET_ADMIN", "SETUID", "SETGID")
 
 

@@ -22,6 +22,7 @@ TITLES = {
     "dumps_list": "Find crash dumps", "crash_open": "Open a crash dump", "sessions_list": "List dump sessions",
     "session_close": "Close a dump session", "crash_run": "Run a crash command", "drgn_run": "Run drgn code",
     "analysis_scripts": "List analysis scripts", "analysis_run": "Run an analysis script",
+    "analysis_fleet": "Run an analysis script fleet-wide",
     "crash_triage": "Triage crash dumps",
     "bpftrace_info": "bpftrace facts", "bpftrace_probes": "List probes", "bpftrace_tools": "bpftrace tool library",
     "bpftrace_run": "Trace with bpftrace", "bpftrace_result": "bpftrace result",

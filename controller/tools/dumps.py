@@ -236,6 +236,11 @@ async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
 async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] | None = None,
                        timeout: float = 120.0) -> CommandResult:
     """Run an analysis script in the session; bundled names win over CRASHFLEET_DRGN_SCRIPTS ones."""
+    host, _ = _split_session(session_id)
+    return _result(host, f"script {name}", await _script(rt, session_id, name, args, timeout))
+
+
+async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | None, timeout: float) -> Any:
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
     params: dict[str, Any] = {"session_id": sid, "name": name, "args": args or [], "timeout": timeout,
@@ -246,8 +251,41 @@ async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] 
         if path is None:
             raise UsageError(f"no analysis script {name!r}", f"analysis_scripts('{host}') lists them")
         params["code"] = path.read_text()
-    r = await _call(rt, target, "dumps.script", params, session_id)
-    return _result(host, f"script {name}", r)
+    return await _call(rt, target, "dumps.script", params, session_id)
+
+
+async def analysis_fleet(rt: Runtime, sessions: list[str], name: str, args: list[str] | None = None,
+                         timeout: float = 120.0, progress: Progress | None = None) -> FanoutResult:
+    """One analysis script in many sessions at once (one per host); hosts whose whole output is
+    the same are one group, so identical kernels cost one answer."""
+    by_host: dict[str, str] = {}
+    for session_id in sessions:
+        host, _ = _split_session(session_id)
+        if host in by_host:
+            raise UsageError(f"two sessions on {host} ({by_host[host]}, {session_id})",
+                             "give one session per host: the answer is grouped by host")
+        by_host[host] = session_id
+    if not by_host:
+        raise UsageError("no sessions given", "crash_open (live=true for running kernels) on each host first; "
+                         "sessions_list shows the open ones")
+    if name not in {s.name for s in (await analysis_scripts(rt, next(iter(by_host)))).scripts}:
+        raise UsageError(f"no analysis script {name!r}", f"analysis_scripts('{next(iter(by_host))}') lists them")
+
+    async def run(host: Host) -> HostOutcome:
+        r = await _script(rt, by_host[host.name], name, args, timeout)
+        page = r["page"]
+        ok = bool(r.get("ok"))
+        # Grouped by the whole output's hash (the agent's), not the first page alone.
+        return HostOutcome(host.name, "ok" if ok else "failed", key=f"{ok}:{r.get('sha256')}",
+                           output=page["text"], output_id=output_ref(host.name, r["output_id"]),
+                           next_cursor=page.get("next_cursor"), total_lines=page["total_lines"],
+                           message=None if ok else f"{name} failed: {r.get('error')}",
+                           hint=None if ok else f"output_page('{output_ref(host.name, r['output_id'])}') has its stderr",
+                           data={"session": by_host[host.name]})
+
+    outcomes, elapsed = await rt.fleet.fan_out([rt.fleet.host(h) for h in by_host], run, deadline=timeout + 30.0,
+                                               progress=progress)
+    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
 
 
@@ -355,6 +393,12 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
                                 args: list[str] | None = None) -> Annotated[CallToolResult, CommandResult]:
         return await answer(lambda: analysis_run(rt, session_id, name, args))
 
+    @mcp.tool(name="analysis_fleet", description="Run one analysis script in many sessions (one per host); "
+              "hosts with the same output grouped.", annotations=REMOTE_READ)
+    async def analysis_fleet_tool(ctx: Context, sessions: Annotated[list[str], Field(description="HOST:ID each")],
+                                  name: str, args: list[str] | None = None) -> Annotated[CallToolResult, FanoutResult]:
+        return await answer(lambda: analysis_fleet(rt, sessions, name, args, progress=progress(ctx)))
+
     @mcp.tool(name="crash_triage", description="Open the newest dump on every host and group hosts by panic signature.",
               annotations=STARTS_WORK)
     async def crash_triage_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, TriageResult]:
@@ -363,4 +407,4 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
 
 
 __all__ = ["dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
-           "analysis_scripts", "analysis_run", "crash_triage", "register"]
+           "analysis_scripts", "analysis_run", "analysis_fleet", "crash_triage", "register"]

@@ -38,7 +38,7 @@ TOOLS = {"fleet_hosts", "fleet_check", "fleet_run", "output_page", "output_searc
          "job_cancel", "capture_interfaces", "capture_start", "capture_status", "capture_stop", "capture_summary",
          "capture_packets",
          "dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
-         "analysis_scripts", "analysis_run", "crash_triage"}
+         "analysis_scripts", "analysis_run", "analysis_fleet", "crash_triage"}
 TOOLS |= {"bpftrace_info", "bpftrace_probes", "bpftrace_tools", "bpftrace_run", "bpftrace_result"}
 TOOLS |= {"report_build"}
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand

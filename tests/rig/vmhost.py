@@ -44,6 +44,11 @@ for m in {modules}; do insmod /$m.ko; done
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 mount -t ext4 /dev/vda /root
+if [ -f /vm/ssh_host_ed25519_key ]; then  # this VM's own host key (the per-VM archive): the image's go
+    busybox rm -f /root/etc/ssh/ssh_host_*
+    busybox cp /vm/ssh_host_ed25519_key /vm/ssh_host_ed25519_key.pub /root/etc/ssh/
+    busybox chmod 600 /root/etc/ssh/ssh_host_ed25519_key
+fi
 umount /proc /sys
 mount -o move /dev /root/dev
 exec switch_root /root /sbin/cf-init
@@ -170,18 +175,42 @@ def _boot_initrd(kernel: Path, work: Path) -> Path:
     (root / "init").write_text(BOOT_INIT.format(modules=" ".join(VIRTIO)))
     (root / "init").chmod(0o755)
     image = work / "boot.cpio"
+    _cpio(root, image)
+    return image
+
+
+def _cpio(root: Path, dest: Path) -> None:
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    with open(image, "wb") as out:
+    with open(dest, "wb") as out:
         subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root,
                        stdout=out, check=True)
-    return image
+
+
+def _vm_initrd(image: Image, work: Path, modules: str) -> tuple[Path, str]:
+    """The cached boot archive plus one of this VM's own: a fresh host key and the current /init
+    (the kernel unpacks concatenated archives in order, later files win), so VMs started from one
+    image differ in host key without rebuilding it. Returns (initrd, the key's known_hosts part)."""
+    root = work / "vm-initrd"
+    (root / "vm").mkdir(parents=True)
+    key = root / "vm" / "ssh_host_ed25519_key"
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "crashfleet-vmhost", "-f", str(key)])
+    (root / "init").write_text(BOOT_INIT.format(modules=modules))
+    (root / "init").chmod(0o755)
+    extra = work / "vm.cpio"
+    _cpio(root, extra)
+    initrd = work / "initrd.cpio"
+    with open(initrd, "wb") as out:
+        for part in (image.initrd, extra):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out)
+    return initrd, " ".join(key.with_suffix(".pub").read_text().split()[:2])
 
 
 @dataclass
 class VMHost:
     image: Image
     port: int
-    known_hosts: Path
+    known_hosts: Path  # this VM's line alone
     pid: int
 
     def ssh(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
@@ -200,26 +229,45 @@ def _free_port() -> int:
 def running(fx: Fixture, work: Path, memory_mb: int = 3072) -> Iterator[VMHost]:
     """Boot the VM host on the cached image (snapshot=on); stopped (by pid) at the end. crash needs
     ~1 GB to read the 590 MB vmlinux: hence 3 GB."""
+    with fleet(fx, work, 1, memory_mb) as hosts:
+        yield hosts[0]
+
+
+@contextmanager
+def fleet(fx: Fixture, work: Path, count: int, memory_mb: int) -> Iterator[list[VMHost]]:
+    """`count` VM hosts of the one cached image, booting side by side, each its own QEMU, port,
+    host key and known_hosts file (in work/vmN); all stopped by pid at the end."""
     image = ensure_image(fx)
+    started: list[tuple[subprocess.Popen[bytes], VMHost, Path]] = []
+    try:
+        for n in range(1, count + 1):
+            vm_dir = work / f"vm{n}"
+            vm_dir.mkdir()
+            started.append(_start(fx, image, vm_dir, memory_mb))
+        for qemu, host, serial in started:
+            _wait_ssh(qemu, host, serial)
+        yield [host for _, host, _ in started]
+    finally:
+        for qemu, _, _ in started:
+            qemu.kill()  # a throwaway overlay: nothing to shut down cleanly
+            qemu.wait()
+
+
+def _start(fx: Fixture, image: Image, work: Path, memory_mb: int) -> tuple[subprocess.Popen[bytes], VMHost, Path]:
     port = _free_port()
+    initrd, host_key = _vm_initrd(image, work, " ".join(VIRTIO))
     known = work / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {' '.join(image.host_key.read_text().split()[:2])}\n")
+    known.write_text(f"[127.0.0.1]:{port} {host_key}\n")
     serial = work / "serial.log"
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-smp", "1", "-display", "none",
-            "-nodefaults", "-no-reboot", "-kernel", str(fx.dir / "vmlinuz"), "-initrd", str(image.initrd),
+            "-nodefaults", "-no-reboot", "-kernel", str(fx.dir / "vmlinuz"), "-initrd", str(initrd),
             "-append", "console=ttyS0 nokaslr panic=0 loglevel=4", "-serial", f"file:{serial}",
             "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # writes go to a temp file
             "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
             "-device", "virtio-net-pci,netdev=n0"]
     qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    host = VMHost(image, port, known, qemu.pid)
-    try:
-        _wait_ssh(qemu, host, serial)
-        yield host
-    finally:
-        qemu.kill()  # a throwaway overlay: nothing to shut down cleanly
-        qemu.wait()
+    return qemu, VMHost(image, port, known, qemu.pid), serial
 
 
 def _wait_ssh(qemu: subprocess.Popen[bytes], host: VMHost, serial: Path) -> None:
