@@ -302,9 +302,11 @@ class JobManager:
 
 
 class JobTable:
-    """The agent's jobs on disk (DIR/jobs.json): a later agent can tell what became of them."""
+    """The agent's jobs on disk (DIR/jobs.json): a later agent can tell what became of them.
+    Small on purpose (it is rewritten at every job start and end): every running job, and the
+    newest KEEP finished ones of this agent and of the one before."""
 
-    KEEP = 200
+    KEEP = 32
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -325,12 +327,16 @@ class JobTable:
                                               "stop_reason")}
         entry["pid"] = os.getpid()
         with self._lock:
-            self._entries[str(entry["job_id"])] = entry
+            self._entries.pop(str(entry["job_id"]), None)
+            self._entries[str(entry["job_id"])] = entry  # newest last
+            finished = [k for k, v in self._entries.items() if v["state"] != "running"]
+            for key in finished[:-self.KEEP]:
+                del self._entries[key]
             merged = dict(list(self._previous.items())[-self.KEEP:], **self._entries)
             tmp = "%s.%d.tmp" % (self.path, os.getpid())
             try:
                 with open(tmp, "w") as handle:
-                    json.dump({"jobs": merged}, handle)
+                    json.dump({"jobs": merged}, handle, separators=(",", ":"))
                 os.replace(tmp, self.path)
             except OSError:
                 pass  # the table is a courtesy: a full disk must not fail the job
