@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,20 @@ def spawn(zipapp: Path, directory: Path, policy: dict[str, Any], dumps: Path) ->
     path.write_text(json.dumps(dict(policy, dump_dirs=[str(dumps)])))
     path.chmod(0o644)  # owned by us (root), not group/other-writable: trusted
     return Agent(zipapp, directory / "agent", path, directory / "agent.log")
+
+
+@pytest.fixture
+def start(zipapp: Path, dump_fixture: Fixture, tmp_path: Path) -> Iterator[Any]:
+    """start(policy) -> (agent, vmcore path): a dump dir with the sysrq dump, the policy allowing it."""
+    vmcore = sysrq_dumps(dump_fixture, tmp_path / "dumps")
+    agents: list[Agent] = []
+
+    def start_agent(policy: dict[str, Any]) -> tuple[Agent, str]:
+        agent = spawn(zipapp, tmp_path, policy, vmcore.parent)
+        agents.append(agent)
+        return agent, str(vmcore)
+
+    yield start_agent
+    for agent in agents:
+        if agent.proc.poll() is None:
+            agent.stop()

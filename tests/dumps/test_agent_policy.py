@@ -7,31 +7,12 @@ the agent process directly, on pipes, as the controller's link would.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dumps.agentproc import Agent, alive, spawn, sysrq_dumps, zipapp  # noqa: F401 (zipapp: a fixture)
-from tests.dumps.fixture import Fixture
-
-
-@pytest.fixture
-def start(zipapp: Path, dump_fixture: Fixture, tmp_path: Path) -> Iterator[Any]:
-    """start(policy) -> (agent, vmcore path): a dump dir with the sysrq dump, the policy allowing it."""
-    vmcore = sysrq_dumps(dump_fixture, tmp_path / "dumps")
-    agents: list[Agent] = []
-
-    def start_agent(policy: dict[str, Any]) -> tuple[Agent, str]:
-        agent = spawn(zipapp, tmp_path, policy, vmcore.parent)
-        agents.append(agent)
-        return agent, str(vmcore)
-
-    yield start_agent
-    for agent in agents:
-        if agent.proc.poll() is None:
-            agent.stop()
+from tests.dumps.agentproc import alive, start, zipapp  # noqa: F401 (start, zipapp: fixtures)
 
 
 def test_drgn_code_false_refuses_code_but_runs_bundled_scripts(start: Any) -> None:

@@ -4,33 +4,15 @@ current drgn from PyPI (this venv's), both really run on the fixture's dump."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crashfleet.agent.dumps import drgn_pick
-from tests.dumps.agentproc import Agent, alive, spawn, sysrq_dumps, zipapp  # noqa: F401 (zipapp: a fixture)
-from tests.dumps.fixture import Fixture
+from tests.dumps.agentproc import alive, start, zipapp  # noqa: F401 (start, zipapp: fixtures)
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian 12's python3-drgn is 0.0.22
-
-
-@pytest.fixture
-def start(zipapp: Path, dump_fixture: Fixture, tmp_path: Path) -> Iterator[Any]:
-    vmcore = sysrq_dumps(dump_fixture, tmp_path / "dumps")
-    agents: list[Agent] = []
-
-    def start_agent(policy: dict[str, Any]) -> tuple[Agent, str]:
-        agent = spawn(zipapp, tmp_path, policy, vmcore.parent)
-        agents.append(agent)
-        return agent, str(vmcore)
-
-    yield start_agent
-    for agent in agents:
-        if agent.proc.poll() is None:
-            agent.stop()
 
 
 def test_the_system_drgn_is_the_old_one() -> None:
