@@ -7,7 +7,6 @@ the agent process directly, on pipes, as the controller's link would.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -4,7 +4,6 @@ current drgn from PyPI (this venv's), both really run on the fixture's dump."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
