@@ -25,7 +25,7 @@ from crashfleet.agent.bpftrace import pinned_env
 from crashfleet.agent.facts import tracefs_mount
 from crashfleet.agent.policy import DEFAULTS
 from crashfleet.controller.bundle import write_bundle
-from tests.dumps.test_agent_policy import Agent
+from tests.dumps.agentproc import Agent
 from tests.unit.test_bpftrace_grammar import ATTACKS, BUNDLED, DISTRO, ONE_LINERS
 
 ENV = dict(pinned_env(DEFAULTS), PATH="/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL="C.UTF-8", HOME="/nonexistent")
