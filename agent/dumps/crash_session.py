@@ -102,7 +102,9 @@ class CrashSession:
         if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
             return {"ended": "interrupted", "reason": "cancelled",
                     "note": "cancelled before it started; the session is still open"}
-        if self.child is None or not self.child.isalive():
+        gone = self.child is not None and not self.child.isalive()
+        exited = self.child.exitstatus if gone and self.child is not None else None
+        if self.child is None or gone:
             self.restart()
         wrote = [0]
 
@@ -113,10 +115,15 @@ class CrashSession:
         sink: Any = counted if chain is None else chain.bind(counted) if hasattr(chain, "bind") \
             else _LineSink(chain, counted)
         try:
-            return self._command(command, sink, wrote, timeout, again=True)
+            ended = self._command(command, sink, wrote, timeout, again=True)
         finally:
             if sink is not counted:
                 sink.close()
+        if gone:  # e.g. crash 8.0.2 exiting after an interrupted (cancelled) command: say so here
+            said = "crash had exited since the last command (status %s) and was restarted; earlier `set` " \
+                   "context is lost" % exited
+            ended["note"] = "%s; %s" % (said, ended["note"]) if ended.get("note") else said
+        return ended
 
     def _command(self, command: str, sink: Callable[[bytes], None], wrote: List[int], timeout: float,
                  again: bool) -> Dict[str, Any]:
