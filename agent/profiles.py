@@ -38,10 +38,12 @@ def _live(vmcore: str, caps: Iterable[str] = ()) -> Dict[str, List[str]]:
     return {"read": list(LIVE_READ), "caps": list(caps) + ["SYS_RAWIO"]}
 
 
-def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str) -> Profile:
+def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str, modules: Iterable[str] = ()) -> Profile:
+    """`modules`: the modules' debuginfo files fetched for this session (crash loads them with mod -s)."""
     s = _settings(policy)
     live = _live(vmcore)
-    return Profile("crash", read=[vmlinux, vmcore, workdir] + _debuginfo(s) + live["read"], write=[workdir],
+    return Profile("crash", read=[vmlinux, vmcore, workdir] + list(modules) + _debuginfo(s) + live["read"],
+                   write=[workdir],
                    caps=live["caps"],
                    devices=["/dev/tty"], isolate=True, rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
                                                 fsize=s["sandbox_file_bytes"]))

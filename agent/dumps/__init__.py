@@ -19,7 +19,7 @@ from .. import profiles, regexbox, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import debuginfod, discovery, drgn_pick, drift, formats, live, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -98,6 +98,11 @@ class Dumps:
         session, reused = self.sessions.get_or_create(dump, linux)
         if dump.get("live"):
             return self._open_live(params, dump, binary, session, reused)
+        if param(params, "modules", bool, False):
+            pending = self._fetch_modules(session, params)
+            if pending is not None:
+                return pending  # a module's download is running: open again to wait for it
+        reused = reused and session.crash is not None  # one that waited for its modules is new
         self._start_crash(session, binary)
         minimal = session.crash is not None and session.crash.minimal
         command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
@@ -109,10 +114,54 @@ class Dumps:
         result = session.info()
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
         result.update(summary)
+        if param(params, "modules", bool, False) and session.modules is None:
+            result["notes"] = session.notes + ["modules: this session was opened without modules=true and "
+                                               "crash reads only what it was started with: session_close, "
+                                               "then crash_open with modules=true"]
+        if session.modules is not None and session.crash is not None:
+            errors = session.crash.module_errors
+            result["modules"] = {"loaded": [n for n, _ in session.modules.files if n not in errors],
+                                 "failed": dict(errors)}
         return result
 
+    def _fetch_modules(self, session: Session, params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """Before crash starts: the modules' debuginfo files, listed by drgn and fetched by build id
+        (a dict while a download runs). A failed fetch closes the session and says which module."""
+        if session.crash is not None:
+            return None  # started already: its read set is fixed
+        servers = self.debuginfod.servers()
+        if session.modules is None:
+            session.modules = self._list_modules(session, servers)
+        try:
+            pending = session.modules.advance(self.debuginfod, servers,
+                                              bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT))
+        except AgentError:
+            self.sessions.close(session.id)  # its drgn worker too: nothing is left running
+            raise
+        if pending is None:  # once: crash starts next, and a later open returns above
+            session.notes += session.modules.notes
+        return pending
+
+    def _list_modules(self, session: Session, servers: List[str]) -> modules.Plan:
+        if not servers:
+            plan = modules.Plan([])
+            plan.notes.append("modules: no debuginfod server configured (policy debuginfod_urls): none fetched")
+            return plan
+        with session.drgn_lock:
+            try:
+                answer = self.drgn_worker(session).call(modules.LIST_CODE, COMMAND_TIMEOUT, fresh=True)
+                return modules.Plan(modules.parse(answer))
+            except AgentError as exc:
+                why = exc.message
+            except (DrgnError, ValueError) as exc:
+                why = str(exc)
+        plan = modules.Plan([])
+        plan.notes.append("modules: drgn could not list the dump's modules, none fetched (%s)" % why[:300])
+        return plan
+
     def _start_crash(self, session: Session, binary: str) -> None:
-        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir)
+        files = [path for _, path in session.modules.files] if session.modules is not None else []
+        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir, files)
         self.sessions.start_crash(session, binary, _clean_env(),
                                   functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
 

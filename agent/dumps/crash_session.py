@@ -14,7 +14,7 @@ import signal
 import termios
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pexpect  # type: ignore[import-untyped]
 
@@ -23,6 +23,7 @@ from .pipes import Chain
 PROMPT = b"crash> "
 START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big one under load
 INTERRUPT_GRACE = 5.0
+MODULE_TIMEOUT = 120.0  # gdb reads one module's DWARF
 READ_CHUNK = 1 << 16
 Setup = Callable[[Callable[[], None]], Optional[Callable[[], None]]]
 
@@ -35,9 +36,12 @@ class CrashError(Exception):
 
 class CrashSession:
     def __init__(self, binary: str, vmlinux: str, vmcore: str, workdir: str, env: Dict[str, str],
-                 setup: Setup = lambda extra: extra) -> None:
-        """`setup` wraps our own pty setting into the sandbox's preexec (sandbox.child_setup)."""
+                 setup: Setup = lambda extra: extra, modules: Sequence[Tuple[str, str]] = ()) -> None:
+        """`setup` wraps our own pty setting into the sandbox's preexec (sandbox.child_setup);
+        `modules`: (name, debuginfo file) loaded with `mod -s` at every start."""
         self.binary, self.vmlinux, self.vmcore = binary, vmlinux, vmcore
+        self.modules = list(modules)
+        self.module_errors: Dict[str, str] = {}  # name -> what `mod -s` said, at the last start
         self.workdir, self.env, self.setup = workdir, env, setup
         self.child: Optional[pexpect.spawn] = None
         self.minimal = False
@@ -80,7 +84,17 @@ class CrashSession:
             raise CrashError("crash %s on %s: %s" % (status, self.vmcore, text.strip()[-800:]), text)
         for setting in ("set scroll off", "set radix 16"):
             self.run_raw(setting, timeout=30)
+        self._load_modules()
         return b"".join(out).decode("utf-8", "replace")
+
+    def _load_modules(self) -> None:
+        """`mod -s NAME FILE` for each module, by the agent (users' `mod -s` is refused by
+        crash_grammar); names and paths were checked (modules.NAME, the cache's hex dirs)."""
+        self.module_errors = {}
+        for name, path in self.modules:
+            text = self.run_raw("mod -s %s %s" % (name, path), timeout=MODULE_TIMEOUT)
+            if path not in text or "mod: " in text:  # a loaded one is listed with its object file
+                self.module_errors[name] = text.strip()[-300:] or "no answer"
 
     def run_raw(self, command: str, timeout: float) -> str:
         out: List[bytes] = []

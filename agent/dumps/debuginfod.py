@@ -123,7 +123,15 @@ class Debuginfod:
                 "DEBUGINFOD_URLS)" if valid_build_id(build_id) else "the dump carries no build id"
             raise AgentError(missing.kind, "%s; %s" % (missing.message, why), hint=missing.hint,
                              **{k: v for k, v in missing.extra.items() if k == "looked"})
-        fetch = self.start(str(build_id), servers)
+        return self.waited(str(build_id), servers, wait)
+
+    def waited(self, build_id: str, servers: List[str], wait: float) -> Any:
+        """The file for build_id once its fetch ends within `wait` (its error raised), else the
+        running fetch's status (a dict)."""
+        path = self.cached(build_id)
+        if path:
+            return path
+        fetch = self.start(build_id, servers)
         fetch.done.wait(max(0.0, wait))
         if not fetch.done.is_set():
             return fetch.status()
@@ -172,7 +180,8 @@ class Debuginfod:
             why = lines[-1] if lines else "the download %s (%s)" % (job.state, job.stop_reason or
                                                                      "exit %s" % job.exit_status)
             return AgentError("debuginfod_failed", why, hint="check the servers (policy debuginfod_urls), or "
-                              "install the debuginfo package; dumps_list says which")
+                              "install the debuginfo package; dumps_list says which",
+                              absent=job.exit_status == 2)  # every server answered 404
         found = _build_id(fetch.part)
         if found != fetch.build_id:
             return AgentError("debuginfod_wrong_file", "a debuginfod server (%s) sent a file whose build id is "

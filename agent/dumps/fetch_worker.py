@@ -4,6 +4,7 @@ Run by the agent inside its sandbox (write: only the build id's cache dir; TCP
 connect: only the servers' ports). Tries each server in turn, streams the file
 to PART, prints JSON progress lines on stdout and one error line on stderr.
 The agent verifies the build id and renames PART; this child never does.
+Exit status 2: every server answered 404 (none has the build id), 1: another failure.
 """
 
 import http.client
@@ -100,11 +101,13 @@ def reason(exc: BaseException) -> str:
 def main() -> int:
     build_id, part, room, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
     failures = []
+    absent = 0  # servers that answered 404
     for url in urls:
         try:
             got = fetch(url, build_id, part, room)
         except BaseException as exc:  # noqa: BLE001 - the next server, and a clear line at the end
             failures.append("%s: %s" % (url, reason(exc)))
+            absent += isinstance(exc, HTTPStatus) and exc.code == 404
             try:
                 os.unlink(part)
             except OSError:
@@ -115,7 +118,7 @@ def main() -> int:
         say({"done": True, "url": url, "bytes": got})
         return 0
     sys.stderr.write("no debuginfod server gave build id %s: %s\n" % (build_id, "; ".join(failures)))
-    return 1
+    return 2 if urls and absent == len(urls) else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ DISKDUMP_MAGIC = b"DISKDUMP"
 FLAT_MAGIC = b"makedumpfile\0"
 FLAT_HEADER = 4096
 PT_NOTE = 4
+SHT_NOTE = 7
 NT_GNU_BUILD_ID = 3
 MACHINES = {3: "x86", 62: "x86_64", 183: "arm64", 40: "arm", 21: "ppc64", 22: "s390x",
             243: "riscv64", 8: "mips", 258: "loongarch64"}
@@ -143,14 +144,36 @@ def _segments_end(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: in
 
 
 def elf_build_id(path: str) -> Optional[str]:
-    """The GNU build id of an ELF file (a vmlinux), or None."""
+    """The GNU build id of an ELF file (a vmlinux; a module's .ko, which has sections only), or None."""
     with open(path, "rb") as f:
         if f.read(4) != ELF_MAGIC:
             raise NotADump("not an ELF file")
-        for name, ntype, desc in elf_notes(f):
-            if name == b"GNU" and ntype == NT_GNU_BUILD_ID:
-                return desc.hex()
+        for notes in (elf_notes, _section_notes):
+            for name, ntype, desc in notes(f):
+                if name == b"GNU" and ntype == NT_GNU_BUILD_ID:
+                    return desc.hex()
     return None
+
+
+def _section_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
+    """(name, type, desc) of every note in the SHT_NOTE sections (a relocatable ELF has no PT_NOTE)."""
+    endian, bits = _elf_header(f)[:2]
+    f.seek(0)
+    head = f.read(64)
+    if bits == "64":
+        shoff, = struct.unpack_from(endian + "Q", head, 40)
+        shentsize, shnum = struct.unpack_from(endian + "HH", head, 58)
+    else:
+        shoff, = struct.unpack_from(endian + "I", head, 32)
+        shentsize, shnum = struct.unpack_from(endian + "HH", head, 46)
+    for i in range(min(shnum, 65535) if shoff else 0):
+        f.seek(shoff + i * shentsize)
+        sh = f.read(shentsize)
+        fields = struct.unpack_from(endian + ("IIQQQQ" if bits == "64" else "IIIIII"), sh)
+        sh_type, offset, size = fields[1], fields[4], fields[5]
+        if sh_type == SHT_NOTE and size:
+            f.seek(offset)
+            yield from _walk_notes(f.read(min(size, MAX_NOTES)), endian)
 
 
 # ---------------------------------------------------------------- kdump-compressed / flattened

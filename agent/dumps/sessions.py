@@ -17,6 +17,7 @@ from ..errors import AgentError
 from . import drgn_pick
 from .crash_session import CrashError, CrashSession, Setup
 from .drgn_client import DrgnError, DrgnWorker
+from .modules import Plan
 
 REAP_EVERY = 15.0
 
@@ -34,6 +35,7 @@ class Session:
         self.warnings: List[str] = []
         self.banner = ""  # what crash printed while it started (its warnings)
         self.checked = False  # crash's view of the kernel compared with drgn's, once
+        self.modules: Optional[Plan] = None  # crash_open modules=true: the modules' debuginfo
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -100,7 +102,8 @@ class Sessions:
         with session.opening:
             if session.crash is not None:
                 return {"minimal": session.crash.minimal}
-            crash = CrashSession(binary, session.vmlinux, session.vmcore, session.workdir, env, setup)
+            modules = session.modules.files if session.modules is not None else []
+            crash = CrashSession(binary, session.vmlinux, session.vmcore, session.workdir, env, setup, modules)
             try:
                 started = crash.start()
             except CrashError as exc:

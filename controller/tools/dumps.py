@@ -128,21 +128,26 @@ def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
 
 
 async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None,
-                     progress: Progress | None = None, live: bool = False) -> CrashOpen:
+                     progress: Progress | None = None, live: bool = False, modules: bool = False) -> CrashOpen:
     """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched
-    (locally, else fetched by build id from debuginfod: waited for, with progress)."""
+    (locally, else fetched by build id from debuginfod: waited for, with progress); modules: the
+    loaded modules' debuginfo too, by build id from debuginfod, for crash."""
     target = rt.fleet.host(host)
     params = {"vmcore": vmcore, "vmlinux": vmlinux, "dirs": _dirs(target),
               "page_bytes": rt.settings.page_chars, "fetch_wait": FETCH_WAIT}
     if live:  # the running kernel (/proc/kcore); the host's policy key live_kernel decides
         params["live"] = True
+    if modules:
+        params["modules"] = True
     try:
         r = await asyncio.wait_for(_open(rt, target, params, progress), OPEN_TIMEOUT)
     except asyncio.TimeoutError:
         raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
                         "the host may be overloaded; sessions_list shows whether it opened since") from None
     return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, r.get("command", "sys"), r),
-                     notes=r.get("notes") or [], warnings=r.get("warnings") or [])
+                     notes=r.get("notes") or [], warnings=r.get("warnings") or [],
+                     modules_loaded=(r.get("modules") or {}).get("loaded"),
+                     modules_failed=(r.get("modules") or {}).get("failed") or {})
 
 
 async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> Any:
@@ -153,7 +158,7 @@ async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Pro
             return r
         if progress is not None:
             got = r.get("bytes") or 0
-            await progress(got >> 20, 0, f"{target.name}: fetching vmlinux {r['build_id']} from debuginfod "
+            await progress(got >> 20, 0, f"{target.name}: fetching {r.get('what', 'vmlinux')} {r['build_id']} from debuginfod "
                                          f"({got >> 20} MiB so far)")
 
 
@@ -358,11 +363,11 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
     async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
 
-    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running kernel).",
+    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running kernel; modules = the modules' debuginfo from debuginfod too).",
               annotations=STARTS_WORK)
     async def crash_open_tool(ctx: Context, host: str, vmcore: str | None = None, vmlinux: str | None = None,
-                              live: bool = False) -> Annotated[CallToolResult, CrashOpen]:
-        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live))
+                              live: bool = False, modules: bool = False) -> Annotated[CallToolResult, CrashOpen]:
+        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live, modules))
 
     @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
     async def sessions_list_tool() -> Annotated[CallToolResult, SessionList]:

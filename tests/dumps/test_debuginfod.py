@@ -38,8 +38,10 @@ def start(zipapp: Path, dump_fixture: Fixture, tmp_path: Path) -> Iterator[Any]:
     _link(dump_fixture.vmcore("sysrq"), dumps / "vmcore")
     agents: list[Agent] = []
 
-    def start_agent(urls: list[str], **policy: Any) -> tuple[Agent, str, Path]:
+    def start_agent(urls: list[str], local_vmlinux: bool = False, **policy: Any) -> tuple[Agent, str, Path]:
         cache = tmp_path / "cache"
+        if local_vmlinux:  # only the modules' debuginfo is fetched
+            _link(dump_fixture.vmlinux, dumps / dump_fixture.vmlinux.name)
         agent = spawn(zipapp, tmp_path, dict({"debuginfod_urls": urls, "debuginfod_cache_dir": str(cache)},
                                              **policy), dumps)
         agents.append(agent)
@@ -57,11 +59,11 @@ def build_id(fixture: Fixture) -> str:
     return str(found)
 
 
-def open_waiting(agent: Agent, vmcore: str) -> dict[str, Any]:
+def open_waiting(agent: Agent, vmcore: str, **params: Any) -> dict[str, Any]:
     """dumps.open as the controller calls it: again while the download runs; the final answer."""
     deadline = time.monotonic() + OPEN_DEADLINE
     while True:
-        message = agent.call("dumps.open", vmcore=vmcore, fetch_wait=60)
+        message = agent.call("dumps.open", vmcore=vmcore, fetch_wait=60, **params)
         if "error" in message or not message["result"].get("fetching"):
             return message
         assert time.monotonic() < deadline, f"still fetching after {OPEN_DEADLINE:g} s: {message}"
@@ -218,3 +220,88 @@ def test_the_download_sandbox_connects_only_to_the_servers_ports(tmp_path: Path)
     assert got == {"allowed": "connected", "other": "PermissionError", "inside": "written",
                    "outside": "PermissionError"}, got
     assert not (tmp_path / "f").exists() and os.path.exists(fetch_dir / "f")
+
+
+MODULE = "qemu_fw_cfg"  # loaded in the fixture's dumps; its .ko debug file is in the -dbg .deb
+MODULE_BUILD_ID = "ba7ab1a96eb2281593d74c84e9a6af332e05173c"
+
+
+def debuginfod_jobs(agent: Agent) -> list[dict[str, Any]]:
+    return [j for j in agent.result("jobs.list")["jobs"] if j["kind"] == "debuginfod"]
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is pid (the agent's crash, drgn and fetch children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_modules_debuginfo_is_fetched_and_loaded_into_crash(start: Any, server: str) -> None:
+    agent, vmcore, cache = start([server], local_vmlinux=True)
+    message = open_waiting(agent, vmcore, modules=True)
+    assert "result" in message, message
+    opened = message["result"]
+    assert opened["modules"] == {"loaded": [MODULE], "failed": {}}, opened
+    fetched = cache / MODULE_BUILD_ID / "debuginfo"
+    assert formats.elf_build_id(str(fetched)) == MODULE_BUILD_ID and not list(cache.rglob("*.part"))
+    assert [j["meta"]["build_id"] for j in debuginfod_jobs(agent)] == [MODULE_BUILD_ID]  # not the vmlinux
+    sid = opened["session_id"]
+    listed = agent.result("dumps.crash", session_id=sid, command="mod")["page"]["text"]
+    assert MODULE in listed and str(fetched) in listed, listed
+    sym = agent.result("dumps.crash", session_id=sid, command="sym fw_cfg_sysfs_probe")["page"]["text"]
+    assert "qemu_fw_cfg.c: 675" in sym, sym
+    refused = agent.error("dumps.crash", session_id=sid, command=f"mod -s {MODULE} {fetched}")
+    assert "files on the host" in refused["message"], refused  # users still cannot load files
+
+    agent.result("dumps.close", session_id=sid)
+    again = open_waiting(agent, vmcore, modules=True)["result"]
+    assert again["modules"]["loaded"] == [MODULE] and len(debuginfod_jobs(agent)) == 1  # from the cache
+    sym = agent.result("dumps.crash", session_id=again["session_id"], command="sym fw_cfg_sysfs_probe")
+    assert "qemu_fw_cfg.c: 675" in sym["page"]["text"], sym
+    crash_pid = again["crash_pid"]
+    assert agent.stop() == 0
+    assert not alive(crash_pid)
+
+
+def test_without_modules_nothing_is_fetched(start: Any, server: str) -> None:
+    agent, vmcore, cache = start([server], local_vmlinux=True)
+    opened = agent.result("dumps.open", vmcore=vmcore)
+    assert "sysrq triggered crash" in opened["page"]["text"] and "modules" not in opened, opened
+    sym = agent.result("dumps.crash", session_id=opened["session_id"], command="sym fw_cfg_sysfs_probe")
+    assert "qemu_fw_cfg.c" not in sym["page"]["text"], sym  # crash knows the symbol, not its source line
+    assert debuginfod_jobs(agent) == []
+    assert not cache.exists() or not list(cache.iterdir())
+    assert agent.stop() == 0
+
+
+def test_a_module_the_server_lacks_is_noted_not_fatal(start: Any) -> None:
+    with serving(None, "empty") as empty:
+        agent, vmcore, cache = start([empty], local_vmlinux=True)
+        message = open_waiting(agent, vmcore, modules=True)
+    assert "result" in message, message
+    opened = message["result"]
+    assert opened["modules"] == {"loaded": [], "failed": {}}, opened
+    assert any(MODULE in n and "HTTP 404" in n for n in opened["notes"]), opened["notes"]
+    assert "sysrq triggered crash" in opened["page"]["text"]
+    no_leftovers(cache)
+    assert agent.stop() == 0
+
+
+def test_a_dead_server_for_modules_fails_clearly_and_leaves_nothing(start: Any) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    agent, vmcore, cache = start([dead], local_vmlinux=True)
+    refused = open_waiting(agent, vmcore, modules=True)["error"]
+    assert refused["data"]["kind"] == "debuginfod_failed" and refused["data"]["module"] == MODULE, refused
+    assert f"module {MODULE} (build id {MODULE_BUILD_ID})" in refused["message"], refused
+    assert dead in refused["message"] and "unreachable" in refused["message"], refused
+    no_leftovers(cache)
+    assert agent.result("dumps.sessions")["sessions"] == []
+    assert children(agent.proc.pid) == []  # no crash, no drgn worker, no fetch left running
+    assert agent.stop() == 0

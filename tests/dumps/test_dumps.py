@@ -308,3 +308,19 @@ async def test_close_ends_the_processes(drt: Any) -> None:
     with pytest.raises(UsageError, match="no dump session"):
         await d.session_close(drt, sessions[0].session_id)
     assert (await d.sessions_list(drt)).sessions == []
+
+
+async def test_crash_open_modules_through_the_controller(drt: Any) -> None:
+    """modules=true reaches the agent and its answer the result (the fetch itself: test_debuginfod).
+    The rig's hosts have no debuginfod server configured."""
+    plain = await d.crash_open(drt, "web04")
+    reused = await d.crash_open(drt, "web04", modules=True)
+    assert reused.reused and reused.modules_loaded is None, reused
+    assert any("opened without modules=true" in n for n in reused.notes), reused.notes
+    await d.session_close(drt, plain.session.session_id)
+    fresh = await d.crash_open(drt, "web04", modules=True)
+    try:
+        assert not fresh.reused and fresh.modules_loaded == [] and fresh.modules_failed == {}, fresh
+        assert any("no debuginfod server configured" in n for n in fresh.notes), fresh.notes
+    finally:
+        await d.session_close(drt, fresh.session.session_id)
