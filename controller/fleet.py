@@ -113,8 +113,7 @@ class Fleet:
                 if isinstance(exc, Unreachable):
                     self.mark_down(host, exc.message, "connect")
                 raise
-        self.links[host.name] = link
-        link.on_lost = lambda reason, name=host.name: self._lost(name, reason)
+        self._adopt(host, link)
         self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
         return link
 
@@ -146,13 +145,17 @@ class Fleet:
                 old = self.links.get(host.name)
                 if old is not None:
                     self._forget(host.name, old)
-                self.links[host.name] = link
-                link.on_lost = lambda reason, name=host.name: self._lost(name, reason)
+                self._adopt(host, link)
                 self.down.pop(host.name, None)
             self._audit(host.name, "connect", {"address": host.address, "after_down_since": down.since}, "ok",
                         link.hello.get("build"))
             log.warning("%s: reachable again", host.name)
             return
+
+    def _adopt(self, host: Host, link: AgentLink) -> None:
+        """The host's link from now on; its connection dropping marks the host down."""
+        self.links[host.name] = link
+        link.on_lost = lambda reason, name=host.name: self._lost(name, reason)
 
     def _lost(self, name: str, reason: str) -> None:
         """A link's connection dropped (not an agent that merely ended): the host is down."""

@@ -70,6 +70,20 @@ def _summary(fmt: str, arch: Optional[str], vmcoreinfo: Optional[str],
 
 # ---------------------------------------------------------------- ELF
 
+# Where the ELF header keeps (table offset, entry size + count) of the program and section
+# headers, by class: (offset field, its format, entsize/num position).
+_TABLES = {("64", "ph"): (32, "Q", 54), ("64", "sh"): (40, "Q", 58),
+           ("32", "ph"): (28, "I", 42), ("32", "sh"): (32, "I", 46)}
+
+
+def _table(head: bytes, endian: str, bits: str, which: str) -> Tuple[int, int, int]:
+    """(offset, entry size, entry count) of the header's program ("ph") or section ("sh") table."""
+    at, fmt, sizes = _TABLES[(bits, which)]
+    offset, = struct.unpack_from(endian + fmt, head, at)
+    entsize, num = struct.unpack_from(endian + "HH", head, sizes)
+    return offset, entsize, num
+
+
 def _elf_header(f: BinaryIO) -> Tuple[str, str, int, int, int, int]:
     """(endian, class, e_machine, e_phoff, e_phentsize, e_phnum)."""
     f.seek(0)
@@ -81,13 +95,7 @@ def _elf_header(f: BinaryIO) -> Tuple[str, str, int, int, int, int]:
     if bits is None or endian is None:
         raise NotADump("bad ELF class or byte order")
     machine = struct.unpack_from(endian + "H", ident, 18)[0]
-    if bits == "64":
-        phoff, = struct.unpack_from(endian + "Q", ident, 32)
-        phentsize, phnum = struct.unpack_from(endian + "HH", ident, 54)
-    else:
-        phoff, = struct.unpack_from(endian + "I", ident, 28)
-        phentsize, phnum = struct.unpack_from(endian + "HH", ident, 42)
-    return endian, bits, machine, phoff, phentsize, phnum
+    return (endian, bits, machine) + _table(ident, endian, bits, "ph")
 
 
 def _segments(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int,
@@ -159,13 +167,7 @@ def _section_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
     """(name, type, desc) of every note in the SHT_NOTE sections (a relocatable ELF has no PT_NOTE)."""
     endian, bits = _elf_header(f)[:2]
     f.seek(0)
-    head = f.read(64)
-    if bits == "64":
-        shoff, = struct.unpack_from(endian + "Q", head, 40)
-        shentsize, shnum = struct.unpack_from(endian + "HH", head, 58)
-    else:
-        shoff, = struct.unpack_from(endian + "I", head, 32)
-        shentsize, shnum = struct.unpack_from(endian + "HH", head, 46)
+    shoff, shentsize, shnum = _table(f.read(64), endian, bits, "sh")
     for i in range(min(shnum, 65535) if shoff else 0):
         f.seek(shoff + i * shentsize)
         sh = f.read(shentsize)
