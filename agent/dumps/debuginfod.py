@@ -143,6 +143,8 @@ class Debuginfod:
         return fetch.path
 
     def start(self, build_id: str, servers: List[str]) -> Fetch:
+        if not valid_build_id(build_id):  # it names a dir under the cache: hex, nothing else
+            raise AgentError("bad_params", "not a build id: %r" % (build_id,)[:80])
         with self._lock:
             running = self.fetches.get(build_id)
             if running is not None:

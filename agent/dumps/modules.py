@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import AgentError
+from .debuginfod import valid_build_id
 
 # drgn >= 0.0.31 (its module API); the worker's namespace has prog and drgn.
 LIST_CODE = ("import json\n"
@@ -37,10 +38,12 @@ class Plan:
     """A session's modules: listed once, then fetched one by one over as many opens as it takes."""
 
     def __init__(self, listed: Listed) -> None:
-        self.todo = [(name, bid) for name, bid in listed if bid and NAME.match(name)]
+        # Names reach crash's command line and build ids name cache dirs: both from the dump's memory.
+        self.todo = [(name, bid) for name, bid in listed if valid_build_id(bid) and NAME.match(name)]
         self.files: List[Tuple[str, str]] = []  # (name, debuginfo path) for crash's `mod -s`
-        self.notes = ["module %r: %s" % (name, "no build id in the dump" if not bid else "name not usable")
-                      for name, bid in listed if not bid or not NAME.match(name)]
+        self.notes = ["module %r: %s" % (name[:80], "no usable build id in the dump" if not valid_build_id(bid)
+                                         else "name not usable")
+                      for name, bid in listed if not valid_build_id(bid) or not NAME.match(name)]
 
     def advance(self, debuginfod: Any, servers: List[str], wait: float) -> Optional[Dict[str, Any]]:
         """Fetch what is left within `wait` seconds: None when all are done, else the running
