@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,6 @@ class Down:
 
     since: float
     message: str
-    stage: str
     retry: asyncio.Task[None] | None = None
 
     def error(self, host: str) -> Unreachable:
@@ -111,23 +111,23 @@ class Fleet:
                     continue
                 self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)
                 if isinstance(exc, Unreachable):
-                    self.mark_down(host, exc.message, "connect")
+                    self.mark_down(host, exc.message)
                 raise
         self._adopt(host, link)
         self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
         return link
 
-    def mark_down(self, host: Host, message: str, stage: str) -> None:
+    def mark_down(self, host: Host, message: str) -> None:
         """Known unreachable: answer at once from now on, and reconnect in the background."""
         if host.name in self.down or self._closing:
             return
-        down = Down(time.time(), message, stage)
+        down = Down(time.time(), message)
         self.down[host.name] = down
         down.retry = asyncio.ensure_future(self._reconnect(host, down))
         log.warning("%s: down (%s); reconnecting in the background", host.name, message)
 
     async def _reconnect(self, host: Host, down: Down) -> None:
-        for attempt in range(1 << 30):
+        for attempt in itertools.count():
             await asyncio.sleep(RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)])
             stages.begin()
             try:
@@ -161,7 +161,7 @@ class Fleet:
         """A link's connection dropped (not an agent that merely ended): the host is down."""
         host = self.inventory().hosts.get(name)
         if host is not None:
-            self.mark_down(host, f"connection lost: {reason}", "call")
+            self.mark_down(host, f"connection lost: {reason}")
 
     def _forget(self, name: str, link: AgentLink) -> None:
         """Drop a link given up as dead; its agent keeps its jobs for the lease."""
@@ -173,7 +173,7 @@ class Fleet:
         """A host missed its deadline: before the call, it is down; during one, it is down only
         if the agent does not answer a ping either (else the call was merely slow)."""
         if stage.name != "call":
-            self.mark_down(host, f"no answer within the deadline at stage {stage.name!r}", stage.name)
+            self.mark_down(host, f"no answer within the deadline at stage {stage.name!r}")
             return
         link = self.links.get(host.name)
         if link is None or not link.alive:
@@ -182,7 +182,7 @@ class Fleet:
             await asyncio.wait_for(link.call("ping"), ALIVE_PROBE)
         except (asyncio.TimeoutError, HostError):
             self._forget(host.name, link)
-            self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)", "call")
+            self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")
 
     async def call(self, host: Host, method: str, params: dict[str, Any] | None = None) -> Any:
         """One agent call, audited. A dead link is reopened before the call, never after:
