@@ -41,8 +41,14 @@ class RefusalLog:
         self._lock = threading.Lock()
 
     def record(self, method: str, params: Any, error: AgentError) -> None:
-        entry = {"ts": round(time.time(), 3), "method": method, "kind": error.kind,
-                 "rule": error.extra.get("rule"), "message": error.message, "params_sha256": params_digest(params)}
+        entry = {
+            "ts": round(time.time(), 3),
+            "method": method,
+            "kind": error.kind,
+            "rule": error.extra.get("rule"),
+            "message": error.message,
+            "params_sha256": params_digest(params),
+        }
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             try:

@@ -15,8 +15,8 @@ import re
 import time
 from typing import Callable, Iterator, Match, Optional, Pattern, Protocol, Tuple
 
-BLOCK = 4 << 20          # bytes read and scanned at once
-MAX_LINE = 16 << 20      # a line longer than this goes to the line loop (which segments it)
+BLOCK = 4 << 20  # bytes read and scanned at once
+MAX_LINE = 16 << 20  # a line longer than this goes to the line loop (which segments it)
 _REGEX_SYNTAX = ".^$*+?{}[]\\|()"
 _LOOKS_PAST_LINE = ("(?=", "(?!", "(?<", "(?>", "\\A", "\\Z", "*+", "++", "?+", "}+")
 
@@ -39,8 +39,15 @@ def block_pattern(rx: Pattern[str]) -> Optional[Pattern[str]]:
     return re.compile(rx.pattern, rx.flags | re.MULTILINE)
 
 
-def matching_lines(f: Readable, pos: int, end: int, rx: Pattern[str], block_rx: Pattern[str],
-                   deadline: float, line_at: Callable[[int], int]) -> Iterator[Hit]:
+def matching_lines(
+    f: Readable,
+    pos: int,
+    end: int,
+    rx: Pattern[str],
+    block_rx: Pattern[str],
+    deadline: float,
+    line_at: Callable[[int], int],
+) -> Iterator[Hit]:
     """Lines from byte `pos` (a line start) to byte `end` that rx matches, in order.
 
     Each block ends at its last newline; the next one is read from there.
@@ -55,7 +62,7 @@ def matching_lines(f: Readable, pos: int, end: int, rx: Pattern[str], block_rx: 
             yield line_at(base), None, None
             return
         f.seek(base)
-        got = f.readinto(memoryview(buf)[:min(size, end - base)])
+        got = f.readinto(memoryview(buf)[: min(size, end - base)])
         if not got:
             return
         cut = got if base + got >= end else buf.rfind(b"\n", 0, got) + 1
@@ -77,19 +84,24 @@ def _decode(body: bytearray) -> str:
     """A block as the store's lines see it: CRLF as LF, no final newline."""
     if b"\r" in body:
         body = body.replace(b"\r\n", b"\n")
-    return body.decode("utf-8", "replace")[:-1 if body.endswith(b"\n") else None]
+    return body.decode("utf-8", "replace")[: -1 if body.endswith(b"\n") else None]
 
 
 def _literal(rx: Pattern[str]) -> Optional[bytes]:
     """The pattern's UTF-8 bytes when it is a plain case-sensitive string, else None."""
-    if rx.flags & ~(re.UNICODE | re.ASCII) or not rx.pattern or "\ufffd" in rx.pattern \
-            or any(char in rx.pattern for char in _REGEX_SYNTAX):
+    if (
+        rx.flags & ~(re.UNICODE | re.ASCII)
+        or not rx.pattern
+        or "\ufffd" in rx.pattern
+        or any(char in rx.pattern for char in _REGEX_SYNTAX)
+    ):
         return None
     return rx.pattern.encode("utf-8")
 
 
-def _scan_bytes(buf: bytearray, cut: int, base: int, rx: Pattern[str], literal: bytes,
-                line_at: Callable[[int], int]) -> Iterator[Hit]:
+def _scan_bytes(
+    buf: bytearray, cut: int, base: int, rx: Pattern[str], literal: bytes, line_at: Callable[[int], int]
+) -> Iterator[Hit]:
     """Candidates in buf[:cut] by substring search, each decoded and confirmed on its own line."""
     at = 0
     while at < cut:

@@ -20,9 +20,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import bpftrace_ast
+from . import bpftrace_ast, facts, profiles, sandbox
 from . import bpftrace_safety as safety
-from . import facts, profiles, sandbox
 from .errors import AgentError
 from .params import bounded, param
 
@@ -30,13 +29,13 @@ BUNDLED = ("runqlat", "syscount", "tcpretrans", "biolatency", "execsnoop", "proc
 DISTRO_GLOB = "/usr/sbin/*.bt"
 DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
 TRACEFS = "/sys/kernel/tracing"
-KILL_GRACE = 10.0       # seconds past the duration before the job is stopped from outside
+KILL_GRACE = 10.0  # seconds past the duration before the job is stopped from outside
 # The program's own interval probe (attached last) ends it `duration` after every probe is in;
 # attaching takes time first: vfscount.bt's 73 kprobes took 5-15 s on a QEMU TCG guest, and a
 # backstop counted from launch killed the run before it printed its maps.
 ATTACH_GRACE = 60.0
-MAX_MAP_KEYS = 1000     # keys of one map sent to the controller (the largest values)
-MAX_PRINTED = 8000      # chars of printf output returned next to the maps
+MAX_MAP_KEYS = 1000  # keys of one map sent to the controller (the largest values)
+MAX_PRINTED = 8000  # chars of printf output returned next to the maps
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "hist", "lhist", "stats")
 _KIND_RE = re.compile(r"(@\w*)\s*(?:\[[^\]\n]*\])?\s*=\s*(%s)\s*\(" % "|".join(AGGREGATIONS))
 _ERROR_RE = re.compile(r"^(?:[^:\n]*):(\d+):(\d+)(?:-\d+)?: ERROR: (.*)$", re.M)
@@ -49,8 +48,13 @@ _TRACEPOINT_RE = re.compile(r"(?:^|[\s,{}])(tracepoint|t):", re.M)
 
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     bt = Bpftrace(agent)
-    return {"bpftrace.info": bt.info, "bpftrace.probes": bt.probes, "bpftrace.tools": bt.tools,
-            "bpftrace.run": bt.run, "bpftrace.result": bt.result}
+    return {
+        "bpftrace.info": bt.info,
+        "bpftrace.probes": bt.probes,
+        "bpftrace.tools": bt.tools,
+        "bpftrace.run": bt.run,
+        "bpftrace.result": bt.result,
+    }
 
 
 class Bpftrace:
@@ -69,13 +73,22 @@ class Bpftrace:
         cached = _cache_get(self.cache_path, "info", key)
         if cached is None or param(params, "refresh", bool, False):
             _status, out, err = self._run([binary, "--info"])
-            cached = {"features": _parse_info(out + err),
-                      "probe_types": _probe_types(self._run([binary, "-l"])[1].splitlines())}
+            cached = {
+                "features": _parse_info(out + err),
+                "probe_types": _probe_types(self._run([binary, "-l"])[1].splitlines()),
+            }
             _cache_put(self.cache_path, "info", key, cached)
         version = self.agent.facts({}).get("tools", {}).get("bpftrace", {}).get("version")
-        return dict(cached, version=version, path=binary, btf=os.path.exists("/sys/kernel/btf/vmlinux"),
-                    tracefs=tracefs, kprobes=_kprobes_available(tracefs), limits=self._limits(),
-                    max_duration=self._max_duration())
+        return dict(
+            cached,
+            version=version,
+            path=binary,
+            btf=os.path.exists("/sys/kernel/btf/vmlinux"),
+            tracefs=tracefs,
+            kprobes=_kprobes_available(tracefs),
+            limits=self._limits(),
+            max_duration=self._max_duration(),
+        )
 
     def probes(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """`bpftrace -l [filter]`, sorted, into the store; the full list only when asked (drift checks)."""
@@ -85,8 +98,11 @@ class Bpftrace:
         argv = [binary, "-l"]
         if pattern:
             if not _FILTER_RE.match(pattern) or pattern.startswith("-"):
-                raise AgentError("bad_params", "filter %r is not a probe glob" % pattern[:60],
-                                 hint="e.g. tracepoint:sched:* or *tcp*")
+                raise AgentError(
+                    "bad_params",
+                    "filter %r is not a probe glob" % pattern[:60],
+                    hint="e.g. tracepoint:sched:* or *tcp*",
+                )
             argv.append(pattern)
         status, out, err = self._run(argv)
         if status != 0:
@@ -97,9 +113,13 @@ class Bpftrace:
         writer.write(text.encode())
         writer.close(exit_status=0)
         page_bytes = bounded(params, "page_bytes", 16000, 256, 100000)
-        result = {"count": len(probes), "sha256": hashlib.sha256(text.encode()).hexdigest(),
-                  "types": _probe_types(probes), "output_id": writer.output_id,
-                  "page": self.agent.store.page(writer.output_id, None, max_bytes=page_bytes)}
+        result = {
+            "count": len(probes),
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "types": _probe_types(probes),
+            "output_id": writer.output_id,
+            "page": self.agent.store.page(writer.output_id, None, max_bytes=page_bytes),
+        }
         if tracefs.get("error"):
             result["tracefs_error"] = tracefs["error"]
         if param(params, "full", bool, False):
@@ -114,8 +134,7 @@ class Bpftrace:
         cached = _cache_get(self.cache_path, "tools", self._tools_key(binary, tracefs, library))
         if cached is None or param(params, "refresh", bool, False):
             with ThreadPoolExecutor(max_workers=4) as pool:
-                checks = dict(zip(library, pool.map(lambda t: self._can_run(binary, t, tracefs),
-                                                    library.values())))
+                checks = dict(zip(library, pool.map(lambda t: self._can_run(binary, t, tracefs), library.values())))
             cached = {"checks": checks}
             _cache_put(self.cache_path, "tools", self._tools_key(binary, tracefs, library), cached)
         return {"tools": self._listing(library, cached["checks"])}
@@ -125,8 +144,16 @@ class Bpftrace:
         tools = []
         for name, tool in sorted(library.items()):
             runnable, reason = checks.get(name, (False, "not checked"))
-            tools.append({"name": name, "source": tool["source"], "description": tool["description"],
-                          "args": tool["args"], "runnable": runnable, "reason": reason})
+            tools.append(
+                {
+                    "name": name,
+                    "source": tool["source"],
+                    "description": tool["description"],
+                    "args": tool["args"],
+                    "runnable": runnable,
+                    "reason": reason,
+                }
+            )
         return tools
 
     def run(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -138,14 +165,19 @@ class Bpftrace:
             self._confirm(binary, program, args)
         duration = float(bounded(params, "duration", 10.0, 0.001, 1e9))
         if duration > self._max_duration():
-            raise AgentError("policy_denied", "duration %gs is over this host's bpftrace cap of %gs"
-                             % (duration, self._max_duration()),
-                             hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration(),
-                             rule="policy.bpftrace_max_duration")
+            raise AgentError(
+                "policy_denied",
+                "duration %gs is over this host's bpftrace cap of %gs" % (duration, self._max_duration()),
+                hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration(),
+                rule="policy.bpftrace_max_duration",
+            )
         missing = _tracefs_missing(program, self._tracefs())
         if missing:
-            raise AgentError("tracefs_missing", missing, hint="mount tracefs on this host, or allow the agent to "
-                             "(policy key bpftrace_mount_tracefs)")
+            raise AgentError(
+                "tracefs_missing",
+                missing,
+                hint="mount tracefs on this host, or allow the agent to (policy key bpftrace_mount_tracefs)",
+            )
         fmt = param(params, "format", str, "auto")
         if fmt not in ("auto", "json", "text"):
             raise AgentError("bad_params", "format must be auto, json or text, got %r" % fmt)
@@ -156,18 +188,31 @@ class Bpftrace:
         # own timer is the backstop should bpftrace not exit.
         full = "%s\ninterval:ms:%d { exit(); }\n" % (program.rstrip("\n"), max(1, int(duration * 1000)))
         argv = [binary, "-f", fmt, "-e", full, "--"] + args
-        preexec = sandbox.child_setup(self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir,
-                                                                              duration), binary)
-        job = self.agent.jobs.start("bpftrace", argv, duration=duration + ATTACH_GRACE + KILL_GRACE, env=self._env(), preexec=preexec,
-                                    meta={"bpftrace": label, "format": fmt, "kinds": kinds,
-                                          "duration": duration},
-                                    max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
-                                    keep_past_cap=_map_line if fmt == "json" else None)
+        preexec = sandbox.child_setup(
+            self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir, duration), binary
+        )
+        job = self.agent.jobs.start(
+            "bpftrace",
+            argv,
+            duration=duration + ATTACH_GRACE + KILL_GRACE,
+            env=self._env(),
+            preexec=preexec,
+            meta={"bpftrace": label, "format": fmt, "kinds": kinds, "duration": duration},
+            max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
+            keep_past_cap=_map_line if fmt == "json" else None,
+        )
         status = self._settle(job, params)
         error = status.get("error")
         if error is not None:
-            raise AgentError(error["kind"], error["message"], hint=error.get("hint"), line=error.get("line"),
-                             column=error.get("column"), output_id=job.output_id, job_id=job.id)
+            raise AgentError(
+                error["kind"],
+                error["message"],
+                hint=error.get("hint"),
+                line=error.get("line"),
+                column=error.get("column"),
+                output_id=job.output_id,
+                job_id=job.id,
+            )
         return status
 
     def result(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -200,21 +245,29 @@ class Bpftrace:
         if program is not None:
             unknown = [k for k in raw if k.lstrip("$") not in [str(i) for i in range(1, 10)]]
             if unknown:
-                raise AgentError("bad_params", "args of a program are positional: keys 1..9 (for $1..$9), "
-                                 "not %s" % ", ".join(sorted(unknown)))
+                raise AgentError(
+                    "bad_params",
+                    "args of a program are positional: keys 1..9 (for $1..$9), not %s" % ", ".join(sorted(unknown)),
+                )
             values = {int(k.lstrip("$")): v for k, v in raw.items()}
             ordered = [values.get(i, "") for i in range(1, max(values, default=0) + 1)]
             return program, safety.check_args(ordered), "program"
         library = _library()
         if tool not in library:
-            raise AgentError("unknown_tool", "no bpftrace tool %r" % tool,
-                             hint="bpftrace_tools lists them: " + ", ".join(sorted(library)))
+            raise AgentError(
+                "unknown_tool",
+                "no bpftrace tool %r" % tool,
+                hint="bpftrace_tools lists them: " + ", ".join(sorted(library)),
+            )
         spec = library[tool]
         names = [a["name"] for a in spec["args"]]
         unknown = sorted(set(raw) - set(names))
         if unknown:
-            raise AgentError("bad_params", "tool %s has no argument %s" % (tool, ", ".join(unknown)),
-                             hint="its arguments: %s" % (", ".join(names) or "none"))
+            raise AgentError(
+                "bad_params",
+                "tool %s has no argument %s" % (tool, ", ".join(unknown)),
+                hint="its arguments: %s" % (", ".join(names) or "none"),
+            )
         ordered = [raw.get(a["name"], a["default"]) for a in spec["args"]]
         self._check_tool(self._binary(), tool, library)
         return spec["program"], safety.check_args(ordered), tool
@@ -229,16 +282,18 @@ class Bpftrace:
         cached = _cache_get(self.cache_path, "tools", self._tools_key(binary, tracefs, library))
         check = (cached or {}).get("checks", {}).get(name) or self._can_run(binary, library[name], tracefs)
         if not check[0]:
-            raise AgentError("tool_cannot_run", "tool %s cannot run on this host: %s" % (name, check[1]),
-                             hint="bpftrace_tools says which tools each host can run")
+            raise AgentError(
+                "tool_cannot_run",
+                "tool %s cannot run on this host: %s" % (name, check[1]),
+                hint="bpftrace_tools says which tools each host can run",
+            )
 
     def _can_run(self, binary: str, tool: Dict[str, Any], tracefs: Dict[str, Any]) -> Tuple[bool, str]:
         try:
             safety.check_program(tool["program"])
         except AgentError as exc:
             return False, "refused: " + exc.message
-        if _KPROBE_RE.search(safety.blank_comments_and_strings(tool["program"])) and \
-                not _kprobes_available(tracefs):
+        if _KPROBE_RE.search(safety.blank_comments_and_strings(tool["program"])) and not _kprobes_available(tracefs):
             return False, "uses kprobes, which this kernel does not offer (no kprobe_events in tracefs)"
         missing = _tracefs_missing(tool["program"], tracefs)
         if missing:
@@ -267,31 +322,52 @@ class Bpftrace:
         """
         status, out, err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
         if bpftrace_ast.read_dump(out) is None:
-            error = _compile_error(err) or {"kind": "bpftrace_failed", "message": "bpftrace -d (exit status %d) "
-                                            "printed no AST this agent reads (bpftrace 0.17's)" % status}
-            raise AgentError(error["kind"], error["message"], hint=error.get("hint"), line=error.get("line"),
-                             column=error.get("column"))
+            error = _compile_error(err) or {
+                "kind": "bpftrace_failed",
+                "message": "bpftrace -d (exit status %d) printed no AST this agent reads (bpftrace 0.17's)" % status,
+            }
+            raise AgentError(
+                error["kind"],
+                error["message"],
+                hint=error.get("hint"),
+                line=error.get("line"),
+                column=error.get("column"),
+            )
         bpftrace_ast.check_dump(program, out)
 
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                  env=self._env(), cwd=self.agent.jobs.workdir, start_new_session=True,
-                                  preexec_fn=sandbox.child_setup(self.policy.settings, profiles.bpftrace(
-                                      self.policy, self.agent.jobs.workdir, timeout), argv[0]))
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=self._env(),
+                cwd=self.agent.jobs.workdir,
+                start_new_session=True,
+                preexec_fn=sandbox.child_setup(
+                    self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir, timeout), argv[0]
+                ),
+            )
         except subprocess.TimeoutExpired:
-            raise AgentError("timeout", "%s took over %gs" % (" ".join(argv[:2]), timeout))
-        return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                proc.stderr.decode("utf-8", "replace"))
+            raise AgentError("timeout", "%s took over %gs" % (" ".join(argv[:2]), timeout)) from None
+        return (proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
     def _binary(self) -> str:
         if not self.policy.settings["bpftrace_enabled"]:
-            raise AgentError("policy_denied", "policy on this host disables bpftrace", rule="policy.bpftrace_enabled",
-                             hint="the host's /etc/crashfleet/agent-policy.json decides this")
+            raise AgentError(
+                "policy_denied",
+                "policy on this host disables bpftrace",
+                rule="policy.bpftrace_enabled",
+                hint="the host's /etc/crashfleet/agent-policy.json decides this",
+            )
         path = shutil.which("bpftrace", path=facts.SBIN_PATH)
         if path is None:
-            raise AgentError("not_installed", "bpftrace is not installed on this host",
-                             hint="install it (Debian: apt-get install bpftrace)")
+            raise AgentError(
+                "not_installed",
+                "bpftrace is not installed on this host",
+                hint="install it (Debian: apt-get install bpftrace)",
+            )
         return path
 
     def _tracefs(self) -> Dict[str, Any]:
@@ -301,13 +377,16 @@ class Bpftrace:
         if path is not None:
             return {"path": path, "mounted_now": False}
         if not self.policy.settings["bpftrace_mount_tracefs"]:
-            return {"path": None, "mounted_now": False, "error": "tracefs is not mounted and policy "
-                    "(bpftrace_mount_tracefs) forbids mounting it: tracepoints will not be found"}
+            return {
+                "path": None,
+                "mounted_now": False,
+                "error": "tracefs is not mounted and policy "
+                "(bpftrace_mount_tracefs) forbids mounting it: tracepoints will not be found",
+            }
         return mount_tracefs()
 
     def _env(self) -> Dict[str, str]:
-        return dict(self._limits(), PATH=facts.SBIN_PATH, LANG="C.UTF-8", LC_ALL="C.UTF-8",
-                    HOME="/nonexistent")
+        return dict(self._limits(), PATH=facts.SBIN_PATH, LANG="C.UTF-8", LC_ALL="C.UTF-8", HOME="/nonexistent")
 
     def _limits(self) -> Dict[str, str]:
         """bpftrace's own limits, pinned: nothing from the caller reaches its environment."""
@@ -337,39 +416,79 @@ def pinned_env(settings: Dict[str, Any]) -> Dict[str, str]:
     """
     strlen, keys = str(settings["bpftrace_strlen"]), str(settings["bpftrace_map_keys_max"])
     probes = str(settings["bpftrace_max_probes"])
-    env = {"BPFTRACE_STRLEN": strlen, "BPFTRACE_MAX_STRLEN": strlen,
-           "BPFTRACE_MAP_KEYS_MAX": keys, "BPFTRACE_MAX_MAP_KEYS": keys,
-           "BPFTRACE_CAT_BYTES_MAX": "1", "BPFTRACE_MAX_CAT_BYTES": "1",    # cat() is refused anyway
-           "BPFTRACE_MAX_PROBES": probes, "BPFTRACE_MAX_BPF_PROGS": probes,
-           "BPFTRACE_NODE_MAX": "100000", "BPFTRACE_MAX_AST_NODES": "100000",  # AST nodes (0.17 / 0.20+)
-           "BPFTRACE_MAX_TYPE_RES_ITERATIONS": "0", "BPFTRACE_ON_STACK_LIMIT": "32",
-           "BPFTRACE_LOG_SIZE": "1000000", "BPFTRACE_PERF_RB_PAGES": "64",
-           "BPFTRACE_NO_USER_SYMBOLS": "0", "BPFTRACE_NO_CPP_DEMANGLE": "0", "BPFTRACE_CPP_DEMANGLE": "1",
-           "BPFTRACE_STACK_MODE": "bpftrace", "BPFTRACE_STR_TRUNC_TRAILER": "..",
-           "BPFTRACE_PRINT_MAPS_ON_EXIT": "1",   # the maps are the result
-           "BPFTRACE_COLOR": "never", "BPFTRACE_LICENSE": "GPL", "BPFTRACE_VERIFY_LLVM_IR": "0",
-           "BPFTRACE_DEBUG_OUTPUT": "0"}
-    for feature in ("ADDR", "DW_USTACK", "IMPORT", "IMPORT_STATEMENT", "MACRO", "MAP_DECL", "TSERIES",
-                    "TYPEINFO"):
-        env["BPFTRACE_UNSTABLE_" + feature] = "0"    # newer releases' unstable syntax stays off
+    env = {
+        "BPFTRACE_STRLEN": strlen,
+        "BPFTRACE_MAX_STRLEN": strlen,
+        "BPFTRACE_MAP_KEYS_MAX": keys,
+        "BPFTRACE_MAX_MAP_KEYS": keys,
+        "BPFTRACE_CAT_BYTES_MAX": "1",
+        "BPFTRACE_MAX_CAT_BYTES": "1",  # cat() is refused anyway
+        "BPFTRACE_MAX_PROBES": probes,
+        "BPFTRACE_MAX_BPF_PROGS": probes,
+        "BPFTRACE_NODE_MAX": "100000",
+        "BPFTRACE_MAX_AST_NODES": "100000",  # AST nodes (0.17 / 0.20+)
+        "BPFTRACE_MAX_TYPE_RES_ITERATIONS": "0",
+        "BPFTRACE_ON_STACK_LIMIT": "32",
+        "BPFTRACE_LOG_SIZE": "1000000",
+        "BPFTRACE_PERF_RB_PAGES": "64",
+        "BPFTRACE_NO_USER_SYMBOLS": "0",
+        "BPFTRACE_NO_CPP_DEMANGLE": "0",
+        "BPFTRACE_CPP_DEMANGLE": "1",
+        "BPFTRACE_STACK_MODE": "bpftrace",
+        "BPFTRACE_STR_TRUNC_TRAILER": "..",
+        "BPFTRACE_PRINT_MAPS_ON_EXIT": "1",  # the maps are the result
+        "BPFTRACE_COLOR": "never",
+        "BPFTRACE_LICENSE": "GPL",
+        "BPFTRACE_VERIFY_LLVM_IR": "0",
+        "BPFTRACE_DEBUG_OUTPUT": "0",
+    }
+    for feature in ("ADDR", "DW_USTACK", "IMPORT", "IMPORT_STATEMENT", "MACRO", "MAP_DECL", "TSERIES", "TYPEINFO"):
+        env["BPFTRACE_UNSTABLE_" + feature] = "0"  # newer releases' unstable syntax stays off
     return env
 
 
 # The BPFTRACE_* names left unset (bpftrace's own default), and why; tests check that these and
 # pinned_env() together cover every name in bpftrace's sources.
 UNPINNED_ENV: Dict[str, str] = dict(
-    [(name, "a path bpftrace finds itself; setting it would point bpftrace at other files")
-     for name in ("BPFTRACE_BTF", "BPFTRACE_VMLINUX", "BPFTRACE_KERNEL_SOURCE", "BPFTRACE_KERNEL_BUILD",
-                  "BPFTRACE_OBJCOPY")]
-    + [(name, "a hook of bpftrace's own test suite")
-       for name in ("BPFTRACE_AVAILABLE_FUNCTIONS_TEST", "BPFTRACE_KCONFIG_TEST", "BPFTRACE_DUMMY_TS_MAP",
-                    "__BPFTRACE_NOTIFY_PROBES_ATTACHED", "__BPFTRACE_NOTIFY_AOT_PORTABILITY_DISABLED")]
-    + [(name, "how symbols are found and printed, not a limit; defaults differ by build and release")
-       for name in ("BPFTRACE_LAZY_SYMBOLICATION", "BPFTRACE_USE_BLAZESYM", "BPFTRACE_SHOW_DEBUG_INFO",
-                    "BPFTRACE_SYMBOL_SOURCE", "BPFTRACE_PROBE_INLINE")]
+    [
+        (name, "a path bpftrace finds itself; setting it would point bpftrace at other files")
+        for name in (
+            "BPFTRACE_BTF",
+            "BPFTRACE_VMLINUX",
+            "BPFTRACE_KERNEL_SOURCE",
+            "BPFTRACE_KERNEL_BUILD",
+            "BPFTRACE_OBJCOPY",
+        )
+    ]
+    + [
+        (name, "a hook of bpftrace's own test suite")
+        for name in (
+            "BPFTRACE_AVAILABLE_FUNCTIONS_TEST",
+            "BPFTRACE_KCONFIG_TEST",
+            "BPFTRACE_DUMMY_TS_MAP",
+            "__BPFTRACE_NOTIFY_PROBES_ATTACHED",
+            "__BPFTRACE_NOTIFY_AOT_PORTABILITY_DISABLED",
+        )
+    ]
+    + [
+        (name, "how symbols are found and printed, not a limit; defaults differ by build and release")
+        for name in (
+            "BPFTRACE_LAZY_SYMBOLICATION",
+            "BPFTRACE_USE_BLAZESYM",
+            "BPFTRACE_SHOW_DEBUG_INFO",
+            "BPFTRACE_SYMBOL_SOURCE",
+            "BPFTRACE_PROBE_INLINE",
+        )
+    ]
     + [("BPFTRACE_MISSING_PROBES", "what a probe that matches nothing does (warn or error), not a limit")]
-    + [("BPFTRACE_CACHE_USER_SYMBOLS", "its values differ by release (0/1 in 0.17, PER_PID/PER_PROGRAM/NONE "
-        "later): any value is invalid somewhere")])
+    + [
+        (
+            "BPFTRACE_CACHE_USER_SYMBOLS",
+            "its values differ by release (0/1 in 0.17, PER_PID/PER_PROGRAM/NONE "
+            "later): any value is invalid somewhere",
+        )
+    ]
+)
 
 
 def _debugfs_tracing() -> None:
@@ -385,8 +504,13 @@ def _debugfs_tracing() -> None:
 
 def mount_tracefs() -> Dict[str, Any]:
     try:
-        proc = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=10, env={"PATH": facts.SBIN_PATH, "LC_ALL": "C"})
+        proc = subprocess.run(
+            ["mount", "-t", "tracefs", "nodev", TRACEFS],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            env={"PATH": facts.SBIN_PATH, "LC_ALL": "C"},
+        )
         error = proc.stderr.decode("utf-8", "replace").strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         error = str(exc)
@@ -445,7 +569,7 @@ def read_json_output(path: str, kinds: Dict[str, str]) -> Dict[str, Any]:
 def _cut_keys(entry: Dict[str, Any]) -> Dict[str, Any]:
     """Keep the MAX_MAP_KEYS largest keys of a keyed map; say how many were dropped."""
     value = entry["value"]
-    if not isinstance(value, dict) or entry["type"] == "stats" and "count" in value and "total" in value:
+    if not isinstance(value, dict) or (entry["type"] == "stats" and "count" in value and "total" in value):
         return {}
     if len(value) <= MAX_MAP_KEYS:
         return {}
@@ -471,12 +595,20 @@ def _compile_error(stderr: str) -> Optional[Dict[str, Any]]:
         kind, hint = "compile_error", "fix the program at line %s, column %s" % (line, column)
         if "not found" in message and ("tracepoint" in message or "probe" in message):
             kind, hint = "unknown_probe", "bpftrace_probes lists the probes each host offers"
-        return {"kind": kind, "message": "line %d, column %d: %s" % (line, column, message),
-                "line": line, "column": column, "hint": hint}
+        return {
+            "kind": kind,
+            "message": "line %d, column %d: %s" % (line, column, message),
+            "line": line,
+            "column": column,
+            "hint": hint,
+        }
     errors = _errors(stderr)
     if "Error attaching probe" in errors or "attach" in errors.lower():
-        return {"kind": "attach_failed", "message": errors[-500:],
-                "hint": "the probe exists in the program but not on this kernel; see bpftrace_probes"}
+        return {
+            "kind": "attach_failed",
+            "message": errors[-500:],
+            "hint": "the probe exists in the program but not on this kernel; see bpftrace_probes",
+        }
     if errors:
         return {"kind": "bpftrace_failed", "message": errors[-500:]}
     return None
@@ -484,8 +616,11 @@ def _compile_error(stderr: str) -> Optional[Dict[str, Any]]:
 
 def _errors(stderr: str, level: str = "ERROR") -> str:
     """stderr without the noise bpftrace always prints here (RLIMIT_MEMLOCK, tracefs symbol warnings)."""
-    keep = [line for line in stderr.splitlines()
-            if level in line and "RLIMIT_MEMLOCK" not in line and "available_filter_functions" not in line]
+    keep = [
+        line
+        for line in stderr.splitlines()
+        if level in line and "RLIMIT_MEMLOCK" not in line and "available_filter_functions" not in line
+    ]
     return "\n".join(keep)
 
 
@@ -544,7 +679,7 @@ def _bundled(program: str) -> Dict[str, Any]:
     description = lines[0].lstrip("/ ").strip() if lines else ""
     args = []
     spec = lines[1].split("args:", 1)[1].strip() if len(lines) > 1 and "args:" in lines[1] else "none"
-    for part in ([] if spec == "none" else spec.split(";")):
+    for part in [] if spec == "none" else spec.split(";"):
         match = re.match(r"\s*(\w+)=(\S*)\s*(?:\((.*)\))?", part)
         if match:
             args.append({"name": match.group(1), "default": match.group(2), "help": match.group(3) or ""})

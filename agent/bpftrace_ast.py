@@ -41,10 +41,10 @@ def read_dump(dump: str) -> Optional[Ast]:
     if start < 0:
         return None
     end = dump.find("\nAST after:", start + len(SECTION))
-    lines = dump[start:end if end >= 0 else len(dump)].splitlines()
+    lines = dump[start : end if end >= 0 else len(dump)].splitlines()
     if "Program" not in lines:
         return None
-    body = lines[lines.index("Program") + 1:]
+    body = lines[lines.index("Program") + 1 :]
     text = "\n".join(body)
     probes = [line[1:] for line in body if line.startswith(" ") and not line.startswith("  ")]
     return Ast(frozenset(_CALL_RE.findall(text)), frozenset(_BUILTIN_RE.findall(text)), probes)
@@ -61,8 +61,11 @@ def problems(program: str, dump: str) -> List[safety.Finding]:
         if name in safety.UNSAFE_CALLS or name.startswith("__"):
             found.append(safety.Finding(0, "call", name, "bpftrace's parse calls %s(), which is refused" % name))
         elif name not in safety.KNOWN_CALLS and not vetted:
-            found.append(safety.Finding(0, "unknown_call", name, "bpftrace's parse calls %s(), a function the "
-                                        "agent does not know" % name))
+            found.append(
+                safety.Finding(
+                    0, "unknown_call", name, "bpftrace's parse calls %s(), a function the agent does not know" % name
+                )
+            )
     for probe in ast.probes:
         parts, _param = safety.split_attach_point(probe)
         for finding in safety.probe_rules(safety.AttachPoint(0, parts, False)):

@@ -28,26 +28,154 @@ class Token(NamedTuple):
 # Token kinds. bpftrace's own names where it has one; COMMENT, SHEBANG and ERROR are
 # text its lexer drops or refuses; STRUCT_TYPE is the IDENT "struct foo" of a cast and
 # STRUCT_LOST a STRUCT state that ended without a token (lexer.l pops it on a bare "}").
-KINDS = ("COMMENT", "SHEBANG", "STACK_MODE", "BUILTIN", "CALL", "CALL_BUILTIN", "INT", "PATH", "MAP",
-         "VAR", "PUNCT", "ENDPRED", "PARAM", "PARAMCOUNT", "CPREPROC", "KEYWORD", "STRING",
-         "STRUCT_TYPE", "STRUCT_DEFN", "STRUCT_LOST", "IDENT", "ERROR")
+KINDS = (
+    "COMMENT",
+    "SHEBANG",
+    "STACK_MODE",
+    "BUILTIN",
+    "CALL",
+    "CALL_BUILTIN",
+    "INT",
+    "PATH",
+    "MAP",
+    "VAR",
+    "PUNCT",
+    "ENDPRED",
+    "PARAM",
+    "PARAMCOUNT",
+    "CPREPROC",
+    "KEYWORD",
+    "STRING",
+    "STRUCT_TYPE",
+    "STRUCT_DEFN",
+    "STRUCT_LOST",
+    "IDENT",
+    "ERROR",
+)
 
 # lexer.l: builtin, call and call_and_builtin (bpftrace v0.17.0).
-BUILTINS = ("arg[0-9]", "args", "cgroup", "comm", "cpid", "numaid", "cpu", "ctx", "curtask", "elapsed",
-            "func", "gid", "nsecs", "pid", "probe", "rand", "retval", "sarg[0-9]", "tid", "uid", "username")
-CALLS = ("avg", "buf", "cat", "cgroupid", "clear", "count", "delete", "exit", "hist", "join", "kaddr", "kptr",
-         "ksym", "lhist", "macaddr", "max", "min", "ntop", "override", "print", "printf", "cgroup_path", "reg",
-         "signal", "sizeof", "stats", "str", "strerror", "strftime", "strncmp", "strcontains", "sum", "system",
-         "time", "uaddr", "uptr", "usym", "zero", "path", "unwatch", "bswap", "skboutput", "pton", "debugf")
+BUILTINS = (
+    "arg[0-9]",
+    "args",
+    "cgroup",
+    "comm",
+    "cpid",
+    "numaid",
+    "cpu",
+    "ctx",
+    "curtask",
+    "elapsed",
+    "func",
+    "gid",
+    "nsecs",
+    "pid",
+    "probe",
+    "rand",
+    "retval",
+    "sarg[0-9]",
+    "tid",
+    "uid",
+    "username",
+)
+CALLS = (
+    "avg",
+    "buf",
+    "cat",
+    "cgroupid",
+    "clear",
+    "count",
+    "delete",
+    "exit",
+    "hist",
+    "join",
+    "kaddr",
+    "kptr",
+    "ksym",
+    "lhist",
+    "macaddr",
+    "max",
+    "min",
+    "ntop",
+    "override",
+    "print",
+    "printf",
+    "cgroup_path",
+    "reg",
+    "signal",
+    "sizeof",
+    "stats",
+    "str",
+    "strerror",
+    "strftime",
+    "strncmp",
+    "strcontains",
+    "sum",
+    "system",
+    "time",
+    "uaddr",
+    "uptr",
+    "usym",
+    "zero",
+    "path",
+    "unwatch",
+    "bswap",
+    "skboutput",
+    "pton",
+    "debugf",
+)
 CALL_BUILTINS = ("kstack", "ustack")
 KEYWORDS = ("if", "else", "unroll", "while", "for", "return", "continue", "break")
 # lexer.l's operator rules, one literal each (flex picks the longest: "<<=" over "<<" over "<").
-OPERATORS = (":", ";", "{", "}", "[", "]", "(", ")", ",", "=", "<<=", ">>=", "+=", "-=", "*=", "/=", "%=",
-             "&=", "|=", "^=", "==", "!=", "<=", ">=", "<<", ">>", "<", ">", "&&", "||", "+", "-", "++", "--",
-             "*", "/", "%", "&", "|", "^", "!", "~", ".", "->", "?")
+OPERATORS = (
+    ":",
+    ";",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "=",
+    "<<=",
+    ">>=",
+    "+=",
+    "-=",
+    "*=",
+    "/=",
+    "%=",
+    "&=",
+    "|=",
+    "^=",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    "<<",
+    ">>",
+    "<",
+    ">",
+    "&&",
+    "||",
+    "+",
+    "-",
+    "++",
+    "--",
+    "*",
+    "/",
+    "%",
+    "&",
+    "|",
+    "^",
+    "!",
+    "~",
+    ".",
+    "->",
+    "?",
+)
 
-_INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]?[lL]?[lL]|[uU])?"   # lexer.l {int}, with {int_size}
-_IDENT = r"[_a-zA-Z][_a-zA-Z0-9]*"                        # lexer.l {ident}
+_INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]?[lL]?[lL]|[uU])?"  # lexer.l {int}, with {int_size}
+_IDENT = r"[_a-zA-Z][_a-zA-Z0-9]*"  # lexer.l {ident}
 
 
 def _words(words: Tuple[str, ...]) -> str:
@@ -58,8 +186,8 @@ def _words(words: Tuple[str, ...]) -> str:
 class _Rule(NamedTuple):
     kind: str
     pattern: Pattern[str]
-    first: str     # the characters a match can start with (to pick candidate rules fast)
-    trail: int     # 1: the last char is trailing context (flex `$` or `r/s`), counted but not consumed
+    first: str  # the characters a match can start with (to pick candidate rules fast)
+    trail: int  # 1: the last char is trailing context (flex `$` or `r/s`), counted but not consumed
 
 
 def _rule(kind: str, pattern: str, first: str, trail: int = 0) -> _Rule:
@@ -70,32 +198,36 @@ _LOWER, _UPPER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVW
 _IDSTART = _LOWER + _UPPER + "_"
 
 # The INITIAL state's rules, in lexer.l's order (the order breaks ties of equal length).
-_RULES: List[_Rule] = [
-    _rule("SPACE", r"[ \t]+", " \t"),                                  # {hspace}+
-    _rule("SPACE", r"[\n\r]+", "\n\r"),                                # {vspace}+
-    _rule("SHEBANG", r"^#![^\n]*\n", "#", trail=1),                    # ^"#!".*$
-    _rule("COMMENT", r"//[^\n]*\n", "/", trail=1),                     # "//".*$  ($ needs a newline)
-    _rule("COMMENT_OPEN", r"/\*", "/"),                                # "/*" -> COMMENT state
-    _rule("STACK_MODE", r"(?:bpftrace|perf)", "bp"),                   # bpftrace|perf
-    _rule("BUILTIN", _words(BUILTINS), _LOWER),                        # {builtin}
-    _rule("CALL", _words(CALLS), _LOWER),                              # {call}
-    _rule("CALL_BUILTIN", _words(CALL_BUILTINS), "ku"),                # {call_and_builtin}
-    _rule("NUMBER", r"0[xX][0-9a-fA-F]+|" + _INT, _DIGITS),            # {int}|{hex}|{exponent}: see _number
-    _rule("PATH", r":(?:\\.|[_\-./a-zA-Z0-9#*])+", ":"),               # {path}
-    _rule("MAP", r"@(?:%s)?" % _IDENT, "@"),                           # {map}
-    _rule("VAR", r"\$" + _IDENT, "$"),                                 # {var}
-    _rule("ENDPRED", r"/[ \t\n\r]*[/{]", "/", trail=-1),               # \//{space}*[\/\{]
-] + [_rule("PUNCT", re.escape(op), op[0]) for op in OPERATORS if op != "?"] + [
-    _rule("PARAM", r"\$[0-9]+", "$"),                                  # "$"[0-9]+
-    _rule("PARAMCOUNT", r"\$#", "$"),                                  # "$"#
-    _rule("CPREPROC", r"#[^!][^\n]*", "#"),                            # "#"[^!].*  ([^!] takes a newline too)
-    _rule("KEYWORD", _words(KEYWORDS), "iefurcb"),                     # "if", "else", ... "break"
-    _rule("PUNCT", r"\?", "?"),                                        # "?"
-    _rule("STRING_OPEN", r'"', '"'),                                   # \" -> STR state
-    _rule("STRUCT_OPEN", r"(?:struct|union|enum)", "sue"),             # struct|union|enum -> STRUCT state
-    _rule("IDENT", _IDENT, _IDSTART),                                  # {ident}
-    _rule("ERROR", r".", ""),                                          # . -> "invalid character"
-]
+_RULES: List[_Rule] = (
+    [
+        _rule("SPACE", r"[ \t]+", " \t"),  # {hspace}+
+        _rule("SPACE", r"[\n\r]+", "\n\r"),  # {vspace}+
+        _rule("SHEBANG", r"^#![^\n]*\n", "#", trail=1),  # ^"#!".*$
+        _rule("COMMENT", r"//[^\n]*\n", "/", trail=1),  # "//".*$  ($ needs a newline)
+        _rule("COMMENT_OPEN", r"/\*", "/"),  # "/*" -> COMMENT state
+        _rule("STACK_MODE", r"(?:bpftrace|perf)", "bp"),  # bpftrace|perf
+        _rule("BUILTIN", _words(BUILTINS), _LOWER),  # {builtin}
+        _rule("CALL", _words(CALLS), _LOWER),  # {call}
+        _rule("CALL_BUILTIN", _words(CALL_BUILTINS), "ku"),  # {call_and_builtin}
+        _rule("NUMBER", r"0[xX][0-9a-fA-F]+|" + _INT, _DIGITS),  # {int}|{hex}|{exponent}: see _number
+        _rule("PATH", r":(?:\\.|[_\-./a-zA-Z0-9#*])+", ":"),  # {path}
+        _rule("MAP", r"@(?:%s)?" % _IDENT, "@"),  # {map}
+        _rule("VAR", r"\$" + _IDENT, "$"),  # {var}
+        _rule("ENDPRED", r"/[ \t\n\r]*[/{]", "/", trail=-1),  # \//{space}*[\/\{]
+    ]
+    + [_rule("PUNCT", re.escape(op), op[0]) for op in OPERATORS if op != "?"]
+    + [
+        _rule("PARAM", r"\$[0-9]+", "$"),  # "$"[0-9]+
+        _rule("PARAMCOUNT", r"\$#", "$"),  # "$"#
+        _rule("CPREPROC", r"#[^!][^\n]*", "#"),  # "#"[^!].*  ([^!] takes a newline too)
+        _rule("KEYWORD", _words(KEYWORDS), "iefurcb"),  # "if", "else", ... "break"
+        _rule("PUNCT", r"\?", "?"),  # "?"
+        _rule("STRING_OPEN", r'"', '"'),  # \" -> STR state
+        _rule("STRUCT_OPEN", r"(?:struct|union|enum)", "sue"),  # struct|union|enum -> STRUCT state
+        _rule("IDENT", _IDENT, _IDSTART),  # {ident}
+        _rule("ERROR", r".", ""),  # . -> "invalid character"
+    ]
+)
 _BY_FIRST: Dict[str, List[_Rule]] = {}
 
 
@@ -122,7 +254,7 @@ def tokenize(program: str) -> List[Token]:
         elif kind == "ERROR":
             token = Token("ERROR", pos, pos + 1, program[pos], "invalid character '%s'" % program[pos])
         else:
-            token = Token(kind, pos, pos + length, program[pos:pos + length])
+            token = Token(kind, pos, pos + length, program[pos : pos + length])
         if token.kind != "SPACE":
             tokens.append(token)
         pos = max(token.end, pos + 1)
@@ -171,7 +303,7 @@ def _comment(program: str, pos: int, _length: int) -> Token:
     close = program.find("*/", pos + 2)
     if close < 0:
         return Token("COMMENT", pos, len(program), program[pos:], "end of file during comment")
-    return Token("COMMENT", pos, close + 2, program[pos:close + 2])
+    return Token("COMMENT", pos, close + 2, program[pos : close + 2])
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
@@ -197,7 +329,7 @@ def _string(program: str, pos: int, _length: int) -> Token:
         step, decoded, problem = _escape(program, i)
         value.append(decoded)
         error = error or problem
-        if problem == "invalid character":   # lexer.l `.`: a lone backslash before a newline pops STR
+        if problem == "invalid character":  # lexer.l `.`: a lone backslash before a newline pops STR
             return Token("STRING", pos, i + 1, "".join(value), problem)
         i += step
     return Token("STRING", pos, end, "".join(value), "unterminated string")
@@ -217,7 +349,7 @@ def _escape(program: str, i: int) -> Tuple[int, str, str]:
     hexa = _HEX.match(program, i)
     if hexa is not None:
         return hexa.end() - i, chr(int(hexa.group(1), 16)), ""
-    following = program[i + 1:i + 2]
+    following = program[i + 1 : i + 2]
     if following and following in _ESCAPES:
         return 2, _ESCAPES[following], ""
     if following and following != "\n":
@@ -233,13 +365,13 @@ def _struct(program: str, pos: int, length: int) -> Token:
     definition, copied as text for clang. A "}" in STRUCT pops the state with no token.
     Nothing inside is a comment or a string: that is clang's business.
     """
-    keyword = program[pos:pos + length]
+    keyword = program[pos : pos + length]
     depth = 0
     i, end = pos + length, len(program)
     while i < end:
         char = program[i]
         if depth == 0 and char in "*)":
-            return Token("STRUCT_TYPE", pos, i, keyword + " " + program[pos + length:i].strip(" \t\n\r"))
+            return Token("STRUCT_TYPE", pos, i, keyword + " " + program[pos + length : i].strip(" \t\n\r"))
         if char == "{":
             depth += 1
         elif char == "}":
@@ -260,16 +392,20 @@ def _space(program: str, pos: int, length: int) -> Token:
 
 
 def _comment_line(program: str, pos: int, length: int) -> Token:
-    return Token("COMMENT", pos, pos + length, program[pos:pos + length])
+    return Token("COMMENT", pos, pos + length, program[pos : pos + length])
 
 
 def _shebang(program: str, pos: int, length: int) -> Token:
-    return Token("SHEBANG", pos, pos + length, program[pos:pos + length])
+    return Token("SHEBANG", pos, pos + length, program[pos : pos + length])
 
 
 _STATES: Dict[str, Callable[[str, int, int], Token]] = {
-    "SPACE": _space, "COMMENT": _comment_line, "SHEBANG": _shebang, "COMMENT_OPEN": _comment,
-    "STRING_OPEN": _string, "STRUCT_OPEN": _struct,
+    "SPACE": _space,
+    "COMMENT": _comment_line,
+    "SHEBANG": _shebang,
+    "COMMENT_OPEN": _comment,
+    "STRING_OPEN": _string,
+    "STRUCT_OPEN": _struct,
 }
 
 

@@ -28,7 +28,7 @@ import hashlib
 import os
 import pkgutil
 import re
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 from .bpftrace_lexer import CALL_BUILTINS, CALLS, Token, code, position, tokenize
 from .errors import AgentError
@@ -54,30 +54,123 @@ UNSAFE_CALLS: Dict[str, str] = {
 UNSAFE_BUILTINS = UNSAFE_CALLS  # the old name, kept for callers
 # Calls known to be harmless: bpftrace 0.17's (lexer.l {call}) and newer releases'
 # builtins and stdlib macros (v0.26 pre_type_check.cpp CALL_NARGS, stdlib/*.bt).
-KNOWN_CALLS: FrozenSet[str] = frozenset(set(CALLS + CALL_BUILTINS) | {
-    "assert", "assert_str", "cgroup", "check_key", "comm", "container_of", "cpid", "cpu", "curtask",
-    "default_str_length", "dw_ustack", "elapsed", "errorf", "fail", "find", "func", "gid", "has_cpid",
-    "has_key", "is_array", "is_err", "is_integer", "is_literal", "is_ptr", "is_str", "is_unsigned_integer",
-    "jiffies", "kfunc_allowed", "kfunc_exist", "leader_comm", "leader_tid", "len", "memcmp", "ncpus", "nsecs",
-    "numaid", "offsetof", "pcomm", "percpu_kaddr", "pid", "ppid", "probe", "probetype", "rand", "retval",
-    "signal_name", "socket_cookie", "stack_len", "static_assert", "str_concat", "strcap", "strlen", "strstr",
-    "syscall_name", "tid", "tseries", "typeof", "typeinfo", "uid", "usdt_arg", "usermode", "username",
-    "warnf"} - set(UNSAFE_CALLS))
+KNOWN_CALLS: FrozenSet[str] = frozenset(
+    set(CALLS + CALL_BUILTINS)
+    | {
+        "assert",
+        "assert_str",
+        "cgroup",
+        "check_key",
+        "comm",
+        "container_of",
+        "cpid",
+        "cpu",
+        "curtask",
+        "default_str_length",
+        "dw_ustack",
+        "elapsed",
+        "errorf",
+        "fail",
+        "find",
+        "func",
+        "gid",
+        "has_cpid",
+        "has_key",
+        "is_array",
+        "is_err",
+        "is_integer",
+        "is_literal",
+        "is_ptr",
+        "is_str",
+        "is_unsigned_integer",
+        "jiffies",
+        "kfunc_allowed",
+        "kfunc_exist",
+        "leader_comm",
+        "leader_tid",
+        "len",
+        "memcmp",
+        "ncpus",
+        "nsecs",
+        "numaid",
+        "offsetof",
+        "pcomm",
+        "percpu_kaddr",
+        "pid",
+        "ppid",
+        "probe",
+        "probetype",
+        "rand",
+        "retval",
+        "signal_name",
+        "socket_cookie",
+        "stack_len",
+        "static_assert",
+        "str_concat",
+        "strcap",
+        "strlen",
+        "strstr",
+        "syscall_name",
+        "tid",
+        "tseries",
+        "typeof",
+        "typeinfo",
+        "uid",
+        "usdt_arg",
+        "usermode",
+        "username",
+        "warnf",
+    }
+    - set(UNSAFE_CALLS)
+)
 # provider -> canonical name (bpftrace 0.17 types.h PROBE_LIST, plus newer releases' probe_types.h).
 PROBE_TYPES: Dict[str, str] = {
-    "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kretprobe", "kr": "kretprobe",
-    "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uretprobe", "ur": "uretprobe", "usdt": "usdt", "U": "usdt",
-    "BEGIN": "BEGIN", "END": "END", "begin": "BEGIN", "end": "END", "self": "self", "bench": "bench",
-    "tracepoint": "tracepoint", "t": "tracepoint", "rawtracepoint": "rawtracepoint", "rt": "rawtracepoint",
-    "profile": "profile", "p": "profile", "interval": "interval", "i": "interval",
-    "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
-    "kfunc": "kfunc", "f": "kfunc", "fentry": "kfunc", "kretfunc": "kretfunc", "fr": "kretfunc",
-    "fexit": "kretfunc", "iter": "iter", "it": "iter",
+    "kprobe": "kprobe",
+    "k": "kprobe",
+    "kretprobe": "kretprobe",
+    "kr": "kretprobe",
+    "uprobe": "uprobe",
+    "u": "uprobe",
+    "uretprobe": "uretprobe",
+    "ur": "uretprobe",
+    "usdt": "usdt",
+    "U": "usdt",
+    "BEGIN": "BEGIN",
+    "END": "END",
+    "begin": "BEGIN",
+    "end": "END",
+    "self": "self",
+    "bench": "bench",
+    "tracepoint": "tracepoint",
+    "t": "tracepoint",
+    "rawtracepoint": "rawtracepoint",
+    "rt": "rawtracepoint",
+    "profile": "profile",
+    "p": "profile",
+    "interval": "interval",
+    "i": "interval",
+    "software": "software",
+    "s": "software",
+    "hardware": "hardware",
+    "h": "hardware",
+    "kfunc": "kfunc",
+    "f": "kfunc",
+    "fentry": "kfunc",
+    "kretfunc": "kretfunc",
+    "fr": "kretfunc",
+    "fexit": "kretfunc",
+    "iter": "iter",
+    "it": "iter",
 }
-UNSAFE_PROBES: Dict[str, str] = {name: "watchpoints can SIGSTOP the traced process"
-                                 for name in ("watchpoint", "w", "asyncwatchpoint", "aw")}
-_WATCHPOINTS = {"watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
-                "aw": "asyncwatchpoint"}
+UNSAFE_PROBES: Dict[str, str] = {
+    name: "watchpoints can SIGSTOP the traced process" for name in ("watchpoint", "w", "asyncwatchpoint", "aw")
+}
+_WATCHPOINTS = {
+    "watchpoint": "watchpoint",
+    "w": "watchpoint",
+    "asyncwatchpoint": "asyncwatchpoint",
+    "aw": "asyncwatchpoint",
+}
 FILE_PROBES = ("uprobe", "uretprobe", "usdt")
 CGROUP_DIR = "/sys/fs/cgroup/"
 SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/")
@@ -89,7 +182,7 @@ HINTS: Dict[str, str] = {
     "include": "include a kernel header such as <linux/sched.h>, or rely on BTF",
     "c_definition": "use the kernel's own types (BTF) and casts such as (struct task_struct *)curtask",
     "struct_name": "write the type as struct NAME followed by * or )",
-    "char_literal": "use a string \"...\" or a number instead of a C character literal",
+    "char_literal": 'use a string "..." or a number instead of a C character literal',
     "backslash": "write it on one line; backslashes belong inside strings only",
     "digraph": "write # and brackets plainly",
     "trigraph": "write it without ??",
@@ -106,8 +199,10 @@ HINTS: Dict[str, str] = {
 _ARG_RE = re.compile(r"[A-Za-z0-9_.:/@%+=,-]*\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _INCLUDE_RE = re.compile(r"#[ \t]*include\b")
-_HEADER_RE = re.compile(r"#[ \t]*include[ \t]*<(%s)/(?:[A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.h>"
-                        r"[ \t]*\Z" % "|".join(re.escape(d) for d in HEADER_DIRS))
+_HEADER_RE = re.compile(
+    r"#[ \t]*include[ \t]*<(%s)/(?:[A-Za-z0-9_][A-Za-z0-9_-]*/)*[A-Za-z0-9_][A-Za-z0-9_-]*\.h>"
+    r"[ \t]*\Z" % "|".join(re.escape(d) for d in HEADER_DIRS)
+)
 _TYPE_NAME_RE = re.compile(r"(?:struct|union|enum) [A-Za-z_][A-Za-z0-9_]*\Z")
 _TARGET_RE = re.compile(r"[A-Za-z0-9_./+-]+\Z")
 _NAME_KINDS = ("IDENT", "CALL", "CALL_BUILTIN", "BUILTIN", "STACK_MODE")
@@ -154,8 +249,9 @@ def check_program(program: str) -> None:
     except UnicodeEncodeError:
         raise AgentError("bad_program", "program is not valid Unicode text", hint="send plain UTF-8 text") from None
     if size > MAX_PROGRAM_BYTES:
-        raise AgentError("bad_program", "program is over %d KiB" % (MAX_PROGRAM_BYTES // 1024),
-                         hint="trace less in one program")
+        raise AgentError(
+            "bad_program", "program is over %d KiB" % (MAX_PROGRAM_BYTES // 1024), hint="trace less in one program"
+        )
     findings = problems(program)
     if findings:
         raise refusal(program, findings[0])
@@ -174,8 +270,14 @@ def problems(program: str) -> List[Finding]:
     """Every refused construct in the program, first in source order first."""
     control = _CONTROL_RE.search(program)
     if control is not None:
-        return [Finding(control.start(), "control_char", repr(control.group()),
-                        "control character %r is refused" % control.group())]
+        return [
+            Finding(
+                control.start(),
+                "control_char",
+                repr(control.group()),
+                "control character %r is refused" % control.group(),
+            )
+        ]
     vetted = is_vetted(program)
     program = as_run(program)
     tokens = tokenize(program)
@@ -190,9 +292,15 @@ def problems(program: str) -> List[Finding]:
 def refusal(program: str, finding: Finding) -> AgentError:
     """The AgentError for a finding: `line L, column C: ...` plus line, column, construct and rule."""
     line, column = position(program, finding.offset)
-    return AgentError("unsafe_program", "line %d, column %d: %s" % (line, column, finding.message),
-                      hint=HINTS[finding.rule], line=line, column=column, construct=finding.construct,
-                      rule="bpftrace." + finding.rule)
+    return AgentError(
+        "unsafe_program",
+        "line %d, column %d: %s" % (line, column, finding.message),
+        hint=HINTS[finding.rule],
+        line=line,
+        column=column,
+        construct=finding.construct,
+        rule="bpftrace." + finding.rule,
+    )
 
 
 def is_vetted(program: str) -> bool:
@@ -213,6 +321,7 @@ def vetted_hashes() -> FrozenSet[str]:
 
 
 # -- the program's structure (parser.yy: c_definitions probes; probe: attach_points pred block)
+
 
 def parse(tokens: Sequence[Token]) -> Parsed:
     """Split code tokens into regions and attach points, following parser.yy's probe rule."""
@@ -293,8 +402,12 @@ def summary(program: str) -> Summary:
     calls = {name for _, name in _calls(parsed)}
     builtins = set()
     for i, tok in enumerate(parsed.tokens):
-        if tok.kind in ("BUILTIN", "CALL_BUILTIN") and parsed.regions[i] in ("pred", "block") \
-                and not _after_field(parsed.tokens, i) and _next_text(parsed.tokens, i) != "(":
+        if (
+            tok.kind in ("BUILTIN", "CALL_BUILTIN")
+            and parsed.regions[i] in ("pred", "block")
+            and not _after_field(parsed.tokens, i)
+            and _next_text(parsed.tokens, i) != "("
+        ):
             builtins.add(tok.value)
     types = {canonical_probe_type(ap.parts[0]) for ap in parsed.attach_points}
     return Summary(frozenset(calls), frozenset(builtins), frozenset(types))
@@ -307,8 +420,11 @@ def canonical_probe_type(provider: str) -> str:
 
 def _calls(parsed: Parsed) -> List[Tuple[int, str]]:
     """(offset, name) of every name followed by '(' (parser.yy call: CALL "(" vargs ")")."""
-    return [(tok.start, tok.value) for i, tok in enumerate(parsed.tokens)
-            if tok.kind in _NAME_KINDS and _next_text(parsed.tokens, i) == "("]
+    return [
+        (tok.start, tok.value)
+        for i, tok in enumerate(parsed.tokens)
+        if tok.kind in _NAME_KINDS and _next_text(parsed.tokens, i) == "("
+    ]
 
 
 def _next_text(tokens: List[Token], i: int) -> Optional[str]:
@@ -322,10 +438,19 @@ def _after_field(tokens: List[Token], i: int) -> bool:
 
 # -- the rules
 
+
 def _lexer_errors(tokens: List[Token]) -> List[Finding]:
     """What bpftrace's own lexer rejects (it would fail before clang; we say so first)."""
-    return [Finding(t.start, "syntax", {"STRING": '"', "COMMENT": "/*"}.get(t.kind, t.value[:20]),
-                    "%s: bpftrace's lexer rejects this too" % t.error) for t in tokens if t.error]
+    return [
+        Finding(
+            t.start,
+            "syntax",
+            {"STRING": '"', "COMMENT": "/*"}.get(t.kind, t.value[:20]),
+            "%s: bpftrace's lexer rejects this too" % t.error,
+        )
+        for t in tokens
+        if t.error
+    ]
 
 
 def _c_rules(program: str, tokens: List[Token]) -> List[Finding]:
@@ -335,32 +460,60 @@ def _c_rules(program: str, tokens: List[Token]) -> List[Finding]:
         if tok.kind == "CPREPROC" and not _HEADER_RE.match(tok.value):
             found.append(_preprocessor(tok))
         elif tok.kind == "STRUCT_DEFN":
-            found.append(Finding(tok.start, "c_definition", tok.value.split()[0],
-                                 "%s definitions are refused: the text goes to clang, not to bpftrace"
-                                 % tok.value.split()[0]))
+            found.append(
+                Finding(
+                    tok.start,
+                    "c_definition",
+                    tok.value.split()[0],
+                    "%s definitions are refused: the text goes to clang, not to bpftrace" % tok.value.split()[0],
+                )
+            )
         elif tok.kind in ("STRUCT_TYPE", "STRUCT_LOST") and not _TYPE_NAME_RE.match(tok.value):
-            found.append(Finding(tok.start, "struct_name", tok.value.split()[0] if tok.value else "struct",
-                                 "%r is refused: after struct/union/enum only a type name then * or )"
-                                 % tok.value[:40]))
+            found.append(
+                Finding(
+                    tok.start,
+                    "struct_name",
+                    tok.value.split()[0] if tok.value else "struct",
+                    "%r is refused: after struct/union/enum only a type name then * or )" % tok.value[:40],
+                )
+            )
         elif tok.kind == "COMMENT" and tok.value.startswith("//") and tok.value.endswith("\\"):
-            found.append(Finding(tok.end - 1, "backslash", "\\", "a '\\' ending a // comment is refused "
-                                 "(C would splice the next line into the comment; bpftrace does not)"))
+            found.append(
+                Finding(
+                    tok.end - 1,
+                    "backslash",
+                    "\\",
+                    "a '\\' ending a // comment is refused "
+                    "(C would splice the next line into the comment; bpftrace does not)",
+                )
+            )
     return found + _c_characters(program, tokens)
 
 
 def _preprocessor(tok: Token) -> Finding:
     if _INCLUDE_RE.match(tok.value):
-        return Finding(tok.start, "include", "#include", "%s is refused: only kernel headers like "
-                       "<linux/sched.h> may be included (a quoted, absolute or relative path can read any file)"
-                       % tok.value.strip()[:80])
-    return Finding(tok.start, "preprocessor", tok.value.split()[0][:20] if tok.value.strip() else "#",
-                   "preprocessor line %r is refused: only #include <linux/...h> is allowed" % tok.value[:60])
+        return Finding(
+            tok.start,
+            "include",
+            "#include",
+            "%s is refused: only kernel headers like "
+            "<linux/sched.h> may be included (a quoted, absolute or relative path can read any file)"
+            % tok.value.strip()[:80],
+        )
+    return Finding(
+        tok.start,
+        "preprocessor",
+        tok.value.split()[0][:20] if tok.value.strip() else "#",
+        "preprocessor line %r is refused: only #include <linux/...h> is allowed" % tok.value[:60],
+    )
 
 
-_C_CHARS = (("'", "char_literal", "C character literals are refused"),
-            ("\\", "backslash", "'\\' outside a string is refused (a C line splice)"),
-            ("%:", "digraph", "'%:' is refused (the C digraph for #)"),
-            ("??", "trigraph", "'??' is refused (C trigraphs such as ??= hide #)"))
+_C_CHARS = (
+    ("'", "char_literal", "C character literals are refused"),
+    ("\\", "backslash", "'\\' outside a string is refused (a C line splice)"),
+    ("%:", "digraph", "'%:' is refused (the C digraph for #)"),
+    ("??", "trigraph", "'??' is refused (C trigraphs such as ??= hide #)"),
+)
 
 
 def _c_characters(program: str, tokens: List[Token]) -> List[Finding]:
@@ -368,7 +521,7 @@ def _c_characters(program: str, tokens: List[Token]) -> List[Finding]:
     text = list(program)
     for tok in tokens:
         if tok.kind in ("STRING", "COMMENT", "SHEBANG"):
-            text[tok.start:tok.end] = [" "] * (tok.end - tok.start)
+            text[tok.start : tok.end] = [" "] * (tok.end - tok.start)
     blank = "".join(text)
     found = []
     for chars, rule, message in _C_CHARS:
@@ -382,17 +535,24 @@ def _call_rules(parsed: Parsed, vetted: bool) -> List[Finding]:
     """Refused calls (also as bare names outside attach points), then unknown ones."""
     found = []
     for i, tok in enumerate(parsed.tokens):
-        if tok.kind in _NAME_KINDS and parsed.regions[i] in ("pred", "block") and not _after_field(parsed.tokens, i):
-            if tok.value in UNSAFE_CALLS:
-                found.append(_unsafe_call(tok.start, tok.value))
+        in_code = parsed.regions[i] in ("pred", "block") and not _after_field(parsed.tokens, i)
+        if tok.kind in _NAME_KINDS and in_code and tok.value in UNSAFE_CALLS:
+            found.append(_unsafe_call(tok.start, tok.value))
     for offset, name in _calls(parsed):
         if name in UNSAFE_CALLS or name.startswith("__"):
             found.append(_unsafe_call(offset, name))
         elif name == "cgroupid":
             found += _cgroupid(parsed, offset)
         elif name not in KNOWN_CALLS and not vetted:
-            found.append(Finding(offset, "unknown_call", name, "%s() is refused: not a bpftrace function the "
-                                 "agent knows (a C macro from a header can hide another call)" % name))
+            found.append(
+                Finding(
+                    offset,
+                    "unknown_call",
+                    name,
+                    "%s() is refused: not a bpftrace function the "
+                    "agent knows (a C macro from a header can hide another call)" % name,
+                )
+            )
     return found
 
 
@@ -400,11 +560,23 @@ def _cgroupid(parsed: Parsed, offset: int) -> List[Finding]:
     """cgroupid("PATH") resolves PATH as root when compiling: only a path under /sys/fs/cgroup/."""
     i = next(i for i, tok in enumerate(parsed.tokens) if tok.start == offset)
     arg = parsed.tokens[i + 2] if i + 2 < len(parsed.tokens) else None
-    if arg is not None and arg.kind == "STRING" and arg.value.startswith(CGROUP_DIR) \
-            and ".." not in arg.value.split("/") and _next_text(parsed.tokens, i + 2) == ")":
+    if (
+        arg is not None
+        and arg.kind == "STRING"
+        and arg.value.startswith(CGROUP_DIR)
+        and ".." not in arg.value.split("/")
+        and _next_text(parsed.tokens, i + 2) == ")"
+    ):
         return []
-    return [Finding(offset, "call", "cgroupid", "cgroupid() is refused but for a literal path under %s: it "
-                    "tells whether any path exists, looked up as root" % CGROUP_DIR)]
+    return [
+        Finding(
+            offset,
+            "call",
+            "cgroupid",
+            "cgroupid() is refused but for a literal path under %s: it "
+            "tells whether any path exists, looked up as root" % CGROUP_DIR,
+        )
+    ]
 
 
 def _unsafe_call(offset: int, name: str) -> Finding:
@@ -416,18 +588,41 @@ def probe_rules(ap: AttachPoint) -> List[Finding]:
     """Probe type, iterator pins, parameters and file targets of one attach point."""
     provider = ap.parts[0]
     if provider in UNSAFE_PROBES:
-        return [Finding(ap.offset, "probe_type", provider, "%s probes are refused: %s"
-                        % (provider, UNSAFE_PROBES[provider]))]
+        return [
+            Finding(
+                ap.offset, "probe_type", provider, "%s probes are refused: %s" % (provider, UNSAFE_PROBES[provider])
+            )
+        ]
     if ap.param:
-        return [Finding(ap.offset, "probe_param", "$", "a positional parameter in attach point %r is refused: "
-                        "its value could name any probe or file" % ":".join(ap.parts)[:80])]
+        return [
+            Finding(
+                ap.offset,
+                "probe_param",
+                "$",
+                "a positional parameter in attach point %r is refused: "
+                "its value could name any probe or file" % ":".join(ap.parts)[:80],
+            )
+        ]
     kind = PROBE_TYPES.get(provider)
     if kind is None:
-        return [Finding(ap.offset, "probe_type", provider[:40], "%r probes are refused: not a probe type "
-                        "the agent knows (wildcards in the type are refused too)" % provider[:40])]
+        return [
+            Finding(
+                ap.offset,
+                "probe_type",
+                provider[:40],
+                "%r probes are refused: not a probe type "
+                "the agent knows (wildcards in the type are refused too)" % provider[:40],
+            )
+        ]
     if kind == "iter" and len(ap.parts) > 2:
-        return [Finding(ap.offset, "iter_pin", "iter", "iter probes with a pin are refused: the pin writes a "
-                        "file under /sys/fs/bpf")]
+        return [
+            Finding(
+                ap.offset,
+                "iter_pin",
+                "iter",
+                "iter probes with a pin are refused: the pin writes a file under /sys/fs/bpf",
+            )
+        ]
     if kind in FILE_PROBES:
         why = target_problem(ap.parts[1] if len(ap.parts) > 1 else "")
         if why:
@@ -455,14 +650,23 @@ def _newer_syntax(parsed: Parsed) -> List[Finding]:
     for i, tok in enumerate(parsed.tokens):
         if tok.kind == "IDENT" and tok.value == "import":
             found.append(Finding(tok.start, "newer_syntax", "import", "import is refused: it reads files"))
-        elif tok.kind == "IDENT" and tok.value == "config" and parsed.regions[i] == "ap" \
-                and i + 1 < len(parsed.tokens) and parsed.tokens[i + 1].value == "=":
-            found.append(Finding(tok.start, "newer_syntax", "config", "config = {...} is refused: the agent "
-                                 "pins bpftrace's limits"))
+        elif (
+            tok.kind == "IDENT"
+            and tok.value == "config"
+            and parsed.regions[i] == "ap"
+            and i + 1 < len(parsed.tokens)
+            and parsed.tokens[i + 1].value == "="
+        ):
+            found.append(
+                Finding(
+                    tok.start, "newer_syntax", "config", "config = {...} is refused: the agent pins bpftrace's limits"
+                )
+            )
     return found
 
 
 # -- helpers for the rest of the agent
+
 
 def has_preprocessor(program: str) -> bool:
     """Whether C macros of included headers can reach the program (it has a preprocessor line).
@@ -479,7 +683,7 @@ def blank_comments_and_strings(program: str) -> str:
     text = list(program)
     for tok in tokenize(as_run(program)):
         if tok.kind in ("COMMENT", "STRING", "SHEBANG"):
-            text[tok.start:tok.end] = [c if c == "\n" else " " for c in program[tok.start:tok.end]]
+            text[tok.start : tok.end] = [c if c == "\n" else " " for c in program[tok.start : tok.end]]
     return "".join(text)
 
 
@@ -493,7 +697,10 @@ def check_args(args: Any) -> List[str]:
             raise AgentError("bad_params", "argument %r must be a string or a number" % (value,))
         text = str(value)
         if len(text) > MAX_ARG_CHARS or not _ARG_RE.match(text):
-            raise AgentError("bad_params", "argument %r has characters other than letters, digits and "
-                             "_.:/@%%+=,-, or is over %d characters" % (text[:40], MAX_ARG_CHARS))
+            raise AgentError(
+                "bad_params",
+                "argument %r has characters other than letters, digits and "
+                "_.:/@%%+=,-, or is over %d characters" % (text[:40], MAX_ARG_CHARS),
+            )
         out.append(text)
     return out

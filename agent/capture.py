@@ -32,7 +32,7 @@ from .pcap import reader, report
 from .pcap import summary as pcap_summary
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_SNAPLEN = 320   # headers plus the first payload bytes: HTTP request line and Host, DNS, TLS SNI
+DEFAULT_SNAPLEN = 320  # headers plus the first payload bytes: HTTP request line and Host, DNS, TLS SNI
 RING_FILES = 4
 PREFIX = "ring.pcap"
 WEB_PORTS = (80, 443, 8080, 8443)
@@ -83,12 +83,16 @@ class CaptureService:
         if tcpdump is None:
             raise AgentError("no_tcpdump", "tcpdump is not installed on this host", hint=INSTALL_HINT)
         if os.geteuid() != 0:
-            raise AgentError("not_root", "capturing needs root; the agent runs as uid %d" % os.geteuid(),
-                             hint="set ansible_become for this host")
+            raise AgentError(
+                "not_root",
+                "capturing needs root; the agent runs as uid %d" % os.geteuid(),
+                hint="set ansible_become for this host",
+            )
         duration = self.agent.policy.check_duration(float(param(params, "duration", (int, float), 30)))
         iface = self._interface(param(params, "interface", str, None))
-        expression, mode = build_filter(param(params, "mode", str, "auto"), param(params, "target", str, None),
-                                        param(params, "filter", str, None))
+        expression, mode = build_filter(
+            param(params, "mode", str, "auto"), param(params, "target", str, None), param(params, "filter", str, None)
+        )
         snaplen = int(bounded(params, "snaplen", DEFAULT_SNAPLEN, 64, 262144))
         max_packets = param(params, "max_packets", int, None)
         if max_packets is not None and not 1 <= max_packets <= 100000000:
@@ -99,23 +103,56 @@ class CaptureService:
         ring = file_mb * RING_FILES * 1000000
         user = self._user()
         self._admit(ring)  # before tcpdump -d runs; checked again where it counts, under the start lock
-        compile_filter(tcpdump, iface, snaplen, expression,
-                       sandbox.child_setup(self.settings, profiles.tcpdump(self.agent.policy, ""), tcpdump))
-        meta = {"interface": iface, "mode": mode, "filter": expression, "snaplen": snaplen,
-                "duration": duration, "max_packets": max_packets, "ring_bytes": ring, "user": user}
+        compile_filter(
+            tcpdump,
+            iface,
+            snaplen,
+            expression,
+            sandbox.child_setup(self.settings, profiles.tcpdump(self.agent.policy, ""), tcpdump),
+        )
+        meta = {
+            "interface": iface,
+            "mode": mode,
+            "filter": expression,
+            "snaplen": snaplen,
+            "duration": duration,
+            "max_packets": max_packets,
+            "ring_bytes": ring,
+            "user": user,
+        }
         with self._start_lock:
             self._admit(ring)
             directory = self._new_dir(user, ring)
-            argv = [tcpdump, "-n", "-i", iface, "-s", str(snaplen), "-U", "-w", os.path.join(directory, PREFIX),
-                    "-C", str(file_mb), "-W", str(RING_FILES), "-Z", user]
+            argv = [
+                tcpdump,
+                "-n",
+                "-i",
+                iface,
+                "-s",
+                str(snaplen),
+                "-U",
+                "-w",
+                os.path.join(directory, PREFIX),
+                "-C",
+                str(file_mb),
+                "-W",
+                str(RING_FILES),
+                "-Z",
+                user,
+            ]
             if max_packets:
                 argv += ["-c", str(max_packets)]
             if expression:
                 argv += ["--", expression]
             try:
                 profile = profiles.tcpdump(self.agent.policy, directory, duration, file_mb * 1000000)
-                job = self.agent.jobs.start("capture", argv, duration=duration, meta=meta,
-                                            preexec=sandbox.child_setup(self.settings, profile, tcpdump))
+                job = self.agent.jobs.start(
+                    "capture",
+                    argv,
+                    duration=duration,
+                    meta=meta,
+                    preexec=sandbox.child_setup(self.settings, profile, tcpdump),
+                )
             except AgentError:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
@@ -147,8 +184,12 @@ class CaptureService:
         tokens = int(bounded(params, "max_tokens", report.DEFAULT_TOKENS, 200, 20000))
         started = time.monotonic()
         s = self._summariser(capture)
-        extra = {"host": socket.gethostname(), "state": capture.job.state, "interface": capture.meta["interface"],
-                 "filter": capture.meta["filter"] or "(none)"}
+        extra = {
+            "host": socket.gethostname(),
+            "state": capture.job.state,
+            "interface": capture.meta["interface"],
+            "filter": capture.meta["filter"] or "(none)",
+        }
         stats = tcpdump_stats(capture.job.stderr_tail())
         if stats.get("dropped_by_kernel"):
             extra["dropped_by_kernel"] = stats["dropped_by_kernel"]
@@ -163,8 +204,11 @@ class CaptureService:
         capture = self._get(params)
         limit = int(bounded(params, "limit", 500, 1, 5000))
         summariser = self._summariser(capture)
-        return {"addresses": local_addresses(), "flows": pcap_summary.flows(summariser, limit),
-                "window": pcap_summary.window(summariser)}
+        return {
+            "addresses": local_addresses(),
+            "flows": pcap_summary.flows(summariser, limit),
+            "window": pcap_summary.window(summariser),
+        }
 
     def fingerprints(self, params: Dict[str, Any]) -> Dict[str, Any]:
         capture = self._get(params)
@@ -180,7 +224,7 @@ class CaptureService:
         try:
             tests = pcap_lines.parse_filter(text)
         except pcap_lines.FilterError as exc:
-            raise bad_params(str(exc), hint="terms: c12, an IP address, port 80, tcp/udp/icmp, #120, 100-200")
+            raise bad_params(str(exc), hint="terms: c12, an IP address, port 80, tcp/udp/icmp, #120, 100-200") from None
         key = ("packets", text, len(capture.files()), capture.disk_bytes())
         output_id = capture.cache.get(key)
         if output_id is None:
@@ -189,8 +233,13 @@ class CaptureService:
                 writer.write(line.encode())
             writer.close(exit_status=0)
             output_id = capture.cache[key] = writer.output_id
-        page = self.agent.store_call(lambda: self.agent.store.page(
-            output_id, param(params, "cursor", str, None), max_bytes=bounded(params, "max_bytes", 16000, 256, 100000)))
+        page = self.agent.store_call(
+            lambda: self.agent.store.page(
+                output_id,
+                param(params, "cursor", str, None),
+                max_bytes=bounded(params, "max_bytes", 16000, 256, 100000),
+            )
+        )
         return dict(page, output_id=output_id)
 
     # -- helpers ------------------------------------------------------------
@@ -199,8 +248,11 @@ class CaptureService:
         job_id = param(params, "job_id", str)
         capture = self.captures.get(job_id)
         if capture is None:
-            raise AgentError("unknown_job", "no capture %r on this host" % job_id,
-                             hint="known captures: %s" % (", ".join(self.captures) or "none"))
+            raise AgentError(
+                "unknown_job",
+                "no capture %r on this host" % job_id,
+                hint="known captures: %s" % (", ".join(self.captures) or "none"),
+            )
         return capture
 
     def _summariser(self, capture: Capture) -> pcap_summary.Summariser:
@@ -211,7 +263,7 @@ class CaptureService:
             try:
                 cached = pcap_summary.summarise(capture.records())
             except reader.PcapError as exc:
-                raise AgentError("bad_capture", str(exc))
+                raise AgentError("bad_capture", str(exc)) from None
             if capture.job.done.is_set():
                 capture.cache = {k: v for k, v in capture.cache.items() if k[0] != "summary"}
                 capture.cache[key] = cached
@@ -222,20 +274,26 @@ class CaptureService:
         if name is None:
             return default_interface() or "any"
         if name != "any" and name not in names:
-            raise AgentError("unknown_interface", "no interface %r on this host" % name,
-                             hint="interfaces here: " + ", ".join(names + ["any"]))
+            raise AgentError(
+                "unknown_interface",
+                "no interface %r on this host" % name,
+                hint="interfaces here: " + ", ".join(names + ["any"]),
+            )
         return name
 
     def _user(self) -> str:
         wanted = self.settings.get("capture_user")
-        for user in ([wanted] if wanted else ["tcpdump", "nobody"]):
+        for user in [wanted] if wanted else ["tcpdump", "nobody"]:
             try:
                 pwd.getpwnam(user)
                 return str(user)
             except KeyError:
                 continue
-        raise AgentError("no_capture_user", "no unprivileged user to run tcpdump as (%s)" % (wanted or "tcpdump, nobody"),
-                         hint="create the user, or set capture_user in the host's policy")
+        raise AgentError(
+            "no_capture_user",
+            "no unprivileged user to run tcpdump as (%s)" % (wanted or "tcpdump, nobody"),
+            hint="create the user, or set capture_user in the host's policy",
+        )
 
     def _running(self) -> List[Capture]:
         """Captures whose tcpdump has not exited (a stopping one still writes its ring)."""
@@ -247,14 +305,21 @@ class CaptureService:
         running = self._running()
         most = int(self.settings["max_captures"])
         if len(running) >= most:
-            raise AgentError("quota_exceeded", "%d captures are running on this host, its cap (policy max_captures)"
-                             % len(running), rule="quota.captures",
-                             hint="wait for one to end, or stop one: job_cancel %s" % ", ".join(c.job.id for c in running))
+            raise AgentError(
+                "quota_exceeded",
+                "%d captures are running on this host, its cap (policy max_captures)" % len(running),
+                rule="quota.captures",
+                hint="wait for one to end, or stop one: job_cancel %s" % ", ".join(c.job.id for c in running),
+            )
         held, total = sum(int(c.meta["ring_bytes"]) for c in running), int(self.settings["capture_total_bytes"])
         if held + ring > total:
-            raise AgentError("quota_exceeded", "a ring of %d bytes does not fit: running captures hold %d of this "
-                             "host's %d (policy capture_total_bytes)" % (ring, held, total), rule="quota.capture_bytes",
-                             hint="ask for a smaller ring_bytes, or wait for a capture to end")
+            raise AgentError(
+                "quota_exceeded",
+                "a ring of %d bytes does not fit: running captures hold %d of this "
+                "host's %d (policy capture_total_bytes)" % (ring, held, total),
+                rule="quota.capture_bytes",
+                hint="ask for a smaller ring_bytes, or wait for a capture to end",
+            )
 
     def _new_dir(self, user: str, ring: int) -> str:
         """A fresh directory only the capture user can write; its parent is traverse-only."""
@@ -298,8 +363,9 @@ class CaptureService:
                 continue
             free = info.f_bavail * info.f_frsize
             if free < floor or "No space left" in capture.job.stderr_tail():
-                self.agent.jobs.stop(capture.job, "disk full: %d bytes free under %s (floor %d)"
-                                     % (free, capture.dir, floor))
+                self.agent.jobs.stop(
+                    capture.job, "disk full: %d bytes free under %s (floor %d)" % (free, capture.dir, floor)
+                )
                 return
 
 
@@ -368,32 +434,49 @@ def _host_expr(target: str) -> str:
     try:
         found = sorted({info[4][0] for info in socket.getaddrinfo(target, None)})
     except socket.gaierror as exc:
-        raise AgentError("unresolved", "cannot resolve %r on this host: %s" % (target, exc.strerror),
-                         hint="pass an IP address instead")
+        raise AgentError(
+            "unresolved",
+            "cannot resolve %r on this host: %s" % (target, exc.strerror),
+            hint="pass an IP address instead",
+        ) from None
     return " or ".join("host %s" % a for a in found[:8])
 
 
-def compile_filter(tcpdump: str, iface: str, snaplen: int, expression: str,
-                   preexec: Optional[Callable[[], None]] = None) -> None:
+def compile_filter(
+    tcpdump: str, iface: str, snaplen: int, expression: str, preexec: Optional[Callable[[], None]] = None
+) -> None:
     """tcpdump -d: a filter that does not compile is refused with tcpdump's own message."""
     if not expression:
         return
     argv = [tcpdump, "-d", "-i", iface, "-s", str(snaplen), "--", expression]
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=_clean_env(), timeout=20, preexec_fn=preexec)
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_clean_env(),
+            timeout=20,
+            preexec_fn=preexec,
+        )
     except subprocess.TimeoutExpired:
-        raise AgentError("bad_filter", "tcpdump -d did not finish compiling the filter in 20 s")
+        raise AgentError("bad_filter", "tcpdump -d did not finish compiling the filter in 20 s") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AgentError("bad_filter", "the filter does not compile: %s" % (message[-1] if message else "?"),
-                         hint="BPF syntax as in man pcap-filter, e.g. 'tcp port 443 and host 10.0.0.5'")
+        raise AgentError(
+            "bad_filter",
+            "the filter does not compile: %s" % (message[-1] if message else "?"),
+            hint="BPF syntax as in man pcap-filter, e.g. 'tcp port 443 and host 10.0.0.5'",
+        )
 
 
 def tcpdump_stats(stderr: str) -> Dict[str, int]:
     stats = {}
-    for key, pattern in (("captured", r"(\d+) packets? captured"), ("received_by_filter", r"(\d+) packets? received by filter"),
-                         ("dropped_by_kernel", r"(\d+) packets? dropped by kernel")):
+    for key, pattern in (
+        ("captured", r"(\d+) packets? captured"),
+        ("received_by_filter", r"(\d+) packets? received by filter"),
+        ("dropped_by_kernel", r"(\d+) packets? dropped by kernel"),
+    ):
         found = re.findall(pattern, stderr)
         if found:
             stats[key] = int(found[-1])
@@ -414,7 +497,7 @@ def parse_flow(text: str) -> Tuple[int, bytes, int, bytes, int]:
         (sa, sp), (da, dp) = _endpoint(src, proto), _endpoint(dst, proto)
         return proto, sa, sp, da, dp
     except (KeyError, ValueError):
-        raise bad_params("flow %r is not of the form 'tcp 10.0.0.1:5000>10.0.0.2:80'" % text)
+        raise bad_params("flow %r is not of the form 'tcp 10.0.0.1:5000>10.0.0.2:80'" % text) from None
 
 
 def _endpoint(text: str, proto: int) -> Tuple[bytes, int]:
@@ -427,16 +510,22 @@ def _endpoint(text: str, proto: int) -> Tuple[bytes, int]:
 def list_interfaces() -> List[Dict[str, Any]]:
     """Every interface from /sys/class/net, with addresses and the default route from `ip -j`."""
     addrs = {entry.get("ifname"): entry for entry in _ip_json(["addr", "show"])}
-    default = {r.get("dev") for r in _ip_json(["route", "show", "default"])} | \
-              {r.get("dev") for r in _ip_json(["-6", "route", "show", "default"])}
+    default = {r.get("dev") for r in _ip_json(["route", "show", "default"])} | {
+        r.get("dev") for r in _ip_json(["-6", "route", "show", "default"])
+    }
     out = []
     for name in sorted(os.listdir("/sys/class/net")):
         entry = addrs.get(name, {})
-        out.append({"name": name, "state": _read("/sys/class/net/%s/operstate" % name),
-                    "mtu": int(_read("/sys/class/net/%s/mtu" % name) or 0),
-                    "mac": _read("/sys/class/net/%s/address" % name),
-                    "addresses": ["%s/%s" % (a.get("local"), a.get("prefixlen")) for a in entry.get("addr_info", [])],
-                    "default_route": name in default})
+        out.append(
+            {
+                "name": name,
+                "state": _read("/sys/class/net/%s/operstate" % name),
+                "mtu": int(_read("/sys/class/net/%s/mtu" % name) or 0),
+                "mac": _read("/sys/class/net/%s/address" % name),
+                "addresses": ["%s/%s" % (a.get("local"), a.get("prefixlen")) for a in entry.get("addr_info", [])],
+                "default_route": name in default,
+            }
+        )
     return out
 
 
@@ -456,8 +545,14 @@ def _ip_json(args: List[str]) -> List[Dict[str, Any]]:
     if ip is None:
         return []
     try:
-        done = subprocess.run([ip, "-j"] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
-                              env=_clean_env(), preexec_fn=sandbox.preexec(profiles.probe(), ip))
+        done = subprocess.run(
+            [ip, "-j"] + args,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            env=_clean_env(),
+            preexec_fn=sandbox.preexec(profiles.probe(), ip),
+        )
         data = json.loads(done.stdout or b"[]")
     except (subprocess.TimeoutExpired, ValueError, OSError):
         return []
@@ -474,6 +569,12 @@ def _read(path: str) -> str:
 
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     service = CaptureService(agent)
-    return {"capture.interfaces": service.interfaces, "capture.start": service.start,
-            "capture.status": service.status, "capture.summary": service.summary, "capture.flows": service.flows,
-            "capture.fingerprints": service.fingerprints, "capture.packets": service.packets}
+    return {
+        "capture.interfaces": service.interfaces,
+        "capture.start": service.start,
+        "capture.status": service.status,
+        "capture.summary": service.summary,
+        "capture.flows": service.flows,
+        "capture.fingerprints": service.fingerprints,
+        "capture.packets": service.packets,
+    }

@@ -16,8 +16,9 @@ APP_ERROR = 1000
 class AgentError(Exception):
     """An error the caller can act on: `kind` is machine-readable, `hint` says what to do."""
 
-    def __init__(self, kind: str, message: str, hint: Optional[str] = None,
-                 code: int = APP_ERROR, **extra: Any) -> None:
+    def __init__(
+        self, kind: str, message: str, hint: Optional[str] = None, code: int = APP_ERROR, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message

@@ -27,8 +27,13 @@ _PROBING = threading.Lock()
 VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+.][0-9A-Za-z.]+)?)")
 
 
-def gather(store_dir: str, cache_path: Optional[str] = None, refresh: bool = False,
-           drgn_python: Optional[str] = None, probe: bool = True) -> Dict[str, Any]:
+def gather(
+    store_dir: str,
+    cache_path: Optional[str] = None,
+    refresh: bool = False,
+    drgn_python: Optional[str] = None,
+    probe: bool = True,
+) -> Dict[str, Any]:
     """All facts; tool versions come from a cache keyed by boot and binaries (and, for drgn, the
     interpreters it may be imported by: policy `drgn_python` or drgn_pick's candidates). Without
     `probe` (first contact), versions not cached yet are left unprobed (`probed: false`)."""
@@ -74,30 +79,36 @@ def store_space(store_dir: str) -> Dict[str, Any]:
     return {"dir": store_dir, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
-def tools(cache_path: Optional[str], refresh: bool, boot_id: str, drgn_python: Optional[str] = None,
-          probe: bool = True) -> Dict[str, Any]:
+def tools(
+    cache_path: Optional[str], refresh: bool, boot_id: str, drgn_python: Optional[str] = None, probe: bool = True
+) -> Dict[str, Any]:
     """Path and version of each tool; versions are cached since running them costs
     (~0.1-0.2 s of CPU: too much to spend before `hello` on hundreds of hosts at once)."""
-    paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", ""))
-             for name in TOOLS}
+    paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", "")) for name in TOOLS}
     pythons = drgn_pick.candidates(drgn_python)
     key = _cache_key(dict(paths, **{"python:" + p: p for p in pythons}), boot_id)
     cached = None if refresh else _load_cache(cache_path, key)  # written whole (os.replace): no lock
     if cached is not None:
         return cached
     if not probe:
-        return {name: {"present": bool(path), "path": path, "version": None, "probed": False}
-                for name, path in paths.items()}
+        return {
+            name: {"present": bool(path), "path": path, "version": None, "probed": False}
+            for name, path in paths.items()
+        }
     with _PROBING:  # one probe at a time: a second caller waits, then finds the cache
         cached = None if refresh else _load_cache(cache_path, key)
         return cached if cached is not None else _probe_all(cache_path, key, paths, drgn_python)
 
 
-def _probe_all(cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]],
-               drgn_python: Optional[str]) -> Dict[str, Any]:
+def _probe_all(
+    cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]], drgn_python: Optional[str]
+) -> Dict[str, Any]:
     found: Dict[str, Any] = {name: {"present": False} for name in TOOLS}
-    threads = [threading.Thread(target=_probe, args=(name, path, found))
-               for name, path in paths.items() if path and name != "drgn"]
+    threads = [
+        threading.Thread(target=_probe, args=(name, path, found))
+        for name, path in paths.items()
+        if path and name != "drgn"
+    ]
     threads.append(threading.Thread(target=_drgn, args=(drgn_python, paths["drgn"], found)))
     for thread in threads:
         thread.start()
@@ -120,9 +131,16 @@ def _probe(name: str, path: str, found: Dict[str, Any]) -> None:
     def niced() -> None:  # probes yield the CPU to the work the agent was started for
         os.nice(10)
         enter()
+
     try:
-        proc = subprocess.run([path] + TOOLS[name], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=8, env={"PATH": SBIN_PATH, "LC_ALL": "C"}, preexec_fn=niced)
+        proc = subprocess.run(
+            [path] + TOOLS[name],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=8,
+            env={"PATH": SBIN_PATH, "LC_ALL": "C"},
+            preexec_fn=niced,
+        )
         text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
         found[name] = {"present": True, "path": path, "version": None, "error": str(exc)}

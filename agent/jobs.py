@@ -23,8 +23,8 @@ from .policy import DEFAULTS
 from .rpc import current_request_id
 
 Notify = Callable[[str, Dict[str, Any]], None]
-PROGRESS_EVERY = 0.5    # seconds between progress notifications of one job
-KILL_GRACE = 2.0        # seconds between SIGTERM and SIGKILL
+PROGRESS_EVERY = 0.5  # seconds between progress notifications of one job
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 STDERR_TAIL = 4096
 KEPT_PAST_CAP = 4 << 20  # bytes of wanted lines (e.g. bpftrace's final maps) still written past a cap
 F = TypeVar("F", bound=Callable[..., "Job"])
@@ -32,18 +32,21 @@ F = TypeVar("F", bound=Callable[..., "Job"])
 
 def _counted(method: F) -> F:
     """Start a job only within the max_jobs quota (JobManager._slot)."""
+
     @functools.wraps(method)
-    def wrapper(self: "JobManager", *args: Any, **kwargs: Any) -> "Job":
+    def wrapper(self: JobManager, *args: Any, **kwargs: Any) -> Job:
         with self._slot():
             return method(self, *args, **kwargs)
+
     return cast(F, wrapper)
 
 
 class Job:
     """One process and the output it is writing."""
 
-    def __init__(self, job_id: str, kind: str, argv: List[str], writer: Any,
-                 duration: Optional[float], meta: Dict[str, Any]) -> None:
+    def __init__(
+        self, job_id: str, kind: str, argv: List[str], writer: Any, duration: Optional[float], meta: Dict[str, Any]
+    ) -> None:
         self.id = job_id
         self.kind = kind
         self.argv = argv
@@ -70,10 +73,16 @@ class Job:
 
     def status(self) -> Dict[str, Any]:
         end = self.ended or time.time()
-        status = {"job_id": self.id, "kind": self.kind, "state": self.state,
-                  "output_id": self.output_id, "started": self.started,
-                  "elapsed": round(end - self.started, 3), "exit_status": self.exit_status,
-                  "meta": self.meta}
+        status = {
+            "job_id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "output_id": self.output_id,
+            "started": self.started,
+            "elapsed": round(end - self.started, 3),
+            "exit_status": self.exit_status,
+            "meta": self.meta,
+        }
         status.update(self.result)
         if self.state != "running":
             status["stderr_tail"] = self.stderr_tail()
@@ -83,8 +92,14 @@ class Job:
 class JobManager:
     """Starts, watches, cancels and reaps jobs."""
 
-    def __init__(self, store: Any, notify: Notify, workdir: str, max_jobs: int = DEFAULTS["max_jobs"],
-                 table: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        notify: Notify,
+        workdir: str,
+        max_jobs: int = DEFAULTS["max_jobs"],
+        table: Optional[str] = None,
+    ) -> None:
         self.store = store
         self.notify = notify
         self.workdir = workdir
@@ -99,10 +114,17 @@ class JobManager:
         self.on_shutdown: List[Callable[[], None]] = []  # domains' own children (crash sessions...)
 
     @_counted
-    def start(self, kind: str, argv: List[str], duration: Optional[float] = None,
-              env: Optional[Dict[str, str]] = None, meta: Optional[Dict[str, Any]] = None,
-              max_output: Optional[int] = None, keep_past_cap: Optional[Callable[[bytes], bool]] = None,
-              preexec: Optional[Callable[[], None]] = None) -> Job:
+    def start(
+        self,
+        kind: str,
+        argv: List[str],
+        duration: Optional[float] = None,
+        env: Optional[Dict[str, str]] = None,
+        meta: Optional[Dict[str, Any]] = None,
+        max_output: Optional[int] = None,
+        keep_past_cap: Optional[Callable[[bytes], bool]] = None,
+        preexec: Optional[Callable[[], None]] = None,
+    ) -> Job:
         """Run argv (never through a shell) with output into a new store entry; `preexec` is the
         sandbox (sandbox.child_setup) the child enters before exec.
 
@@ -115,13 +137,23 @@ class JobManager:
         job.max_output, job.keep_past_cap = max_output, keep_past_cap
         try:
             job.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=self.workdir, env=env if env is not None else _clean_env(),
-                start_new_session=True, close_fds=True, preexec_fn=preexec)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.workdir,
+                env=env if env is not None else _clean_env(),
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=preexec,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             writer.close(error=str(exc))
-            raise AgentError("exec_failed", "cannot start %s: %s" % (argv[0], getattr(exc, "strerror", None) or exc),
-                             hint="is %s installed on this host?" % os.path.basename(argv[0]))
+            raise AgentError(
+                "exec_failed",
+                "cannot start %s: %s" % (argv[0], getattr(exc, "strerror", None) or exc),
+                hint="is %s installed on this host?" % os.path.basename(argv[0]),
+            ) from None
         with self._lock:
             self.jobs[job.id] = job
         self._announce(job)
@@ -161,8 +193,10 @@ class JobManager:
         """Say which request started the job: if the link drops before the answer, the controller
         still knows the job's id and can reattach to it."""
         self._record(job)
-        self.notify("job.started", {"job_id": job.id, "request": current_request_id(),
-                                    "output_id": job.output_id, "kind": job.kind})
+        self.notify(
+            "job.started",
+            {"job_id": job.id, "request": current_request_id(), "output_id": job.output_id, "kind": job.kind},
+        )
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
@@ -170,9 +204,12 @@ class JobManager:
         with self._lock:
             running = sum(1 for job in self.jobs.values() if job.state == "running") + self._starting
             if running >= self.max_jobs:
-                raise AgentError("quota_exceeded", "%d jobs are running on this host, its cap (policy max_jobs)"
-                                 % running, rule="quota.jobs",
-                                 hint="wait for one to end or cancel one (job_cancel); job_status lists them")
+                raise AgentError(
+                    "quota_exceeded",
+                    "%d jobs are running on this host, its cap (policy max_jobs)" % running,
+                    rule="quota.jobs",
+                    hint="wait for one to end or cancel one (job_cancel); job_status lists them",
+                )
             self._starting += 1
         try:
             yield
@@ -190,10 +227,15 @@ class JobManager:
         if job is None:
             old = self.table.lost(job_id) if self.table is not None else None
             if old is not None:
-                raise AgentError("job_lost", old["message"], hint="its output so far is kept: output_page "
-                                 "reads it", output_id=old.get("output_id"))
-            raise AgentError("unknown_job", "no job %r on this host" % job_id,
-                             hint="jobs.list shows the jobs this agent knows")
+                raise AgentError(
+                    "job_lost",
+                    old["message"],
+                    hint="its output so far is kept: output_page reads it",
+                    output_id=old.get("output_id"),
+                )
+            raise AgentError(
+                "unknown_job", "no job %r on this host" % job_id, hint="jobs.list shows the jobs this agent knows"
+            )
         return job
 
     def wait(self, job: Job, timeout: float) -> bool:
@@ -264,8 +306,8 @@ class JobManager:
                 past.feed(chunk)  # keep draining so the process is never blocked on a full pipe
                 continue
             if job.max_output is not None and written + len(chunk) > job.max_output:
-                self._over_cap(job, chunk[:job.max_output - written], job.max_output)
-                past.feed(chunk[job.max_output - written:])
+                self._over_cap(job, chunk[: job.max_output - written], job.max_output)
+                past.feed(chunk[job.max_output - written :])
                 capped = True
                 continue
             written += len(chunk)
@@ -273,8 +315,10 @@ class JobManager:
             now = time.monotonic()
             if now - last >= PROGRESS_EVERY:
                 last = now
-                self.notify("job.progress", {"job_id": job.id, "output_id": job.output_id,
-                                             "elapsed": round(time.time() - job.started, 3)})
+                self.notify(
+                    "job.progress",
+                    {"job_id": job.id, "output_id": job.output_id, "elapsed": round(time.time() - job.started, 3)},
+                )
         if capped:
             past.feed(b"\n")  # a last line without its newline
         job.exit_status = job.proc.wait()
@@ -284,8 +328,9 @@ class JobManager:
     def _over_cap(self, job: Job, head: bytes, cap: int) -> None:
         """Over the job's output cap: keep what fits, say so, stop the job."""
         job.writer.write(head + b"\n[crashfleet: output cap of %d bytes reached; job stopped]\n" % cap)
-        threading.Thread(target=self._stop, args=(job, "done", "output cap of %d bytes reached" % cap),
-                         daemon=True).start()
+        threading.Thread(
+            target=self._stop, args=(job, "done", "output cap of %d bytes reached" % cap), daemon=True
+        ).start()
 
     def _finish(self, job: Job) -> None:
         if job.state == "running":
@@ -293,9 +338,13 @@ class JobManager:
         error = None if job.state in ("done", "cancelled") else "exit status %s" % job.exit_status
         meta = job.writer.close(exit_status=job.exit_status, error=error)
         job.ended = time.time()
-        job.result = {"lines": meta.get("lines"), "bytes": meta.get("bytes"),
-                      "sha256": meta.get("sha256"), "truncated": meta.get("truncated"),
-                      "stop_reason": job.stop_reason}
+        job.result = {
+            "lines": meta.get("lines"),
+            "bytes": meta.get("bytes"),
+            "sha256": meta.get("sha256"),
+            "truncated": meta.get("truncated"),
+            "stop_reason": job.stop_reason,
+        }
         self._record(job)  # before done is set: shutdown waits on done, then the process ends
         job.done.set()
         self.notify("job.done", job.status())
@@ -323,16 +372,17 @@ class JobTable:
             return {}
 
     def record(self, status: Dict[str, Any]) -> None:
-        entry = {k: status.get(k) for k in ("job_id", "kind", "state", "output_id", "started", "exit_status",
-                                              "stop_reason")}
+        entry = {
+            k: status.get(k) for k in ("job_id", "kind", "state", "output_id", "started", "exit_status", "stop_reason")
+        }
         entry["pid"] = os.getpid()
         with self._lock:
             self._entries.pop(str(entry["job_id"]), None)
             self._entries[str(entry["job_id"])] = entry  # newest last
             finished = [k for k, v in self._entries.items() if v["state"] != "running"]
-            for key in finished[:-self.KEEP]:
+            for key in finished[: -self.KEEP]:
                 del self._entries[key]
-            merged = dict(list(self._previous.items())[-self.KEEP:], **self._entries)
+            merged = dict(list(self._previous.items())[-self.KEEP :], **self._entries)
             tmp = "%s.%d.tmp" % (self.path, os.getpid())
             try:
                 with open(tmp, "w") as handle:
@@ -348,10 +398,12 @@ class JobTable:
             return None
         ended = old.get("stop_reason") or "its agent (pid %s) died while it ran" % old.get("pid")
         state = old.get("state")
-        message = ("job %s ended with an earlier agent on this host: %s" % (job_id, ended)
-                   if state == "running" or state == "aborted" else
-                   "job %s was run by an earlier agent on this host and ended (%s, exit status %s)"
-                   % (job_id, state, old.get("exit_status")))
+        message = (
+            "job %s ended with an earlier agent on this host: %s" % (job_id, ended)
+            if state == "running" or state == "aborted"
+            else "job %s was run by an earlier agent on this host and ended (%s, exit status %s)"
+            % (job_id, state, old.get("exit_status"))
+        )
         return {"message": message, "output_id": old.get("output_id")}
 
 
@@ -384,6 +436,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def _clean_env() -> Dict[str, str]:
     """A minimal, predictable environment: no pager, C locale, sbin on PATH."""
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PAGER": "cat", "SYSTEMD_PAGER": "",
-            "TERM": "dumb", "HOME": os.environ.get("HOME", "/")}
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PAGER": "cat",
+        "SYSTEMD_PAGER": "",
+        "TERM": "dumb",
+        "HOME": os.environ.get("HOME", "/"),
+    }

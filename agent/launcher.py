@@ -31,8 +31,10 @@ NEED, OK = SAYS + b"need\n", SAYS + b"ok\n"
 OLD_PYTHON, UNSAFE_DIR, BAD_UPLOAD = 3, 4, 5  # exit statuses the controller maps to errors
 MAX_ZIPAPP = 64 << 20
 # Reads the launcher's source (argv[1] bytes) from stdin and runs it as __main__.
-STAGE1 = ("import os,sys\nn=int(sys.argv.pop(1));b=b''\nwhile len(b)<n:\n c=os.read(0,n-len(b))\n"
-          " if not c:sys.exit(%d)\n b+=c\nexec(compile(b,'crashfleet-launcher','exec'))" % BAD_UPLOAD)
+STAGE1 = (
+    "import os,sys\nn=int(sys.argv.pop(1));b=b''\nwhile len(b)<n:\n c=os.read(0,n-len(b))\n"
+    " if not c:sys.exit(%d)\n b+=c\nexec(compile(b,'crashfleet-launcher','exec'))" % BAD_UPLOAD
+)
 NAME_RE = re.compile(r"crashfleet-agent-[0-9a-f]{6,64}\.pyz\Z")
 
 
@@ -63,7 +65,7 @@ def _prefixes(path: str) -> List[str]:
     """'/a/b' -> ['/', '/a', '/a/b']."""
     parts, out = [p for p in path.split("/") if p], ["/"]
     for i in range(len(parts)):
-        out.append("/" + "/".join(parts[:i + 1]))
+        out.append("/" + "/".join(parts[: i + 1]))
     return out
 
 
@@ -104,8 +106,12 @@ def verified(path: str, digest: str) -> bool:
         return False
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid not in trusted_uids() or info.st_mode & 0o022 \
-                or info.st_size > MAX_ZIPAPP:
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid not in trusted_uids()
+            or info.st_mode & 0o022
+            or info.st_size > MAX_ZIPAPP
+        ):
             return False
         return hashlib.sha256(_read_all(fd, info.st_size)).hexdigest() == digest
     finally:
@@ -142,7 +148,7 @@ def install(directory: str, name: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -179,7 +185,7 @@ def prepare(given: str, name: str, digest: str, size: int) -> str:
 
 
 def main(argv: List[str]) -> int:
-    if sys.version_info < (3, 8):
+    if sys.version_info < (3, 8):  # noqa: UP036 - launcher.py runs on whatever python3 a host has
         sys.stderr.write("crashfleet agent needs Python >= 3.8, this is %s\n" % sys.version.split()[0])
         return OLD_PYTHON
     given, name, digest, size = argv[1:5]
@@ -188,6 +194,7 @@ def main(argv: List[str]) -> int:
     sys.path.insert(0, os.path.join(directory, name))
     os.write(1, OK)
     from crashfleet.agent.main import main as agent_main  # from the zipapp just verified
+
     return agent_main(["serve", "--dir", directory] + argv[5:])
 
 

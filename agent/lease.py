@@ -93,6 +93,7 @@ def connect_existing(directory: str, name: str) -> Optional[socket.socket]:
 
 def relay(sock: socket.socket, first: bytes, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Pass bytes both ways between our controller and the old agent until either side ends."""
+
     def back() -> None:
         while True:
             try:
@@ -110,6 +111,7 @@ def relay(sock: socket.socket, first: bytes, stdin: BinaryIO, stdout: BinaryIO) 
             stdout.close()  # the old agent is gone: so is this link
         except OSError:
             pass
+
     answers = threading.Thread(target=back, daemon=True, name="relay-back")
     answers.start()
     try:
@@ -199,5 +201,6 @@ def _short(dir_fd: int, name: str) -> str:
 
 def _peer_uid(conn: socket.socket) -> int:
     import struct
+
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])

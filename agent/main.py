@@ -48,13 +48,21 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     check_base_dir(base_dir)  # again: makedirs gives the dirs above DIR the umask's mode
     workdir = os.path.join(base_dir, "work")  # empty cwd for every child
     os.makedirs(workdir, mode=0o700, exist_ok=True)
-    store = Store(os.path.join(base_dir, "store"), max_output_bytes=policy.settings["max_output_bytes"],
-                  max_total_bytes=policy.settings["max_store_bytes"])
+    store = Store(
+        os.path.join(base_dir, "store"),
+        max_output_bytes=policy.settings["max_output_bytes"],
+        max_total_bytes=policy.settings["max_store_bytes"],
+    )
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the wire
     channel = Channel(stdout)
-    jobs = JobManager(store, channel.notify, workdir, max_jobs=int(policy.settings["max_jobs"]),
-                      table=os.path.join(base_dir, "jobs.json"))
+    jobs = JobManager(
+        store,
+        channel.notify,
+        workdir,
+        max_jobs=int(policy.settings["max_jobs"]),
+        table=os.path.join(base_dir, "jobs.json"),
+    )
     server = Server(channel, refusals=RefusalLog(os.path.join(base_dir, AUDIT_FILE)))
     lifeline = Lifeline(float(policy.settings["job_lease"]), jobs.running)
     agent = Agent(base_dir, store, jobs, policy)
@@ -84,8 +92,12 @@ def check_base_dir(base_dir: str) -> None:
         return
     problem = dir_problem(base_dir)
     if problem:
-        raise AgentError("unsafe_dir", "refusing agent dir %s: %s" % (base_dir, problem), rule="agent.dir",
-                         hint="use a dir only root can write (chown root:root, chmod go-w on it and above)")
+        raise AgentError(
+            "unsafe_dir",
+            "refusing agent dir %s: %s" % (base_dir, problem),
+            rule="agent.dir",
+            hint="use a dir only root can write (chown root:root, chmod go-w on it and above)",
+        )
 
 
 def _on_signals(jobs: JobManager, channel: Channel) -> None:
@@ -93,11 +105,14 @@ def _on_signals(jobs: JobManager, channel: Channel) -> None:
         # Said first, so the controller knows before any answer the shutdown causes
         # that this agent takes no more calls.
         channel.notify("agent.stopping", {"signal": signum})
-        sys.stderr.write("crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
-                         % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running")))
+        sys.stderr.write(
+            "crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
+            % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running"))
+        )
         sys.stderr.flush()
         jobs.shutdown("the agent was stopped by signal %d" % signum)
         os._exit(128 + signum)
+
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
 

@@ -18,8 +18,7 @@ KERNEL_DIRS = ("/sys", "/proc", "/usr/src", "/lib/modules")
 # to nobody once the dump is open.
 # SYSLOG: /proc/kallsyms shows zero addresses without it where perf_event_paranoid > 1 (Debian: 3),
 # so bpftrace could not name func, ksym() or kstack frames (seen on the VM host: keys as raw IPs).
-BPFTRACE_CAPS = ("SYS_ADMIN", "BPF", "PERFMON", "SYS_RESOURCE", "IPC_LOCK", "SYS_PTRACE",
-                 "DAC_READ_SEARCH", "SYSLOG")
+BPFTRACE_CAPS = ("SYS_ADMIN", "BPF", "PERFMON", "SYS_RESOURCE", "IPC_LOCK", "SYS_PTRACE", "DAC_READ_SEARCH", "SYSLOG")
 TCPDUMP_CAPS = ("NET_RAW", "NET_ADMIN", "SETUID", "SETGID")
 
 
@@ -42,20 +41,33 @@ def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str, modules: Iterabl
     """`modules`: the modules' debuginfo files fetched for this session (crash loads them with mod -s)."""
     s = _settings(policy)
     live = _live(vmcore)
-    return Profile("crash", read=[vmlinux, vmcore, workdir] + list(modules) + _debuginfo(s) + live["read"],
-                   write=[workdir],
-                   caps=live["caps"],
-                   devices=["/dev/tty"], isolate=True, rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
-                                                fsize=s["sandbox_file_bytes"]))
+    return Profile(
+        "crash",
+        read=[vmlinux, vmcore, workdir] + list(modules) + _debuginfo(s) + live["read"],
+        write=[workdir],
+        caps=live["caps"],
+        devices=["/dev/tty"],
+        isolate=True,
+        rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"], fsize=s["sandbox_file_bytes"]),
+    )
 
 
 def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str]) -> Profile:
     s = _settings(policy)
     live = _live(vmcore, ("SETUID", "SETGID"))
-    return Profile("drgn", read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s) + live["read"],
-                   write=[workdir], caps=live["caps"], isolate=True,
-                   rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"],
-                                   fsize=s["sandbox_file_bytes"], nproc=s["sandbox_processes"]))
+    return Profile(
+        "drgn",
+        read=[vmlinux, vmcore, workdir] + list(python_paths) + _debuginfo(s) + live["read"],
+        write=[workdir],
+        caps=live["caps"],
+        isolate=True,
+        rlimits=rlimits(
+            cpu=s["sandbox_cpu_seconds"],
+            memory=s["sandbox_memory_bytes"],
+            fsize=s["sandbox_file_bytes"],
+            nproc=s["sandbox_processes"],
+        ),
+    )
 
 
 def bpftrace(policy: Any, workdir: str, duration: float = 60.0) -> Profile:
@@ -63,28 +75,56 @@ def bpftrace(policy: Any, workdir: str, duration: float = 60.0) -> Profile:
     start sh): sh may start, but inside the same sandbox it can start nothing else (not clang, not
     what a system() call names), write only the work dir and read only what bpftrace reads."""
     s = _settings(policy)
-    return Profile("bpftrace", read=list(KERNEL_DIRS) + [workdir], write=[workdir], caps=BPFTRACE_CAPS,
-                   execute=["/bin/sh"],
-                   rlimits=rlimits(cpu=duration + 60, fsize=s["sandbox_file_bytes"]))
+    return Profile(
+        "bpftrace",
+        read=list(KERNEL_DIRS) + [workdir],
+        write=[workdir],
+        caps=BPFTRACE_CAPS,
+        execute=["/bin/sh"],
+        rlimits=rlimits(cpu=duration + 60, fsize=s["sandbox_file_bytes"]),
+    )
 
 
 def tcpdump(policy: Any, capture_dir: str, duration: float = 60.0, file_bytes: int = 0) -> Profile:
     """A capture writes its ring; a filter check (`tcpdump -d`, capture_dir "") writes nothing."""
     write = [capture_dir] if capture_dir else []
-    return Profile("tcpdump", read=["/proc", "/sys"] + write, write=write, caps=TCPDUMP_CAPS,
-                   rlimits=rlimits(cpu=duration + 60, fsize=max(file_bytes, 1 << 20) + (1 << 20)))
+    return Profile(
+        "tcpdump",
+        read=["/proc", "/sys"] + write,
+        write=write,
+        caps=TCPDUMP_CAPS,
+        rlimits=rlimits(cpu=duration + 60, fsize=max(file_bytes, 1 << 20) + (1 << 20)),
+    )
 
 
 def command() -> Profile:
     """The catalogue's fixed read-only commands (uname, ps, dmesg, ss...): they keep their
     capabilities (dmesg needs CAP_SYSLOG, ss -p reads other processes) but write nothing, exec
     nothing else."""
-    return Profile("command", read=["/proc", "/sys", "/etc/machine-id", "/var/log/journal", "/run/log/journal",
-                                    "/etc/services", "/etc/protocols"], rlimits=rlimits())
+    return Profile(
+        "command",
+        read=[
+            "/proc",
+            "/sys",
+            "/etc/machine-id",
+            "/var/log/journal",
+            "/run/log/journal",
+            "/etc/services",
+            "/etc/protocols",
+        ],
+        rlimits=rlimits(),
+    )
 
 
-NET_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl",
-             "/etc/ca-certificates", "/etc/pki")
+NET_FILES = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+)
 
 
 def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: Iterable[str]) -> Profile:
@@ -93,9 +133,14 @@ def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: 
     files to read, its build id's cache dir to write, no capabilities, the file size capped
     by the cache quota."""
     s = _settings(policy)
-    return Profile("debuginfod", read=list(NET_FILES) + list(python_paths) + [fetch_dir], write=[fetch_dir],
-                   caps=(), tcp_connect=ports,
-                   rlimits=rlimits(cpu=3600, fsize=int(s["debuginfod_cache_bytes"]) + 1))
+    return Profile(
+        "debuginfod",
+        read=list(NET_FILES) + list(python_paths) + [fetch_dir],
+        write=[fetch_dir],
+        caps=(),
+        tcp_connect=ports,
+        rlimits=rlimits(cpu=3600, fsize=int(s["debuginfod_cache_bytes"]) + 1),
+    )
 
 
 def probe() -> Profile:

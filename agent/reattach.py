@@ -32,6 +32,7 @@ class Reattach:
                 self.server.serve(stream, live=lambda: self.lifeline.is_current(generation))
             finally:
                 self.lifeline.ended(generation)
+
         threading.Thread(target=run, daemon=True, name="conn-%d" % generation).start()
 
     def intercept(self, request: Dict[str, Any], line: bytes, stream: BinaryIO) -> bool:

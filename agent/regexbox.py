@@ -27,19 +27,24 @@ def is_literal(pattern: str) -> bool:
 
 
 def too_costly(policy: Any, pattern: str, why: str) -> AgentError:
-    return AgentError("pattern_too_costly", "the pattern %r was stopped: %s (this host allows a regex %ss of "
-                      "CPU)" % (pattern[:200], why, policy.settings["regex_cpu_seconds"]),
-                      hint="search a plain string, or a regex without nested repetition like (a+)+",
-                      rule="regex.cpu")
+    return AgentError(
+        "pattern_too_costly",
+        "the pattern %r was stopped: %s (this host allows a regex %ss of "
+        "CPU)" % (pattern[:200], why, policy.settings["regex_cpu_seconds"]),
+        hint="search a plain string, or a regex without nested repetition like (a+)+",
+        rule="regex.cpu",
+    )
 
 
 def run_scan(policy: Any, pattern: str, scan: Callable[[], Dict[str, Any]], fds: List[int]) -> Dict[str, Any]:
     """The store's scan (see Store.search `isolate`) in the child; its StoreErrors come back as such."""
+
     def child() -> Dict[str, Any]:
         try:
             return {"ok": scan()}
         except StoreError as exc:
             return {"error": [exc.code, exc.message]}
+
     cpu = float(policy.settings["regex_cpu_seconds"])
     try:
         answer = sandbox.fork_call(child, profiles.search(policy), timeout=cpu * 2 + 5, keep=fds)
@@ -58,7 +63,7 @@ class IsolatedChain:
         self.chain, self.policy, self.pattern = chain, policy, pattern
         self.done = False  # the child decides when a head is full; we keep feeding until it closes
 
-    def bind(self, write: Write) -> "_ChildSink":
+    def bind(self, write: Write) -> _ChildSink:
         return _ChildSink(self, write)
 
 

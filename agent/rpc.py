@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable, Dict, Optional
 
 from .audit import RefusalLog, is_refusal
-from .errors import (INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
-                     AgentError)
+from .errors import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, AgentError
 
 Handler = Callable[[Dict[str, Any]], Any]
 Live = Callable[[], bool]
@@ -83,8 +82,9 @@ class Server:
                 break
             if len(line) > MAX_LINE and not line.endswith(b"\n"):
                 self._skip_rest(stream)
-                self._reply_error(None, AgentError("too_large", "request line over 1 MiB",
-                                                   code=INVALID_REQUEST).to_rpc())
+                self._reply_error(
+                    None, AgentError("too_large", "request line over 1 MiB", code=INVALID_REQUEST).to_rpc()
+                )
                 continue
             if line.strip() and self._accept(line, stream, live):
                 return
@@ -107,8 +107,10 @@ class Server:
             self._reply_error(None, {"code": PARSE_ERROR, "message": "invalid JSON: %s" % exc})
             return False
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-            self._reply_error(request.get("id") if isinstance(request, dict) else None,
-                              {"code": INVALID_REQUEST, "message": "not a JSON-RPC 2.0 request"})
+            self._reply_error(
+                request.get("id") if isinstance(request, dict) else None,
+                {"code": INVALID_REQUEST, "message": "not a JSON-RPC 2.0 request"},
+            )
             return False
         if self.intercept is not None and self.intercept(request, line, stream):
             return True
@@ -122,9 +124,12 @@ class Server:
         try:
             handler = self._handler(request["method"])
             if handler is None:
-                raise AgentError("unknown_method", "unknown method %r" % request["method"],
-                                 hint="methods: " + ", ".join(sorted(self.methods)),
-                                 code=METHOD_NOT_FOUND)
+                raise AgentError(
+                    "unknown_method",
+                    "unknown method %r" % request["method"],
+                    hint="methods: " + ", ".join(sorted(self.methods)),
+                    code=METHOD_NOT_FOUND,
+                )
             if not isinstance(params, dict):
                 raise AgentError("bad_params", "params must be an object", code=-32602)
             result = handler(params)
@@ -136,8 +141,14 @@ class Server:
         except Exception as exc:  # a bug must not kill the agent: report it with its traceback tail
             tail = traceback.format_exc()[-2000:]
             sys.stderr.write(tail)
-            self._reply_error(req_id, {"code": INTERNAL_ERROR, "message": "%s: %s" % (type(exc).__name__, exc),
-                                       "data": {"kind": "internal", "traceback_tail": tail}})
+            self._reply_error(
+                req_id,
+                {
+                    "code": INTERNAL_ERROR,
+                    "message": "%s: %s" % (type(exc).__name__, exc),
+                    "data": {"kind": "internal", "traceback_tail": tail},
+                },
+            )
         else:
             if req_id is not None and live():
                 self.channel.send({"jsonrpc": "2.0", "id": req_id, "result": result})

@@ -53,33 +53,75 @@ FS_REFER, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 _FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
 FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
 READ = FS_READ_FILE | FS_READ_DIR
-WRITE = READ | FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG | \
-    FS_MAKE_SYM | FS_MAKE_FIFO | FS_MAKE_SOCK | FS_REFER | FS_TRUNCATE
-NET_ALL = 3            # bind and connect TCP (ABI 4)
+WRITE = (
+    READ
+    | FS_WRITE_FILE
+    | FS_REMOVE_DIR
+    | FS_REMOVE_FILE
+    | FS_MAKE_DIR
+    | FS_MAKE_REG
+    | FS_MAKE_SYM
+    | FS_MAKE_FIFO
+    | FS_MAKE_SOCK
+    | FS_REFER
+    | FS_TRUNCATE
+)
+NET_ALL = 3  # bind and connect TCP (ABI 4)
 NET_CONNECT = 2
-SCOPE_ALL = 3          # abstract unix sockets and signals (ABI 6)
+SCOPE_ALL = 3  # abstract unix sockets and signals (ABI 6)
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt")
-SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/os-release")
+SYSTEM_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/os-release",
+)
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 TMPFS_OPTIONS = b"size=1g,mode=1777"
 PARENT_POLL = 1.0  # seconds between the intermediate's checks that the agent is still there
 
 # Capabilities by number (linux/capability.h).
-CAP = {"DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12,
-       "NET_RAW": 13, "IPC_LOCK": 14, "SYS_RAWIO": 17, "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24,
-       "SYSLOG": 34, "PERFMON": 38, "BPF": 39}
+CAP = {
+    "DAC_OVERRIDE": 1,
+    "DAC_READ_SEARCH": 2,
+    "SETGID": 6,
+    "SETUID": 7,
+    "NET_ADMIN": 12,
+    "NET_RAW": 13,
+    "IPC_LOCK": 14,
+    "SYS_RAWIO": 17,
+    "SYS_PTRACE": 19,
+    "SYS_ADMIN": 21,
+    "SYS_RESOURCE": 24,
+    "SYSLOG": 34,
+    "PERFMON": 38,
+    "BPF": 39,
+}
 
 
 class Profile:
     """What one kind of child may do. `caps` None keeps the agent's; a set keeps only those."""
 
-    def __init__(self, name: str, read: Iterable[str] = (), write: Iterable[str] = (),
-                 caps: Optional[Iterable[str]] = None, isolate: bool = False, pid_ns: bool = True,
-                 rlimits: Optional[Dict[int, int]] = None, tcp: bool = False, devices: Iterable[str] = (),
-                 execute: Iterable[str] = (), tcp_connect: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        read: Iterable[str] = (),
+        write: Iterable[str] = (),
+        caps: Optional[Iterable[str]] = None,
+        isolate: bool = False,
+        pid_ns: bool = True,
+        rlimits: Optional[Dict[int, int]] = None,
+        tcp: bool = False,
+        devices: Iterable[str] = (),
+        execute: Iterable[str] = (),
+        tcp_connect: Iterable[int] = (),
+    ) -> None:
         self.name = name
         self.tcp_connect = tuple(sorted(set(int(p) for p in tcp_connect)))  # ports (ABI >= 4): all else refused
         self.execute = tuple(execute)  # programs the tool itself starts (beyond the tool)
@@ -87,14 +129,19 @@ class Profile:
         self.read = tuple(read)
         self.write = tuple(write)
         self.caps: Optional[FrozenSet[int]] = None if caps is None else frozenset(CAP[c] for c in caps)
-        self.isolate = isolate   # new mount, IPC and network namespaces, private /tmp
+        self.isolate = isolate  # new mount, IPC and network namespaces, private /tmp
         self.pid_ns = pid_ns
         self.rlimits = dict(rlimits or {})
         self.tcp = tcp
 
 
-def rlimits(cpu: Optional[float] = None, memory: Optional[int] = None, fsize: Optional[int] = None,
-            nproc: Optional[int] = None, nofile: int = 4096) -> Dict[int, int]:
+def rlimits(
+    cpu: Optional[float] = None,
+    memory: Optional[int] = None,
+    fsize: Optional[int] = None,
+    nproc: Optional[int] = None,
+    nofile: int = 4096,
+) -> Dict[int, int]:
     """Limits for a profile: no core dumps ever (a tool's memory may hold the dump's secrets)."""
     limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_NOFILE: nofile}
     if cpu is not None:
@@ -110,10 +157,12 @@ def rlimits(cpu: Optional[float] = None, memory: Optional[int] = None, fsize: Op
 
 # -- what this host offers ---------------------------------------------------
 
+
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is missing or disabled."""
-    abi = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    abi = _libc.syscall(
+        SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)
+    )
     return max(0, int(abi))
 
 
@@ -139,18 +188,28 @@ def status() -> Dict[str, Any]:
     if abi == 0:
         missing.append("Landlock is not available (kernel < 5.13, or not in the LSM list)")
     if not namespaces:
-        missing.append("no namespaces (the agent is not root, or unshare is refused): crash and drgn keep "
-                       "the network, and a tool's descendants are tracked by process group only")
+        missing.append(
+            "no namespaces (the agent is not root, or unshare is refused): crash and drgn keep "
+            "the network, and a tool's descendants are tracked by process group only"
+        )
     if os.geteuid() != 0:
         missing.append("not root: capabilities cannot be narrowed")
     notes = []
     if 0 < abi < 4:
-        notes.append("Landlock ABI %d has no TCP rules: crash and drgn lose the network through a network "
-                     "namespace; bpftrace and tcpdump keep it" % abi)
+        notes.append(
+            "Landlock ABI %d has no TCP rules: crash and drgn lose the network through a network "
+            "namespace; bpftrace and tcpdump keep it" % abi
+        )
     if 0 < abi < 3:
         notes.append("Landlock ABI %d cannot refuse truncate(2) by path" % abi)
-    return {"sandbox": "partial" if missing else "full", "missing": missing, "notes": notes,
-            "landlock_abi": abi, "namespaces": namespaces, "no_new_privs": True}
+    return {
+        "sandbox": "partial" if missing else "full",
+        "missing": missing,
+        "notes": notes,
+        "landlock_abi": abi,
+        "namespaces": namespaces,
+        "no_new_privs": True,
+    }
 
 
 def summary() -> str:
@@ -161,13 +220,16 @@ def summary() -> str:
 def require(policy_settings: Dict[str, Any]) -> None:
     """Refuse to start a tool when policy demands the full sandbox and this host lacks it."""
     if policy_settings.get("require_sandbox") and status()["sandbox"] != "full":
-        raise AgentError("sandbox_unavailable", "this host's policy requires the full sandbox, and it is "
-                         "partial: %s" % "; ".join(status()["missing"]),
-                         hint="run the agent as root on a kernel with Landlock, or set require_sandbox "
-                              "false in the host's policy", rule="sandbox.required")
+        raise AgentError(
+            "sandbox_unavailable",
+            "this host's policy requires the full sandbox, and it is partial: %s" % "; ".join(status()["missing"]),
+            hint="run the agent as root on a kernel with Landlock, or set require_sandbox false in the host's policy",
+            rule="sandbox.required",
+        )
 
 
 # -- preparing a child (in the parent) ----------------------------------------
+
 
 def executables(path: str) -> List[str]:
     """The files execve opens to start `path`: itself, its #! interpreter, their ELF interpreters."""
@@ -193,12 +255,12 @@ def _interpreter(path: str) -> Optional[str]:
                 return line.split()[0].decode() if line else None
             if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit ELF only
                 return None
-            phoff, = struct.unpack_from("<Q", head, 32)
+            (phoff,) = struct.unpack_from("<Q", head, 32)
             phentsize, phnum = struct.unpack_from("<HH", head, 54)
             handle.seek(phoff)
             table = handle.read(phentsize * phnum)
             for i in range(phnum):
-                ptype, = struct.unpack_from("<I", table, i * phentsize)
+                (ptype,) = struct.unpack_from("<I", table, i * phentsize)
                 if ptype == 3:  # PT_INTERP
                     offset, _vaddr, _paddr, size = struct.unpack_from("<QQQQ", table, i * phentsize + 8)
                     handle.seek(offset)
@@ -216,8 +278,9 @@ class _Plan:
         self.extra = extra
         self.abi = landlock_abi()
         self.namespaces = status()["namespaces"]
-        exe = [path for program in ([binary] if binary else []) + list(profile.execute)
-               for path in executables(program)]
+        exe = [
+            path for program in ([binary] if binary else []) + list(profile.execute) for path in executables(program)
+        ]
         writes = list(profile.write)
         private = [d for d in PRIVATE_TMP if profile.isolate and self.namespaces and os.path.isdir(d)]
         self.private_tmp = [d.encode() for d in private]
@@ -235,15 +298,15 @@ class _Plan:
         self.max_fd = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
-def preexec(profile: Profile, binary: Optional[str], extra: Optional[Callable[[], None]] = None
-            ) -> Callable[[], None]:
+def preexec(profile: Profile, binary: Optional[str], extra: Optional[Callable[[], None]] = None) -> Callable[[], None]:
     """The function a forked child runs before it execs `binary` under `profile`."""
     plan = _Plan(profile, binary, extra)
     return lambda: _enter(plan, fork_init=True)
 
 
-def child_setup(settings: Dict[str, Any], profile: Profile, binary: Optional[str],
-                extra: Optional[Callable[[], None]] = None) -> Optional[Callable[[], None]]:
+def child_setup(
+    settings: Dict[str, Any], profile: Profile, binary: Optional[str], extra: Optional[Callable[[], None]] = None
+) -> Optional[Callable[[], None]]:
     """The preexec function for a tool under this host's policy: the sandbox unless policy turned
     it off (`sandbox: false`); a refusal when policy requires the full sandbox and it is partial."""
     require(settings)
@@ -259,13 +322,15 @@ def _beneath(path: str, directory: str) -> bool:
 
 # -- in the child ---------------------------------------------------------------
 
+
 def _enter(plan: _Plan, fork_init: bool) -> None:
     """Apply the plan to this (forked, single-threaded) process."""
     profile = plan.profile
     root = os.geteuid() == 0
     if plan.namespaces and (profile.isolate or (profile.pid_ns and fork_init)):
-        flags = (CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET if profile.isolate else 0) | \
-            (CLONE_NEWPID if profile.pid_ns and fork_init else 0)
+        flags = (CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET if profile.isolate else 0) | (
+            CLONE_NEWPID if profile.pid_ns and fork_init else 0
+        )
         _check(_libc.unshare(flags), "unshare")
         if profile.pid_ns and fork_init:
             _become_init(plan)
@@ -299,8 +364,10 @@ def _private_tmp(plan: _Plan) -> None:
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        _check(_libc.mount(("/proc/self/fd/%d" % fd).encode(), path.encode(), None, MS_BIND | MS_REC, None),
-               "bind %s" % path)
+        _check(
+            _libc.mount(("/proc/self/fd/%d" % fd).encode(), path.encode(), None, MS_BIND | MS_REC, None),
+            "bind %s" % path,
+        )
         os.close(fd)
 
 
@@ -373,14 +440,32 @@ def _landlock(plan: _Plan, fds: List[Tuple[int, int]]) -> None:
             if not access & handled:
                 continue
             rule = struct.pack("<Qi", access & handled, fd)
-            _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
-                                 rule, ctypes.c_uint32(0)), "landlock_add_rule")
+            _check(
+                _libc.syscall(
+                    SYS_LANDLOCK_ADD_RULE,
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                    rule,
+                    ctypes.c_uint32(0),
+                ),
+                "landlock_add_rule",
+            )
         for port in plan.profile.tcp_connect if abi >= 4 and not plan.profile.tcp else ():
             rule = struct.pack("<QQ", NET_CONNECT, port)  # struct landlock_net_port_attr
-            _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_NET_PORT),
-                                 rule, ctypes.c_uint32(0)), "landlock_add_rule (tcp port)")
-        _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)),
-               "landlock_restrict_self")
+            _check(
+                _libc.syscall(
+                    SYS_LANDLOCK_ADD_RULE,
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_NET_PORT),
+                    rule,
+                    ctypes.c_uint32(0),
+                ),
+                "landlock_add_rule (tcp port)",
+            )
+        _check(
+            _libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)),
+            "landlock_restrict_self",
+        )
     finally:
         os.close(ruleset)
 
@@ -392,7 +477,7 @@ def _narrow_caps(keep: FrozenSet[int], last_cap: int) -> None:
         if cap not in keep:
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop capability %d" % cap)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = (ctypes.c_uint32 * 6)()                  # {effective, permitted, inheritable} x 2 words
+    data = (ctypes.c_uint32 * 6)()  # {effective, permitted, inheritable} x 2 words
     _check(_libc.capget(header, data), "capget")
     data[2] = data[5] = 0
     _check(_libc.capset(header, data), "capset")
@@ -414,6 +499,7 @@ def _read_first(path: str) -> str:
 
 # -- a Python function in a sandboxed child -------------------------------------
 
+
 class ChildFailed(Exception):
     """The child ended without an answer; `signal` is set when a limit killed it."""
 
@@ -433,7 +519,7 @@ def fork_sandboxed(profile: Profile, keep: Iterable[int] = ()) -> int:
             for low, high in zip([2] + keep, keep + [plan.max_fd]):
                 os.closerange(low + 1, high)
             _enter(plan, fork_init=False)
-        except BaseException:  # noqa: BLE001 - never run unsandboxed
+        except BaseException:
             os._exit(1)
     return pid
 
@@ -441,7 +527,7 @@ def fork_sandboxed(profile: Profile, keep: Iterable[int] = ()) -> int:
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def fork_call(fn: Callable[[], Any], profile: Profile, timeout: float, keep: Iterable[int] = ()) -> Any:

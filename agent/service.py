@@ -8,17 +8,16 @@ import shutil
 import time
 from typing import Any, Callable, Dict, Tuple, TypeVar
 
-from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts, profiles, sandbox
+from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts, profiles, regexbox, sandbox
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import Job, JobManager
 from .params import bounded, param
-from . import regexbox
 from .policy import Policy
 from .store import Store, StoreError
 
 T = TypeVar("T")
-PAGE_BYTES = 16000       # ~4,000 tokens
+PAGE_BYTES = 16000  # ~4,000 tokens
 MAX_PAGE_BYTES = 100000  # ~25,000 tokens: the hard cap
 MAX_WAIT = 120.0
 # Domain modules (agent/<name>.py); each has `methods(agent) -> {rpc name: handler}`.
@@ -48,20 +47,32 @@ class Agent:
         return methods
 
     def core_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
-        return {"hello": self.hello, "ping": lambda p: {"time": time.time()},
-                "facts": self.facts, "page": self.page, "search": self.search,
-                "outputs.list": lambda p: {"outputs": self.store.list()},
-                "commands.list": lambda p: {"commands": commands.describe()},
-                "run": self.run, "job.status": self.job_status, "job.cancel": self.job_cancel,
-                "jobs.list": lambda p: {"jobs": self.jobs.list()}}
+        return {
+            "hello": self.hello,
+            "ping": lambda p: {"time": time.time()},
+            "facts": self.facts,
+            "page": self.page,
+            "search": self.search,
+            "outputs.list": lambda p: {"outputs": self.store.list()},
+            "commands.list": lambda p: {"commands": commands.describe()},
+            "run": self.run,
+            "job.status": self.job_status,
+            "job.cancel": self.job_cancel,
+            "jobs.list": lambda p: {"jobs": self.jobs.list()},
+        }
 
     def hello(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        return {"protocol": PROTOCOL_VERSION, "build": build_hash(), "version": AGENT_VERSION,
-                "policy": self.policy.summary(),
-                "facts": facts.gather(self.store.root, self.facts_cache, drgn_python=self.policy.settings["drgn_python"],
-                                      probe=False),
-                "lease": self.lifeline.status() if self.lifeline is not None else None,
-                "running_jobs": self.jobs.running()}
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "build": build_hash(),
+            "version": AGENT_VERSION,
+            "policy": self.policy.summary(),
+            "facts": facts.gather(
+                self.store.root, self.facts_cache, drgn_python=self.policy.settings["drgn_python"], probe=False
+            ),
+            "lease": self.lifeline.status() if self.lifeline is not None else None,
+            "running_jobs": self.jobs.running(),
+        }
 
     def facts(self, params: Dict[str, Any]) -> Dict[str, Any]:
         refresh = param(params, "refresh", bool, False)
@@ -87,13 +98,16 @@ class Agent:
         cpu = float(self.policy.settings["regex_cpu_seconds"])
         isolated = not regexbox.is_literal(pattern)
         call = functools.partial(
-            self.store.search, param(params, "output_id", str), pattern,
+            self.store.search,
+            param(params, "output_id", str),
+            pattern,
             context=bounded(params, "context", 0, 0, 20),
             max_matches=bounded(params, "max_matches", 50, 1, 1000),
             ignore_case=param(params, "ignore_case", bool, False),
             cursor=param(params, "cursor", str, None),
             time_budget=cpu * 0.6 if isolated else 10.0,
-            isolate=functools.partial(regexbox.run_scan, self.policy, pattern) if isolated else None)
+            isolate=functools.partial(regexbox.run_scan, self.policy, pattern) if isolated else None,
+        )
         return self.store_call(call)
 
     def run(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -105,8 +119,13 @@ class Agent:
             duration = self.policy.check_duration(float(duration))
         argv = list(spec.argv)
         argv[0] = shutil.which(argv[0], path=facts.SBIN_PATH) or argv[0]
-        job = self.jobs.start("command", argv, duration=duration, meta={"command": name},
-                              preexec=sandbox.child_setup(self.policy.settings, profiles.command(), argv[0]))
+        job = self.jobs.start(
+            "command",
+            argv,
+            duration=duration,
+            meta={"command": name},
+            preexec=sandbox.child_setup(self.policy.settings, profiles.command(), argv[0]),
+        )
         return self.settle(job, params)
 
     def job_status(self, params: Dict[str, Any]) -> Dict[str, Any]:

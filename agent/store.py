@@ -13,6 +13,7 @@ output lock.
 
 Standard library only, Python >= 3.8 (the agent runs on old targets).
 """
+
 from __future__ import annotations
 
 import array
@@ -37,14 +38,14 @@ MAX_PAGE_BYTES = 8 << 20
 MAX_PAGE_LINES = 100000
 MAX_CONTEXT = 20
 MAX_MATCHES = 1000
-TEXT_CAP = 2000          # chars of a matched/context line returned by search
+TEXT_CAP = 2000  # chars of a matched/context line returned by search
 ELLIPSIS = "\u2026"
 
 _ID_RE = re.compile(r"[0-9a-f]{%d}\Z" % ID_LEN)
 _CURSOR_RE = re.compile(r"(\d{1,15})\.(\d{1,15})\.([0-9a-f]{8})\Z", re.ASCII)
-_CHUNK = 1 << 20         # writer processes input in slices of this size
-_BLOCK = 1 << 20         # search reads this much at a time; longer lines are segmented
-_META_EVERY = 1.0        # seconds between meta.json refreshes while writing
+_CHUNK = 1 << 20  # writer processes input in slices of this size
+_BLOCK = 1 << 20  # search reads this much at a time; longer lines are segmented
+_META_EVERY = 1.0  # seconds between meta.json refreshes while writing
 _TIME_CHECK_EVERY = 256  # lines between time-budget checks in search
 _RESTART_HINT = "call page without a cursor to start over"
 
@@ -89,8 +90,7 @@ class _Output:
     ``disk_bytes`` is guarded by the store lock.
     """
 
-    def __init__(self, oid: str, path: str, kind: str, created: float,
-                 caller_meta: Dict[str, Any], seq: int) -> None:
+    def __init__(self, oid: str, path: str, kind: str, created: float, caller_meta: Dict[str, Any], seq: int) -> None:
         self.id = oid
         self.path = path
         self.kind = kind
@@ -119,8 +119,7 @@ class _Output:
 
     def snapshot(self) -> _Snap:
         with self.lock:
-            return _Snap(self.size, self.n_complete, self.last_start,
-                         self.finished, self.truncated)
+            return _Snap(self.size, self.n_complete, self.last_start, self.finished, self.truncated)
 
     def meta(self) -> Dict[str, Any]:
         """The meta.json document, built from live state."""
@@ -146,14 +145,17 @@ class _Output:
 
 # ---------------------------------------------------------------- helpers
 
+
 def _bad(message: str) -> StoreError:
     return StoreError("bad_argument", message)
 
 
 def _gone(oid: str) -> StoreError:
-    return StoreError("unknown_output",
-                      "no output %s (evicted, deleted or never existed); "
-                      "it was evicted or never existed; run the command again" % oid)
+    return StoreError(
+        "unknown_output",
+        "no output %s (evicted, deleted or never existed); "
+        "it was evicted or never existed; run the command again" % oid,
+    )
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
@@ -249,7 +251,7 @@ def _clip(text: str, at: int = 0) -> str:
     if len(text) <= TEXT_CAP:
         return text
     start = max(0, min(at - TEXT_CAP // 4, len(text) - TEXT_CAP))
-    out = text[start:start + TEXT_CAP]
+    out = text[start : start + TEXT_CAP]
     if start > 0:
         out = ELLIPSIS + out
     if start + TEXT_CAP < len(text):
@@ -347,6 +349,7 @@ def _repair_index(index_path: str, data_path: str, size: int) -> Tuple[int, int]
 
 # ---------------------------------------------------------------- writer
 
+
 class OutputWriter:
     """Append-only writer for one output; use from a single producer."""
 
@@ -380,7 +383,7 @@ class OutputWriter:
             if stopped or not data:
                 return
             for pos in range(0, len(data), _CHUNK):
-                if not self._store_chunk(data[pos:pos + _CHUNK]):
+                if not self._store_chunk(data[pos : pos + _CHUNK]):
                     break
             if time.monotonic() - self._last_meta >= _META_EVERY:
                 self._flush_meta()
@@ -426,7 +429,7 @@ class OutputWriter:
         room = self._store.max_output_bytes - out.size
         reason = None
         if len(chunk) > room:
-            chunk, reason = chunk[:max(0, room)], "max_output_bytes"
+            chunk, reason = chunk[: max(0, room)], "max_output_bytes"
         if chunk:
             want = len(chunk) + 8 * chunk.count(b"\n")
             granted = self._store._reserve(out, want)
@@ -434,7 +437,7 @@ class OutputWriter:
                 return False
             if granted < want:
                 part = chunk[:granted]
-                chunk = part[:max(0, granted - 8 * part.count(b"\n"))]
+                chunk = part[: max(0, granted - 8 * part.count(b"\n"))]
                 self._store._release(out, granted - len(chunk) - 8 * chunk.count(b"\n"))
                 reason = "max_total_bytes"
             try:
@@ -485,11 +488,11 @@ class OutputWriter:
 
 # ---------------------------------------------------------------- store
 
+
 class Store:
     """All outputs under one root directory; safe to share between threads."""
 
-    def __init__(self, root: str, max_output_bytes: int = 64 << 20,
-                 max_total_bytes: int = 1 << 30) -> None:
+    def __init__(self, root: str, max_output_bytes: int = 64 << 20, max_total_bytes: int = 1 << 30) -> None:
         if max_output_bytes < 1 or max_total_bytes < 1:
             raise ValueError("caps must be positive")
         self.root = os.path.abspath(root)
@@ -513,7 +516,7 @@ class Store:
         try:
             caller_meta = json.loads(json.dumps(meta if meta is not None else {}))
         except (TypeError, ValueError) as e:
-            raise _bad("meta must be JSON-serialisable: %s" % e)
+            raise _bad("meta must be JSON-serialisable: %s" % e) from None
         if not isinstance(caller_meta, dict):
             raise _bad("meta must be a dict")
         with self._lock:
@@ -533,8 +536,15 @@ class Store:
             self._outputs[oid] = out
             return OutputWriter(self, out)
 
-    def page(self, output_id: str, cursor: Optional[str] = None, max_bytes: int = 16000,
-             max_lines: int = 500, *, line: Optional[int] = None) -> Dict[str, Any]:
+    def page(
+        self,
+        output_id: str,
+        cursor: Optional[str] = None,
+        max_bytes: int = 16000,
+        max_lines: int = 500,
+        *,
+        line: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """One page of text; reads only its index slice and byte range.
 
         ``line`` (extension) starts at a 1-based line, or counts from the end
@@ -552,15 +562,22 @@ class Store:
         elif line is not None:
             ln = self._line_arg(line, snap)
         try:
-            with open(out.file("data"), "rb", buffering=0) as df, \
-                    open(out.file("index"), "rb", buffering=0) as xf:
+            with open(out.file("data"), "rb", buffering=0) as df, open(out.file("index"), "rb", buffering=0) as xf:
                 return self._page(out, snap, df, xf, ln, off, max_bytes, max_lines)
         except FileNotFoundError:
-            raise _gone(out.id)
+            raise _gone(out.id) from None
 
-    def search(self, output_id: str, pattern: str, context: int = 0, max_matches: int = 50,
-               ignore_case: bool = False, cursor: Optional[str] = None,
-               time_budget: float = 10.0, isolate: Optional[Isolate] = None) -> Dict[str, Any]:
+    def search(
+        self,
+        output_id: str,
+        pattern: str,
+        context: int = 0,
+        max_matches: int = 50,
+        ignore_case: bool = False,
+        cursor: Optional[str] = None,
+        time_budget: float = 10.0,
+        isolate: Optional[Isolate] = None,
+    ) -> Dict[str, Any]:
         """Regex search streaming line by line; resumable through next_cursor.
 
         `isolate(scan, fds)` runs the scan elsewhere (a sandboxed child with a CPU limit):
@@ -572,28 +589,29 @@ class Store:
         out = self._get(output_id)
         _check_int("context", context, 0, MAX_CONTEXT)
         _check_int("max_matches", max_matches, 1, MAX_MATCHES)
-        if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) \
-                or not 0 < time_budget <= 3600:
+        if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not 0 < time_budget <= 3600:
             raise _bad("time_budget must be a number of seconds in (0, 3600]")
         if not isinstance(pattern, str):
             raise _bad("pattern must be a string")
         try:
             rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         except re.error as e:
-            raise StoreError("bad_regex", "invalid regular expression %r: %s" % (pattern[:200], e))
+            raise StoreError("bad_regex", "invalid regular expression %r: %s" % (pattern[:200], e)) from None
         snap = out.snapshot()
         start = 1
         if cursor is not None:
             start = self._parse_cursor(out, _SEARCH, cursor)[0]
         try:
-            with open(out.file("data"), "rb", buffering=0) as df, \
-                    open(out.file("index"), "rb", buffering=0) as xf:
+            with open(out.file("data"), "rb", buffering=0) as df, open(out.file("index"), "rb", buffering=0) as xf:
+
                 def scan() -> Dict[str, Any]:
-                    return self._search(out, snap, df, xf, rx, start, context, max_matches,
-                                        time.monotonic() + time_budget)
+                    return self._search(
+                        out, snap, df, xf, rx, start, context, max_matches, time.monotonic() + time_budget
+                    )
+
                 return isolate(scan, [df.fileno(), xf.fileno()]) if isolate else scan()
         except FileNotFoundError:
-            raise _gone(out.id)
+            raise _gone(out.id) from None
 
     def info(self, output_id: str) -> Dict[str, Any]:
         return self._get(output_id).meta()
@@ -673,8 +691,7 @@ class Store:
     def _get(self, output_id: Any) -> _Output:
         """Validate the id before it gets anywhere near a path."""
         if not isinstance(output_id, str) or not _ID_RE.match(output_id):
-            raise _bad("invalid output id %r: expected %d lowercase hex characters"
-                       % (str(output_id)[:40], ID_LEN))
+            raise _bad("invalid output id %r: expected %d lowercase hex characters" % (str(output_id)[:40], ID_LEN))
         with self._lock:
             out = self._outputs.get(output_id)
         if out is None:
@@ -703,8 +720,10 @@ class Store:
 
     @staticmethod
     def _stale(out: _Output, snap: _Snap) -> StoreError:
-        return StoreError("stale_cursor", "cursor is past the end of output %s (%d lines); %s"
-                          % (out.id, snap.total_lines, _RESTART_HINT))
+        return StoreError(
+            "stale_cursor",
+            "cursor is past the end of output %s (%d lines); %s" % (out.id, snap.total_lines, _RESTART_HINT),
+        )
 
     @staticmethod
     def _line_arg(line: Any, snap: _Snap) -> int:
@@ -719,14 +738,14 @@ class Store:
 
     # -- paging
 
-    def _page(self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, ln: int, off: int,
-              max_bytes: int, max_lines: int) -> Dict[str, Any]:
+    def _page(
+        self, out: _Output, snap: _Snap, df: BinaryIO, xf: BinaryIO, ln: int, off: int, max_bytes: int, max_lines: int
+    ) -> Dict[str, Any]:
         n, size, total = snap.n_complete, snap.size, snap.total_lines
         if ln > total + 1 or (ln == total + 1 and off):
             raise self._stale(out, snap)
         if ln == total + 1:
-            return self._page_result(out, snap, "", ln, ln - 1, None if snap.finished
-                                     else self._cursor(out, _PAGE, ln))
+            return self._page_result(out, snap, "", ln, ln - 1, None if snap.finished else self._cursor(out, _PAGE, ln))
         ents = _read_entries(xf, ln - 1, min(ln - 1 + max_lines, n) - ln + 2)
 
         def bounds(k: int) -> Tuple[int, int]:
@@ -738,8 +757,9 @@ class Store:
         if off and off == first_end - first_start:
             if ln <= n:  # cursor sits on a newline: continue at the next line
                 return self._page(out, snap, df, xf, ln + 1, 0, max_bytes, max_lines)
-            return self._page_result(out, snap, "", ln, ln - 1, None if snap.finished
-                                     else self._cursor(out, _PAGE, ln, off))
+            return self._page_result(
+                out, snap, "", ln, ln - 1, None if snap.finished else self._cursor(out, _PAGE, ln, off)
+            )
         start = first_start + off
         cur, k, count, inside = start, ln, 0, False
         while k <= total and count < max_lines:
@@ -754,7 +774,7 @@ class Store:
             k += 1
         if inside and cur == start:
             buf = _read_at(df, start, max_bytes)
-            buf = buf[:_utf8_cut(buf)]
+            buf = buf[: _utf8_cut(buf)]
             cur = start + len(buf)
         else:
             buf = _read_at(df, start, cur - start)
@@ -767,8 +787,9 @@ class Store:
         nxt = None if at_end and snap.finished else self._cursor(out, _PAGE, k)
         return self._page_result(out, snap, text, ln, k - 1, nxt)
 
-    def _page_result(self, out: _Output, snap: _Snap, text: str, first: int, last: int,
-                     nxt: Optional[str]) -> Dict[str, Any]:
+    def _page_result(
+        self, out: _Output, snap: _Snap, text: str, first: int, last: int, nxt: Optional[str]
+    ) -> Dict[str, Any]:
         return {
             "output_id": out.id,
             "text": text,
@@ -783,9 +804,19 @@ class Store:
 
     # -- searching
 
-    def _search(self, out: _Output, snap: _Snap, df: io.FileIO, xf: BinaryIO, rx: Pattern[str],
-                start: int, context: int, max_matches: int, deadline: float,
-                blocks: bool = True) -> Dict[str, Any]:
+    def _search(
+        self,
+        out: _Output,
+        snap: _Snap,
+        df: io.FileIO,
+        xf: BinaryIO,
+        rx: Pattern[str],
+        start: int,
+        context: int,
+        max_matches: int,
+        deadline: float,
+        blocks: bool = True,
+    ) -> Dict[str, Any]:
         last_line = snap.total_lines if snap.finished else snap.n_complete
         end_byte = snap.size if snap.finished else snap.last_start
         if start > last_line + 1:
@@ -845,9 +876,18 @@ class Store:
                     held = _clip(text)
         return self._search_result(out, snap, rx, matches, scanned, resume, last_line)
 
-    def _search_blocks(self, out: _Output, snap: _Snap, df: io.FileIO, xf: BinaryIO, rx: Pattern[str],
-                       block_rx: Pattern[str], start: int, max_matches: int,
-                       deadline: float) -> Dict[str, Any]:
+    def _search_blocks(
+        self,
+        out: _Output,
+        snap: _Snap,
+        df: io.FileIO,
+        xf: BinaryIO,
+        rx: Pattern[str],
+        block_rx: Pattern[str],
+        start: int,
+        max_matches: int,
+        deadline: float,
+    ) -> Dict[str, Any]:
         """The context-free search, scanning whole blocks (see blocksearch)."""
         last_line = snap.total_lines if snap.finished else snap.n_complete
         end_byte = snap.size if snap.finished else snap.last_start
@@ -860,8 +900,9 @@ class Store:
                 if time.monotonic() > deadline:
                     resume = ln
                     break
-                rest = self._search(out, snap, df, xf, rx, ln, 0, max_matches - len(matches), deadline,
-                                    blocks=False)  # a line too long for a block: the line loop segments it
+                rest = self._search(
+                    out, snap, df, xf, rx, ln, 0, max_matches - len(matches), deadline, blocks=False
+                )  # a line too long for a block: the line loop segments it
                 rest["matches"][:0] = matches
                 rest["scanned_lines"] += ln - start
                 return rest
@@ -872,8 +913,16 @@ class Store:
         scanned = (last_line + 1 if resume is None else resume) - start
         return self._search_result(out, snap, rx, matches, scanned, resume, last_line)
 
-    def _search_result(self, out: _Output, snap: _Snap, rx: Pattern[str], matches: List[Dict[str, Any]],
-                       scanned: int, resume: Optional[int], last_line: int) -> Dict[str, Any]:
+    def _search_result(
+        self,
+        out: _Output,
+        snap: _Snap,
+        rx: Pattern[str],
+        matches: List[Dict[str, Any]],
+        scanned: int,
+        resume: Optional[int],
+        last_line: int,
+    ) -> Dict[str, Any]:
         more = resume is not None and resume <= last_line
         if more and resume is not None:
             nxt: Optional[str] = self._cursor(out, _SEARCH, resume)
@@ -923,15 +972,22 @@ class Store:
             if not isinstance(m, dict) or m.get("output_id") != oid:
                 return None
             caller_meta = m.get("meta")
-            out = _Output(oid, path, str(m.get("kind", "")), float(m.get("created", 0.0)),
-                          caller_meta if isinstance(caller_meta, dict) else {}, 0)
+            out = _Output(
+                oid,
+                path,
+                str(m.get("kind", "")),
+                float(m.get("created", 0.0)),
+                caller_meta if isinstance(caller_meta, dict) else {},
+                0,
+            )
             size = os.path.getsize(out.file("data"))
             isz = os.path.getsize(out.file("index"))
             last = self._last_entry(out) if isz >= 8 and isz % 8 == 0 else -1
             n = isz // 8 - 1
             finished = bool(m.get("finished"))
-            consistent = (0 <= last <= size and m.get("bytes") == size
-                          and m.get("lines") == n + (1 if size > last else 0))
+            consistent = (
+                0 <= last <= size and m.get("bytes") == size and m.get("lines") == n + (1 if size > last else 0)
+            )
             if not (finished and consistent):
                 n, last = _repair_index(out.file("index"), out.file("data"), size)
             out.size, out.n_complete, out.last_start = size, n, last

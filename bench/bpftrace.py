@@ -45,9 +45,23 @@ class BenchError(RuntimeError):
 def ssh_first_output(rig: Rig) -> float:
     """Seconds from starting `ssh web01 bpftrace -e ...` to its line "first" on our stdin."""
     host = rig.hosts[0]
-    argv = ["ssh", "-i", str(rig.client_key), "-o", f"UserKnownHostsFile={rig.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(host.port),
-            f"{getpass.getuser()}@{host.address}", "bpftrace", "-e", f"'{FIRST_OUTPUT}'"]
+    argv = [
+        "ssh",
+        "-i",
+        str(rig.client_key),
+        "-o",
+        f"UserKnownHostsFile={rig.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(host.port),
+        f"{getpass.getuser()}@{host.address}",
+        "bpftrace",
+        "-e",
+        f"'{FIRST_OUTPUT}'",
+    ]
     started = time.perf_counter()
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
         assert proc.stdout is not None
@@ -64,8 +78,12 @@ def direct_parallel(n: int) -> tuple[float, float]:
     program = f"{ONE_SECOND}\ninterval:ms:1000 {{ exit(); }}\n"  # what the agent adds for duration=1
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    procs = [subprocess.Popen(["bpftrace", "-f", "json", "-e", program], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            ["bpftrace", "-f", "json", "-e", program], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(n)
+    ]
     if any(p.wait(60) != 0 for p in procs):
         raise BenchError("a bpftrace started directly failed")
     wall = time.perf_counter() - started
@@ -116,17 +134,30 @@ async def bench(rig: Rig, tmp: Path, repeat: int) -> dict[str, object]:
         await rt.close()
     ours_med, peer_med = statistics.median(ours), statistics.median(peer)
     fleet_med = statistics.median(f[0] for f in fleet)
-    return {"hosts": rig.n, "repeat": repeat,
-            "first_output": {"crashfleet_s": ours, "ssh_bpftrace_s": peer, "crashfleet_median_s": ours_med,
-                             "ssh_median_s": peer_med, "ratio": ours_med / peer_med,
-                             "target_ratio": RATIO_TARGET, "met": ours_med / peer_med <= RATIO_TARGET},
-            "one_second_program": {"wall_s": [f[0] for f in fleet], "median_s": fleet_med,
-                                   "hosts_merged": fleet[0][1], "target_s": FLEET_TARGET_S,
-                                   "met": fleet_med < FLEET_TARGET_S,
-                                   "direct_parallel_s": [d[0] for d in direct],
-                                   "direct_parallel_median_s": statistics.median(d[0] for d in direct),
-                                   "direct_one_median_s": statistics.median(a[0] for a in alone),
-                                   "bpftrace_cpu_s_per_process": statistics.median(d[1] for d in direct)}}
+    return {
+        "hosts": rig.n,
+        "repeat": repeat,
+        "first_output": {
+            "crashfleet_s": ours,
+            "ssh_bpftrace_s": peer,
+            "crashfleet_median_s": ours_med,
+            "ssh_median_s": peer_med,
+            "ratio": ours_med / peer_med,
+            "target_ratio": RATIO_TARGET,
+            "met": ours_med / peer_med <= RATIO_TARGET,
+        },
+        "one_second_program": {
+            "wall_s": [f[0] for f in fleet],
+            "median_s": fleet_med,
+            "hosts_merged": fleet[0][1],
+            "target_s": FLEET_TARGET_S,
+            "met": fleet_med < FLEET_TARGET_S,
+            "direct_parallel_s": [d[0] for d in direct],
+            "direct_parallel_median_s": statistics.median(d[0] for d in direct),
+            "direct_one_median_s": statistics.median(a[0] for a in alone),
+            "bpftrace_cpu_s_per_process": statistics.median(d[1] for d in direct),
+        },
+    }
 
 
 def main() -> int:
@@ -149,17 +180,21 @@ def main() -> int:
     print(f"time to first output, web01 (median of {args.repeat}):")
     print(f"  crashfleet bpftrace_run   {first['crashfleet_median_s']:.3f} s")
     print(f"  ssh HOST bpftrace -e      {first['ssh_median_s']:.3f} s")
-    print(f"  ratio                     {first['ratio']:.2f}x (target <= {RATIO_TARGET}x: "
-          f"{'met' if first['met'] else 'NOT met'})")
+    print(
+        f"  ratio                     {first['ratio']:.2f}x (target <= {RATIO_TARGET}x: "
+        f"{'met' if first['met'] else 'NOT met'})"
+    )
     print(f"1 s program on {args.hosts} hosts, warm agents, maps merged (median of {args.repeat}):")
-    print(f"  wall                      {fleet['median_s']:.3f} s (target < {FLEET_TARGET_S} s: "
-          f"{'met' if fleet['met'] else 'NOT met'}); runs: "
-          + ", ".join(f"{w:.2f}" for w in fleet["wall_s"]))
-    print(f"  lower bound: {args.hosts} bpftrace started directly in parallel, no ssh: "
-          f"{fleet['direct_parallel_median_s']:.3f} s; one alone {fleet['direct_one_median_s']:.3f} s; "
-          f"bpftrace CPU {fleet['bpftrace_cpu_s_per_process'] * 1000:.0f} ms per process")
-    print(f"  crashfleet overhead over the lower bound: "
-          f"{fleet['median_s'] - fleet['direct_parallel_median_s']:+.3f} s")
+    print(
+        f"  wall                      {fleet['median_s']:.3f} s (target < {FLEET_TARGET_S} s: "
+        f"{'met' if fleet['met'] else 'NOT met'}); runs: " + ", ".join(f"{w:.2f}" for w in fleet["wall_s"])
+    )
+    print(
+        f"  lower bound: {args.hosts} bpftrace started directly in parallel, no ssh: "
+        f"{fleet['direct_parallel_median_s']:.3f} s; one alone {fleet['direct_one_median_s']:.3f} s; "
+        f"bpftrace CPU {fleet['bpftrace_cpu_s_per_process'] * 1000:.0f} ms per process"
+    )
+    print(f"  crashfleet overhead over the lower bound: {fleet['median_s'] - fleet['direct_parallel_median_s']:+.3f} s")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -48,8 +48,9 @@ def tokens(program: str) -> float:
 
 def dump(program: str) -> float:
     start = time.perf_counter()
-    subprocess.run(["bpftrace", "-d", "-e", bpftrace_safety.as_run(program), "--", "0"], capture_output=True,
-                   env=ENV, timeout=120)
+    subprocess.run(
+        ["bpftrace", "-d", "-e", bpftrace_safety.as_run(program), "--", "0"], capture_output=True, env=ENV, timeout=120
+    )
     return time.perf_counter() - start
 
 

@@ -66,15 +66,17 @@ def tshark(path: Path) -> tuple[float, int]:
 
 
 def scapy(path: Path, limit: int) -> tuple[float, int]:
-    done = subprocess.run([SCAPY_PY, "-c", SCAPY_LOOP, str(path), str(limit)], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [SCAPY_PY, "-c", SCAPY_LOOP, str(path), str(limit)], capture_output=True, text=True, check=True
+    )
     count, seconds = done.stdout.split()
     return float(seconds), int(count)
 
 
 def tcpdump_text(path: Path) -> int:
-    with subprocess.Popen(["tcpdump", "-n", "-r", str(path)], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL) as proc:
+    with subprocess.Popen(
+        ["tcpdump", "-n", "-r", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
         assert proc.stdout is not None
         return sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))  # type: ignore[union-attr]
 
@@ -82,8 +84,12 @@ def tcpdump_text(path: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--scapy-packets", type=int, default=0, help="scapy reads only this many (0: all), "
-                        "its time is then scaled to the whole file")
+    parser.add_argument(
+        "--scapy-packets",
+        type=int,
+        default=0,
+        help="scapy reads only this many (0: all), its time is then scaled to the whole file",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     for tool in ("tshark", "tcpdump"):
@@ -101,23 +107,34 @@ def main() -> int:
     print(f"scapy: {scapy_s:.2f} s for {scapy_n} packets", file=sys.stderr)
     dump_bytes = tcpdump_text(path)
     result: dict[str, Any] = {
-        "packets": args.packets, "pcap_bytes": path.stat().st_size,
-        "ours_s": round(our_s, 2), "tshark_s": round(tshark_s, 2), "tshark_output_bytes": tshark_bytes,
-        "scapy_s": round(scapy_full, 2), "scapy_measured_packets": scapy_n,
-        "summary_bytes": len(text), "summary_tokens": json.loads(text)["size_tokens"],
+        "packets": args.packets,
+        "pcap_bytes": path.stat().st_size,
+        "ours_s": round(our_s, 2),
+        "tshark_s": round(tshark_s, 2),
+        "tshark_output_bytes": tshark_bytes,
+        "scapy_s": round(scapy_full, 2),
+        "scapy_measured_packets": scapy_n,
+        "summary_bytes": len(text),
+        "summary_tokens": json.loads(text)["size_tokens"],
         "tcpdump_text_bytes": dump_bytes,
-        "vs_tshark": round(tshark_s / our_s, 2), "vs_scapy": round(scapy_full / our_s, 1),
+        "vs_tshark": round(tshark_s / our_s, 2),
+        "vs_scapy": round(scapy_full / our_s, 1),
         "smaller_than_tcpdump_text": round(dump_bytes / len(text)),
     }
-    result["targets"] = {"as fast as tshark": result["vs_tshark"] >= 1, "15x scapy": result["vs_scapy"] >= 15,
-                         "100x smaller than tcpdump -r": result["smaller_than_tcpdump_text"] >= 100}
+    result["targets"] = {
+        "as fast as tshark": result["vs_tshark"] >= 1,
+        "15x scapy": result["vs_scapy"] >= 15,
+        "100x smaller than tcpdump -r": result["smaller_than_tcpdump_text"] >= 100,
+    }
     scaled = "" if scapy_n == args.packets else f" (measured on {scapy_n}, scaled)"
     print(f"| summary of {args.packets:,} packets | seconds | ours is |\n|---|---|---|")
     print(f"| crashfleet (pure Python, one pass) | {our_s:.2f} | - |")
     print(f"| tshark -q -z conv,tcp -z io,phs -z expert | {tshark_s:.2f} | {result['vs_tshark']}x faster |")
     print(f"| scapy PcapReader loop{scaled} | {scapy_full:.2f} | {result['vs_scapy']}x faster |")
-    print(f"\nsummary {len(text):,} bytes (~{result['summary_tokens']} tokens) vs tcpdump -r text "
-          f"{dump_bytes:,} bytes: {result['smaller_than_tcpdump_text']:,}x smaller")
+    print(
+        f"\nsummary {len(text):,} bytes (~{result['summary_tokens']} tokens) vs tcpdump -r text "
+        f"{dump_bytes:,} bytes: {result['smaller_than_tcpdump_text']:,}x smaller"
+    )
     print("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in result["targets"].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

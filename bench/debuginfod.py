@@ -38,8 +38,17 @@ def ours(url: str, build_id: str, cache: Path) -> float:
     directory.mkdir(parents=True)
     part, final = directory / debuginfod.PART, directory / "debuginfo"
     profile = profiles.debuginfod(_Policy(), str(directory), debuginfod.ports([url]), debuginfod._python_paths())
-    argv = [sys.executable, "-I", "-S", "-c", debuginfod.worker_source(), build_id, str(part),
-            str(DEFAULTS["debuginfod_cache_bytes"]), url]
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        debuginfod.worker_source(),
+        build_id,
+        str(part),
+        str(DEFAULTS["debuginfod_cache_bytes"]),
+        url,
+    ]
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, preexec_fn=sandbox.preexec(profile, sys.executable))
     assert formats.elf_build_id(str(part)) == build_id
@@ -62,6 +71,7 @@ def main() -> int:
     build_id = formats.identify(str(fx.vmcore("sysrq")))["build_id"]
     times: dict[str, list[float]] = {"crashfleet": [], "debuginfod-find": []}
     with serving(dbg_deb(fx).parent, "debs") as url, tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+
         def fresh() -> Path:
             path = Path(tempfile.mkdtemp(dir=tmp))
             return path

@@ -73,13 +73,19 @@ class Measure:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=50, help="rig size (1..1000)")
-    parser.add_argument("--rig-python", default="/usr/bin/python3",
-                        help="the hosts' ansible_python_interpreter (a distribution's python3, not a shim)")
+    parser.add_argument(
+        "--rig-python",
+        default="/usr/bin/python3",
+        help="the hosts' ansible_python_interpreter (a distribution's python3, not a shim)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of every cold / peer measurement")
     parser.add_argument("--warm-runs", type=int, default=20, help="runs of every warm measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--with-ansible-command", action="store_true",
-                        help="also time `ansible -m command -a true` once (slow: it ships Python)")
+    parser.add_argument(
+        "--with-ansible-command",
+        action="store_true",
+        help="also time `ansible -m command -a true` once (slow: it ships Python)",
+    )
     args = parser.parse_args()
     if not 1 <= args.hosts <= 1000 or args.repeat < 1 or args.warm_runs < 1:
         parser.error("--hosts must be 1..1000, --repeat and --warm-runs at least 1")
@@ -87,6 +93,7 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- crashfleet ---------------------------------------------------------------------------------------
+
 
 def settings_for(rig: Rig, tmp: Path) -> Settings:
     return Settings(inventory=rig.inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp / "audit.jsonl")
@@ -117,6 +124,7 @@ def host_cpu(rig: Rig) -> float:
 async def settle(rig: Rig) -> None:
     """Wait until no session of the rig is left (their CPU is then counted in their listener)."""
     from tests.helpers import agent_pids
+
     for _ in range(600):
         if not agent_pids(str(rig.base)):
             return
@@ -181,8 +189,10 @@ async def tools_list_bytes(tmp: Path) -> int:
 
 # -- peers --------------------------------------------------------------------------------------------
 
-def run_timed(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None
-              ) -> tuple[float, subprocess.CompletedProcess[str]]:
+
+def run_timed(
+    argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=PEER_TIMEOUT)
@@ -193,28 +203,55 @@ def run_timed(argv: list[str], env: dict[str, str] | None = None, stdin: str | N
 
 def ansible_env(rig: Rig, tmp: Path) -> dict[str, str]:
     ssh_args = f"-o UserKnownHostsFile={rig.known_hosts} -o StrictHostKeyChecking=yes -o ControlMaster=no"
-    return {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": ssh_args,
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "False",
-            "ANSIBLE_PYTHON_INTERPRETER": "python3",  # what the agent runs too; discovery may pick a broken shim
-            "ANSIBLE_HOME": str(tmp / "ansible"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible" / "tmp")}
+    return {
+        **os.environ,
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": ssh_args,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_PYTHON_INTERPRETER": "python3",  # what the agent runs too; discovery may pick a broken shim
+        "ANSIBLE_HOME": str(tmp / "ansible"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible" / "tmp"),
+    }
 
 
 def ansible(rig: Rig, tmp: Path, module: str) -> float:
     """`ansible all -m MODULE -a true -f N`: exit 0 and every host CHANGED/SUCCESS."""
-    argv = [str(ROOT / ".venv" / "bin" / "ansible"), "all", "-i", str(rig.inventory),
-            "-m", module, "-a", "true", "-f", str(rig.n)]
+    argv = [
+        str(ROOT / ".venv" / "bin" / "ansible"),
+        "all",
+        "-i",
+        str(rig.inventory),
+        "-m",
+        module,
+        "-a",
+        "true",
+        "-f",
+        str(rig.n),
+    ]
     elapsed, proc = run_timed(argv, ansible_env(rig, tmp))
     ok = len(ANSIBLE_OK.findall(proc.stdout))
     if proc.returncode != 0 or ok != rig.n:
-        raise BenchError(f"ansible -m {module}: exit {proc.returncode}, {ok}/{rig.n} hosts ok\n"
-                         f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise BenchError(
+            f"ansible -m {module}: exit {proc.returncode}, {ok}/{rig.n} hosts ok\n"
+            f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     return elapsed
 
 
 def xargs_ssh(rig: Rig) -> float:
     """`xargs -P N ssh ... true`, one line of arguments per host; xargs exits 0 only if every ssh did."""
-    ssh = ["ssh", "-i", str(rig.client_key), "-o", f"UserKnownHostsFile={rig.known_hosts}",
-           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+    ssh = [
+        "ssh",
+        "-i",
+        str(rig.client_key),
+        "-o",
+        f"UserKnownHostsFile={rig.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+    ]
     user = getpass.getuser()
     lines = "".join(f"-p {h.port} {user}@{h.address} true\n" for h in rig.hosts)
     elapsed, proc = run_timed(["xargs", "-P", str(rig.n), "-L", "1", *ssh], stdin=lines)
@@ -226,10 +263,24 @@ def xargs_ssh(rig: Rig) -> float:
 def clush(rig: Rig) -> float:
     """`clush -b -f N -w ADDRESSES uname -r` with the rig's key and known_hosts: ClusterShell, one
     OpenSSH client per host, outputs gathered and folded as `-b` does (what fleet_run does)."""
-    ssh_opts = (f"-p {rig.port} -i {rig.client_key} -o UserKnownHostsFile={rig.known_hosts} "
-                "-o StrictHostKeyChecking=yes -o BatchMode=yes")
-    argv = [str(ROOT / ".venv" / "bin" / "clush"), "-b", "-f", str(rig.n), "-l", getpass.getuser(),
-            "-o", ssh_opts, "-w", ",".join(h.address for h in rig.hosts), "uname", "-r"]
+    ssh_opts = (
+        f"-p {rig.port} -i {rig.client_key} -o UserKnownHostsFile={rig.known_hosts} "
+        "-o StrictHostKeyChecking=yes -o BatchMode=yes"
+    )
+    argv = [
+        str(ROOT / ".venv" / "bin" / "clush"),
+        "-b",
+        "-f",
+        str(rig.n),
+        "-l",
+        getpass.getuser(),
+        "-o",
+        ssh_opts,
+        "-w",
+        ",".join(h.address for h in rig.hosts),
+        "uname",
+        "-r",
+    ]
     elapsed, proc = run_timed(argv)
     if proc.returncode != 0:
         raise BenchError(f"clush: exit {proc.returncode}\n{proc.stdout[-1000:]}{proc.stderr[-2000:]}")
@@ -244,8 +295,12 @@ def peer_host_cpu(rig: Rig, run: Callable[[Rig], float], into: Measure) -> None:
 
 def crashfleet_cli(rig: Rig, tmp: Path) -> float:
     """`crashfleet check all` as a fresh process (agents installed): start-up and imports included."""
-    env = {**os.environ, "CRASHFLEET_INVENTORY": str(rig.inventory),
-           "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts), "CRASHFLEET_AUDIT_LOG": str(tmp / "cli.jsonl")}
+    env = {
+        **os.environ,
+        "CRASHFLEET_INVENTORY": str(rig.inventory),
+        "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts),
+        "CRASHFLEET_AUDIT_LOG": str(tmp / "cli.jsonl"),
+    }
     elapsed, proc = run_timed([str(ROOT / ".venv" / "bin" / "crashfleet"), "check", "all"], env)
     if proc.returncode != 0:
         raise BenchError(f"crashfleet check: exit {proc.returncode}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -254,10 +309,10 @@ def crashfleet_cli(rig: Rig, tmp: Path) -> float:
 
 # -- the run ------------------------------------------------------------------------------------------
 
+
 async def measure(rig: Rig, tmp: Path, args: argparse.Namespace) -> tuple[dict[str, Measure], int]:
     """Every measurement, interleaved per repeat so load drifts hit all of them alike."""
-    names = ["cold", "cold_installed", "cli_installed", "warm_check", "warm_uname", "clush", "ansible_raw",
-             "xargs_ssh"]
+    names = ["cold", "cold_installed", "cli_installed", "warm_check", "warm_uname", "clush", "ansible_raw", "xargs_ssh"]
     m = {name: Measure(name) for name in names}
     for i in range(args.repeat):
         print(f"repeat {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
@@ -291,6 +346,7 @@ def rss_mb() -> float:
 def agent_rss_mb(rig: Rig) -> float:
     """Median resident memory of one idle agent (after hello and a few calls), in MB."""
     from tests.helpers import agent_pids
+
     sizes = []
     for pid in agent_pids(str(rig.base)):
         try:
@@ -325,8 +381,9 @@ def table(m: dict[str, Measure], tools_bytes: int, n: int) -> str:
     raw, xargs, clush_s = m["ansible_raw"].median, m["xargs_ssh"].median, m["clush"].median
 
     def vs_peers(x: Measure) -> str:
-        return (f"{x.median / clush_s:.2f}x clush -b, {x.median / raw:.2f}x ansible raw, "
-                f"{x.median / xargs:.2f}x xargs ssh")
+        return (
+            f"{x.median / clush_s:.2f}x clush -b, {x.median / raw:.2f}x ansible raw, {x.median / xargs:.2f}x xargs ssh"
+        )
 
     def vs_target(x: Measure) -> str:
         return f"target < {WARM_TARGET_S * 1000:.0f} ms: {verdict(x.median < WARM_TARGET_S)}; {controller_cpu(x)}"
@@ -335,19 +392,39 @@ def table(m: dict[str, Measure], tools_bytes: int, n: int) -> str:
     cold_cpu_host = statistics.median(cold.cpu) * 1000 / n
     warm_cpu_call = statistics.median(m["warm_check"].cpu) * 1000 / n
     rows = [
-        ("crashfleet cold, agent pushed", seconds(cold),
-         f"{vs_peers(cold)}; target <= clush -b: {verdict(cold.median <= clush_s)}; {controller_cpu(cold)}"),
-        ("  controller CPU per host, cold", f"{cold_cpu_host:8.2f} ms  ", f"target <= 4 ms: {verdict(cold_cpu_host <= 4)}"),
-        ("  hosts' CPU per host, cold", f"{per_host(cold.host_cpu, n):>11}", f"clush -b: {per_host(m['clush'].host_cpu, n)}"),
-        ("crashfleet cold, agent installed", seconds(m["cold_installed"]),
-         f"{vs_peers(m['cold_installed'])}; {controller_cpu(m['cold_installed'])}"),
+        (
+            "crashfleet cold, agent pushed",
+            seconds(cold),
+            f"{vs_peers(cold)}; target <= clush -b: {verdict(cold.median <= clush_s)}; {controller_cpu(cold)}",
+        ),
+        (
+            "  controller CPU per host, cold",
+            f"{cold_cpu_host:8.2f} ms  ",
+            f"target <= 4 ms: {verdict(cold_cpu_host <= 4)}",
+        ),
+        (
+            "  hosts' CPU per host, cold",
+            f"{per_host(cold.host_cpu, n):>11}",
+            f"clush -b: {per_host(m['clush'].host_cpu, n)}",
+        ),
+        (
+            "crashfleet cold, agent installed",
+            seconds(m["cold_installed"]),
+            f"{vs_peers(m['cold_installed'])}; {controller_cpu(m['cold_installed'])}",
+        ),
         ("crashfleet check CLI, new process", seconds(m["cli_installed"]), vs_peers(m["cli_installed"])),
         ("crashfleet warm fleet_check", millis(m["warm_check"]), vs_target(m["warm_check"])),
         ("crashfleet warm fleet_run uname", millis(m["warm_uname"]), vs_target(m["warm_uname"])),
-        ("  controller CPU per host-call, warm", f"{warm_cpu_call:8.3f} ms  ",
-         f"target <= 0.1 ms: {verdict(warm_cpu_call <= 0.1)}"),
-        ("  controller RSS, links open", f"{m['rss'].best:8.1f} MB  ",
-         f"target < 150 MB: {verdict(m['rss'].best < 150)}" if n >= 500 else "(target at 500 hosts)"),
+        (
+            "  controller CPU per host-call, warm",
+            f"{warm_cpu_call:8.3f} ms  ",
+            f"target <= 0.1 ms: {verdict(warm_cpu_call <= 0.1)}",
+        ),
+        (
+            "  controller RSS, links open",
+            f"{m['rss'].best:8.1f} MB  ",
+            f"target < 150 MB: {verdict(m['rss'].best < 150)}" if n >= 500 else "(target at 500 hosts)",
+        ),
         ("  one idle agent's RSS", f"{m['agent_rss'].best:8.1f} MB  ", ""),
         (f"clush -b -f {n} uname -r", seconds(m["clush"]), ""),
         (f"ansible -m raw -a true -f {n}", seconds(m["ansible_raw"]), ""),
@@ -355,29 +432,52 @@ def table(m: dict[str, Measure], tools_bytes: int, n: int) -> str:
     ]
     if "ansible_command" in m:
         rows.append((f"ansible -m command -a true -f {n}", seconds(m["ansible_command"]), "one run"))
-    rows.append(("tools/list result", f"{tools_bytes:>11,} bytes    ",
-                 f"target < {TOOLS_LIST_TARGET:,} bytes: {verdict(tools_bytes < TOOLS_LIST_TARGET)}"))
+    rows.append(
+        (
+            "tools/list result",
+            f"{tools_bytes:>11,} bytes    ",
+            f"target < {TOOLS_LIST_TARGET:,} bytes: {verdict(tools_bytes < TOOLS_LIST_TARGET)}",
+        )
+    )
     header = f"{'measurement (' + str(n) + ' hosts)':34} {'median':>10} {'min':>10}   vs peers / target"
     return "\n".join([header, "-" * 100] + [f"{a:34} {b}   {c}".rstrip("; ") for a, b, c in rows])
 
 
-def results_json(m: dict[str, Measure], tools_bytes: int, args: argparse.Namespace,
-                 load: tuple[float, float]) -> dict[str, Any]:
+def results_json(
+    m: dict[str, Measure], tools_bytes: int, args: argparse.Namespace, load: tuple[float, float]
+) -> dict[str, Any]:
     cold, raw, xargs = m["cold"].median, m["ansible_raw"].median, m["xargs_ssh"].median
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "hosts": args.hosts, "cpus": os.cpu_count(), "repeat": args.repeat, "warm_runs": args.warm_runs,
-            "load_average_1min": {"before": load[0], "after": load[1]},
-            "measurements": {k: {"median": v.median, "min": v.best, "runs": v.runs,
-                                 "controller_cpu_s": v.cpu or None, "host_cpu_s": v.host_cpu or None}
-                             for k, v in m.items()},
-            "tools_list_bytes": tools_bytes,
-            "ratios": {"cold_vs_clush": cold / m["clush"].median,
-                       "cold_vs_ansible_raw": cold / raw, "cold_vs_xargs_ssh": cold / xargs,
-                       "cold_installed_vs_ansible_raw": m["cold_installed"].median / raw},
-            "targets_met": {"warm_check_under_100ms": m["warm_check"].median < WARM_TARGET_S,
-                            "cold_not_slower_than_clush": cold <= m["clush"].median,
-                            "cold_not_slower_than_ansible_raw": cold <= raw,
-                            "tools_list_under_24000_bytes": tools_bytes < TOOLS_LIST_TARGET}}
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "hosts": args.hosts,
+        "cpus": os.cpu_count(),
+        "repeat": args.repeat,
+        "warm_runs": args.warm_runs,
+        "load_average_1min": {"before": load[0], "after": load[1]},
+        "measurements": {
+            k: {
+                "median": v.median,
+                "min": v.best,
+                "runs": v.runs,
+                "controller_cpu_s": v.cpu or None,
+                "host_cpu_s": v.host_cpu or None,
+            }
+            for k, v in m.items()
+        },
+        "tools_list_bytes": tools_bytes,
+        "ratios": {
+            "cold_vs_clush": cold / m["clush"].median,
+            "cold_vs_ansible_raw": cold / raw,
+            "cold_vs_xargs_ssh": cold / xargs,
+            "cold_installed_vs_ansible_raw": m["cold_installed"].median / raw,
+        },
+        "targets_met": {
+            "warm_check_under_100ms": m["warm_check"].median < WARM_TARGET_S,
+            "cold_not_slower_than_clush": cold <= m["clush"].median,
+            "cold_not_slower_than_ansible_raw": cold <= raw,
+            "tools_list_under_24000_bytes": tools_bytes < TOOLS_LIST_TARGET,
+        },
+    }
 
 
 def main() -> int:
@@ -397,8 +497,10 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     load = (load_before, os.getloadavg()[0])
     print(table(m, tools_bytes, args.hosts))
-    print(f"{os.cpu_count()} CPUs; 1-min load average {load[0]:.1f} before, {load[1]:.1f} after "
-          "(the rig's hosts share these CPUs with the controller and the peers)")
+    print(
+        f"{os.cpu_count()} CPUs; 1-min load average {load[0]:.1f} before, {load[1]:.1f} after "
+        "(the rig's hosts share these CPUs with the controller and the peers)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results_json(m, tools_bytes, args, load), indent=1) + "\n")
     return 0

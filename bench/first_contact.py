@@ -70,7 +70,9 @@ async def measure(rig: Rig, settings: Settings, pushed: bool, repeat: int) -> tu
 
 
 def line(name: str, runs: list[float]) -> str:
-    return f"{name:<40} median {statistics.median(runs) * 1000:7.0f} ms   min {min(runs) * 1000:7.0f} ms   n={len(runs)}"
+    return (
+        f"{name:<40} median {statistics.median(runs) * 1000:7.0f} ms   min {min(runs) * 1000:7.0f} ms   n={len(runs)}"
+    )
 
 
 async def main() -> None:
@@ -82,8 +84,11 @@ async def main() -> None:
     try:
         with Rig(tmp / "rig", args.hosts, port=free_port(args.hosts)) as rig:
             for become in (False, True):
-                settings = Settings(inventory=inventory(rig, tmp, become), ssh_known_hosts=rig.known_hosts,
-                                    audit_log=tmp / "audit.jsonl")
+                settings = Settings(
+                    inventory=inventory(rig, tmp, become),
+                    ssh_known_hosts=rig.known_hosts,
+                    audit_log=tmp / "audit.jsonl",
+                )
                 for pushed in (False, True):
                     wipe(rig) if pushed else await check(settings, "all", rig.n)  # installed: install first
                     one, fan = await measure(rig, settings, pushed, args.repeat)

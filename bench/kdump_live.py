@@ -1,11 +1,11 @@
 """Two side-by-side timings, each as a ratio:
 
-  1. crash_open on a real kdump dump (makedumpfile -l -d 31), through a real agent (new session:
-     crash starts in its sandbox and runs `sys`), against a fresh `crash -s vmlinux dump` running `sys`;
-  2. on the VM host (tests/rig/vmhost.py, TCG): a drgn query on an open live session (drgn_run
-     through the controller over SSH) against a fresh drgn on /proc/kcore started over ssh per query.
+1. crash_open on a real kdump dump (makedumpfile -l -d 31), through a real agent (new session:
+   crash starts in its sandbox and runs `sys`), against a fresh `crash -s vmlinux dump` running `sys`;
+2. on the VM host (tests/rig/vmhost.py, TCG): a drgn query on an open live session (drgn_run
+   through the controller over SSH) against a fresh drgn on /proc/kcore started over ssh per query.
 
-    cd /work/wt-10 && .venv/bin/python bench/kdump_live.py --repeat 3
+  cd /work/wt-10 && .venv/bin/python bench/kdump_live.py --repeat 3
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from tests.dumps.kdump_fixture import ensure_kdump  # noqa: E402
 from tests.rig.vmhost import running  # noqa: E402
 
 QUERY = "len(list(for_each_task(prog)))"
-FRESH_DRGN = ("import drgn; from drgn.helpers.linux import for_each_task; p = drgn.Program(); "
-              "p.set_kernel(); p.load_debug_info([{vmlinux!r}]); print(len(list(for_each_task(p))))")
+FRESH_DRGN = (
+    "import drgn; from drgn.helpers.linux import for_each_task; p = drgn.Program(); "
+    "p.set_kernel(); p.load_debug_info([{vmlinux!r}]); print(len(list(for_each_task(p))))"
+)
 
 
 def kdump_open(repeat: int, work: Path) -> tuple[list[float], list[float]]:
@@ -55,8 +57,13 @@ def kdump_open(repeat: int, work: Path) -> tuple[list[float], list[float]]:
             ours.append(time.perf_counter() - start)
             agent.result("dumps.close", session_id=opened["session_id"])
             start = time.perf_counter()
-            subprocess.run(["crash", "-s", "--no_crashrc", str(kd.vmlinux), str(dumps / "dump.202612011603")],
-                           input=b"sys\nquit\n", capture_output=True, cwd=str(work), check=True)
+            subprocess.run(
+                ["crash", "-s", "--no_crashrc", str(kd.vmlinux), str(dumps / "dump.202612011603")],
+                input=b"sys\nquit\n",
+                capture_output=True,
+                cwd=str(work),
+                check=True,
+            )
             fresh.append(time.perf_counter() - start)
     finally:
         agent.stop()
@@ -67,17 +74,36 @@ async def live_query(repeat: int, work: Path) -> tuple[list[float], list[float]]
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
     from crashfleet.controller.tools import dumps as d
+
     fx = ensure()
     ours, fresh = [], []
     with running(fx, work / "vm") as vm:
         policy = shlex.quote(json.dumps({"live_kernel": True}))
         vm.ssh(f"mkdir -p /etc/crashfleet && echo {policy} > /etc/crashfleet/agent-policy.json")
         inventory = work / "inventory.yml"
-        inventory.write_text(yaml.safe_dump({"all": {"hosts": {"vm01": {
-            "ansible_host": "127.0.0.1", "ansible_port": vm.port, "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(vm.image.key), "ansible_python_interpreter": "/usr/bin/python3"}}}}))
-        rt = Runtime.create(Settings(inventory=inventory, ssh_known_hosts=vm.known_hosts,
-                                     audit_log=work / "audit.jsonl", host_deadline=300), who="bench")
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "hosts": {
+                            "vm01": {
+                                "ansible_host": "127.0.0.1",
+                                "ansible_port": vm.port,
+                                "ansible_user": "root",
+                                "ansible_ssh_private_key_file": str(vm.image.key),
+                                "ansible_python_interpreter": "/usr/bin/python3",
+                            }
+                        }
+                    }
+                }
+            )
+        )
+        rt = Runtime.create(
+            Settings(
+                inventory=inventory, ssh_known_hosts=vm.known_hosts, audit_log=work / "audit.jsonl", host_deadline=300
+            ),
+            who="bench",
+        )
         try:
             opened = await d.crash_open(rt, "vm01", live=True)
             sid = opened.session.session_id

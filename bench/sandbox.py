@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,8 +42,11 @@ BPF = 'BEGIN { printf("first\\n"); exit(); }'
 def crash_session(fx: Any, work: str, sandboxed: bool) -> CrashSession:
     vmcore = str(fx.vmcore("sysrq"))
     profile = profiles.crash(POLICY, str(fx.vmlinux), vmcore, work)
-    setup: Any = functools.partial(sandbox.child_setup, POLICY.settings, profile, "/usr/bin/crash") \
-        if sandboxed else (lambda extra: extra)
+    setup: Any = (
+        functools.partial(sandbox.child_setup, POLICY.settings, profile, "/usr/bin/crash")
+        if sandboxed
+        else (lambda extra: extra)
+    )
     return CrashSession("/usr/bin/crash", str(fx.vmlinux), vmcore, work, _clean_env(), setup)
 
 
@@ -57,8 +61,15 @@ def drgn_worker(fx: Any, work: str, sandboxed: bool) -> DrgnWorker:
 def bpftrace_first_output(work: str, sandboxed: bool) -> float:
     preexec = sandbox.preexec(profiles.bpftrace(POLICY, work), "/usr/bin/bpftrace") if sandboxed else None
     started = time.perf_counter()
-    proc = subprocess.Popen(["/usr/bin/bpftrace", "-e", BPF], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            cwd=work, env=_clean_env(), preexec_fn=preexec, start_new_session=True)
+    proc = subprocess.Popen(
+        ["/usr/bin/bpftrace", "-e", BPF],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=work,
+        env=_clean_env(),
+        preexec_fn=preexec,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(b"first"):
@@ -76,23 +87,27 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def main(rounds: int) -> None:
     fx = ensure()
-    results: dict[str, dict[bool, list[float]]] = {k: {True: [], False: []} for k in
-                                                   ("crash open", "2nd crash command", "drgn query",
-                                                    "bpftrace first output")}
+    results: dict[str, dict[bool, list[float]]] = {
+        k: {True: [], False: []} for k in ("crash open", "2nd crash command", "drgn query", "bpftrace first output")
+    }
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         for i in range(rounds):
-            for sandboxed in ((True, False) if i % 2 else (False, True)):  # interleaved, order alternating
+            for sandboxed in (True, False) if i % 2 else (False, True):  # interleaved, order alternating
                 work = tempfile.mkdtemp(dir=tmp)
                 crash = crash_session(fx, work, sandboxed)
-                results["crash open"][sandboxed].append(timed(lambda: (crash.start(), crash.run_raw("sys", 60))))
+                results["crash open"][sandboxed].append(
+                    timed(lambda crash=crash: (crash.start(), crash.run_raw("sys", 60)))
+                )
                 sink: list[bytes] = []
                 results["2nd crash command"][sandboxed].append(
-                    min(timed(lambda: crash.run("sys", None, sink.append, 60)) for _ in range(5)))
+                    min(timed(lambda crash=crash, sink=sink: crash.run("sys", None, sink.append, 60)) for _ in range(5))
+                )
                 crash.close()
                 worker = drgn_worker(fx, work, sandboxed)
                 worker.start()
                 results["drgn query"][sandboxed].append(
-                    min(timed(lambda: worker.call(DRGN_QUERY, 60)) for _ in range(5)))
+                    min(timed(lambda worker=worker: worker.call(DRGN_QUERY, 60)) for _ in range(5))
+                )
                 worker.close()
                 results["bpftrace first output"][sandboxed].append(bpftrace_first_output(work, sandboxed))
     print(f"sandbox overhead, {rounds} rounds, medians (host sandbox: {sandbox.summary()})")

@@ -24,10 +24,24 @@ class AuditLog:
         self.who = who
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def record(self, host: str, method: str, params: dict[str, Any], outcome: str,
-               result: Any = None, error: HostError | None = None) -> None:
-        entry = {"ts": round(time.time(), 3), "who": self.who, "host": host, "method": method,
-                 "params": params, "outcome": outcome, "result_sha256": _digest(result)}
+    def record(
+        self,
+        host: str,
+        method: str,
+        params: dict[str, Any],
+        outcome: str,
+        result: Any = None,
+        error: HostError | None = None,
+    ) -> None:
+        entry = {
+            "ts": round(time.time(), 3),
+            "who": self.who,
+            "host": host,
+            "method": method,
+            "params": params,
+            "outcome": outcome,
+            "result_sha256": _digest(result),
+        }
         if error is not None:
             entry |= {"kind": error.kind, "rule": error.rule, "params_sha256": params_digest(params)}
         line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"

@@ -14,7 +14,6 @@ import io
 import json
 import re
 import shlex
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,8 +37,17 @@ DEFAULT_AGENT_PATH = "/opt/crashfleet/crashfleet-agent.pyz"
 DEFAULT_HOME = "/var/lib/crashfleet"
 POLICY_PATH = "/etc/crashfleet/agent-policy.json"
 # The policy keys the role's template writes too; the others keep the agent's defaults.
-POLICY_KEYS = ("allow_commands", "deny_commands", "max_duration", "max_output_bytes", "max_store_bytes",
-               "max_jobs", "job_lease", "max_captures", "capture_total_bytes")
+POLICY_KEYS = (
+    "allow_commands",
+    "deny_commands",
+    "max_duration",
+    "max_output_bytes",
+    "max_store_bytes",
+    "max_jobs",
+    "job_lease",
+    "max_captures",
+    "capture_total_bytes",
+)
 SUDOERS_PATH = "/etc/sudoers.d/crashfleet"
 SUPPORTED = ("debian", "rhel", "fedora")  # os-release ID / ID_LIKE words of the role's two families
 HEADER = "# Managed by crashfleet bootstrap"
@@ -60,38 +68,49 @@ class Plan:
     @classmethod
     def for_host(cls, host: Host) -> Plan:
         installed = deployed.installed(host) or deployed.installed(
-            Host(host.name, {**host.vars, "crashfleet_agent_path": DEFAULT_AGENT_PATH}, host.groups))
+            Host(host.name, {**host.vars, "crashfleet_agent_path": DEFAULT_AGENT_PATH}, host.groups)
+        )
         assert installed is not None
         if not installed.key_file:
-            raise CrashfleetError(f"no controller key for {host.name}",
-                                  "set crashfleet_ssh_private_key_file (its .pub is installed on the host)")
+            raise CrashfleetError(
+                f"no controller key for {host.name}",
+                "set crashfleet_ssh_private_key_file (its .pub is installed on the host)",
+            )
         public = Path(installed.key_file + ".pub")
         if not public.exists():
-            raise CrashfleetError(f"{public} does not exist", f"create the key pair: ssh-keygen -t ed25519 -f "
-                                  f"{installed.key_file}")
+            raise CrashfleetError(
+                f"{public} does not exist", f"create the key pair: ssh-keygen -t ed25519 -f {installed.key_file}"
+            )
         policy = {key: host.vars.get(f"crashfleet_{key}", POLICY_DEFAULTS[key]) for key in POLICY_KEYS}
-        return cls(installed, str(host.vars.get("crashfleet_home") or DEFAULT_HOME),
-                   " ".join(public.read_text().split()[:3]), policy,
-                   str(host.vars.get("crashfleet_drgn_version") or PINNED_DRGN),
-                   str(host.vars.get("crashfleet_drgn_venv") or DRGN_VENV))
+        return cls(
+            installed,
+            str(host.vars.get("crashfleet_home") or DEFAULT_HOME),
+            " ".join(public.read_text().split()[:3]),
+            policy,
+            str(host.vars.get("crashfleet_drgn_version") or PINNED_DRGN),
+            str(host.vars.get("crashfleet_drgn_venv") or DRGN_VENV),
+        )
 
     def authorized_keys(self) -> str:
         command = shlex.join(self.agent.argv())
-        return (f"{HEADER}\n# These keys can only start the crashfleet agent: no shell, pty, forwarding or other "
-                f"command.\nrestrict,command=\"{command}\" {self.public_key}\n")
+        return (
+            f"{HEADER}\n# These keys can only start the crashfleet agent: no shell, pty, forwarding or other "
+            f'command.\nrestrict,command="{command}" {self.public_key}\n'
+        )
 
     def sudoers(self) -> str:
         user = self.agent.user
-        return (f"{HEADER}\n# The crashfleet user may start the agent as root, with exactly these arguments, and "
-                f"nothing else.\nDefaults:{user} !requiretty\n{user} ALL=(root) NOPASSWD: "
-                f"{shlex.join(self.agent.argv()[2:])}\n")
+        return (
+            f"{HEADER}\n# The crashfleet user may start the agent as root, with exactly these arguments, and "
+            f"nothing else.\nDefaults:{user} !requiretty\n{user} ALL=(root) NOPASSWD: "
+            f"{shlex.join(self.agent.argv()[2:])}\n"
+        )
 
     def policy_json(self) -> str:
         return json.dumps(self.policy, indent=4, sort_keys=True) + "\n"
 
 
-def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt,
-              say: Callable[[str], None] = print) -> None:
+def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt, say: Callable[[str], None] = print) -> None:
     """Install the agent on one host the way ansible/site.yml does (its essentials)."""
     plan = Plan.for_host(host)
     _check_paths(plan)
@@ -100,9 +119,13 @@ def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt,
         _check_distribution(conn, host)
         steps = Steps(conn)
         steps.user(plan)
-        for path, mode in ((str(PurePosixPath(plan.agent.path).parent), "0755"), (plan.home, "0755"),
-                           (f"{plan.home}/.ssh", "0755"), (plan.agent.state_dir, "0700"),
-                           (str(PurePosixPath(POLICY_PATH).parent), "0755")):
+        for path, mode in (
+            (str(PurePosixPath(plan.agent.path).parent), "0755"),
+            (plan.home, "0755"),
+            (f"{plan.home}/.ssh", "0755"),
+            (plan.agent.state_dir, "0700"),
+            (str(PurePosixPath(POLICY_PATH).parent), "0755"),
+        ):
             steps.sudo("install", "-d", "-o", "root", "-g", "root", "-m", mode, path)
         staging = conn.run("mktemp -d", hide=True).stdout.strip()
         try:
@@ -113,8 +136,10 @@ def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt,
         finally:
             conn.run(shlex.join(["rm", "-rf", "--", staging]), hide=True, warn=True)
         drgn = steps.drgn(plan)
-        say(f"{host.name}: agent {agent_bundle().build} at {plan.agent.path}, user {plan.agent.user}, "
-            f"key restricted to the agent, {drgn}; set crashfleet_agent_path for {host.name} in the inventory")
+        say(
+            f"{host.name}: agent {agent_bundle().build} at {plan.agent.path}, user {plan.agent.user}, "
+            f"key restricted to the agent, {drgn}; set crashfleet_agent_path for {host.name} in the inventory"
+        )
 
 
 class Steps:
@@ -127,8 +152,9 @@ class Steps:
         try:
             result = self.conn.sudo(shlex.join(argv), hide=True, in_stream=False)
         except Failure as exc:
-            raise HostError(f"{argv[0]} failed on {self.conn.host}: {exc.result.stderr.strip()[-500:]}",
-                            kind="bootstrap") from None
+            raise HostError(
+                f"{argv[0]} failed on {self.conn.host}: {exc.result.stderr.strip()[-500:]}", kind="bootstrap"
+            ) from None
         return str(result.stdout)
 
     def user(self, plan: Plan) -> None:
@@ -136,9 +162,20 @@ class Steps:
         if self.conn.run(shlex.join(["id", "-u", name]), hide=True, warn=True).ok:
             self.sudo("usermod", "--home", plan.home, "--shell", "/bin/sh", "--password", "*", name)
         else:
-            self.sudo("useradd", "--system", "--home-dir", plan.home, "--no-create-home", "--shell", "/bin/sh",
-                      "--password", "*", "--comment", "crashfleet agent (SSH key restricted to starting the agent)",
-                      name)
+            self.sudo(
+                "useradd",
+                "--system",
+                "--home-dir",
+                plan.home,
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                "--password",
+                "*",
+                "--comment",
+                "crashfleet agent (SSH key restricted to starting the agent)",
+                name,
+            )
 
     def drgn(self, plan: Plan) -> str:
         """The role's pinned PyPI drgn in its own venv; a host without PyPI or venv keeps its own
@@ -166,9 +203,14 @@ def _connect(host: Host, settings: Settings) -> Connection:
     if host.key_file:  # the inventory's key only, as ssh -i with IdentitiesOnly would
         kwargs = {"key_filename": [host.key_file], "look_for_keys": False, "allow_agent": False}
     # in_stream=False on every command: our stdin (maybe /dev/null) must not reach sudo -S as an empty password
-    conn = Connection(host.address, user=host.user, port=host.port or 22, connect_kwargs=kwargs,
-                      connect_timeout=int(settings.ssh_connect_timeout or settings.host_deadline),
-                      config=Config(lazy=True, overrides={"run": {"in_stream": False}}))
+    conn = Connection(
+        host.address,
+        user=host.user,
+        port=host.port or 22,
+        connect_kwargs=kwargs,
+        connect_timeout=int(settings.ssh_connect_timeout or settings.host_deadline),
+        config=Config(lazy=True, overrides={"run": {"in_stream": False}}),
+    )
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     known = settings.ssh_known_hosts_path()
     if known.exists():
@@ -177,11 +219,13 @@ def _connect(host: Host, settings: Settings) -> Connection:
         conn.open()
     except paramiko.SSHException as exc:
         if "not found in known_hosts" in str(exc) or isinstance(exc, paramiko.BadHostKeyException):
-            raise HostError(f"host key of {host.name} ({host.address}:{host.port or 22}) is not trusted by {known}",
-                            f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS)",
-                            kind="host_key_unknown") from None
+            raise HostError(
+                f"host key of {host.name} ({host.address}:{host.port or 22}) is not trusted by {known}",
+                f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS)",
+                kind="host_key_unknown",
+            ) from None
         raise HostError(f"SSH to {host.name} failed: {exc}", "check ansible_user and the key", kind="auth") from None
-    except (OSError, socket.timeout) as exc:
+    except (TimeoutError, OSError) as exc:
         raise Unreachable(f"cannot connect to {host.address}:{host.port or 22}: {exc}", kind="connect") from None
     return conn
 
@@ -195,22 +239,31 @@ def _sudo_ready(conn: Connection, host: Host, ask_password: PasswordPrompt) -> N
     try:
         conn.sudo("true", hide=True, in_stream=False)
     except Failure:
-        raise HostError(f"sudo refused {conn.user} on {host.name} (wrong password, or not in sudoers)",
-                        "bootstrap needs a user that may run commands as root", kind="sudo") from None
+        raise HostError(
+            f"sudo refused {conn.user} on {host.name} (wrong password, or not in sudoers)",
+            "bootstrap needs a user that may run commands as root",
+            kind="sudo",
+        ) from None
 
 
 def _check_distribution(conn: Connection, host: Host) -> None:
-    release = dict(line.split("=", 1) for line in conn.run("cat /etc/os-release", hide=True, warn=True).stdout
-                   .splitlines() if "=" in line)
+    release = dict(
+        line.split("=", 1)
+        for line in conn.run("cat /etc/os-release", hide=True, warn=True).stdout.splitlines()
+        if "=" in line
+    )
     words = {word.strip('"') for key in ("ID", "ID_LIKE") for word in release.get(key, "").strip('"').split()}
     if not words & set(SUPPORTED):
         name = (release.get("PRETTY_NAME") or release.get("ID") or "an unknown system").strip('"')
-        raise HostError(f"{host.name} runs {name}: bootstrap supports the Debian and RedHat families",
-                        kind="unsupported")
+        raise HostError(
+            f"{host.name} runs {name}: bootstrap supports the Debian and RedHat families", kind="unsupported"
+        )
 
 
 def _check_paths(plan: Plan) -> None:
     for value in (plan.agent.path, plan.agent.python, plan.agent.state_dir, plan.home):
         if not re.fullmatch(r"/[A-Za-z0-9._/-]+", value):
-            raise CrashfleetError(f"{value!r} must be an absolute path of letters, digits and ._/- only",
-                                  "it goes into sudoers and a forced command")
+            raise CrashfleetError(
+                f"{value!r} must be an absolute path of letters, digits and ._/- only",
+                "it goes into sudoers and a forced command",
+            )

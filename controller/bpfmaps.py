@@ -15,12 +15,14 @@ from .tools.bpftrace_models import Bucket, HostFigure, MergedMap, Outlier
 
 TOP_KEYS = 20
 MAX_HOSTS_LISTED = 50
-Z_LIMIT = 3.5        # modified z-score (Iglewicz and Hoaglin) beyond which a host is an outlier
-MIN_RELATIVE = 0.2   # ...and at least this far from the median, relative to it
-OUTLIER_RULE = (f"a host is an outlier when its figure (p99 for histograms, else the value or the total "
-                f"over keys) has a modified z-score 0.6745*|x-median|/MAD above {Z_LIMIT} and differs from "
-                f"the fleet median by over {MIN_RELATIVE:.0%}; when MAD is 0, the {MIN_RELATIVE:.0%} rule "
-                f"alone; needs 3 or more hosts")
+Z_LIMIT = 3.5  # modified z-score (Iglewicz and Hoaglin) beyond which a host is an outlier
+MIN_RELATIVE = 0.2  # ...and at least this far from the median, relative to it
+OUTLIER_RULE = (
+    f"a host is an outlier when its figure (p99 for histograms, else the value or the total "
+    f"over keys) has a modified z-score 0.6745*|x-median|/MAD above {Z_LIMIT} and differs from "
+    f"the fleet median by over {MIN_RELATIVE:.0%}; when MAD is 0, the {MIN_RELATIVE:.0%} rule "
+    f"alone; needs 3 or more hosts"
+)
 Hist = list[dict[str, Any]]
 Keyed = dict[str, Any]
 
@@ -57,8 +59,11 @@ def _kind(entry: dict[str, Any]) -> str:
         return "hist"
     if entry["type"] == "stats":
         value = entry["value"]
-        return "stats" if _is_stats(value) or (isinstance(value, dict) and
-                                               all(_is_stats(v) for v in value.values())) else "avg"
+        return (
+            "stats"
+            if _is_stats(value) or (isinstance(value, dict) and all(_is_stats(v) for v in value.values()))
+            else "avg"
+        )
     return "value"
 
 
@@ -76,6 +81,7 @@ def _keyed(kind: str, value: Any) -> Keyed:
 
 
 # -- histograms
+
 
 def _merge_hist(result: MergedMap, keyed: dict[str, Keyed]) -> None:
     per_key: dict[str, Hist] = {}
@@ -134,6 +140,7 @@ def percentile(buckets: Hist, q: float, total: int) -> float | None:
 
 # -- scalars: count, sum, min, max, avg, stats, plain values
 
+
 def _merge_scalar(result: MergedMap, kind: str, keyed: dict[str, Keyed]) -> None:
     per_key: dict[str, list[Any]] = {}
     for keys in keyed.values():
@@ -149,8 +156,7 @@ def _merge_scalar(result: MergedMap, kind: str, keyed: dict[str, Keyed]) -> None
         result.keys, result.key_count = _top(numbers, reverse=kind != "min"), len(numbers)
         figure = "total" if kind in ("count", "sum", "value", "stats") else kind
     host_numbers = {host: _number(kind, value) for host, value in figures.items()}
-    result.per_host = _listed([HostFigure(host=h, value=v) for h, v in host_numbers.items()],
-                              lambda f: f.value or 0)
+    result.per_host = _listed([HostFigure(host=h, value=v) for h, v in host_numbers.items()], lambda f: f.value or 0)
     result.outliers = find_outliers(host_numbers, figure)
 
 
@@ -184,6 +190,7 @@ def _listed(figures: Iterable[HostFigure], order: Callable[[HostFigure], float])
 
 
 # -- outliers
+
 
 def find_outliers(values: dict[str, float], figure: str) -> list[Outlier]:
     """Hosts whose figure stands out from the fleet's (see OUTLIER_RULE)."""

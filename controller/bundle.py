@@ -15,13 +15,13 @@ from pathlib import Path
 from crashfleet.agent import buildinfo
 
 VENDORED = ("pexpect", "ptyprocess")  # pure Python; crash is driven through pexpect
-MAIN = b'''import sys
+MAIN = b"""import sys
 if sys.version_info < (3, 8):
     sys.stderr.write("crashfleet agent needs Python >= 3.8, this is %s\\n" % sys.version.split()[0])
     sys.exit(3)
 from crashfleet.agent.main import main
 sys.exit(main())
-'''
+"""
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -75,14 +75,16 @@ def _bytecode(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     same code dumped in a busy process gives other bytes; a fresh one gives the same bytes
     every time, and so the zipapp's hash stays the same from one controller run to the next."""
     sources = [(name, data) for name, data in members if name.endswith(".py")]
-    payload = b"".join(len(n.encode()).to_bytes(4, "big") + n.encode() + len(d).to_bytes(4, "big") + d
-                       for n, d in sources)
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", _COMPILER], input=payload, capture_output=True,
-                         check=True, timeout=120).stdout
+    payload = b"".join(
+        len(n.encode()).to_bytes(4, "big") + n.encode() + len(d).to_bytes(4, "big") + d for n, d in sources
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _COMPILER], input=payload, capture_output=True, check=True, timeout=120
+    ).stdout
     compiled, offset = [], 0
     for name, _ in sources:
-        size = int.from_bytes(out[offset:offset + 4], "big")
-        compiled.append((name + "c", out[offset + 4:offset + 4 + size]))
+        size = int.from_bytes(out[offset : offset + 4], "big")
+        compiled.append((name + "c", out[offset + 4 : offset + 4 + size]))
         offset += 4 + size
     return compiled
 
@@ -103,9 +105,12 @@ def _package_members(package: str) -> list[tuple[str, bytes]]:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"cannot vendor {package}: install it in the controller's environment")
-    root = Path(list(spec.submodule_search_locations)[0])
-    return [(f"{package}/{path.relative_to(root).as_posix()}", path.read_bytes())
-            for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts]
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return [
+        (f"{package}/{path.relative_to(root).as_posix()}", path.read_bytes())
+        for path in sorted(root.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    ]
 
 
 def _zip(members: list[tuple[str, bytes]]) -> bytes:
@@ -124,4 +129,3 @@ def reproducible_zip(members: list[tuple[str, bytes]], prefix: bytes = b"") -> b
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
     return buffer.getvalue()
-

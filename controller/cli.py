@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .server import serve
+
     if args.port:
         settings.http_port = args.port
     serve(settings, args.transport)
@@ -97,23 +98,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _hosts(args: argparse.Namespace, settings: Settings) -> int:
     from .tools.fleet import fleet_hosts
+
     print(render_hosts(fleet_hosts(Runtime.create(settings), args.pattern)))
     return 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from .tools.fleet import fleet_check
+
     return _fanout(settings, lambda rt: fleet_check(rt, args.pattern, args.refresh, progress=ProgressBar()))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .tools.fleet import fleet_run
+
     return _fanout(settings, lambda rt: fleet_run(rt, args.pattern, args.name, progress=ProgressBar()))
 
 
 def _triage(args: argparse.Namespace, settings: Settings) -> int:
     from .render_people import render_triage
     from .tools.dumps import crash_triage
+
     result = _on_fleet(settings, lambda rt: crash_triage(rt, args.pattern, ProgressBar()))
     print(render_triage(result))
     return 0 if not result.errors else 1
@@ -128,6 +133,7 @@ def _trace(args: argparse.Namespace, settings: Settings) -> int:
         if result.job_id:  # hosts still tracing: wait for them (a person at a terminal can)
             result = await bpftrace_result(rt, result.job_id, wait=args.duration + 30, progress=ProgressBar())
         return result
+
     result = _on_fleet(settings, trace)
     print(render_trace(result))
     return 0 if result.summary.ok == result.summary.total else 1
@@ -138,8 +144,16 @@ def _capture(args: argparse.Namespace, settings: Settings) -> int:
     from .tools.capture import capture_start, capture_status, capture_summary
 
     async def capture(rt: Runtime) -> Any:
-        started = await capture_start(rt, args.pattern, args.mode, args.target, args.duration,
-                                      interface=args.interface, filter=args.filter, progress=ProgressBar())
+        started = await capture_start(
+            rt,
+            args.pattern,
+            args.mode,
+            args.target,
+            args.duration,
+            interface=args.interface,
+            filter=args.filter,
+            progress=ProgressBar(),
+        )
         if started.job_id is None:  # no host could start: their errors, as a fan-out shows them
             return started
         bar = ProgressBar()
@@ -148,6 +162,7 @@ def _capture(args: argparse.Namespace, settings: Settings) -> int:
             await asyncio.sleep(0.5)  # polling the hosts' capture state, not a fixed wait
         await bar(1, 1, "")
         return await capture_summary(rt, started.job_id, progress=ProgressBar())
+
     result = _on_fleet(settings, capture)
     if isinstance(result, FanoutResult):
         print(render_fanout(result))
@@ -163,6 +178,7 @@ def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> 
             return await tool(rt)
         finally:
             await rt.close()
+
     return asyncio.run(go())
 
 
@@ -181,6 +197,7 @@ def _agent_build(args: argparse.Namespace, settings: Settings) -> int:
 def _bundle(args: argparse.Namespace, settings: Settings) -> int:
     from . import mcpb
     from .server import build_server
+
     listed = asyncio.run(build_server(Runtime.create(settings)).list_tools())
     size = mcpb.write(args.output, [{"name": t.name, "description": t.description or ""} for t in listed])
     print(f"wrote {args.output} ({size} bytes): open it with Claude Desktop to install crashfleet")
@@ -196,6 +213,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
             return await report_build(rt, args.title, args.ids, args.output)
         finally:
             await rt.close()
+
     result = asyncio.run(go())
     print(f"wrote {result.path}\n{result.summary}")
     for missing in result.missing:
@@ -208,6 +226,7 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
 
     from .bootstrap import bootstrap
     from .errors import UsageError
+
     hosts = Runtime.create(settings).fleet.match(args.host)
     if len(hosts) != 1:
         raise UsageError(f"bootstrap works on one host; {args.host!r} matches {len(hosts)}", "name a single host")

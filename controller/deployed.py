@@ -46,10 +46,13 @@ def installed(host: Host) -> Installed | None:
     if not path or host.connection == "local":
         return None
     key = host.vars.get("crashfleet_ssh_private_key_file")
-    return Installed(path=str(path), python=str(host.vars.get("crashfleet_python") or DEFAULT_PYTHON),
-                     state_dir=str(host.vars.get("crashfleet_state_dir") or DEFAULT_STATE_DIR),
-                     user=str(host.vars.get("crashfleet_user") or DEFAULT_USER),
-                     key_file=str(Path(str(key)).expanduser()) if key else host.key_file)
+    return Installed(
+        path=str(path),
+        python=str(host.vars.get("crashfleet_python") or DEFAULT_PYTHON),
+        state_dir=str(host.vars.get("crashfleet_state_dir") or DEFAULT_STATE_DIR),
+        user=str(host.vars.get("crashfleet_user") or DEFAULT_USER),
+        key_file=str(Path(str(key)).expanduser()) if key else host.key_file,
+    )
 
 
 def login_host(host: Host, agent: Installed) -> Host:
@@ -62,14 +65,18 @@ def login_host(host: Host, agent: Installed) -> Host:
 
 def fix_command(host: Host, inventory: Path | None) -> str:
     """The command that (re)deploys this host's agent."""
-    return (f"crashfleet agent build -o crashfleet-agent.pyz && ansible-playbook -i {inventory or 'INVENTORY'} "
-            f"{PLAYBOOK} --limit {host.name}")
+    return (
+        f"crashfleet agent build -o crashfleet-agent.pyz && ansible-playbook -i {inventory or 'INVENTORY'} "
+        f"{PLAYBOOK} --limit {host.name}"
+    )
 
 
 def outdated(host: Host, agent: Installed, build: object, expected: str, inventory: Path | None) -> HostError:
-    return HostError(f"the agent installed on {host.name} ({agent.path}) is build {build}, "
-                     f"this controller's is {expected}", f"update it: {fix_command(host, inventory)}",
-                     kind="agent_outdated")
+    return HostError(
+        f"the agent installed on {host.name} ({agent.path}) is build {build}, this controller's is {expected}",
+        f"update it: {fix_command(host, inventory)}",
+        kind="agent_outdated",
+    )
 
 
 def start_error(host: Host, agent: Installed, exc: LinkClosed, inventory: Path | None) -> HostError:
@@ -79,10 +86,17 @@ def start_error(host: Host, agent: Installed, exc: LinkClosed, inventory: Path |
     if re.search(r"can't open file|No such file", tail):
         message = f"no agent at {agent.path} on {host.name} (crashfleet_agent_path)"
     elif "sudo" in tail and re.search(r"password|not allowed|not in the sudoers", tail):
-        message = f"sudo refused the agent command for {agent.user} on {host.name}: the sudoers rule is missing or differs"
+        message = (
+            f"sudo refused the agent command for {agent.user} on {host.name}: the sudoers rule is missing or differs"
+        )
     elif exc.exit_status == 127 or "command not found" in tail:
         message = f"{host.name} has no {agent.python} or no sudo (crashfleet_python)"
     else:
-        return HostError(f"the installed agent on {host.name} did not start: {exc.message}", exc.hint or fix,
-                         kind="agent_start", stderr_tail=tail, exit_status=exc.exit_status)
+        return HostError(
+            f"the installed agent on {host.name} did not start: {exc.message}",
+            exc.hint or fix,
+            kind="agent_start",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+        )
     return HostError(message, fix, kind="agent_missing", stderr_tail=tail, exit_status=exc.exit_status)

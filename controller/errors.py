@@ -26,8 +26,16 @@ class HostError(CrashfleetError):
 
     status = "failed"
 
-    def __init__(self, message: str, hint: str | None = None, *, kind: str = "failed",
-                 stderr_tail: str | None = None, exit_status: int | None = None, rule: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        kind: str = "failed",
+        stderr_tail: str | None = None,
+        exit_status: int | None = None,
+        rule: str | None = None,
+    ) -> None:
         super().__init__(message, hint)
         self.kind = kind
         self.stderr_tail = stderr_tail
@@ -52,7 +60,6 @@ class LinkClosed(HostError):
     """The agent process ended (or the channel dropped) while we needed it; `started_job` is the
     agent's id of a job the failed call had started (it may run on, under the job lease)."""
 
-    def __init__(self, message: str, hint: str | None = None, *, started_job: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, started_job: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, hint, **kwargs)
         self.started_job = started_job

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, 
 
 from . import stages
 from .audit import AuditLog
-from .errors import CrashfleetError, HostError, LinkClosed, Unreachable, UsageError
+from .errors import CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
 from .provision import open_link
@@ -40,9 +40,11 @@ class Down:
 
     def error(self, host: str) -> Unreachable:
         when = time.strftime("%H:%M:%S", time.localtime(self.since))
-        return Unreachable(f"{host} unreachable since {when} ({self.message}); reconnecting in the background",
-                           "the host answers again by itself once it is reachable; fleet_check shows when",
-                           kind="down")
+        return Unreachable(
+            f"{host} unreachable since {when} ({self.message}); reconnecting in the background",
+            "the host answers again by itself once it is reachable; fleet_check shows when",
+            kind="down",
+        )
 
 
 class Fleet:
@@ -58,6 +60,12 @@ class Fleet:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inventory: Inventory | None = None
         self._inventory_stamp: float | None = None
+        self._background: set[asyncio.Future[None]] = set()  # fire-and-forget work, kept from the GC
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def inventory(self) -> Inventory:
         """The inventory, re-read when its file changes (operators edit it live)."""
@@ -107,7 +115,7 @@ class Fleet:
                 break
             except HostError as exc:
                 if exc.kind in SETUP_RETRY_KINDS and attempt < 3:
-                    await asyncio.sleep(0.2 * 2 ** attempt)
+                    await asyncio.sleep(0.2 * 2**attempt)
                     continue
                 self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)
                 if isinstance(exc, Unreachable):
@@ -138,8 +146,10 @@ class Fleet:
                     return
                 down.message = f"{exc.message}; last try {time.strftime('%H:%M:%S')}"
                 continue
-            except (asyncio.TimeoutError, OSError):
-                down.message = f"no answer within {self.settings.host_deadline:g} s; last try {time.strftime('%H:%M:%S')}"
+            except (TimeoutError, OSError):
+                down.message = (
+                    f"no answer within {self.settings.host_deadline:g} s; last try {time.strftime('%H:%M:%S')}"
+                )
                 continue
             async with self._locks.setdefault(host.name, asyncio.Lock()):
                 old = self.links.get(host.name)
@@ -147,8 +157,13 @@ class Fleet:
                     self._forget(host.name, old)
                 self._adopt(host, link)
                 self.down.pop(host.name, None)
-            self._audit(host.name, "connect", {"address": host.address, "after_down_since": down.since}, "ok",
-                        link.hello.get("build"))
+            self._audit(
+                host.name,
+                "connect",
+                {"address": host.address, "after_down_since": down.since},
+                "ok",
+                link.hello.get("build"),
+            )
             log.warning("%s: reachable again", host.name)
             return
 
@@ -167,7 +182,7 @@ class Fleet:
         """Drop a link given up as dead; its agent keeps its jobs for the lease."""
         if self.links.get(name) is link:
             del self.links[name]
-        asyncio.ensure_future(link.close(keep_jobs=True))
+        self._spawn(link.close(keep_jobs=True))
 
     async def timed_out(self, host: Host, stage: stages.Stage) -> None:
         """A host missed its deadline: before the call, it is down; during one, it is down only
@@ -180,7 +195,7 @@ class Fleet:
             return
         try:
             await asyncio.wait_for(link.call("ping"), ALIVE_PROBE)
-        except (asyncio.TimeoutError, HostError):
+        except (TimeoutError, HostError):
             self._forget(host.name, link)
             self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")
 
@@ -198,8 +213,9 @@ class Fleet:
         self._audit(host.name, method, params, "ok", result)
         return result
 
-    async def fan_out(self, hosts: list[Host], op: HostOp, *, deadline: float | None = None,
-                      progress: Progress | None = None) -> tuple[list[HostOutcome], int]:
+    async def fan_out(
+        self, hosts: list[Host], op: HostOp, *, deadline: float | None = None, progress: Progress | None = None
+    ) -> tuple[list[HostOutcome], int]:
         """Run op on every host within the window; each host ends with a status, never an exception."""
         started = time.monotonic()
         window = asyncio.Semaphore(self.settings.fanout)
@@ -222,17 +238,27 @@ class Fleet:
         stage = stages.begin()
         try:
             return await asyncio.wait_for(op(host), limit)
-        except asyncio.TimeoutError:
-            asyncio.ensure_future(self.timed_out(host, stage))
-            return HostOutcome(host.name, "timeout", key=f"timeout:{stage.name}",
-                               message=f"{host.name} did not answer within {limit:g} s (stage: {stage.name})",
-                               hint=stage.hint())
+        except TimeoutError:
+            self._spawn(self.timed_out(host, stage))
+            return HostOutcome(
+                host.name,
+                "timeout",
+                key=f"timeout:{stage.name}",
+                message=f"{host.name} did not answer within {limit:g} s (stage: {stage.name})",
+                hint=stage.hint(),
+            )
         except HostError as exc:
-            return HostOutcome(host.name, exc.status, key=exc.kind,  # type: ignore[arg-type]
-                               message=exc.message, hint=exc.hint, stderr_tail=exc.stderr_tail)
+            return HostOutcome(
+                host.name,
+                exc.status,  # type: ignore[arg-type]
+                key=exc.kind,
+                message=exc.message,
+                hint=exc.hint,
+                stderr_tail=exc.stderr_tail,
+            )
         except CrashfleetError as exc:
             return HostOutcome(host.name, "failed", key="error", message=exc.message, hint=exc.hint)
-        except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the fan-out
+        except Exception as exc:
             log.exception("%s: unexpected error", host.name)
             return HostOutcome(host.name, "failed", key="internal", message=f"{type(exc).__name__}: {exc}")
 
@@ -244,8 +270,15 @@ class Fleet:
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
 
-    def _audit(self, host: str, method: str, params: dict[str, Any], outcome: str, result: Any = None,
-               error: HostError | None = None) -> None:
+    def _audit(
+        self,
+        host: str,
+        method: str,
+        params: dict[str, Any],
+        outcome: str,
+        result: Any = None,
+        error: HostError | None = None,
+    ) -> None:
         if self.audit is not None:
             try:
                 self.audit.record(host, method, params, outcome, result, error)

@@ -58,15 +58,26 @@ def group_outcomes(outcomes: list[HostOutcome], elapsed_ms: int, page_chars: int
 def _group(members: list[HostOutcome]) -> Group:
     first = members[0]
     output = first.output if first.output is not None else first.message
-    return Group(hosts=fold(m.host for m in members), count=len(members), status=first.status,
-                 output=output, data=first.data, next_cursor=first.next_cursor,
-                 total_lines=first.total_lines,
-                 output_ids=[m.output_id for m in members if m.output_id][:16])
+    return Group(
+        hosts=fold(m.host for m in members),
+        count=len(members),
+        status=first.status,
+        output=output,
+        data=first.data,
+        next_cursor=first.next_cursor,
+        total_lines=first.total_lines,
+        output_ids=[m.output_id for m in members if m.output_id][:16],
+    )
 
 
 def _failure(outcome: HostOutcome) -> HostFailure:
-    return HostFailure(host=outcome.host, status=outcome.status, message=outcome.message or "failed",
-                       hint=outcome.hint, stderr_tail=(outcome.stderr_tail or None) and outcome.stderr_tail[-800:])
+    return HostFailure(
+        host=outcome.host,
+        status=outcome.status,
+        message=outcome.message or "failed",
+        hint=outcome.hint,
+        stderr_tail=(outcome.stderr_tail or None) and outcome.stderr_tail[-800:],
+    )
 
 
 def _fit(groups: list[Group], page_chars: int) -> None:
@@ -81,6 +92,8 @@ def _fit(groups: list[Group], page_chars: int) -> None:
             cut = group.output.rfind("\n", 0, share)
             cut = cut if cut > share // 2 else share
             shown = group.output[:cut]
-            group.output = shown + "\n[... cut to fit the page budget: read it all with " \
-                                   "output_page(output_ids[0]) from the start, or output_search]"
+            group.output = (
+                shown + "\n[... cut to fit the page budget: read it all with "
+                "output_page(output_ids[0]) from the start, or output_search]"
+            )
             group.next_cursor = None  # the agent's cursor would skip what was cut here

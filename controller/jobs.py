@@ -27,7 +27,7 @@ class FleetJob:
     job_id: str
     tool: str
     pattern: str
-    host_jobs: dict[str, str]          # host -> the agent's job id
+    host_jobs: dict[str, str]  # host -> the agent's job id
     started: float = field(default_factory=time.time)
     state: JobState = "running"
     detail: dict[str, object] = field(default_factory=dict)

@@ -65,9 +65,14 @@ class AgentLink:
             job = self._started.get(req_id)
             if job is None or not self._dropped:  # an agent that ended took its jobs with it
                 raise
-            raise LinkClosed(f"{exc.message}; the job {job} this call started goes on there for its job lease",
-                             exc.hint, kind=exc.kind, stderr_tail=exc.stderr_tail, exit_status=exc.exit_status,
-                             started_job=job) from None
+            raise LinkClosed(
+                f"{exc.message}; the job {job} this call started goes on there for its job lease",
+                exc.hint,
+                kind=exc.kind,
+                stderr_tail=exc.stderr_tail,
+                exit_status=exc.exit_status,
+                started_job=job,
+            ) from None
         finally:
             self._pending.pop(req_id, None)
             self._started.pop(req_id, None)
@@ -79,7 +84,7 @@ class AgentLink:
         if not keep_jobs and self.alive:
             try:
                 await asyncio.wait_for(self.process.write(_SHUTDOWN), 2.0)
-            except (OSError, ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, ConnectionError):
                 pass  # gone already: its lease ends what it ran
         self.process.close()
         await self.process.finish()
@@ -93,7 +98,7 @@ class AgentLink:
             while line := await self.process.readline():
                 self._dispatch(line)
             reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
-        except Exception as exc:  # noqa: BLE001 - any transport failure ends the link the same way
+        except Exception as exc:
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
         self._dropped = reason.startswith("the connection dropped") and not self._stopping
         await self._fail(reason)
@@ -127,10 +132,13 @@ class AgentLink:
         if self._closed is None:
             status = await self.process.finish(timeout=2.0)
             tail = self.process.stderr_text()[-2000:] or None
-            self._closed = LinkClosed(f"agent on {self.host} stopped: {reason}"
-                                      + (f" (exit status {status})" if status is not None else ""),
-                                      "see stderr_tail; the next call reconnects", kind="agent_died",
-                                      stderr_tail=tail, exit_status=status)
+            self._closed = LinkClosed(
+                f"agent on {self.host} stopped: {reason}" + (f" (exit status {status})" if status is not None else ""),
+                "see stderr_tail; the next call reconnects",
+                kind="agent_died",
+                stderr_tail=tail,
+                exit_status=status,
+            )
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(self._closed)
@@ -142,5 +150,6 @@ _SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).e
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:
     data = error.get("data") or {}
-    return AgentCallError(str(error.get("message", "agent error")), data.get("hint"),
-                          str(data.get("kind", "agent_error")), data)
+    return AgentCallError(
+        str(error.get("message", "agent error")), data.get("hint"), str(data.get("kind", "agent_error")), data
+    )

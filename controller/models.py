@@ -27,8 +27,7 @@ class Group(BaseModel):
     status: Status
     output: str | None = None
     data: dict[str, Any] | None = None
-    output_ids: list[str] = Field(default_factory=list,
-                                  description="identical outputs: page any one with output_page")
+    output_ids: list[str] = Field(default_factory=list, description="identical outputs: page any one with output_page")
     next_cursor: str | None = Field(default=None, description="pass to output_page with output_ids[0] for more")
     total_lines: int | None = None
 

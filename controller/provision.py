@@ -9,7 +9,6 @@ agent is started and a build mismatch is reported (controller.deployed).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import re
@@ -28,13 +27,13 @@ from .settings import Settings
 from .transport import AgentProcess, LocalTransport, SshTransport, Transport
 
 
-
 async def open_link(host: Host, settings: Settings) -> AgentLink:
     """Connect, start the agent (uploading it once if missing or different), say hello."""
     installed = deployed.installed(host)
     login = deployed.login_host(host, installed) if installed else host
-    transport: Transport = LocalTransport() if host.connection == "local" else \
-        await SshTransport.connect(login, settings)
+    transport: Transport = (
+        LocalTransport() if host.connection == "local" else await SshTransport.connect(login, settings)
+    )
     try:
         if installed:
             return await _start_installed(host, transport, installed, settings)
@@ -59,8 +58,10 @@ async def _start(host: Host, transport: Transport, bundle: Bundle, settings: Set
         raise
     if link.hello.get("build") != bundle.build:  # the launcher checked the file's hash: a bug if so
         await _close_agent(link)
-        raise HostError(f"agent on {host.name} reports build {link.hello.get('build')}, expected {bundle.build}",
-                        kind="build_mismatch")
+        raise HostError(
+            f"agent on {host.name} reports build {link.hello.get('build')}, expected {bundle.build}",
+            kind="build_mismatch",
+        )
     _check_protocol(host, link.hello)
     return link
 
@@ -79,8 +80,11 @@ async def _launch(host: Host, process: AgentProcess, bundle: Bundle) -> None:
         line = b""
     if line != launcher.OK:
         status = await process.finish(timeout=2.0)
-        raise LinkClosed(f"the agent on {host.name} did not start (exit status {status})",
-                         stderr_tail=process.stderr_text()[-2000:] or None, exit_status=status)
+        raise LinkClosed(
+            f"the agent on {host.name} did not start (exit status {status})",
+            stderr_tail=process.stderr_text()[-2000:] or None,
+            exit_status=status,
+        )
 
 
 async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
@@ -92,8 +96,9 @@ async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
     return b""
 
 
-async def _start_installed(host: Host, transport: Transport, installed: deployed.Installed,
-                           settings: Settings) -> AgentLink:
+async def _start_installed(
+    host: Host, transport: Transport, installed: deployed.Installed, settings: Settings
+) -> AgentLink:
     stages.mark("agent start")
     link = AgentLink(host.name, await transport.start(installed.argv()), transport)
     try:
@@ -118,8 +123,17 @@ def hello_params(settings: Settings) -> dict[str, Any]:
 def agent_argv(host: Host, directory: str, bundle: Bundle) -> list[str]:
     """The launcher's command line (short: sudo logs it); its source follows on stdin."""
     python = sys.executable if host.connection == "local" and host.python == "python3" else host.python
-    argv = [python, "-I", "-c", launcher.STAGE1, str(len(launcher_source())), directory, bundle.filename,
-            bundle.sha256, str(len(bundle.data))]
+    argv = [
+        python,
+        "-I",
+        "-c",
+        launcher.STAGE1,
+        str(len(launcher_source())),
+        directory,
+        bundle.filename,
+        bundle.sha256,
+        str(len(bundle.data)),
+    ]
     return ["sudo", "-n", "--", *argv] if host.become else argv
 
 
@@ -140,42 +154,79 @@ def remote_dir(host: Host) -> str:
 def _start_error(host: Host, exc: LinkClosed) -> HostError:
     tail = exc.stderr_tail or ""
     if host.become and re.search(r"sudo: (command )?not found", tail):
-        return HostError(f"{host.name} has no sudo, and ansible_become is set", "install sudo or unset ansible_become",
-                         kind="sudo", stderr_tail=tail, exit_status=exc.exit_status)
+        return HostError(
+            f"{host.name} has no sudo, and ansible_become is set",
+            "install sudo or unset ansible_become",
+            kind="sudo",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+        )
     if (exc.exit_status == 127 or "command not found" in tail) and "can't open file" not in tail:
-        return HostError(f"{host.name} has no {host.python}: the agent needs Python >= 3.8 there",
-                         "install python3 on the host, or set ansible_python_interpreter to its path",
-                         kind="no_python", stderr_tail=tail, exit_status=exc.exit_status)
+        return HostError(
+            f"{host.name} has no {host.python}: the agent needs Python >= 3.8 there",
+            "install python3 on the host, or set ansible_python_interpreter to its path",
+            kind="no_python",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+        )
     if "sudo" in tail and ("password" in tail or "not allowed" in tail or "not in the sudoers" in tail):
-        return HostError(f"sudo -n refused on {host.name} (ansible_become is set)",
-                         "allow the agent command in sudoers without a password, or unset ansible_become",
-                         kind="sudo", stderr_tail=tail, exit_status=exc.exit_status)
+        return HostError(
+            f"sudo -n refused on {host.name} (ansible_become is set)",
+            "allow the agent command in sudoers without a password, or unset ansible_become",
+            kind="sudo",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+        )
     if exc.exit_status == launcher.OLD_PYTHON:
-        return HostError(f"{host.name}'s {host.python} is too old for the agent", tail or None,
-                         kind="old_python", stderr_tail=tail, exit_status=3)
+        return HostError(
+            f"{host.name}'s {host.python} is too old for the agent",
+            tail or None,
+            kind="old_python",
+            stderr_tail=tail,
+            exit_status=3,
+        )
     said = re.findall(r"crashfleet-launcher: (.*)", tail)
     if exc.exit_status == launcher.UNSAFE_DIR and said:
-        return HostError(f"{host.name}: {said[-1]}", _unsafe_dir_hint(host), kind="unsafe_agent_dir",
-                         stderr_tail=tail, exit_status=exc.exit_status, rule="agent.dir")
+        return HostError(
+            f"{host.name}: {said[-1]}",
+            _unsafe_dir_hint(host),
+            kind="unsafe_agent_dir",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+            rule="agent.dir",
+        )
     if exc.exit_status == launcher.BAD_UPLOAD:
-        return HostError(f"{host.name}: {said[-1] if said else 'the zipapp did not arrive whole'}",
-                         "retry; if it persists, check the host's disk", kind="bad_upload",
-                         stderr_tail=tail, exit_status=exc.exit_status)
-    return HostError(f"the agent on {host.name} did not start: {exc.message}", exc.hint,
-                     kind="agent_start", stderr_tail=tail, exit_status=exc.exit_status)
+        return HostError(
+            f"{host.name}: {said[-1] if said else 'the zipapp did not arrive whole'}",
+            "retry; if it persists, check the host's disk",
+            kind="bad_upload",
+            stderr_tail=tail,
+            exit_status=exc.exit_status,
+        )
+    return HostError(
+        f"the agent on {host.name} did not start: {exc.message}",
+        exc.hint,
+        kind="agent_start",
+        stderr_tail=tail,
+        exit_status=exc.exit_status,
+    )
 
 
 def _unsafe_dir_hint(host: Host) -> str:
     who = "root (ansible_become is set)" if host.become else "the login user"
-    return (f"the agent runs as {who}: only root and that user may write its dir and the dirs above it. "
-            "Unset crashfleet_agent_dir (the default ~/.cache/crashfleet is in the home of the user the agent "
-            "runs as), or fix the dir: chown root:root DIR && chmod go-w DIR")
+    return (
+        f"the agent runs as {who}: only root and that user may write its dir and the dirs above it. "
+        "Unset crashfleet_agent_dir (the default ~/.cache/crashfleet is in the home of the user the agent "
+        "runs as), or fix the dir: chown root:root DIR && chmod go-w DIR"
+    )
 
 
 def _check_protocol(host: Host, hello: dict[str, Any]) -> None:
     if hello.get("protocol") != PROTOCOL_VERSION:
-        raise HostError(f"agent on {host.name} speaks protocol {hello.get('protocol')}, "
-                        f"controller speaks {PROTOCOL_VERSION}", kind="protocol")
+        raise HostError(
+            f"agent on {host.name} speaks protocol {hello.get('protocol')}, controller speaks {PROTOCOL_VERSION}",
+            kind="protocol",
+        )
 
 
 async def _close_agent(link: AgentLink) -> None:

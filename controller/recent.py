@@ -13,7 +13,7 @@ from mcp.types import Resource, ResourceLink
 from .icon import icons
 
 SCHEME = "crashfleet"
-RECENT = 100           # resources/list shows this many of the newest outputs
+RECENT = 100  # resources/list shows this many of the newest outputs
 LINKS_PER_RESULT = 10  # a fan-out names many identical outputs: link a few, not all
 
 
@@ -29,8 +29,10 @@ def links(structured: dict[str, Any]) -> list[ResourceLink]:
     refs: list[str] = []
     _collect(structured, refs)
     unique = list(dict.fromkeys(refs))[:LINKS_PER_RESULT]
-    return [ResourceLink(uri=output_uri(ref), name=ref, title=f"output on {ref.rpartition(':')[0]}",
-                         mime_type="text/plain") for ref in unique]
+    return [
+        ResourceLink(uri=output_uri(ref), name=ref, title=f"output on {ref.rpartition(':')[0]}", mime_type="text/plain")
+        for ref in unique
+    ]
 
 
 def _collect(value: Any, refs: list[str]) -> None:
@@ -77,14 +79,30 @@ class RecentOutputs:
 def _resource(seen: Seen) -> Resource:
     host = seen.ref.rpartition(":")[0]
     stamp = time.strftime("%H:%M:%S", time.localtime(seen.when))
-    return Resource(uri=output_uri(seen.ref), name=seen.ref, title=f"{seen.tool} output on {host}",
-                    description=f"stored on {host} at {stamp}; read page by page", mime_type="text/plain",
-                    icons=icons())
+    return Resource(
+        uri=output_uri(seen.ref),
+        name=seen.ref,
+        title=f"{seen.tool} output on {host}",
+        description=f"stored on {host} at {stamp}; read page by page",
+        mime_type="text/plain",
+        icons=icons(),
+    )
 
 
 ID_KEYS = ("job_id", "output_id", "output_ids", "session_id", "sessions")
-KEPT_TOOLS = ("fleet_check", "fleet_run", "bpftrace_run", "bpftrace_result", "crash_triage", "crash_open",
-              "crash_run", "drgn_run", "analysis_run", "capture_start", "capture_summary")
+KEPT_TOOLS = (
+    "fleet_check",
+    "fleet_run",
+    "bpftrace_run",
+    "bpftrace_result",
+    "crash_triage",
+    "crash_open",
+    "crash_run",
+    "drgn_run",
+    "analysis_run",
+    "capture_start",
+    "capture_summary",
+)
 
 
 @dataclass
@@ -107,7 +125,7 @@ class RecentResults:
             return
         ids: set[str] = set()
         _ids(data, ids)
-        self.kept = [*self.kept, Kept(tool, data, ids, time.time())][-self.limit:]
+        self.kept = [*self.kept, Kept(tool, data, ids, time.time())][-self.limit :]
 
     def naming(self, ref: str) -> list[Kept]:
         return [kept for kept in self.kept if ref in kept.ids]

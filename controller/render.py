@@ -36,15 +36,19 @@ def table(rows: list[list[str]]) -> str:
 
 def render_hosts(result: HostList) -> str:
     rows = [["HOST", "ADDRESS", "USER", "GROUPS"]]
-    rows += [[h.name, h.address + (f":{h.port}" if h.port else ""), h.user or "-", ",".join(h.groups) or "-"]
-             for h in result.details]
+    rows += [
+        [h.name, h.address + (f":{h.port}" if h.port else ""), h.user or "-", ",".join(h.groups) or "-"]
+        for h in result.details
+    ]
     return f"{result.count} host(s): {result.hosts}\n\n{table(rows)}" + (f"\n\n{result.note}" if result.note else "")
 
 
 def render_fanout(result: FanoutResult) -> str:
     s = result.summary
-    head = (f"{s.total} host(s) in {s.elapsed_ms} ms: {s.ok} ok, {s.failed} failed, "
-            f"{s.unreachable} unreachable, {s.timeout} timeout" + (f", {s.running} running" if s.running else ""))
+    head = (
+        f"{s.total} host(s) in {s.elapsed_ms} ms: {s.ok} ok, {s.failed} failed, "
+        f"{s.unreachable} unreachable, {s.timeout} timeout" + (f", {s.running} running" if s.running else "")
+    )
     parts = [head]
     for group in result.groups:
         parts.append(f"\n== {group.hosts} ({group.count}) {group.status}")
@@ -54,14 +58,16 @@ def render_fanout(result: FanoutResult) -> str:
             parts.append(group.output.rstrip())
     if result.errors:
         parts.append("\nErrors:")
-        parts += [f"  {e.host}: {e.status}: {e.message}" + (f"\n    hint: {e.hint}" if e.hint else "")
-                  for e in result.errors]
+        parts += [
+            f"  {e.host}: {e.status}: {e.message}" + (f"\n    hint: {e.hint}" if e.hint else "") for e in result.errors
+        ]
     if result.note:
         parts.append(f"\n{result.note}")
     return "\n".join(parts)
 
 
 def _render_data(data: dict[str, Any]) -> str:
-    rows = [[key, value if isinstance(value, str) else json.dumps(value, sort_keys=True)]
-            for key, value in data.items()]
+    rows = [
+        [key, value if isinstance(value, str) else json.dumps(value, sort_keys=True)] for key, value in data.items()
+    ]
     return table(rows) if rows else "(no data)"

@@ -15,8 +15,12 @@ from .tools.dumps_models import TriageResult
 def render_triage(result: TriageResult) -> str:
     rows = [["HOSTS", "#", "PANIC", "TOP FRAMES"]]
     rows += [[g.hosts, str(g.count), g.panic or "-", " < ".join(g.frames[:4]) or "-"] for g in result.groups]
-    parts = [f"{sum(g.count for g in result.groups)} host(s) with a dump in {len(result.groups)} group(s), "
-             f"{result.elapsed_ms} ms", "", table(rows)]
+    parts = [
+        f"{sum(g.count for g in result.groups)} host(s) with a dump in {len(result.groups)} group(s), "
+        f"{result.elapsed_ms} ms",
+        "",
+        table(rows),
+    ]
     if result.no_dump:
         parts.append(f"\nno dump: {result.no_dump}")
     parts += [f"error: {e.host}: {e.message}" + (f" ({e.hint})" if e.hint else "") for e in result.errors]
@@ -30,8 +34,18 @@ def render_trace(result: BpftraceRun) -> str:
         parts.append(f"\n{merged.name} ({merged.kind}) on {merged.hosts}: {figure}")
         if merged.histogram:
             top = max(b.count for b in merged.histogram) or 1
-            parts.append(table([[f"[{b.min}, {b.max if b.max is not None else 'inf'})", str(b.count),
-                                 "#" * max(1, 40 * b.count // top)] for b in merged.histogram]))
+            parts.append(
+                table(
+                    [
+                        [
+                            f"[{b.min}, {b.max if b.max is not None else 'inf'})",
+                            str(b.count),
+                            "#" * max(1, 40 * b.count // top),
+                        ]
+                        for b in merged.histogram
+                    ]
+                )
+            )
         for outlier in merged.outliers:
             parts.append(f"  outlier {outlier.host}: {outlier.why}")
     return "\n".join(parts)
@@ -52,17 +66,51 @@ def render_capture(result: CaptureSummary) -> str:
     rows: dict[tuple[str, ...], list[str]] = {}
     for host, summary in sorted(result.hosts.items()):
         rows.setdefault(_capture_row(summary), []).append(host)
-    parts = [f"capture {result.job_id}: {len(result.hosts)} host(s), {len(result.problems)} problem(s)", "",
-             table([["HOSTS", "STATE", "PACKETS", "BYTES", "TCP", "ENDED", "HTTP", "DNS", "PROBLEMS"]] +
-                   [[fold(hosts), *cells] for cells, hosts in rows.items()])]
+    parts = [
+        f"capture {result.job_id}: {len(result.hosts)} host(s), {len(result.problems)} problem(s)",
+        "",
+        table(
+            [["HOSTS", "STATE", "PACKETS", "BYTES", "TCP", "ENDED", "HTTP", "DNS", "PROBLEMS"]]
+            + [[fold(hosts), *cells] for cells, hosts in rows.items()]
+        ),
+    ]
     if result.problems:
-        parts += ["", "Problems, ranked:", table([["#", "SEVERITY", "WHERE", "PROBLEM", "EVIDENCE"]] + [
-            [str(i), p.get("severity", "-"), p.get("host") or p.get("hosts") or "-", _cut(p.get("text", ""), 110),
-             _evidence(p)] for i, p in enumerate(result.problems, 1)])]
+        parts += [
+            "",
+            "Problems, ranked:",
+            table(
+                [["#", "SEVERITY", "WHERE", "PROBLEM", "EVIDENCE"]]
+                + [
+                    [
+                        str(i),
+                        p.get("severity", "-"),
+                        p.get("host") or p.get("hosts") or "-",
+                        _cut(p.get("text", ""), 110),
+                        _evidence(p),
+                    ]
+                    for i, p in enumerate(result.problems, 1)
+                ]
+            ),
+        ]
     if result.lost_between_hosts:
-        parts += ["", "Lost between hosts:", table([["FROM", "TO", "FLOW", "SENT", "ARRIVED", "LOST"]] + [
-            [x["from"], x["to"], x["flow"], str(x["sent"]), str(x["arrived"]), str(x.get("lost", x["sent"] - x["arrived"]))]
-            for x in result.lost_between_hosts])]
+        parts += [
+            "",
+            "Lost between hosts:",
+            table(
+                [["FROM", "TO", "FLOW", "SENT", "ARRIVED", "LOST"]]
+                + [
+                    [
+                        x["from"],
+                        x["to"],
+                        x["flow"],
+                        str(x["sent"]),
+                        str(x["arrived"]),
+                        str(x.get("lost", x["sent"] - x["arrived"])),
+                    ]
+                    for x in result.lost_between_hosts
+                ]
+            ),
+        ]
     if result.note:
         parts += ["", result.note]
     parts += [f"error: {e.host}: {e.message}" + (f" ({e.hint})" if e.hint else "") for e in result.errors]
@@ -74,10 +122,16 @@ def _capture_row(summary: dict[str, Any]) -> tuple[str, ...]:
     tcp = summary.get("tcp", {})
     http = summary.get("http", {})
     dns = summary.get("dns", {})
-    return (str(summary.get("state", "-")), str(summary.get("packets", 0)), _size(int(summary.get("bytes", 0))),
-            str(tcp.get("conversations", 0)), _counts(tcp.get("ended", {})),
-            f"{http['requests']} ({_counts(http.get('status', {}))})" if http else "-",
-            _counts(dns.get("rcodes", {})), str(len(summary.get("problems", []))))
+    return (
+        str(summary.get("state", "-")),
+        str(summary.get("packets", 0)),
+        _size(int(summary.get("bytes", 0))),
+        str(tcp.get("conversations", 0)),
+        _counts(tcp.get("ended", {})),
+        f"{http['requests']} ({_counts(http.get('status', {}))})" if http else "-",
+        _counts(dns.get("rcodes", {})),
+        str(len(summary.get("problems", []))),
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -100,4 +154,4 @@ def _size(n: int) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -22,11 +22,11 @@ def compact(schema: Any, output: bool = False) -> Any:
     for key, value in schema.items():
         if key in _NAMED and isinstance(value, dict):
             node[key] = {name: compact(sub, output) for name, sub in value.items()}
-        elif key == "title" and isinstance(value, str):
-            continue
-        elif key == "default" and output:
-            continue
-        elif key == "additionalProperties" and value is True:
+        elif (
+            (key == "title" and isinstance(value, str))
+            or (key == "default" and output)
+            or (key == "additionalProperties" and value is True)
+        ):
             continue
         else:
             node[key] = compact(value, output)

@@ -22,12 +22,12 @@ from starlette.responses import JSONResponse
 from crashfleet.agent import AGENT_VERSION
 from crashfleet.agent.commands import CATALOG
 
+from . import schemas
 from .errors import CrashfleetError
 from .models import FanoutResult, HostList, JobList, Page, SearchResult
-from . import schemas
 from .runtime import Runtime
-from .surface import CrashfleetServer
 from .settings import NO_INVENTORY, Settings, config_dir
+from .surface import CrashfleetServer
 from .tools import bpftrace as bpftrace_tools
 from .tools import capture as capture_tools
 from .tools import dumps as dump_tools
@@ -38,63 +38,92 @@ from .tools import report as report_tools
 from .wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, Timeout, answer, progress, sync
 
 log = logging.getLogger(__name__)
-INSTRUCTIONS = ("crashfleet runs incident-response tools on many Linux hosts over SSH. Hosts are chosen with "
-                "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
-                "the same; long outputs stay on the host: page them with output_page, grep with output_search.")
+INSTRUCTIONS = (
+    "crashfleet runs incident-response tools on many Linux hosts over SSH. Hosts are chosen with "
+    "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
+    "the same; long outputs stay on the host: page them with output_page, grep with output_search."
+)
 # Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
 DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools, report_tools)
 
 
 def build_server(rt: Runtime) -> MCPServer:
     instructions = INSTRUCTIONS if rt.settings.inventory else f"{INSTRUCTIONS} Note: {NO_INVENTORY}."
-    mcp = CrashfleetServer(rt, name="crashfleet", title="crashfleet", instructions=instructions,
-                           version=AGENT_VERSION, log_level="WARNING", middleware=[compact_schemas])
+    mcp = CrashfleetServer(
+        rt,
+        name="crashfleet",
+        title="crashfleet",
+        instructions=instructions,
+        version=AGENT_VERSION,
+        log_level="WARNING",
+        middleware=[compact_schemas],
+    )
 
     @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
     async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
         return await answer(lambda: sync(fleet_tools.fleet_hosts, rt, pattern))
 
-    @mcp.tool(description="Connect to hosts (installing the agent if needed) and report their facts "
-                          "(kernel, tools, BTF, tracefs), grouped.", annotations=REMOTE_READ)
-    async def fleet_check(ctx: Context, pattern: Pattern = "all",
-                          refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
-                          timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
+    @mcp.tool(
+        description="Connect to hosts (installing the agent if needed) and report their facts "
+        "(kernel, tools, BTF, tracefs), grouped.",
+        annotations=REMOTE_READ,
+    )
+    async def fleet_check(
+        ctx: Context,
+        pattern: Pattern = "all",
+        refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
+        timeout: Timeout = None,
+    ) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, progress(ctx)))
 
-    @mcp.tool(description="Run a read-only catalogue command on hosts; identical outputs grouped. "
-                          "Samplers (vmstat, dmesg-follow) run for `duration` seconds.", annotations=STARTS_WORK)
-    async def fleet_run(ctx: Context, command: Annotated[str, Field(description=_commands_help())],
-                        pattern: Pattern = "all",
-                        duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
-                        timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout,
-                                                           progress(ctx)))
+    @mcp.tool(
+        description="Run a read-only catalogue command on hosts; identical outputs grouped. "
+        "Samplers (vmstat, dmesg-follow) run for `duration` seconds.",
+        annotations=STARTS_WORK,
+    )
+    async def fleet_run(
+        ctx: Context,
+        command: Annotated[str, Field(description=_commands_help())],
+        pattern: Pattern = "all",
+        duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
+        timeout: Timeout = None,
+    ) -> Annotated[CallToolResult, FanoutResult]:
+        return await answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout, progress(ctx)))
 
-    @mcp.tool(description="Read a stored output page by page (output_id from a result; cursor from the last page).",
-              annotations=REMOTE_READ)
+    @mcp.tool(
+        description="Read a stored output page by page (output_id from a result; cursor from the last page).",
+        annotations=REMOTE_READ,
+    )
     async def output_page(output_id: str, cursor: str | None = None) -> Annotated[CallToolResult, Page]:
         return await answer(lambda: output_tools.output_page(rt, output_id, cursor))
 
-    @mcp.tool(description="Regex-search a stored output on its host; returns matching lines with context.",
-              annotations=REMOTE_READ)
-    async def output_search(output_id: str, pattern: Annotated[str, Field(description="Python regex")],
-                            context: int = 0, max_matches: int = 50,
-                            cursor: Annotated[str | None, Field(description="resume a search")] = None,
-                            ) -> Annotated[CallToolResult, SearchResult]:
-        return await answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches,
-                                                                cursor))
+    @mcp.tool(
+        description="Regex-search a stored output on its host; returns matching lines with context.",
+        annotations=REMOTE_READ,
+    )
+    async def output_search(
+        output_id: str,
+        pattern: Annotated[str, Field(description="Python regex")],
+        context: int = 0,
+        max_matches: int = 50,
+        cursor: Annotated[str | None, Field(description="resume a search")] = None,
+    ) -> Annotated[CallToolResult, SearchResult]:
+        return await answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches, cursor))
 
     @mcp.tool(description="List fleet jobs started by tools.", annotations=READ)
     async def jobs_list() -> Annotated[CallToolResult, JobList]:
         return await answer(lambda: sync(job_tools.jobs_list, rt))
 
-    @mcp.tool(description="Each host's state of a job, grouped; finished hosts with their first page.",
-              annotations=REMOTE_READ)
+    @mcp.tool(
+        description="Each host's state of a job, grouped; finished hosts with their first page.",
+        annotations=REMOTE_READ,
+    )
     async def job_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: job_tools.job_status(rt, job_id, progress(ctx)))
 
-    @mcp.tool(description="Stop a job on every host (kills its processes); output so far is kept.",
-              annotations=STOPS_WORK)
+    @mcp.tool(
+        description="Stop a job on every host (kills its processes); output so far is kept.", annotations=STOPS_WORK
+    )
     async def job_cancel(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: job_tools.job_cancel(rt, job_id, progress(ctx)))
 
@@ -130,8 +159,11 @@ class BearerAuth:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                body = {"jsonrpc": "2.0", "id": None,
-                        "error": {"code": -32001, "message": "unauthorized: missing or wrong bearer token"}}
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32001, "message": "unauthorized: missing or wrong bearer token"},
+                }
                 response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
@@ -145,8 +177,10 @@ def http_token(settings: Settings) -> str:
     path = config_dir() / "http-token"
     if path.exists():
         if path.stat().st_mode & 0o077:
-            raise CrashfleetError(f"{path} is readable by others: refusing to use it as the HTTP token",
-                                  f"chmod 600 {path}, or delete it to have a new one generated")
+            raise CrashfleetError(
+                f"{path} is readable by others: refusing to use it as the HTTP token",
+                f"chmod 600 {path}, or delete it to have a new one generated",
+            )
         token = path.read_text().strip()
         if token:
             return token
@@ -179,6 +213,7 @@ class CloseOnShutdown:
             if message.get("type") == "lifespan.shutdown":
                 await self.on_shutdown()
             return message
+
         await self.app(scope, receive_and_close, send)
 
 
@@ -187,14 +222,17 @@ def http_app(mcp: MCPServer, settings: Settings, token: str) -> BearerAuth:
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}"],
-        allowed_origins=[f"http://127.0.0.1:{port}", f"http://localhost:{port}"])
+        allowed_origins=[f"http://127.0.0.1:{port}", f"http://localhost:{port}"],
+    )
     return BearerAuth(mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security), token)
 
 
 def serve(settings: Settings, transport: str) -> None:
     if transport == "http" and settings.http_host not in ("127.0.0.1", "localhost"):
-        raise CrashfleetError(f"refusing to serve HTTP on {settings.http_host}: only loopback is allowed",
-                              "put an authenticating reverse proxy in front if you need remote access")
+        raise CrashfleetError(
+            f"refusing to serve HTTP on {settings.http_host}: only loopback is allowed",
+            "put an authenticating reverse proxy in front if you need remote access",
+        )
     asyncio.run(_serve(settings, transport))
 
 
@@ -210,13 +248,17 @@ async def _serve(settings: Settings, transport: str) -> None:
         else:
             token = http_token(settings)
             app = CloseOnShutdown(http_app(mcp, settings, token), rt.close)
-            config = uvicorn.Config(app, host=settings.http_host,
-                                    port=settings.http_port, log_level="warning", lifespan="on")
-            print(f"crashfleet: MCP over HTTP at http://{settings.http_host}:{settings.http_port}/mcp "
-                  f"(bearer token: CRASHFLEET_HTTP_TOKEN or {config_dir() / 'http-token'})", file=sys.stderr)
+            config = uvicorn.Config(
+                app, host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="on"
+            )
+            print(
+                f"crashfleet: MCP over HTTP at http://{settings.http_host}:{settings.http_port}/mcp "
+                f"(bearer token: CRASHFLEET_HTTP_TOKEN or {config_dir() / 'http-token'})",
+                file=sys.stderr,
+            )
             await uvicorn.Server(config).serve()
     finally:
         await rt.close()
 
 
-__all__ = ["build_server", "serve", "http_app", "http_token", "BearerAuth"]
+__all__ = ["BearerAuth", "build_server", "http_app", "http_token", "serve"]

@@ -8,13 +8,13 @@ import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
-                               TomlConfigSettingsSource)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-
-NO_INVENTORY = ("no inventory is configured, so crashfleet sees only this machine: set CRASHFLEET_INVENTORY "
-                "to an Ansible inventory file (Claude Desktop: Settings > Extensions > crashfleet > Configure > "
-                "Ansible inventory; or `crashfleet -i FILE`)")
+NO_INVENTORY = (
+    "no inventory is configured, so crashfleet sees only this machine: set CRASHFLEET_INVENTORY "
+    "to an Ansible inventory file (Claude Desktop: Settings > Extensions > crashfleet > Configure > "
+    "Ansible inventory; or `crashfleet -i FILE`)"
+)
 
 
 def config_dir() -> Path:
@@ -28,22 +28,35 @@ def state_dir() -> Path:
 class Settings(BaseSettings):
     """Every knob, with the default a new user wants."""
 
-    model_config = SettingsConfigDict(env_prefix="CRASHFLEET_", env_file=".env", extra="ignore",
-                                      toml_file=config_dir() / "config.toml")
+    model_config = SettingsConfigDict(
+        env_prefix="CRASHFLEET_", env_file=".env", extra="ignore", toml_file=config_dir() / "config.toml"
+    )
 
     inventory: Path | None = Field(default=None, description="Ansible inventory; none means the local machine only")
     ssh_known_hosts: Path | None = Field(default=None, description="known_hosts file (default ~/.ssh/known_hosts)")
-    ssh_accept_new: bool = Field(False, description="record first-seen host keys (ssh's accept-new); "
-                                                    "changed keys are always refused")
-    ssh_key: Path | None = Field(default=None, description="private key for hosts without "
-                                                        "ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)",
-                                 json_schema_extra={"secret": True})  # a path, but to a secret
-    ssh_config: Path | None = Field(default=None, description="extra OpenSSH client config (~/.ssh/config is always read)")
-    ssh_connect_timeout: float | None = Field(None, gt=0, description="limit of SSH connect + login alone; "
-                                              "unset, they share the host deadline with every other stage")
+    ssh_accept_new: bool = Field(
+        False, description="record first-seen host keys (ssh's accept-new); changed keys are always refused"
+    )
+    ssh_key: Path | None = Field(
+        default=None,
+        description="private key for hosts without ansible_ssh_private_key_file (else ssh-agent, ~/.ssh)",
+        json_schema_extra={"secret": True},
+    )  # a path, but to a secret
+    ssh_config: Path | None = Field(
+        default=None, description="extra OpenSSH client config (~/.ssh/config is always read)"
+    )
+    ssh_connect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="limit of SSH connect + login alone; unset, they share the host deadline with every other stage",
+    )
     ssh_keepalive: float = Field(5.0, gt=0, description="seconds between SSH keepalives on an idle link")
-    ssh_keepalive_count: int = Field(3, ge=1, description="keepalives unanswered before a link is dead: "
-                                                          "a silent partition is seen within interval x (count+1)")
+    ssh_keepalive_count: int = Field(
+        3,
+        ge=1,
+        description="keepalives unanswered before a link is dead: "
+        "a silent partition is seen within interval x (count+1)",
+    )
     fanout: int = Field(64, ge=1, le=4096, description="hosts worked on at once")
     host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
     page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
@@ -52,18 +65,23 @@ class Settings(BaseSettings):
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None
     audit_log: Path | None = Field(default=None, description="JSON-lines audit log (default in the XDG state dir)")
-    controller_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$",
-                                      description="who this controller is to its agents (jobs reattach to it "
-                                                  "after a restart); default: kept in the XDG state dir")
+    controller_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{8,64}$",
+        description="who this controller is to its agents (jobs reattach to it "
+        "after a restart); default: kept in the XDG state dir",
+    )
     drgn_scripts: str = Field("", description="dirs of extra drgn analysis scripts, separated by ':'")
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
-                                   init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
 
     def ssh_known_hosts_path(self) -> Path:

@@ -56,7 +56,7 @@ class AgentProcess:
         try:
             status: int | None = await asyncio.wait_for(self._wait(), timeout)
             await asyncio.wait_for(self._stderr_task, 1.0)
-        except (asyncio.TimeoutError, OSError, asyncssh.Error):
+        except (TimeoutError, OSError, asyncssh.Error):
             return None
         return status
 
@@ -76,13 +76,19 @@ class LocalTransport:
 
     async def start(self, argv: list[str]) -> AgentProcess:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=STREAM_LIMIT, start_new_session=True)
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=STREAM_LIMIT,
+            start_new_session=True,
+        )
         assert proc.stdin and proc.stdout and proc.stderr
 
         def close() -> None:
             if not proc.stdin.is_closing():  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
+
         return AgentProcess(proc.stdin, proc.stdout, proc.stderr, close, proc.wait)
 
     async def close(self) -> None:
@@ -102,23 +108,26 @@ class SshTransport:
     async def connect(cls, host: Host, settings: Settings) -> SshTransport:
         stages.mark("connect")
         try:
-            conn = await asyncssh.connect(host.address, client_factory=_StageClient,
-                                          **connect_options(host, settings))
+            conn = await asyncssh.connect(host.address, client_factory=_StageClient, **connect_options(host, settings))
         except asyncssh.HostKeyNotVerifiable:
             if not settings.ssh_accept_new or _has_entry(settings.ssh_known_hosts_path(), host):
                 raise host_key_error(host, settings) from None
             await accept_new_host_key(host, settings)
             return await cls.connect(host, settings)  # verified against the key just recorded
         except asyncssh.PermissionDenied as exc:
-            raise HostError(f"SSH authentication failed for {host.user or 'the default user'}@{host.address}: {exc.reason}",
-                            "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
-                            kind="auth") from None
+            raise HostError(
+                f"SSH authentication failed for {host.user or 'the default user'}@{host.address}: {exc.reason}",
+                "check ansible_user and ansible_ssh_private_key_file, or load the key into ssh-agent",
+                kind="auth",
+            ) from None
         except (OSError, asyncssh.Error) as exc:
             # Dropped mid-handshake (sshd overloaded, MaxStartups): worth another try; refused is not.
             lost = isinstance(exc, (ConnectionResetError, BrokenPipeError, asyncssh.ConnectionLost))
-            raise Unreachable(f"cannot connect to {host.address}:{host.port or 22}: {_reason(exc)}",
-                              "is the host up and sshd listening?",
-                              kind="connect_lost" if lost else "connect") from None
+            raise Unreachable(
+                f"cannot connect to {host.address}:{host.port or 22}: {_reason(exc)}",
+                "is the host up and sshd listening?",
+                kind="connect_lost" if lost else "connect",
+            ) from None
         return cls(conn)
 
     async def start(self, argv: list[str]) -> AgentProcess:
@@ -181,8 +190,11 @@ async def accept_new_host_key(host: Host, settings: Settings) -> None:
     try:
         key = await asyncssh.get_server_host_key(host.address, **options)
     except (OSError, asyncssh.Error) as exc:
-        raise Unreachable(f"cannot fetch the host key of {host.address}:{host.port or 22}: {_reason(exc)}",
-                          "is the host up and sshd listening?", kind="connect") from None
+        raise Unreachable(
+            f"cannot fetch the host key of {host.address}:{host.port or 22}: {_reason(exc)}",
+            "is the host up and sshd listening?",
+            kind="connect",
+        ) from None
     if key is None:
         raise host_key_error(host, settings)
     known = settings.ssh_known_hosts_path()
@@ -190,22 +202,27 @@ async def accept_new_host_key(host: Host, settings: Settings) -> None:
     known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with known.open("ab") as handle:
         handle.write(name.encode() + b" " + key.export_public_key("openssh").strip() + b"\n")
-    log.warning("%s: accepted new host key %s into %s (CRASHFLEET_SSH_ACCEPT_NEW)",
-                host.name, key.get_fingerprint(), known)
+    log.warning(
+        "%s: accepted new host key %s into %s (CRASHFLEET_SSH_ACCEPT_NEW)", host.name, key.get_fingerprint(), known
+    )
 
 
 def host_key_error(host: Host, settings: Settings) -> HostError:
     known = settings.ssh_known_hosts_path()
     where = f"{host.address}:{host.port or 22}"
     if _has_entry(known, host):
-        return HostError(f"host key of {host.name} ({where}) does NOT match {known}: it changed since it was "
-                         "recorded; possible man-in-the-middle, refusing to connect",
-                         f"if the host was really reinstalled, verify its new key out of band and update "
-                         f"{known} (ssh-keygen -R)", kind="host_key_changed")
-    return HostError(f"host key of {host.name} ({where}) is not in {known}; refusing to connect to an unverified host",
-                     f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS; "
-                     "CRASHFLEET_SSH_ACCEPT_NEW=true trusts first-seen keys, as ssh's accept-new)",
-                     kind="host_key_unknown")
+        return HostError(
+            f"host key of {host.name} ({where}) does NOT match {known}: it changed since it was "
+            "recorded; possible man-in-the-middle, refusing to connect",
+            f"if the host was really reinstalled, verify its new key out of band and update {known} (ssh-keygen -R)",
+            kind="host_key_changed",
+        )
+    return HostError(
+        f"host key of {host.name} ({where}) is not in {known}; refusing to connect to an unverified host",
+        f"verify the key and add it to {known} (or set CRASHFLEET_SSH_KNOWN_HOSTS; "
+        "CRASHFLEET_SSH_ACCEPT_NEW=true trusts first-seen keys, as ssh's accept-new)",
+        kind="host_key_unknown",
+    )
 
 
 def _has_entry(known: Path, host: Host) -> bool:
@@ -256,6 +273,7 @@ def _ssh_waiter(proc: asyncssh.SSHClientProcess[bytes]) -> Any:
     async def wait() -> int | None:
         completed = await proc.wait()
         return completed.exit_status
+
     return wait
 
 

@@ -13,8 +13,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-SLOW_FACTOR = 4.0   # a set-up this many times the fastest one is "slow"
-SLOW_FLOOR = 1.0    # ... and only if it took at least this many seconds
+SLOW_FACTOR = 4.0  # a set-up this many times the fastest one is "slow"
+SLOW_FLOOR = 1.0  # ... and only if it took at least this many seconds
 DECREASE = 0.7
 
 

@@ -21,12 +21,9 @@ M = TypeVar("M", bound=BaseModel)
 HARD_CAP_CHARS = 100_000  # ~25,000 tokens: no result is ever larger
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-REMOTE_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                              open_world_hint=True)
-STARTS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                              open_world_hint=True)
-STOPS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                             open_world_hint=True)
+REMOTE_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+STARTS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+STOPS_WORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 Pattern = Annotated[str, Field(description="Ansible host pattern")]
 Timeout = Annotated[float | None, Field(description="seconds per host (default CRASHFLEET_HOST_DEADLINE, 30)")]
@@ -40,7 +37,7 @@ async def answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
         return error(str(exc))
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the server must survive any tool bug
+    except Exception as exc:
         log.exception("tool failed")
         return error(f"internal error: {type(exc).__name__}: {exc}")
     text = result.model_dump_json(exclude_none=True)
@@ -73,4 +70,5 @@ async def sync(fn: Callable[..., M], *args: Any) -> M:
 def progress(ctx: Context) -> Progress:
     async def report(done: int, total: int, message: str) -> None:
         await ctx.report_progress(done, total, message)
+
     return report

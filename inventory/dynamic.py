@@ -55,7 +55,11 @@ def run_ansible_inventory(path: Path) -> dict[str, Any]:
     try:
         done = subprocess.run(
             [tool, "-i", str(path), "--list"],
-            capture_output=True, text=True, env=env, timeout=TIMEOUT_SECONDS, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise InventoryError(f"ansible-inventory took longer than {TIMEOUT_SECONDS} s", path) from None

@@ -168,9 +168,7 @@ def _dedupe(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _no_match_message(
-    pattern: str, resolver: _Resolver, hosts: Sequence[str], groups: Mapping[str, Group]
-) -> str:
+def _no_match_message(pattern: str, resolver: _Resolver, hosts: Sequence[str], groups: Mapping[str, Group]) -> str:
     culprits = ", ".join(repr(t) for t in _dedupe(resolver.unmatched))
     detail = f" (nothing matched {culprits})" if culprits else ""
     examples = ", ".join(list(hosts)[:3]) + ("..." if len(hosts) > 3 else "")

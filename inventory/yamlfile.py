@@ -10,7 +10,6 @@ import yaml
 
 from .errors import InventoryError
 
-
 # libyaml's loader when PyYAML has it (as Ansible prefers it): ~10x faster on a big inventory.
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -45,7 +44,7 @@ def parse_yaml(text: str, path: Path) -> Any:
     except ValueError:
         pass
     try:
-        return yaml.load(text, Loader=_AnsibleSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_AnsibleSafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1

@@ -42,14 +42,17 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 @pytest.fixture
 def rig_settings(rig: Rig, tmp_path: Path) -> Any:
     from crashfleet.controller.settings import Settings
-    return Settings(inventory=rig.inventory, ssh_known_hosts=rig.known_hosts,
-                    audit_log=tmp_path / "audit.jsonl", host_deadline=20)
+
+    return Settings(
+        inventory=rig.inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp_path / "audit.jsonl", host_deadline=20
+    )
 
 
 @pytest.fixture
 async def runtime(rig_settings: Any, rig: Rig) -> AsyncIterator[Any]:
     """A controller runtime on the rig; afterwards no agent of this rig may be left running."""
     from crashfleet.controller.runtime import Runtime
+
     rt = Runtime.create(rig_settings, who="pytest")
     yield rt
     await rt.close()
@@ -58,6 +61,7 @@ async def runtime(rig_settings: Any, rig: Rig) -> AsyncIterator[Any]:
 
 async def wait_no_agents(marker: Path | str, timeout: float = 10.0) -> None:
     import asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while agent_pids(str(marker)) and loop.time() < deadline:

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from tests.rig.procs import alive, cmdline, descendants, parent
 
-__all__ = ["agent_pids", "alive", "cmdline", "cmdlines", "cwd", "descendants", "parent", "pids_matching",
-           "wait_until"]
+__all__ = ["agent_pids", "alive", "cmdline", "cmdlines", "cwd", "descendants", "parent", "pids_matching", "wait_until"]
 
 
 def cmdlines() -> dict[int, str]:

@@ -35,8 +35,9 @@ class Dumps:
         self.agent = agent
         self.policy = agent.policy
         settings = self.policy.settings
-        self.sessions = Sessions(agent.base_dir, int(settings["max_dump_sessions"]),
-                                 float(settings["dump_session_idle"]))
+        self.sessions = Sessions(
+            agent.base_dir, int(settings["max_dump_sessions"]), float(settings["dump_session_idle"])
+        )
         agent.jobs.on_shutdown.append(self.sessions.close_all)
         self.debuginfod = debuginfod.Debuginfod(agent)
 
@@ -74,8 +75,11 @@ class Dumps:
         if path is None:
             found = discovery.scan(self.dirs(params), self.roots())["dumps"]
             if not found:
-                raise AgentError("no_dump", "no dump in %s" % ", ".join(self.dirs(params)),
-                                 hint="dumps_list shows where the agent looks (policy key dump_dirs)")
+                raise AgentError(
+                    "no_dump",
+                    "no dump in %s" % ", ".join(self.dirs(params)),
+                    hint="dumps_list shows where the agent looks (policy key dump_dirs)",
+                )
             newest: Dict[str, Any] = found[0]
             return newest
         real = discovery.check_allowed(path, self.roots())
@@ -83,8 +87,11 @@ class Dumps:
             raise AgentError("not_found", "no dump at %s" % path, hint="dumps_list shows the dumps on this host")
         info = discovery.describe(real)
         if info is None:
-            raise AgentError("not_a_dump", "%s is not a kernel dump (not ELF, kdump-compressed or flattened)"
-                             % path, hint="pass a vmcore as dumps_list reports it")
+            raise AgentError(
+                "not_a_dump",
+                "%s is not a kernel dump (not ELF, kdump-compressed or flattened)" % path,
+                hint="pass a vmcore as dumps_list reports it",
+            )
         return info
 
     # -- sessions
@@ -107,21 +114,27 @@ class Dumps:
         minimal = session.crash is not None and session.crash.minimal
         command = "log | tail -n 40" if minimal else "sys"  # `sys` needs crash's full init
         if dump.get("truncated") and not reused:
-            session.notes.append("the dump is cut short: %d of the %d bytes its headers describe (an "
-                                 "interrupted write?)" % (dump["size"], dump["expected_size"]))
+            session.notes.append(
+                "the dump is cut short: %d of the %d bytes its headers describe (an "
+                "interrupted write?)" % (dump["size"], dump["expected_size"])
+            )
         summary = self.crash(dict(params, session_id=session.id, command=command, timeout=60))
         self._check_drift(session, summary["page"]["text"])
         result = session.info()
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command=command)
         result.update(summary)
         if param(params, "modules", bool, False) and session.modules is None:
-            result["notes"] = session.notes + ["modules: this session was opened without modules=true and "
-                                               "crash reads only what it was started with: session_close, "
-                                               "then crash_open with modules=true"]
+            result["notes"] = session.notes + [
+                "modules: this session was opened without modules=true and "
+                "crash reads only what it was started with: session_close, "
+                "then crash_open with modules=true"
+            ]
         if session.modules is not None and session.crash is not None:
             errors = session.crash.module_errors
-            result["modules"] = {"loaded": [n for n, _ in session.modules.files if n not in errors],
-                                 "failed": dict(errors)}
+            result["modules"] = {
+                "loaded": [n for n, _ in session.modules.files if n not in errors],
+                "failed": dict(errors),
+            }
         return result
 
     def _fetch_modules(self, session: Session, params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -133,8 +146,9 @@ class Dumps:
         if session.modules is None:
             session.modules = self._list_modules(session, servers)
         try:
-            pending = session.modules.advance(self.debuginfod, servers,
-                                              bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT))
+            pending = session.modules.advance(
+                self.debuginfod, servers, bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT)
+            )
         except AgentError:
             self.sessions.close(session.id)  # its drgn worker too: nothing is left running
             raise
@@ -162,11 +176,13 @@ class Dumps:
     def _start_crash(self, session: Session, binary: str) -> None:
         files = [path for _, path in session.modules.files] if session.modules is not None else []
         profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir, files)
-        self.sessions.start_crash(session, binary, _clean_env(),
-                                  functools.partial(sandbox.child_setup, self.policy.settings, profile, binary))
+        self.sessions.start_crash(
+            session, binary, _clean_env(), functools.partial(sandbox.child_setup, self.policy.settings, profile, binary)
+        )
 
-    def _open_live(self, params: Dict[str, Any], dump: Dict[str, Any], binary: str, session: Session,
-                   reused: bool) -> Dict[str, Any]:
+    def _open_live(
+        self, params: Dict[str, Any], dump: Dict[str, Any], binary: str, session: Session, reused: bool
+    ) -> Dict[str, Any]:
         """The live kernel: drgn first (it reads /proc/kcore reliably), crash where it can. crash
         8.0.2 cannot read Debian 12's live 6.1 kernel (it crashes at `sys`): the session then has
         drgn only, and says so."""
@@ -175,10 +191,13 @@ class Dumps:
                 self._start_crash(session, binary)
             except AgentError as exc:  # start_crash closed the session: a drgn-only one replaces it
                 session, _ = self.sessions.get_or_create(dump, session.vmlinux)
-                session.notes.append("crash could not read the live kernel (%s): this session has drgn only "
-                                     "(drgn_run, analysis_run)" % exc.message[:300])
-        summary = self._drgn(dict(params, session_id=session.id), live.SUMMARY_CODE, fresh=True, args=None,
-                             kind="live-summary")
+                session.notes.append(
+                    "crash could not read the live kernel (%s): this session has drgn only "
+                    "(drgn_run, analysis_run)" % exc.message[:300]
+                )
+        summary = self._drgn(
+            dict(params, session_id=session.id), live.SUMMARY_CODE, fresh=True, args=None, kind="live-summary"
+        )
         result = session.info()
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command="drgn: live summary")
         result.update(summary)
@@ -216,8 +235,12 @@ class Dumps:
                         session.warnings.append("%s (%s)" % (exc.message, exc.hint))
                 except (DrgnError, ValueError, TypeError):
                     pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
-            warning = drift.note(drift.crash_warnings(session.banner), drift.crash_tasks(sys_text),
-                                 drgn_count, session.dump.get("release"))
+            warning = drift.note(
+                drift.crash_warnings(session.banner),
+                drift.crash_tasks(sys_text),
+                drgn_count,
+                session.dump.get("release"),
+            )
             if warning:
                 session.warnings.append(warning)
             session.touch()
@@ -228,11 +251,13 @@ class Dumps:
         timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
         crash = session.crash
         if crash is None:
-            raise AgentError("no_crash", "session %s has no crash process" % session.id,
-                             hint="open it with crash_open")
+            raise AgentError("no_crash", "session %s has no crash process" % session.id, hint="open it with crash_open")
         if not crash.lock.acquire(timeout=BUSY_WAIT):
-            raise AgentError("busy", "session %s is still running another command" % session.id,
-                             hint="one command at a time per session: wait for it (job_status) or stop it (job_cancel)")
+            raise AgentError(
+                "busy",
+                "session %s is still running another command" % session.id,
+                hint="one command at a time per session: wait for it (job_status) or stop it (job_cancel)",
+            )
         if "wait" in params:
             return self._crash_job(session, crash, command, filters, timeout, params)
         try:
@@ -246,14 +271,14 @@ class Dumps:
             session.touch()
         return self._answer(session, writer.output_id, params, ended, meta, command=params["command"])
 
-    def _crash_job(self, session: Session, crash: Any, command: str, filters: List[Any], timeout: float,
-                   params: Dict[str, Any]) -> Dict[str, Any]:
+    def _crash_job(
+        self, session: Session, crash: Any, command: str, filters: List[Any], timeout: float, params: Dict[str, Any]
+    ) -> Dict[str, Any]:
         """The command as an agent job (crash.lock held until it ends): its answer if it ends within
         `wait`, else the job to poll (job.status) or cancel (job.cancel interrupts crash)."""
         wait = bounded(params, "wait", 0.0, 0.0, MAX_WAIT)
         try:
-            job = self.agent.jobs.adopt("crash", {"session": session.id, "command": params["command"]},
-                                        crash.interrupt)
+            job = self.agent.jobs.adopt("crash", {"session": session.id, "command": params["command"]}, crash.interrupt)
         except AgentError:
             crash.lock.release()
             raise
@@ -262,7 +287,7 @@ class Dumps:
             ended: Dict[str, Any] = {"ended": "failed"}
             try:
                 ended = crash.run(command, self.chain(filters), job.writer.write, timeout)
-            except Exception as exc:  # noqa: BLE001 - the session was closed under the command
+            except Exception as exc:
                 ended = {"ended": "failed", "note": "the command stopped: %s" % (exc or type(exc).__name__)}
             finally:
                 job.meta.update(ended)
@@ -293,14 +318,20 @@ class Dumps:
 
     def drgn(self, params: Dict[str, Any]) -> Dict[str, Any]:
         if not self.policy.settings["drgn_code"]:
-            raise AgentError("policy_denied", "this host's policy forbids running drgn code (drgn_code: false)",
-                             hint="the bundled analysis scripts still run: analysis_run", rule="policy.drgn_code")
+            raise AgentError(
+                "policy_denied",
+                "this host's policy forbids running drgn code (drgn_code: false)",
+                hint="the bundled analysis scripts still run: analysis_run",
+                rule="policy.drgn_code",
+            )
         code = param(params, "code", str)
         return self._drgn(params, code, fresh=False, args=None, kind="drgn")
 
     def scripts(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        return {"scripts": [{"name": name, "description": describe_script(bundled_script(name))}
-                            for name in SCRIPTS], "drgn_code": bool(self.policy.settings["drgn_code"])}
+        return {
+            "scripts": [{"name": name, "description": describe_script(bundled_script(name))} for name in SCRIPTS],
+            "drgn_code": bool(self.policy.settings["drgn_code"]),
+        }
 
     def script(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """A bundled script by name, or one the controller sends (that is drgn code: policy applies)."""
@@ -309,16 +340,22 @@ class Dumps:
         args = param(params, "args", list, [])
         if code is None:
             if name not in SCRIPTS:
-                raise AgentError("unknown_script", "no analysis script %r" % name,
-                                 hint="scripts: " + ", ".join(SCRIPTS))
+                raise AgentError(
+                    "unknown_script", "no analysis script %r" % name, hint="scripts: " + ", ".join(SCRIPTS)
+                )
             code = bundled_script(name)
         elif not self.policy.settings["drgn_code"]:
-            raise AgentError("policy_denied", "this host's policy forbids drgn code, and %r is not bundled" % name,
-                             hint="bundled scripts: " + ", ".join(SCRIPTS), rule="policy.drgn_code")
+            raise AgentError(
+                "policy_denied",
+                "this host's policy forbids drgn code, and %r is not bundled" % name,
+                hint="bundled scripts: " + ", ".join(SCRIPTS),
+                rule="policy.drgn_code",
+            )
         return self._drgn(params, code, fresh=True, args=[str(a) for a in args], kind="script:" + name)
 
-    def _drgn(self, params: Dict[str, Any], code: str, fresh: bool, args: Optional[List[str]],
-              kind: str) -> Dict[str, Any]:
+    def _drgn(
+        self, params: Dict[str, Any], code: str, fresh: bool, args: Optional[List[str]], kind: str
+    ) -> Dict[str, Any]:
         session = self.sessions.get(param(params, "session_id", str))
         timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
         with session.drgn_lock:
@@ -337,19 +374,34 @@ class Dumps:
                     writer.write((text if text.endswith("\n") else text + "\n").encode())
         result = self._answer(session, writer.output_id, params, ended, writer.close(), kind=kind)
         value = answer.get("value")
-        result.update(ok=bool(answer.get("ok")), value=value[:VALUE_CHARS] if value else None,
-                      privileges=worker.ready.get("privileges"))
+        result.update(
+            ok=bool(answer.get("ok")),
+            value=value[:VALUE_CHARS] if value else None,
+            privileges=worker.ready.get("privileges"),
+        )
         if not answer.get("ok"):
             result["error"] = (answer.get("stderr") or "").strip().splitlines()[-1:] or ["failed"]
             result["error"] = result["error"][0]
         return result
 
-    def _answer(self, session: Session, output_id: str, params: Dict[str, Any], ended: Dict[str, Any],
-                meta: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+    def _answer(
+        self,
+        session: Session,
+        output_id: str,
+        params: Dict[str, Any],
+        ended: Dict[str, Any],
+        meta: Dict[str, Any],
+        **extra: Any,
+    ) -> Dict[str, Any]:
         page_bytes = bounded(params, "page_bytes", 16000, 256, 100000)
-        result = {"session_id": session.id, "output_id": output_id, "lines": meta.get("lines"),
-                  "bytes": meta.get("bytes"), "sha256": meta.get("sha256"),
-                  "page": self.agent.store.page(output_id, None, max_bytes=page_bytes)}
+        result = {
+            "session_id": session.id,
+            "output_id": output_id,
+            "lines": meta.get("lines"),
+            "bytes": meta.get("bytes"),
+            "sha256": meta.get("sha256"),
+            "page": self.agent.store.page(output_id, None, max_bytes=page_bytes),
+        }
         result.update(ended)
         result.update(extra)
         return result
@@ -363,8 +415,9 @@ class Dumps:
         """The session's drgn worker, started in its sandbox when it is not running."""
         chosen = self.chosen_drgn()
         python = str(chosen["python"])
-        profile = profiles.drgn(self.policy, session.vmlinux, session.vmcore, session.workdir,
-                                chosen.get("paths") or [])
+        profile = profiles.drgn(
+            self.policy, session.vmlinux, session.vmcore, session.workdir, chosen.get("paths") or []
+        )
         preexec = sandbox.child_setup(self.policy.settings, profile, python)
         return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec)
 
@@ -376,11 +429,15 @@ def crash_binary(dump: Dict[str, Any]) -> str:
     name = "crash" if arch == host else "crash-%s" % arch
     path = shutil.which(name, path=_clean_env()["PATH"])
     if path is None:
-        hint = "install crash" if name == "crash" else \
-            "build crash for %s (make target=%s) and install it as %s, or open the dump on a %s host" \
+        hint = (
+            "install crash"
+            if name == "crash"
+            else "build crash for %s (make target=%s) and install it as %s, or open the dump on a %s host"
             % (arch, arch.upper(), name, arch)
-        raise AgentError("no_crash", "%s is not installed on this host (the dump is %s, the host %s)"
-                         % (name, arch, host), hint=hint)
+        )
+        raise AgentError(
+            "no_crash", "%s is not installed on this host (the dump is %s, the host %s)" % (name, arch, host), hint=hint
+        )
     return path
 
 
@@ -408,8 +465,14 @@ def describe_script(source: str) -> str:
 
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     dumps = Dumps(agent)
-    return {"dumps.list": dumps.list, "dumps.open": dumps.open, "dumps.crash": dumps.crash,
-            "dumps.interrupt": dumps.interrupt, "dumps.drgn": dumps.drgn,
-            "dumps.sessions": lambda p: {"sessions": dumps.sessions.list()},
-            "dumps.close": lambda p: dumps.sessions.close(param(p, "session_id", str)),
-            "dumps.scripts": dumps.scripts, "dumps.script": dumps.script}
+    return {
+        "dumps.list": dumps.list,
+        "dumps.open": dumps.open,
+        "dumps.crash": dumps.crash,
+        "dumps.interrupt": dumps.interrupt,
+        "dumps.drgn": dumps.drgn,
+        "dumps.sessions": lambda p: {"sessions": dumps.sessions.list()},
+        "dumps.close": lambda p: dumps.sessions.close(param(p, "session_id", str)),
+        "dumps.scripts": dumps.scripts,
+        "dumps.script": dumps.script,
+    }

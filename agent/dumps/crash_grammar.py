@@ -64,19 +64,28 @@ def check_characters(line: str) -> None:
     """Printable ASCII only, and none of ! < > (cmdline.c:setup_redirect, pseudo_command)."""
     for pos, ch in enumerate(line):
         if not " " <= ch <= "~":
-            raise refuse("char", "character %s at position %d is refused: crash reads its line through "
-                         "readline (vi mode), where control characters edit the line after it was checked"
-                         % (char_name(ch), pos),
-                         "printable ASCII (0x20-0x7e) only, one command per call, no tabs or newlines")
+            raise refuse(
+                "char",
+                "character %s at position %d is refused: crash reads its line through "
+                "readline (vi mode), where control characters edit the line after it was checked"
+                % (char_name(ch), pos),
+                "printable ASCII (0x20-0x7e) only, one command per call, no tabs or newlines",
+            )
     if "!" in line:
-        raise refuse("shell", "! is refused anywhere in the line: crash runs what follows an unquoted ! "
-                     "as a shell command (/bin/sh, cmdline.c:setup_redirect); !N repeats history",
-                     "no ! at all, even quoted (grep -v instead of negation)")
+        raise refuse(
+            "shell",
+            "! is refused anywhere in the line: crash runs what follows an unquoted ! "
+            "as a shell command (/bin/sh, cmdline.c:setup_redirect); !N repeats history",
+            "no ! at all, even quoted (grep -v instead of negation)",
+        )
     for ch in "<>":
         if ch in line:
-            raise refuse("redirect", "%s is refused anywhere in the line: crash redirections (> FILE, < FILE) "
-                         "write and read files as root; output stays in the agent's store" % ch,
-                         "no < or >, even quoted; instead of ptr->member use struct TYPE.MEMBER ADDRESS")
+            raise refuse(
+                "redirect",
+                "%s is refused anywhere in the line: crash redirections (> FILE, < FILE) "
+                "write and read files as root; output stays in the agent's store" % ch,
+                "no < or >, even quoted; instead of ptr->member use struct TYPE.MEMBER ADDRESS",
+            )
 
 
 # -- 2. pipes
@@ -85,8 +94,7 @@ def check_characters(line: str) -> None:
 def split_pipe(line: str) -> Tuple[str, Optional[str]]:
     """(what crash receives, the agent's filter text or None): cut at the first |, quoted or not."""
     if len(line) > MAX_PIPED:
-        raise refuse("length", "the line is %d characters long (at most %d)" % (len(line), MAX_PIPED),
-                     "a shorter line")
+        raise refuse("length", "the line is %d characters long (at most %d)" % (len(line), MAX_PIPED), "a shorter line")
     check_characters(line)
     command, bar, filters = line.partition("|")
     return command, (filters if bar else None)
@@ -138,11 +146,14 @@ def _string(text: str, pos: int, first: bool) -> Tuple[Token, int]:
     if end < 0:
         raise refuse("quote", 'unterminated " at position %d' % pos, hint)
     if end + 1 < len(text) and text[end + 1] != " ":
-        raise refuse("quote", 'text right after the closing " at position %d: crash would split it off as '
-                     "another word" % end, hint)
+        raise refuse(
+            "quote",
+            'text right after the closing " at position %d: crash would split it off as another word' % end,
+            hint,
+        )
     if end == pos + 1:
         raise refuse("quote", 'empty string "" at position %d' % pos, hint)
-    return Token(text[pos + 1:end], True), end + 1
+    return Token(text[pos + 1 : end], True), end + 1
 
 
 def _group(text: str, pos: int) -> Tuple[Token, int]:
@@ -154,8 +165,11 @@ def _group(text: str, pos: int) -> Tuple[Token, int]:
         if depth == 0:
             token, after = _word(text, end)
             return Token(text[pos:end] + token.text, False), after
-    raise refuse("paren", "unbalanced ( at position %d: crash would take the rest of the line as one "
-                 "expression" % pos, "balance every ( with a )")
+    raise refuse(
+        "paren",
+        "unbalanced ( at position %d: crash would take the rest of the line as one expression" % pos,
+        "balance every ( with a )",
+    )
 
 
 def _check_quotes(token: Token) -> None:
@@ -163,18 +177,27 @@ def _check_quotes(token: Token) -> None:
     if token.quoted:
         bad = [ch for ch in "'`\\" if ch in token.text]
         if bad:
-            raise refuse("quote", "%r inside the string %r is refused" % (bad[0], token.text),
-                         "strings hold no quotes, backticks or backslashes")
+            raise refuse(
+                "quote",
+                "%r inside the string %r is refused" % (bad[0], token.text),
+                "strings hold no quotes, backticks or backslashes",
+            )
         return
     for ch in '"`':
         if ch in token.text:
-            raise refuse("quote", "%s inside the word %r is refused: crash and gdb pair quotes differently "
-                         "than this check could" % (ch, token.text),
-                         'quotes only around a whole string argument ("like this"), '
-                         "single quotes only around a whole ps/foreach regex ('b.*sh')")
+            raise refuse(
+                "quote",
+                "%s inside the word %r is refused: crash and gdb pair quotes differently "
+                "than this check could" % (ch, token.text),
+                'quotes only around a whole string argument ("like this"), '
+                "single quotes only around a whole ps/foreach regex ('b.*sh')",
+            )
     if "\\" in token.text[1:]:
-        raise refuse("backslash", "backslash inside the word %r is refused" % token.text,
-                     "a backslash only before a ps/foreach command name (\\123)")
+        raise refuse(
+            "backslash",
+            "backslash inside the word %r is refused" % token.text,
+            "a backslash only before a ps/foreach command name (\\123)",
+        )
 
 
 # -- argument kinds
@@ -184,8 +207,14 @@ class Kind:
     """A type of argument: a name for messages, a full-match pattern, and for kinds that take
     expressions, the check a token starting with ( (or any token, without a pattern) must pass."""
 
-    def __init__(self, name: str, pattern: str = "", quoted: bool = False,
-                 expression: Optional[Callable[[str], None]] = None, single_quotes: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        pattern: str = "",
+        quoted: bool = False,
+        expression: Optional[Callable[[str], None]] = None,
+        single_quotes: bool = False,
+    ) -> None:
         self.name, self.pattern = name, pattern
         self.rx = re.compile("(?:%s)\\Z" % pattern) if pattern else None
         self.quoted = quoted  # a "..." string may stand here (its content passed _check_quotes)
@@ -195,14 +224,20 @@ class Kind:
     def check(self, token: Token, where: str) -> None:
         if token.quoted:
             if not self.quoted:
-                raise refuse("quote", "%s: a quoted string is refused here (%s expected)" % (where, self.name),
-                             'quotes only where a command takes a string (search -c "...", ps "name")')
+                raise refuse(
+                    "quote",
+                    "%s: a quoted string is refused here (%s expected)" % (where, self.name),
+                    'quotes only where a command takes a string (search -c "...", ps "name")',
+                )
             return
         matches = self.rx is not None and self.rx.match(token.text) is not None
         if "'" in token.text and not (self.single_quotes and matches):
-            raise refuse("quote", "%s: single quote in %r is refused (gdb and crash's pipe scan pair quotes "
-                         "differently)" % (where, token.text), "single quotes only around a whole ps/foreach "
-                         "regex word, without spaces ('b.*sh')")
+            raise refuse(
+                "quote",
+                "%s: single quote in %r is refused (gdb and crash's pipe scan pair quotes "
+                "differently)" % (where, token.text),
+                "single quotes only around a whole ps/foreach regex word, without spaces ('b.*sh')",
+            )
         if matches:
             return
         if self.expression is not None and (self.rx is None or token.text.startswith("(")):
@@ -224,14 +259,18 @@ def check_expression(text: str) -> None:
     gdb (tools.c:concat_args), so no == or ++ spans two words; rd/dis/eval use crash's own eval.
     Parentheses inside a word are gdb's business (a syntax error at worst); a word that opens a
     group with ( was already balanced by tokenize()."""
-    hint = ("expressions of symbols, numbers, casts, . [] * & + - / % : ~ ^ ? @ and ==; "
-            "no assignment, ++, --, quotes or $")
+    hint = (
+        "expressions of symbols, numbers, casts, . [] * & + - / % : ~ ^ ? @ and ==; no assignment, ++, --, quotes or $"
+    )
     for ch in text:
         if ch not in EXPR_CHARS:
             raise refuse("expression", "%r in the expression %r is refused" % (ch, text), hint)
     if "=" in re.sub(r"(?<!=)==(?!=)", "", text):
-        raise refuse("expression", "assignment (=) in the expression %r is refused: it would write kernel "
-                     "memory or gdb state" % text, hint)
+        raise refuse(
+            "expression",
+            "assignment (=) in the expression %r is refused: it would write kernel memory or gdb state" % text,
+            hint,
+        )
     for op in ("++", "--"):
         if op in text:
             raise refuse("expression", "%s in the expression %r is refused: it would write memory" % (op, text), hint)
@@ -257,12 +296,14 @@ MEMBER_LIST = Kind("member[,member] (member.member, member[index])", MEMBERS)
 STRUCT = Kind("struct_name[.member[,member]]", IDENT + r"(?:\.(?:" + MEMBERS + r"))?")
 OFFSET = Kind("an offset (a number or struct.member)", NUM + "|" + IDENT + r"\." + MPATH)
 EXPRESSION = Kind("a read-only expression", expression=check_expression)
-ADDRESS = Kind("an address (hex, symbol[+offset] or (expression))", HEXV + "|" + SYMOFF,
-               expression=check_expression)
+ADDRESS = Kind("an address (hex, symbol[+offset] or (expression))", HEXV + "|" + SYMOFF, expression=check_expression)
 ADDRESS_CPU = Kind("an address or symbol, optionally :cpuspec", r"(?:%s|%s)(?::(?:%s)?)?" % (HEXV, SYMOFF, CPUS_RX))
 SYMBOL_OR_ADDR = Kind("a symbol or an address", HEXV + "|" + SYMOFF)
-LIST_ITEM = Kind("an offset or an address", NUM + "|" + HEXV + "|" + SYMOFF + "|" + IDENT + r"\." + MPATH,
-                 expression=check_expression)
+LIST_ITEM = Kind(
+    "an offset or an address",
+    NUM + "|" + HEXV + "|" + SYMOFF + "|" + IDENT + r"\." + MPATH,
+    expression=check_expression,
+)
 WORD = Kind("a name ([A-Za-z0-9_.:-])", r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]*")
 WORDS = Kind("name[,name]", r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]*(?:,[A-Za-z0-9_.:-]+)*")
 # Matched against dentry names in the dump (filesys.c:cmd_fuser, cmd_files -R, cmd_mount): never opened.
@@ -270,13 +311,17 @@ DUMP_PATH = Kind("a path as the dump's kernel names it", r"/[%s-]*" % NAME_CHARS
 FILE_REF = either("a number, address, symbol or a path in the dump", NUMBER, HEX, Kind("", SYMOFF), DUMP_PATH)
 MOUNT_ARG = either("an address, device name or mount point", HEX, WORD, DUMP_PATH)
 # ps/foreach: pid, task, command name (\name when it looks like a number), or 'regex' (task.c:cmd_ps).
-TASK_SELECTOR = Kind("a pid, task address, command name, \\name, \"name\" or 'regex'",
-                     r"\\?[%s][%s-]*|'[%s*?^$\[\]{}()-]+'" % (NAME_CHARS, NAME_CHARS, NAME_CHARS), quoted=True,
-                     single_quotes=True)
+TASK_SELECTOR = Kind(
+    "a pid, task address, command name, \\name, \"name\" or 'regex'",
+    r"\\?[%s][%s-]*|'[%s*?^$\[\]{}()-]+'" % (NAME_CHARS, NAME_CHARS, NAME_CHARS),
+    quoted=True,
+    single_quotes=True,
+)
 STRING_RX = r"[%s=#$*?^&\[\]{}][%s=#$*?^&\[\]{}-]*" % (NAME_CHARS, NAME_CHARS)
 SEARCH_VALUE = Kind("a value, symbol, (expression) or string", STRING_RX, quoted=True, expression=check_expression)
-POLICY = Kind("scheduling policies (NORMAL,FIFO,RR,BATCH,ISO,IDLE,DEADLINE or numbers)",
-              r"[A-Za-z0-9]+(?:,[A-Za-z0-9]+)*")
+POLICY = Kind(
+    "scheduling policies (NORMAL,FIFO,RR,BATCH,ISO,IDLE,DEADLINE or numbers)", r"[A-Za-z0-9]+(?:,[A-Za-z0-9]+)*"
+)
 HELP_TOPIC = Kind("a command name", r"[A-Za-z0-9_*?]+")
 
 
@@ -291,11 +336,19 @@ class Spec:
     """A command's allowed options (crash's getopt letters; `values` take one) and arguments:
     `args` in order, the last one repeating when `repeat`; `check` replaces the argument check."""
 
-    def __init__(self, flags: str = "", values: Optional[Mapping[str, Kind]] = None, args: Sequence[Kind] = (),
-                 required: int = 0, repeat: bool = False, refused: Optional[Mapping[str, str]] = None,
-                 attached: Optional[Mapping[str, Kind]] = None,
-                 check: Optional[Callable[["Parsed"], None]] = None, getopt: bool = True,
-                 hint: str = "") -> None:
+    def __init__(
+        self,
+        flags: str = "",
+        values: Optional[Mapping[str, Kind]] = None,
+        args: Sequence[Kind] = (),
+        required: int = 0,
+        repeat: bool = False,
+        refused: Optional[Mapping[str, str]] = None,
+        attached: Optional[Mapping[str, Kind]] = None,
+        check: Optional[Callable[[Parsed], None]] = None,
+        getopt: bool = True,
+        hint: str = "",
+    ) -> None:
         self.flags, self.hint = flags, hint
         self.values: Mapping[str, Kind] = values or {}
         self.attached: Mapping[str, Kind] = attached or {}  # GNU "x::": a value only when attached (-S=1)
@@ -321,9 +374,7 @@ class Parsed(NamedTuple):
 
 def struct_spec() -> Spec:
     """struct, union and * (symbols.c:cmd_datatype_common): NAME[.member[,member]] [ADDRESS[:cpus]] [COUNT]."""
-    return Spec(flags="pxdhfurvo", values={"c": SIGNED, "l": OFFSET}, args=(STRUCT, ADDRESS_CPU, NUMBER),
-                required=1)
-
+    return Spec(flags="pxdhfurvo", values={"c": SIGNED, "l": OFFSET}, args=(STRUCT, ADDRESS_CPU, NUMBER), required=1)
 
 
 def _set(parsed: Parsed) -> None:
@@ -336,36 +387,57 @@ def _set(parsed: Parsed) -> None:
         return
     if len(words) == 1 and re.match(r"(?:%s)\Z" % HEXV, words[0]):  # a pid or a task address
         return
-    raise refuse("set", "set %s is refused: only read-only forms of set run (it would change how crash "
-                 "reads the dump or talks to the agent, or write files)" % " ".join(words), hint)
+    raise refuse(
+        "set",
+        "set %s is refused: only read-only forms of set run (it would change how crash "
+        "reads the dump or talks to the agent, or write files)" % " ".join(words),
+        hint,
+    )
 
 
 FOREACH_KEYWORDS: Dict[str, str] = {  # keyword -> the options foreach passes it (help.c:help_foreach, task.c:foreach)
-    "bt": "rtTlegRfFosxd", "vm": "pvmRdx", "task": "Rdx", "files": "cR", "net": "sSRdx", "set": "",
-    "ps": "Gspctlmagry", "sig": "g", "vtop": "cuk",
+    "bt": "rtTlegRfFosxd",
+    "vm": "pvmRdx",
+    "task": "Rdx",
+    "files": "cR",
+    "net": "sSRdx",
+    "set": "",
+    "ps": "Gspctlmagry",
+    "sig": "g",
+    "vtop": "cuk",
 }
 
 
 def _foreach(parsed: Parsed) -> None:
     """task.c:cmd_foreach: selectors, then ONE keyword; after it every word is the keyword's
     argument (only vtop takes any: addresses).  Options belong to the keyword's command."""
-    hint = "foreach [pid|task|name|'regex'|state|kernel|user|gleader|active ...] %s [its options]" \
-        % "|".join(sorted(FOREACH_KEYWORDS))
+    hint = "foreach [pid|task|name|'regex'|state|kernel|user|gleader|active ...] %s [its options]" % "|".join(
+        sorted(FOREACH_KEYWORDS)
+    )
     keyword, rest = None, []  # type: Tuple[Optional[str], List[Token]]
     for pos, token in enumerate(parsed.args):
         if token.text in FOREACH_KEYWORDS or token.text == "test":
             keyword = token.text
-            rest = parsed.args[pos + 1:]
+            rest = parsed.args[pos + 1 :]
             break
         TASK_SELECTOR.check(token, "foreach selector")
     if keyword is None or keyword == "test":
-        raise refuse("foreach", "foreach needs one of its commands (%s)" % ", ".join(sorted(FOREACH_KEYWORDS))
-                     if keyword is None else "foreach test is refused (a crash debug command)", hint)
+        raise refuse(
+            "foreach",
+            "foreach needs one of its commands (%s)" % ", ".join(sorted(FOREACH_KEYWORDS))
+            if keyword is None
+            else "foreach test is refused (a crash debug command)",
+            hint,
+        )
     allowed = FOREACH_KEYWORDS[keyword]
     for option, _value in parsed.options:
         if option not in allowed:
-            raise refuse("foreach", "foreach %s does not take -%s (it takes %s)"
-                         % (keyword, option, " ".join("-" + o for o in allowed) or "no options"), hint)
+            raise refuse(
+                "foreach",
+                "foreach %s does not take -%s (it takes %s)"
+                % (keyword, option, " ".join("-" + o for o in allowed) or "no options"),
+                hint,
+            )
     if rest and keyword != "vtop":
         raise refuse("foreach", "foreach %s takes no arguments after it, got %r" % (keyword, rest[0].text), hint)
     for token in rest:
@@ -387,48 +459,87 @@ COMMANDS: Dict[str, Spec] = {
     "*": struct_spec(),
     "ascii": Spec(args=(HEX,), repeat=True, getopt=False),  # no getopt: tools.c:cmd_ascii
     "bpf": Spec(flags="PMtTjsxd", values={"m": NUMBER, "p": NUMBER}),
-    "bt": Spec(flags="fFaloreEgstTdxvp", values={"c": CPUS, "n": literal("idle"), "I": ADDRESS, "S": HEX,
-                                                 "R": SYMBOL_OR_ADDR},
-               refused={"D": "it changes the session's unwinder settings", "O": "it changes the session's "
-                        "default unwinder", "A": "it is for S390 only"}, args=(TASK,), repeat=True),
+    "bt": Spec(
+        flags="fFaloreEgstTdxvp",
+        values={"c": CPUS, "n": literal("idle"), "I": ADDRESS, "S": HEX, "R": SYMBOL_OR_ADDR},
+        refused={
+            "D": "it changes the session's unwinder settings",
+            "O": "it changes the session's default unwinder",
+            "A": "it is for S390 only",
+        },
+        args=(TASK,),
+        repeat=True,
+    ),
     "btop": Spec(args=(HEX,), repeat=True, required=1, getopt=False),
     "dev": Spec(flags="dDpiV", refused={"v": "it copies a device dump to a file on the host"}),
-    "dis": Spec(flags="rfluxdh", args=(ADDRESS, NUMBER), required=1,
-                refused={"s": "it reads source files from the host", "b": "it changes a session setting",
-                         "B": "it changes a session setting", "U": "it is undocumented"}),
+    "dis": Spec(
+        flags="rfluxdh",
+        args=(ADDRESS, NUMBER),
+        required=1,
+        refused={
+            "s": "it reads source files from the host",
+            "b": "it changes a session setting",
+            "B": "it changes a session setting",
+            "U": "it is undocumented",
+        },
+    ),
     "eval": Spec(check=_eval, getopt=False),
     "files": Spec(flags="c", values={"d": HEX, "p": HEX, "R": FILE_REF}, args=(TASK,), repeat=True),
     "foreach": Spec(flags="vomlgersStTpukcfFxhdaG", values={"R": FILE_REF, "y": POLICY}, check=_foreach),
-    "fuser": Spec(args=(either("a path in the dump or an inode address", DUMP_PATH, HEX),), repeat=True,
-                  required=1),
+    "fuser": Spec(args=(either("a path in the dump or an inode address", DUMP_PATH, HEX),), repeat=True, required=1),
     "help": Spec(args=(HELP_TOPIC,), repeat=True),
     "ipcs": Spec(flags="smMq", values={"n": TASK}, args=(HEX,), repeat=True),
     "irq": Spec(flags="dubas", values={"c": CPUS}, args=(NUMBER,), repeat=True),
-    "kmem": Spec(flags="fFcCivVnzohpsrgP", values={"m": MEMBER_LIST, "I": WORDS}, attached={"S": Kind(
-        "=cpus", r"=(?:%s)" % CPUS_RX)}, args=(WORD,), repeat=True),
-    "list": Spec(flags="BHhrxd", values={"s": STRUCT, "S": STRUCT, "e": ADDRESS, "o": OFFSET, "O": OFFSET,
-                                         "l": OFFSET}, args=(LIST_ITEM, LIST_ITEM), required=1),
+    "kmem": Spec(
+        flags="fFcCivVnzohpsrgP",
+        values={"m": MEMBER_LIST, "I": WORDS},
+        attached={"S": Kind("=cpus", r"=(?:%s)" % CPUS_RX)},
+        args=(WORD,),
+        repeat=True,
+    ),
+    "list": Spec(
+        flags="BHhrxd",
+        values={"s": STRUCT, "S": STRUCT, "e": ADDRESS, "o": OFFSET, "O": OFFSET, "l": OFFSET},
+        args=(LIST_ITEM, LIST_ITEM),
+        required=1,
+    ),
     "log": Spec(flags="Ttdmas"),
     "mach": Spec(flags="cmxd"),
-    "mod": Spec(flags="t", refused={o: "it loads, deletes or reloads module symbols (from files on the host)"
-                                    for o in "sSdDrRog"}),
+    "mod": Spec(
+        flags="t",
+        refused={o: "it loads, deletes or reloads module symbols (from files on the host)" for o in "sSdDrRog"},
+    ),
     "mount": Spec(flags="if", values={"n": TASK}, args=(MOUNT_ARG,), repeat=True),
     "net": Spec(flags="asSxdn", values={"N": NUMBER, "R": NUMBER}, args=(TASK,), repeat=True),
     "p": Spec(flags="dhxu", args=(EXPRESSION,), repeat=True, required=1),
     "ps": Spec(flags="ASgstcpkuGlmar", values={"C": CPUS, "y": POLICY}, args=(TASK_SELECTOR,), repeat=True),
     "pte": Spec(args=(HEX,), repeat=True, required=1),
     "ptob": Spec(args=(NUMBER,), repeat=True, required=1, getopt=False),
-    "ptov": Spec(args=(Kind("an address or offset:cpuspec", r"%s(?::(?:%s)?)?" % (HEXV, CPUS_RX)),), repeat=True,
-                 required=1),
-    "rd": Spec(flags="RaxmpfudDsSN8", values={"e": HEX, "o": NUMBER, "1": literal("6"), "3": literal("2"),
-                                              "6": literal("4")},
-               refused={"r": "it writes memory to a file on the host"}, args=(ADDRESS, NUMBER), required=1,
-               hint="-a -d -D -f -m -N -p -R -s -S -u -x, -8 -16 -32 -64, -o OFFSET, -e END (no -r)"),
+    "ptov": Spec(
+        args=(Kind("an address or offset:cpuspec", r"%s(?::(?:%s)?)?" % (HEXV, CPUS_RX)),), repeat=True, required=1
+    ),
+    "rd": Spec(
+        flags="RaxmpfudDsSN8",
+        values={"e": HEX, "o": NUMBER, "1": literal("6"), "3": literal("2"), "6": literal("4")},
+        refused={"r": "it writes memory to a file on the host"},
+        args=(ADDRESS, NUMBER),
+        required=1,
+        hint="-a -d -D -f -m -N -p -R -s -S -u -x, -8 -16 -32 -64, -o OFFSET, -e END (no -r)",
+    ),
     "runq": Spec(flags="tTmg", values={"c": CPUS}),
-    "search": Spec(flags="TtukKVphwc", values={"s": ADDRESS, "e": ADDRESS, "l": NUMBER, "m": HEX, "x": NUMBER},
-                   args=(SEARCH_VALUE,), repeat=True, required=1),
-    "set": Spec(flags="pv", values={"c": NUMBER}, check=_set,
-                refused={"a": "it changes which task the session takes as active on a cpu"}),
+    "search": Spec(
+        flags="TtukKVphwc",
+        values={"s": ADDRESS, "e": ADDRESS, "l": NUMBER, "m": HEX, "x": NUMBER},
+        args=(SEARCH_VALUE,),
+        repeat=True,
+        required=1,
+    ),
+    "set": Spec(
+        flags="pv",
+        values={"c": NUMBER},
+        check=_set,
+        refused={"a": "it changes which task the session takes as active on a cpu"},
+    ),
     "sig": Spec(flags="lg", values={"s": HEX}, args=(TASK,), repeat=True),
     "struct": struct_spec(),
     "swap": Spec(),
@@ -436,15 +547,30 @@ COMMANDS: Dict[str, Spec] = {
     "sys": Spec(flags="cti", args=(WORD,), repeat=True, refused={"p": "sys -panic panics a live system"}),
     "task": Spec(flags="xdh", values={"R": MEMBER_LIST}, args=(TASK,), repeat=True),
     "timer": Spec(flags="r", values={"C": CPUS}),
-    "tree": Spec(flags="xdplN", values={"t": literal("radix", "xarray", "rbtree", "ra", "rb", "x"), "r": OFFSET,
-                                        "o": OFFSET, "s": STRUCT, "S": STRUCT}, args=(ADDRESS,), required=1),
+    "tree": Spec(
+        flags="xdplN",
+        values={
+            "t": literal("radix", "xarray", "rbtree", "ra", "rb", "x"),
+            "r": OFFSET,
+            "o": OFFSET,
+            "s": STRUCT,
+            "S": STRUCT,
+        },
+        args=(ADDRESS,),
+        required=1,
+    ),
     "union": struct_spec(),
     "vm": Spec(flags="pmvxd", values={"f": HEX, "P": HEX, "M": HEX, "R": FILE_REF}, args=(TASK,), repeat=True),
     "vtop": Spec(flags="uk", values={"c": TASK}, args=(HEX,), repeat=True, required=1),
-    "waitq": Spec(args=(either("a symbol, struct.member or address", HEX, Kind("", SYMOFF)), HEX), required=1,
-                  getopt=False),
-    "whatis": Spec(flags="o", values={"m": WORD, "r": Kind("a size or low-high", r"(?:%s)(?:-(?:%s))?" % (NUM, NUM))},
-                   args=(EXPRESSION,), repeat=True),
+    "waitq": Spec(
+        args=(either("a symbol, struct.member or address", HEX, Kind("", SYMOFF)), HEX), required=1, getopt=False
+    ),
+    "whatis": Spec(
+        flags="o",
+        values={"m": WORD, "r": Kind("a size or low-high", r"(?:%s)(?:-(?:%s))?" % (NUM, NUM))},
+        args=(EXPRESSION,),
+        repeat=True,
+    ),
 }
 
 REFUSED: Dict[str, str] = {
@@ -459,16 +585,28 @@ REFUSED: Dict[str, str] = {
     "save": "save copies files from a remote daemon",
     "test": "test is crash's debugging command",
     "sbitmapq": "sbitmapq is not on this agent's list",
-    "h": "h shows crash's history", "r": "r re-runs a command from crash's history (cmdline.c:pseudo_command)",
+    "h": "h shows crash's history",
+    "r": "r re-runs a command from crash's history (cmdline.c:pseudo_command)",
 }
 for _shell_word in ("vi", "pwd", "grep", "cat", "more", "less", "echo", "ls"):  # main.c:is_external_command
     REFUSED[_shell_word] = "crash runs %s through /bin/sh (system())" % _shell_word
 
 # cmdline.c:alias_init: crash's built-in aliases, expanded here and checked as what they name.
 ALIASES: Dict[str, str] = {
-    "man": "help", "?": "help", "quit": "q", "sf": "set scroll off", "sn": "set scroll on", "hex": "set radix 16",
-    "dec": "set radix 10", "g": "gdb", "px": "p -x", "pd": "p -d", "for": "foreach", "size": "*",
-    "dmesg": "log", "lsmod": "mod",
+    "man": "help",
+    "?": "help",
+    "quit": "q",
+    "sf": "set scroll off",
+    "sn": "set scroll on",
+    "hex": "set radix 16",
+    "dec": "set radix 10",
+    "g": "gdb",
+    "px": "p -x",
+    "pd": "p -d",
+    "for": "foreach",
+    "size": "*",
+    "dmesg": "log",
+    "lsmod": "mod",
 }
 
 
@@ -479,12 +617,13 @@ def check(command: str) -> CrashLine:
     tokens = tokenize(text)
     alias = ALIASES.get(tokens[0].text)
     if alias is not None:
-        rest = text[len(tokens[0].text):].lstrip(" ")
+        rest = text[len(tokens[0].text) :].lstrip(" ")
         text = alias + (" " + rest if rest else "")
         tokens = tokenize(text)
     if len(text) > MAX_LINE:
-        raise refuse("length", "the command is %d characters long (at most %d)" % (len(text), MAX_LINE),
-                     "a shorter command")
+        raise refuse(
+            "length", "the command is %d characters long (at most %d)" % (len(text), MAX_LINE), "a shorter command"
+        )
     name = tokens[0].text
     note = " (%s is crash's alias for %r)" % (command.split()[0], alias) if alias is not None else ""
     spec = _spec(name, note)
@@ -502,8 +641,9 @@ def _normalize(command: str) -> str:
     if not text:
         raise refuse("empty", "empty crash command", "a crash command, e.g. bt, log, sys, ps")
     if len(text) > MAX_LINE:
-        raise refuse("length", "the command is %d characters long (at most %d)" % (len(text), MAX_LINE),
-                     "a shorter command")
+        raise refuse(
+            "length", "the command is %d characters long (at most %d)" % (len(text), MAX_LINE), "a shorter command"
+        )
     if text[0] == "*" and len(text) > 1 and text[1] != " ":
         text = "* " + text[1:]
     return text
@@ -514,14 +654,20 @@ def _spec(name: str, note: str) -> Spec:
         raise refuse("command", "%s is refused: %s%s" % (name, REFUSED[name], note), _commands_hint())
     spec = COMMANDS.get(name)
     if spec is None:
-        raise refuse("command", "%r is not a crash command this agent runs (crash would try it as a data type, "
-                     "then pass it to gdb)%s" % (name, note), _commands_hint())
+        raise refuse(
+            "command",
+            "%r is not a crash command this agent runs (crash would try it as a data type, "
+            "then pass it to gdb)%s" % (name, note),
+            _commands_hint(),
+        )
     return spec
 
 
 def _commands_hint() -> str:
-    return "read-only crash commands: %s; aliases: %s" % (" ".join(sorted(COMMANDS)), " ".join(
-        a for a, target in sorted(ALIASES.items()) if _alias_runs(target)))
+    return "read-only crash commands: %s; aliases: %s" % (
+        " ".join(sorted(COMMANDS)),
+        " ".join(a for a, target in sorted(ALIASES.items()) if _alias_runs(target)),
+    )
 
 
 def _alias_runs(target: str) -> bool:
@@ -538,7 +684,7 @@ def _getopt(name: str, spec: Spec, tokens: List[Token]) -> Parsed:
     while pos < len(tokens):
         word = tokens[pos].text
         if word == "--":
-            args.extend(tokens[pos + 1:])
+            args.extend(tokens[pos + 1 :])
             break
         if not word.startswith("-") or word == "-":
             args.append(tokens[pos])
@@ -548,12 +694,11 @@ def _getopt(name: str, spec: Spec, tokens: List[Token]) -> Parsed:
     return Parsed(name, options, args)
 
 
-def _cluster(name: str, spec: Spec, tokens: List[Token], pos: int,
-             options: List[Tuple[str, Optional[Token]]]) -> int:
+def _cluster(name: str, spec: Spec, tokens: List[Token], pos: int, options: List[Tuple[str, Optional[Token]]]) -> int:
     """One -xyz word (and the value word after it, if its last option takes one): the next position."""
     word = tokens[pos].text
     for at in range(1, len(word)):
-        letter, rest = word[at], word[at + 1:]
+        letter, rest = word[at], word[at + 1 :]
         _allowed_option(name, spec, letter)
         if letter in spec.attached:
             value = Token(rest, False) if rest else None
@@ -567,8 +712,11 @@ def _cluster(name: str, spec: Spec, tokens: List[Token], pos: int,
             elif pos + 1 < len(tokens):
                 pos, value = pos + 1, tokens[pos + 1]
             else:
-                raise refuse("option-value", "%s -%s needs a value (%s)" % (name, letter, spec.values[letter].name),
-                             "%s takes %s" % (name, spec.options_hint()))
+                raise refuse(
+                    "option-value",
+                    "%s -%s needs a value (%s)" % (name, letter, spec.values[letter].name),
+                    "%s takes %s" % (name, spec.options_hint()),
+                )
             spec.values[letter].check(value, "%s -%s" % (name, letter))
             options.append((letter, value))
             return pos + 1
@@ -590,8 +738,12 @@ def _check_args(spec: Spec, parsed: Parsed) -> None:
     if len(args) < spec.required:
         raise refuse("arguments", "%s needs %s" % (parsed.name, spec.args[0].name), usage)
     if len(args) > len(spec.args) and not spec.repeat:
-        raise refuse("arguments", "%s takes at most %d argument%s, got %d" % (
-            parsed.name, len(spec.args), "" if len(spec.args) == 1 else "s", len(args)), usage)
+        raise refuse(
+            "arguments",
+            "%s takes at most %d argument%s, got %d"
+            % (parsed.name, len(spec.args), "" if len(spec.args) == 1 else "s", len(args)),
+            usage,
+        )
     for pos, token in enumerate(args):
         spec.args[min(pos, len(spec.args) - 1)].check(token, "%s argument %d" % (parsed.name, pos + 1))
 

@@ -35,8 +35,16 @@ class CrashError(Exception):
 
 
 class CrashSession:
-    def __init__(self, binary: str, vmlinux: str, vmcore: str, workdir: str, env: Dict[str, str],
-                 setup: Setup = lambda extra: extra, modules: Sequence[Tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        binary: str,
+        vmlinux: str,
+        vmcore: str,
+        workdir: str,
+        env: Dict[str, str],
+        setup: Setup = lambda extra: extra,
+        modules: Sequence[Tuple[str, str]] = (),
+    ) -> None:
         """`setup` wraps our own pty setting into the sandbox's preexec (sandbox.child_setup);
         `modules`: (name, debuginfo file) loaded with `mod -s` at every start."""
         self.binary, self.vmlinux, self.vmcore = binary, vmlinux, vmcore
@@ -67,14 +75,25 @@ class CrashSession:
             except CrashError:
                 raise first from None
             self.minimal = True
-            return {"minimal": True, "banner": banner,
-                    "note": "full initialisation failed, opened with --minimal (few commands work: log, "
-                            "rd, sym, dis...): " + first.output.strip()[-600:]}
+            return {
+                "minimal": True,
+                "banner": banner,
+                "note": "full initialisation failed, opened with --minimal (few commands work: log, "
+                "rd, sym, dis...): " + first.output.strip()[-600:],
+            }
 
     def _spawn(self, extra: List[str], timeout: float) -> str:
         argv = ["-s", "--no_crashrc", "--no_scroll"] + extra + [self.vmlinux, self.vmcore]
-        self.child = pexpect.spawn(self.binary, argv, cwd=self.workdir, env=self.env, echo=False,
-                                   timeout=timeout, dimensions=(10000, 250), preexec_fn=self.setup(_raw_output))
+        self.child = pexpect.spawn(
+            self.binary,
+            argv,
+            cwd=self.workdir,
+            env=self.env,
+            echo=False,
+            timeout=timeout,
+            dimensions=(10000, 250),
+            preexec_fn=self.setup(_raw_output),
+        )
         self.child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
         out: List[bytes] = []
         if not self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False):
@@ -102,8 +121,9 @@ class CrashSession:
         self._until_prompt(out.append, time.monotonic() + timeout, interruptible=False)
         return b"".join(out).decode("utf-8", "replace")
 
-    def run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
-            timeout: float) -> Dict[str, Any]:
+    def run(
+        self, command: str, chain: Optional[Chain], write: Callable[[bytes], None], timeout: float
+    ) -> Dict[str, Any]:
         """Run one command, its output (through the chain) into write(); says how it ended.
         An interrupt() that came before this call (a cancel racing the job's start) counts."""
         try:
@@ -111,11 +131,15 @@ class CrashSession:
         finally:
             self._interrupt.clear()
 
-    def _run(self, command: str, chain: Optional[Chain], write: Callable[[bytes], None],
-             timeout: float) -> Dict[str, Any]:
+    def _run(
+        self, command: str, chain: Optional[Chain], write: Callable[[bytes], None], timeout: float
+    ) -> Dict[str, Any]:
         if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
-            return {"ended": "interrupted", "reason": "cancelled",
-                    "note": "cancelled before it started; the session is still open"}
+            return {
+                "ended": "interrupted",
+                "reason": "cancelled",
+                "note": "cancelled before it started; the session is still open",
+            }
         gone = self.child is not None and not self.child.isalive()
         exited = self.child.exitstatus if gone and self.child is not None else None
         if self.child is None or gone:
@@ -125,47 +149,64 @@ class CrashSession:
         def counted(data: bytes) -> None:
             wrote[0] += len(data)
             write(data)
+
         # Pipes: in the agent (_LineSink), or in a sandboxed child (regexbox.IsolatedChain.bind).
-        sink: Any = counted if chain is None else chain.bind(counted) if hasattr(chain, "bind") \
-            else _LineSink(chain, counted)
+        sink: Any = (
+            counted if chain is None else chain.bind(counted) if hasattr(chain, "bind") else _LineSink(chain, counted)
+        )
         try:
             ended = self._command(command, sink, wrote, timeout, again=True)
         finally:
             if sink is not counted:
                 sink.close()
         if gone:  # e.g. crash 8.0.2 exiting after an interrupted (cancelled) command: say so here
-            said = "crash had exited since the last command (status %s) and was restarted; earlier `set` " \
-                   "context is lost" % exited
+            said = (
+                "crash had exited since the last command (status %s) and was restarted; earlier `set` "
+                "context is lost" % exited
+            )
             ended["note"] = "%s; %s" % (said, ended["note"]) if ended.get("note") else said
         return ended
 
-    def _command(self, command: str, sink: Callable[[bytes], None], wrote: List[int], timeout: float,
-                 again: bool) -> Dict[str, Any]:
+    def _command(
+        self, command: str, sink: Callable[[bytes], None], wrote: List[int], timeout: float, again: bool
+    ) -> Dict[str, Any]:
         self._send(command)
         started = time.monotonic()
         if self._until_prompt(sink, started + timeout):
             return {"ended": "done", "seconds": round(time.monotonic() - started, 3)}
-        if again and not wrote[0] and not self._interrupt.is_set() and self.child is not None \
-                and not self.child.isalive():
+        if (
+            again
+            and not wrote[0]
+            and not self._interrupt.is_set()
+            and self.child is not None
+            and not self.child.isalive()
+        ):
             # crash 8.0.2 sometimes exits (status 1) on its first command after an interrupted
             # one; commands here only read, so a fresh crash runs it once more.
             status = self.child.exitstatus
             self.restart()
             ended = self._command(command, sink, wrote, timeout, again=False)
-            ended["note"] = ("crash exited (status %s) on this command and was restarted; the command ran "
-                             "again; earlier `set` context is lost" % status)
+            ended["note"] = (
+                "crash exited (status %s) on this command and was restarted; the command ran "
+                "again; earlier `set` context is lost" % status
+            )
             return ended
         why = "cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout
         self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
         if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync():
-            return {"ended": "interrupted", "reason": why,
-                    "note": "the command was interrupted (%s); the session is still open" % why}
+            return {
+                "ended": "interrupted",
+                "reason": why,
+                "note": "the command was interrupted (%s); the session is still open" % why,
+            }
         self.restart()
-        return {"ended": "restarted", "reason": why,
-                "note": "the command did not stop on ^C (%s): crash was restarted; earlier `set` "
-                        "context is lost" % why}
+        return {
+            "ended": "restarted",
+            "reason": why,
+            "note": "the command did not stop on ^C (%s): crash was restarted; earlier `set` context is lost" % why,
+        }
 
     def _resync(self) -> bool:
         """After ^C, crash may still print (a second prompt, the tail of the output): have crash
@@ -207,7 +248,7 @@ class CrashSession:
             pass
         try:
             child.close(force=True)
-        except Exception:  # noqa: BLE001 - already gone
+        except Exception:
             pass
 
     def _send(self, command: str) -> None:
@@ -242,7 +283,7 @@ class CrashSession:
                 return False
             if not chunk:
                 if held == PROMPT or held.endswith(b"\n" + PROMPT):
-                    sink(held[:-len(PROMPT)])
+                    sink(held[: -len(PROMPT)])
                     return True
                 continue
             data = (held + chunk).replace(b"\r\n", b"\n")

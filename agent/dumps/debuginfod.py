@@ -72,8 +72,14 @@ class Fetch:
             got = os.stat(self.part).st_size
         except OSError:
             got = None
-        return {"fetching": not self.done.is_set(), "build_id": self.build_id, "job_id": self.job.id,
-                "output_id": self.job.output_id, "bytes": got, "servers": self.servers}
+        return {
+            "fetching": not self.done.is_set(),
+            "build_id": self.build_id,
+            "job_id": self.job.id,
+            "output_id": self.job.output_id,
+            "bytes": got,
+            "servers": self.servers,
+        }
 
 
 class Debuginfod:
@@ -107,8 +113,13 @@ class Debuginfod:
             return {"present": True, "source": "debuginfod", "vmlinux": path, "cached": True}
         servers = self.servers()
         if valid_build_id(build_id) and servers:
-            return {"present": False, "source": "debuginfod", "cached": False, "servers": servers,
-                    "note": "crash_open fetches it by build id %s" % build_id}
+            return {
+                "present": False,
+                "source": "debuginfod",
+                "cached": False,
+                "servers": servers,
+                "note": "crash_open fetches it by build id %s" % build_id,
+            }
         return None
 
     def obtain(self, dump: Dict[str, Any], missing: AgentError, wait: float) -> Any:
@@ -119,10 +130,17 @@ class Debuginfod:
             return path
         servers = self.servers()
         if not servers or not valid_build_id(build_id):
-            why = "no debuginfod server configured (policy debuginfod_urls, /etc/debuginfod/*.urls, " \
-                "DEBUGINFOD_URLS)" if valid_build_id(build_id) else "the dump carries no build id"
-            raise AgentError(missing.kind, "%s; %s" % (missing.message, why), hint=missing.hint,
-                             **{k: v for k, v in missing.extra.items() if k == "looked"})
+            why = (
+                "no debuginfod server configured (policy debuginfod_urls, /etc/debuginfod/*.urls, DEBUGINFOD_URLS)"
+                if valid_build_id(build_id)
+                else "the dump carries no build id"
+            )
+            raise AgentError(
+                missing.kind,
+                "%s; %s" % (missing.message, why),
+                hint=missing.hint,
+                **{k: v for k, v in missing.extra.items() if k == "looked"},
+            )
         return self.waited(str(build_id), servers, wait)
 
     def waited(self, build_id: str, servers: List[str], wait: float) -> Any:
@@ -154,14 +172,26 @@ class Debuginfod:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             _remove(os.path.join(directory, PART))  # left by an agent that was killed
             profile = profiles.debuginfod(self.policy, directory, ports(servers), _python_paths())
-            argv = [sys.executable, "-I", "-S", "-c", worker_source(), build_id,
-                    os.path.join(directory, PART), str(room)] + servers
-            job = self.agent.jobs.start("debuginfod", argv, env=_clean_env(), meta={"build_id": build_id},
-                                        preexec=sandbox.child_setup(self.policy.settings, profile, sys.executable))
+            argv = [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                worker_source(),
+                build_id,
+                os.path.join(directory, PART),
+                str(room),
+            ] + servers
+            job = self.agent.jobs.start(
+                "debuginfod",
+                argv,
+                env=_clean_env(),
+                meta={"build_id": build_id},
+                preexec=sandbox.child_setup(self.policy.settings, profile, sys.executable),
+            )
             fetch = Fetch(build_id, job, directory, servers)
             self.fetches[build_id] = fetch
-        threading.Thread(target=self._finish, args=(fetch,), name="debuginfod-" + build_id[:12],
-                         daemon=True).start()
+        threading.Thread(target=self._finish, args=(fetch,), name="debuginfod-" + build_id[:12], daemon=True).start()
         return fetch
 
     def _finish(self, fetch: Fetch) -> None:
@@ -179,17 +209,26 @@ class Debuginfod:
     def _check(self, fetch: Fetch, job: Any) -> Optional[AgentError]:
         if job.state != "done" or job.exit_status != 0:
             lines = job.stderr_tail().strip().splitlines()
-            why = lines[-1] if lines else "the download %s (%s)" % (job.state, job.stop_reason or
-                                                                     "exit %s" % job.exit_status)
-            return AgentError("debuginfod_failed", why, hint="check the servers (policy debuginfod_urls), or "
-                              "install the debuginfo package; dumps_list says which",
-                              absent=job.exit_status == 2)  # every server answered 404
+            why = (
+                lines[-1]
+                if lines
+                else "the download %s (%s)" % (job.state, job.stop_reason or "exit %s" % job.exit_status)
+            )
+            return AgentError(
+                "debuginfod_failed",
+                why,
+                hint="check the servers (policy debuginfod_urls), or "
+                "install the debuginfo package; dumps_list says which",
+                absent=job.exit_status == 2,
+            )  # every server answered 404
         found = _build_id(fetch.part)
         if found != fetch.build_id:
-            return AgentError("debuginfod_wrong_file", "a debuginfod server (%s) sent a file whose build id is "
-                              "%s, not the dump's %s: it was removed" % (", ".join(fetch.servers), found,
-                                                                        fetch.build_id),
-                              hint="the server's index is wrong or it is not a debuginfod server")
+            return AgentError(
+                "debuginfod_wrong_file",
+                "a debuginfod server (%s) sent a file whose build id is "
+                "%s, not the dump's %s: it was removed" % (", ".join(fetch.servers), found, fetch.build_id),
+                hint="the server's index is wrong or it is not a debuginfod server",
+            )
         os.replace(fetch.part, fetch.path)
         return None
 
@@ -220,7 +259,7 @@ def _build_id(path: str) -> Optional[str]:
         return formats.elf_build_id(path)
     except (OSError, formats.NotADump):
         return None
-    except Exception:  # noqa: BLE001 - a damaged ELF header from a bad server: not the file
+    except Exception:
         return None
 
 
@@ -246,6 +285,12 @@ def worker_source() -> str:
 def _python_paths() -> List[str]:
     """What `python -I -S` reads: its prefix (a venv's pyvenv.cfg) and the stdlib."""
     import sysconfig
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sysconfig.get_paths()["stdlib"],
-             sysconfig.get_paths()["platstdlib"]]
+
+    paths = [
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["platstdlib"],
+    ]
     return sorted(set(p for p in paths if p))

@@ -10,8 +10,10 @@ from ..errors import AgentError
 from . import dmesg, formats
 
 DEFAULT_DIRS = ("/var/crash",)
-KDUMP_CONFIGS = (("/etc/kdump.conf", re.compile(r"^\s*path\s+(\S+)", re.M)),            # RHEL/Fedora
-                 ("/etc/default/kdump-tools", re.compile(r"^\s*KDUMP_COREDIR=\"?([^\"\s]+)", re.M)))  # Debian
+KDUMP_CONFIGS = (
+    ("/etc/kdump.conf", re.compile(r"^\s*path\s+(\S+)", re.M)),  # RHEL/Fedora
+    ("/etc/default/kdump-tools", re.compile(r"^\s*KDUMP_COREDIR=\"?([^\"\s]+)", re.M)),
+)  # Debian
 DUMP_NAMES = re.compile(r"^(vmcore(\.flat)?|dump\.\d+|vmcore-incomplete)$")
 SKIP = re.compile(r"(dmesg|\.txt$|\.log$|^vmlinu[xz])")
 MAX_ENTRIES = 2000  # per dir: a dump dir with more files is not read further
@@ -32,8 +34,7 @@ def kdump_path() -> Optional[str]:
 
 def allowed_roots(policy_dirs: Optional[List[str]]) -> List[str]:
     """Dirs dumps may be read from (policy `dump_dirs`; default /var/crash and kdump's path)."""
-    dirs = list(policy_dirs) if policy_dirs is not None else list(DEFAULT_DIRS) + \
-        [d for d in [kdump_path()] if d]
+    dirs = list(policy_dirs) if policy_dirs is not None else list(DEFAULT_DIRS) + [d for d in [kdump_path()] if d]
     return [os.path.realpath(d) for d in dirs]
 
 
@@ -45,13 +46,19 @@ def inside(path: str, roots: List[str]) -> bool:
 def check_allowed(path: str, roots: List[str], what: str = "dump") -> str:
     """The real path of `path` if it lies inside an allowed dir (symlinks resolved first)."""
     if not os.path.isabs(path):
-        raise AgentError("bad_params", "%s path %r is not absolute" % (what, path),
-                         hint="pass the path exactly as dumps_list reported it")
+        raise AgentError(
+            "bad_params",
+            "%s path %r is not absolute" % (what, path),
+            hint="pass the path exactly as dumps_list reported it",
+        )
     if not inside(path, roots):
-        raise AgentError("policy_denied", "%s %s is outside this host's dump dirs (%s)"
-                         % (what, path, ", ".join(roots)),
-                         hint="move the dump under an allowed dir, or add its dir to `dump_dirs` "
-                              "in /etc/crashfleet/agent-policy.json", rule="policy.dump_dirs")
+        raise AgentError(
+            "policy_denied",
+            "%s %s is outside this host's dump dirs (%s)" % (what, path, ", ".join(roots)),
+            hint="move the dump under an allowed dir, or add its dir to `dump_dirs` "
+            "in /etc/crashfleet/agent-policy.json",
+            rule="policy.dump_dirs",
+        )
     return os.path.realpath(path)
 
 
@@ -101,11 +108,16 @@ def describe(path: str) -> Optional[Dict[str, Any]]:
         st = os.stat(path)
     except (formats.NotADump, OSError, ValueError, IndexError):
         return None
-    except Exception:  # noqa: BLE001 - struct.error on a damaged header: not a dump we can read
+    except Exception:
         return None
     truncated = st.st_size < info.get("expected_size", 0)
-    info.update(path=path, size=st.st_size, mtime=st.st_mtime, truncated=truncated,
-                incomplete=truncated or os.path.basename(path).endswith("-incomplete"))
+    info.update(
+        path=path,
+        size=st.st_size,
+        mtime=st.st_mtime,
+        truncated=truncated,
+        incomplete=truncated or os.path.basename(path).endswith("-incomplete"),
+    )
     log = dmesg.beside(path)
     if log is not None:
         try:

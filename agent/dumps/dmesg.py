@@ -23,7 +23,7 @@ def beside(dump_path: str) -> Optional[str]:
     """The dmesg file kdump wrote for this dump, if there is one."""
     directory, name = os.path.split(dump_path)
     if name.startswith("dump."):
-        candidate = os.path.join(directory, "dmesg." + name[len("dump."):])
+        candidate = os.path.join(directory, "dmesg." + name[len("dump.") :])
     elif name.startswith("vmcore"):
         candidate = os.path.join(directory, "vmcore-dmesg.txt")
     else:
@@ -36,17 +36,20 @@ def summary(path: str) -> Dict[str, Any]:
     lines = _tail(path)
     at = max((i for i, line in enumerate(lines) if PANIC.search(line)), default=None)
     if at is None:
-        return {"path": path, "panic": None, "lines": [l[:LINE_CHARS] for l in lines[-CONTEXT_LINES:]]}
+        return {"path": path, "panic": None, "lines": [line[:LINE_CHARS] for line in lines[-CONTEXT_LINES:]]}
     match = PANIC.search(lines[at])
     assert match is not None
-    before = [l for l in lines[max(0, at - 80):at] if CAUSE.search(l)][-CONTEXT_LINES:]
+    before = [line for line in lines[max(0, at - 80) : at] if CAUSE.search(line)][-CONTEXT_LINES:]
     after: List[str] = []
-    for line in lines[at + 1:at + 1 + TRACE_LINES]:  # the panicking task's stack, printed after
+    for line in lines[at + 1 : at + 1 + TRACE_LINES]:  # the panicking task's stack, printed after
         after.append(line)
         if line.rstrip().endswith("</TASK>"):
             break
-    return {"path": path, "panic": match.group(1).strip()[:LINE_CHARS],
-            "lines": [l[:LINE_CHARS] for l in before + [lines[at]] + after]}
+    return {
+        "path": path,
+        "panic": match.group(1).strip()[:LINE_CHARS],
+        "lines": [line[:LINE_CHARS] for line in [*before, lines[at], *after]],
+    }
 
 
 def _tail(path: str) -> List[str]:

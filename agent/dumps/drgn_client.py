@@ -18,8 +18,16 @@ class DrgnError(Exception):
 
 
 class DrgnWorker:
-    def __init__(self, python: str, source: str, vmcore: str, vmlinux: str, workdir: str,
-                 env: Dict[str, str], preexec: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self,
+        python: str,
+        source: str,
+        vmcore: str,
+        vmlinux: str,
+        workdir: str,
+        env: Dict[str, str],
+        preexec: Optional[Callable[[], None]] = None,
+    ) -> None:
         """The worker's source goes on the command line (`python -I -c`): no script file that
         someone could have planted or changed runs as root."""
         self.argv = [python, "-I", "-c", source, vmcore, vmlinux]
@@ -35,11 +43,19 @@ class DrgnWorker:
 
     def start(self) -> Dict[str, Any]:
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, cwd=self.workdir, env=self.env,
-                                         start_new_session=True, close_fds=True, preexec_fn=self.preexec)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=self.env,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=self.preexec,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise DrgnError("cannot start the drgn worker with %s: %s" % (self.argv[0], exc))
+            raise DrgnError("cannot start the drgn worker with %s: %s" % (self.argv[0], exc)) from None
         line = self._readline(time.monotonic() + START_TIMEOUT)
         ready = json.loads(line) if line else {"ready": False, "error": "the worker exited at start"}
         if not ready.get("ready"):
@@ -48,8 +64,7 @@ class DrgnWorker:
         self.ready = ready
         return ready
 
-    def call(self, code: str, timeout: float, fresh: bool = False,
-             args: Optional[List[str]] = None) -> Dict[str, Any]:
+    def call(self, code: str, timeout: float, fresh: bool = False, args: Optional[List[str]] = None) -> Dict[str, Any]:
         """Run code; a worker that does not answer in time is killed (its namespace is lost)."""
         if self.proc is None or self.proc.poll() is not None:
             raise DrgnError("the drgn worker is not running")
@@ -61,13 +76,15 @@ class DrgnWorker:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
-            raise DrgnError("the drgn worker died: %s" % exc)
+            raise DrgnError("the drgn worker died: %s" % exc) from None
         line = self._readline(time.monotonic() + timeout)
         if line is None:
             alive = self.proc is not None and self.proc.poll() is None
             self.close()
-            raise DrgnError("the drgn code %s; the worker was stopped and its namespace is lost (the next "
-                            "call starts a new one)" % ("ran over %gs" % timeout if alive else "killed the worker"))
+            raise DrgnError(
+                "the drgn code %s; the worker was stopped and its namespace is lost (the next "
+                "call starts a new one)" % ("ran over %gs" % timeout if alive else "killed the worker")
+            )
         answer: Dict[str, Any] = json.loads(line)
         return answer
 

@@ -23,13 +23,17 @@ from .. import profiles, sandbox
 MIN_VERSION = "0.0.30"
 PINNED = "0.3.0"
 VENV = "/opt/crashfleet/drgn"
-INSTALL_HINT = ("install a current drgn from PyPI into its own venv: python3 -m venv %s && %s/bin/pip install "
-                "drgn==%s (the Ansible role and `crashfleet bootstrap` do this); or point the policy key "
-                "drgn_python at an interpreter that imports drgn >= %s" % (VENV, VENV, PINNED, MIN_VERSION))
+INSTALL_HINT = (
+    "install a current drgn from PyPI into its own venv: python3 -m venv %s && %s/bin/pip install "
+    "drgn==%s (the Ansible role and `crashfleet bootstrap` do this); or point the policy key "
+    "drgn_python at an interpreter that imports drgn >= %s" % (VENV, VENV, PINNED, MIN_VERSION)
+)
 
-_PROBE = ("import json, sys; paths = [sys.prefix, sys.base_prefix, sys.exec_prefix] + sys.path\n"
-          "import drgn; print(json.dumps({'version': drgn.__version__, 'paths': paths, 'drgn': drgn.__file__,\n"
-          "'libkdumpfile': bool(getattr(drgn, '_with_libkdumpfile', False))}))")
+_PROBE = (
+    "import json, sys; paths = [sys.prefix, sys.base_prefix, sys.exec_prefix] + sys.path\n"
+    "import drgn; print(json.dumps({'version': drgn.__version__, 'paths': paths, 'drgn': drgn.__file__,\n"
+    "'libkdumpfile': bool(getattr(drgn, '_with_libkdumpfile', False))}))"
+)
 
 
 def version_key(version: str) -> Tuple[int, ...]:
@@ -45,8 +49,7 @@ def candidates(policy_python: Optional[str]) -> List[str]:
     """The policy's interpreter alone; else our own drgn venv, the system python3, the agent's."""
     if policy_python:
         return [policy_python]
-    found = [os.path.join(VENV, "bin", "python3"), shutil.which("python3", path="/usr/bin:/bin"),
-             sys.executable]
+    found = [os.path.join(VENV, "bin", "python3"), shutil.which("python3", path="/usr/bin:/bin"), sys.executable]
     out: List[str] = []
     for path in found:
         if path and os.path.isfile(path) and path not in out:
@@ -59,8 +62,13 @@ def probe(python: str) -> Dict[str, Any]:
     """Whether `python` imports drgn, its version and libkdumpfile support, and the dirs it
     reads to do so (the worker's sandbox lets it read just those)."""
     try:
-        proc = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, timeout=30,
-                              stdin=subprocess.DEVNULL, preexec_fn=sandbox.preexec(profiles.probe(), python))
+        proc = subprocess.run(
+            [python, "-I", "-c", _PROBE],
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=sandbox.preexec(profiles.probe(), python),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return {"python": python, "importable": False, "error": str(exc)}
     if proc.returncode != 0:
@@ -71,8 +79,14 @@ def probe(python: str) -> Dict[str, Any]:
     except ValueError:
         return {"python": python, "importable": False, "error": "unreadable answer from %s" % python}
     paths = sorted(set(p for p in found["paths"] + [os.path.dirname(found["drgn"])] if p and os.path.isabs(p)))
-    return {"python": python, "importable": True, "version": found["version"],
-            "libkdumpfile": found["libkdumpfile"], "recent": recent(found["version"]), "paths": paths}
+    return {
+        "python": python,
+        "importable": True,
+        "version": found["version"],
+        "libkdumpfile": found["libkdumpfile"],
+        "recent": recent(found["version"]),
+        "paths": paths,
+    }
 
 
 def choose(policy_python: Optional[str]) -> Dict[str, Any]:
@@ -86,9 +100,12 @@ def choose(policy_python: Optional[str]) -> Dict[str, Any]:
     elif usable:
         best = max(usable, key=lambda p: version_key(p["version"]))
     else:
-        best = {"python": policy_python or (probed[0]["python"] if probed else sys.executable),
-                "importable": False, "error": "; ".join("%s: %s" % (p["python"], p.get("error")) for p in probed)
-                or "no python3 found", "hint": INSTALL_HINT}
+        best = {
+            "python": policy_python or (probed[0]["python"] if probed else sys.executable),
+            "importable": False,
+            "error": "; ".join("%s: %s" % (p["python"], p.get("error")) for p in probed) or "no python3 found",
+            "hint": INSTALL_HINT,
+        }
     chosen = dict(best, source="policy drgn_python" if policy_python else "found")
     if best.get("importable") and not best["recent"]:
         chosen["hint"] = "drgn %s is older than %s: %s" % (best["version"], MIN_VERSION, INSTALL_HINT)
@@ -102,8 +119,12 @@ def public(chosen: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _brief(p: Dict[str, Any]) -> Dict[str, Any]:
-    return {"python": p["python"], "version": p.get("version"), "recent": p.get("recent", False),
-            "error": p.get("error")}
+    return {
+        "python": p["python"],
+        "version": p.get("version"),
+        "recent": p.get("recent", False),
+        "error": p.get("error"),
+    }
 
 
 def too_old(chosen: Dict[str, Any], dump_format: Optional[str], error: str) -> Optional[str]:
@@ -111,10 +132,16 @@ def too_old(chosen: Dict[str, Any], dump_format: Optional[str], error: str) -> O
     if not chosen.get("importable"):
         return None
     if not chosen.get("recent"):
-        return ("drgn %s (%s) cannot read this %s dump: %s. drgn >= %s reads it"
-                % (chosen["version"], chosen["python"], dump_format, error, MIN_VERSION))
+        return "drgn %s (%s) cannot read this %s dump: %s. drgn >= %s reads it" % (
+            chosen["version"],
+            chosen["python"],
+            dump_format,
+            error,
+            MIN_VERSION,
+        )
     if dump_format in ("kdump-compressed", "flattened") and not chosen.get("libkdumpfile"):
-        return ("drgn %s (%s) was built without libkdumpfile, so it cannot read %s dumps (%s); "
-                "PyPI's drgn %s wheels include it" % (chosen["version"], chosen["python"], dump_format, error,
-                                                      PINNED))
+        return (
+            "drgn %s (%s) was built without libkdumpfile, so it cannot read %s dumps (%s); "
+            "PyPI's drgn %s wheels include it" % (chosen["version"], chosen["python"], dump_format, error, PINNED)
+        )
     return None

@@ -30,12 +30,13 @@ class _Capped(io.StringIO):
     def write(self, text: str) -> int:
         if self.tell() + len(text) > MAX_CAPTURE:
             self.cut = True
-            text = text[:max(0, MAX_CAPTURE - self.tell())]
+            text = text[: max(0, MAX_CAPTURE - self.tell())]
         return super().write(text)
 
 
 def load(vmcore: str, vmlinux: str) -> Dict[str, Any]:
     import drgn
+
     prog = drgn.Program()
     prog.set_core_dump(vmcore)
     prog.load_debug_info([vmlinux])
@@ -43,8 +44,7 @@ def load(vmcore: str, vmlinux: str) -> Dict[str, Any]:
     # later helper would fail the same way ("recursive address translation").
     prog["init_task"].tasks.next.read_()
     namespace: Dict[str, Any] = {"prog": prog, "drgn": drgn, "__name__": "__drgn_session__"}
-    exec("from drgn import *\nfrom drgn.helpers.common import *\nfrom drgn.helpers.linux import *",
-         namespace)
+    exec("from drgn import *\nfrom drgn.helpers.common import *\nfrom drgn.helpers.linux import *", namespace)
     return namespace
 
 
@@ -78,11 +78,10 @@ def run(code: str, namespace: Dict[str, Any]) -> Dict[str, Any]:
                 if result is not None:
                     namespace["_"] = result
                     value = _show(result)
-    except BaseException:  # noqa: BLE001 - SystemExit too: the session lives on
+    except BaseException:
         ok = False
         err.write(_traceback())
-    return {"ok": ok, "stdout": out.getvalue(), "stderr": err.getvalue(), "value": value,
-            "cut": out.cut or err.cut}
+    return {"ok": ok, "stdout": out.getvalue(), "stderr": err.getvalue(), "value": value, "cut": out.cut or err.cut}
 
 
 def _show(value: Any) -> str:
@@ -94,8 +93,11 @@ def _traceback() -> str:
     kind, exc, tb = sys.exc_info()
     frames = traceback.extract_tb(tb)
     own = [f for f in frames if f.filename != _SELF]  # the worker's frames are noise
-    return "Traceback (most recent call last):\n" + "".join(traceback.format_list(own)) + \
-        "".join(traceback.format_exception_only(kind, exc))
+    return (
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(own))
+        + "".join(traceback.format_exception_only(kind, exc))
+    )
 
 
 def serve(channel: IO[str], namespace: Dict[str, Any]) -> None:
@@ -116,14 +118,23 @@ def main() -> int:
     os.dup2(2, 1)  # C-level prints must not corrupt the JSON channel
     try:
         namespace = load(vmcore, vmlinux)
-    except BaseException as exc:  # noqa: BLE001 - report whatever stops the load
+    except BaseException as exc:
         channel.write(json.dumps({"ready": False, "error": "%s: %s" % (type(exc).__name__, exc)}) + "\n")
         channel.flush()
         return 1
     privileges = drop_privileges()
     prog = namespace["prog"]
-    channel.write(json.dumps({"ready": True, "privileges": privileges, "uid": os.geteuid(),
-                              "release": prog["UTS_RELEASE"].string_().decode()}) + "\n")
+    channel.write(
+        json.dumps(
+            {
+                "ready": True,
+                "privileges": privileges,
+                "uid": os.geteuid(),
+                "release": prog["UTS_RELEASE"].string_().decode(),
+            }
+        )
+        + "\n"
+    )
     channel.flush()
     serve(channel, namespace)
     return 0

@@ -17,7 +17,7 @@ import urllib.parse
 from typing import Dict
 
 CONNECT_TIMEOUT = 10.0  # a server that does not accept is skipped quickly
-READ_TIMEOUT = 600.0    # but one extracting a vmlinux from a package may think for minutes first
+READ_TIMEOUT = 600.0  # but one extracting a vmlinux from a package may think for minutes first
 CHUNK = 1 << 20
 PROGRESS_EVERY = 0.5
 MAX_REDIRECTS = 3
@@ -47,8 +47,9 @@ def open_url(address: str) -> http.client.HTTPResponse:
             raise Unreachable(exc.strerror or str(exc)) from None
         assert conn.sock is not None
         conn.sock.settimeout(READ_TIMEOUT)
-        conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""),
-                     headers={"User-Agent": "crashfleet-agent"})
+        conn.request(
+            "GET", parts.path + ("?" + parts.query if parts.query else ""), headers={"User-Agent": "crashfleet-agent"}
+        )
         answer = conn.getresponse()
         if answer.status in (301, 302, 303, 307, 308) and answer.getheader("Location"):
             address = urllib.parse.urljoin(address, answer.getheader("Location") or "")
@@ -79,7 +80,7 @@ def fetch(url: str, build_id: str, part: str, room: int) -> int:
                     last = time.monotonic()
                     say({"got": got, "total": total})
         if total and got != total:
-            raise IOError("the server sent %d of %d bytes" % (got, total))
+            raise OSError("the server sent %d of %d bytes" % (got, total))
     return got
 
 
@@ -105,7 +106,7 @@ def main() -> int:
     for url in urls:
         try:
             got = fetch(url, build_id, part, room)
-        except BaseException as exc:  # noqa: BLE001 - the next server, and a clear line at the end
+        except BaseException as exc:
             failures.append("%s: %s" % (url, reason(exc)))
             absent += isinstance(exc, HTTPStatus) and exc.code == 404
             try:

@@ -19,8 +19,17 @@ FLAT_HEADER = 4096
 PT_NOTE = 4
 SHT_NOTE = 7
 NT_GNU_BUILD_ID = 3
-MACHINES = {3: "x86", 62: "x86_64", 183: "arm64", 40: "arm", 21: "ppc64", 22: "s390x",
-            243: "riscv64", 8: "mips", 258: "loongarch64"}
+MACHINES = {
+    3: "x86",
+    62: "x86_64",
+    183: "arm64",
+    40: "arm",
+    21: "ppc64",
+    22: "s390x",
+    243: "riscv64",
+    8: "mips",
+    258: "loongarch64",
+}
 UNAME_MACHINE = {"aarch64": "arm64", "i686": "x86", "i386": "x86", "ppc64le": "ppc64", "s390": "s390x"}
 MAX_NOTES = 4 << 20
 MAX_FLAT_RECORDS = 256
@@ -60,26 +69,35 @@ def parse_vmcoreinfo(text: str) -> Dict[str, str]:
     return fields
 
 
-def _summary(fmt: str, arch: Optional[str], vmcoreinfo: Optional[str],
-             release: Optional[str] = None) -> Dict[str, Any]:
+def _summary(fmt: str, arch: Optional[str], vmcoreinfo: Optional[str], release: Optional[str] = None) -> Dict[str, Any]:
     fields = parse_vmcoreinfo(vmcoreinfo or "")
-    return {"format": fmt, "arch": arch, "release": fields.get("OSRELEASE") or release,
-            "build_id": fields.get("BUILD-ID"), "vmcoreinfo": vmcoreinfo is not None,
-            "page_size": fields.get("PAGESIZE"), "crashtime": fields.get("CRASHTIME")}
+    return {
+        "format": fmt,
+        "arch": arch,
+        "release": fields.get("OSRELEASE") or release,
+        "build_id": fields.get("BUILD-ID"),
+        "vmcoreinfo": vmcoreinfo is not None,
+        "page_size": fields.get("PAGESIZE"),
+        "crashtime": fields.get("CRASHTIME"),
+    }
 
 
 # ---------------------------------------------------------------- ELF
 
 # Where the ELF header keeps (table offset, entry size + count) of the program and section
 # headers, by class: (offset field, its format, entsize/num position).
-_TABLES = {("64", "ph"): (32, "Q", 54), ("64", "sh"): (40, "Q", 58),
-           ("32", "ph"): (28, "I", 42), ("32", "sh"): (32, "I", 46)}
+_TABLES = {
+    ("64", "ph"): (32, "Q", 54),
+    ("64", "sh"): (40, "Q", 58),
+    ("32", "ph"): (28, "I", 42),
+    ("32", "sh"): (32, "I", 46),
+}
 
 
 def _table(head: bytes, endian: str, bits: str, which: str) -> Tuple[int, int, int]:
     """(offset, entry size, entry count) of the header's program ("ph") or section ("sh") table."""
     at, fmt, sizes = _TABLES[(bits, which)]
-    offset, = struct.unpack_from(endian + fmt, head, at)
+    (offset,) = struct.unpack_from(endian + fmt, head, at)
     entsize, num = struct.unpack_from(endian + "HH", head, sizes)
     return offset, entsize, num
 
@@ -98,8 +116,9 @@ def _elf_header(f: BinaryIO) -> Tuple[str, str, int, int, int, int]:
     return (endian, bits, machine) + _table(ident, endian, bits, "ph")
 
 
-def _segments(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int,
-              phnum: int) -> Iterator[Tuple[int, int, int]]:
+def _segments(
+    f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int, phnum: int
+) -> Iterator[Tuple[int, int, int]]:
     """(type, file offset, file size) of each program header."""
     for i in range(min(phnum, 65535)):
         f.seek(phoff + i * phentsize)
@@ -117,8 +136,7 @@ def elf_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
     for p_type, offset, filesz in list(_segments(f, endian, bits, phoff, phentsize, phnum)):
         if p_type == PT_NOTE and filesz:
             f.seek(offset)
-            for note in _walk_notes(f.read(min(filesz, MAX_NOTES)), endian):
-                yield note
+            yield from _walk_notes(f.read(min(filesz, MAX_NOTES)), endian)
 
 
 def _walk_notes(data: bytes, endian: str) -> Iterator[Tuple[bytes, int, bytes]]:
@@ -126,9 +144,9 @@ def _walk_notes(data: bytes, endian: str) -> Iterator[Tuple[bytes, int, bytes]]:
     while pos + 12 <= len(data):
         namesz, descsz, ntype = struct.unpack_from(endian + "III", data, pos)
         pos += 12
-        name = data[pos:pos + namesz].rstrip(b"\0")
+        name = data[pos : pos + namesz].rstrip(b"\0")
         pos += (namesz + 3) & ~3
-        desc = data[pos:pos + descsz]
+        desc = data[pos : pos + descsz]
         pos += (descsz + 3) & ~3
         yield name, ntype, desc
 
@@ -147,8 +165,9 @@ def _elf_dump(f: BinaryIO) -> Dict[str, Any]:
 
 def _segments_end(f: BinaryIO, endian: str, bits: str, phoff: int, phentsize: int, phnum: int) -> int:
     """Where the last segment's data ends: a smaller file was cut short (an interrupted write)."""
-    return max((offset + filesz for _type, offset, filesz in _segments(f, endian, bits, phoff, phentsize, phnum)),
-               default=0)
+    return max(
+        (offset + filesz for _type, offset, filesz in _segments(f, endian, bits, phoff, phentsize, phnum)), default=0
+    )
 
 
 def elf_build_id(path: str) -> Optional[str]:
@@ -179,6 +198,7 @@ def _section_notes(f: BinaryIO) -> Iterator[Tuple[bytes, int, bytes]]:
 
 
 # ---------------------------------------------------------------- kdump-compressed / flattened
+
 
 class _FileReader:
     def __init__(self, f: BinaryIO) -> None:
@@ -221,10 +241,10 @@ def _kdump(f: BinaryIO, reader: Any) -> Dict[str, Any]:
     header = reader.read(0, 512)
     if len(header) < 432 or not (header.startswith(KDUMP_MAGIC) or header.startswith(DISKDUMP_MAGIC)):
         raise NotADump("no kdump header")
-    version, = struct.unpack_from("<i", header, 8)
-    release = _cstr(header[12 + 2 * 65:12 + 3 * 65])
-    machine = _cstr(header[12 + 4 * 65:12 + 5 * 65])
-    block_size, = struct.unpack_from("<i", header, 428)
+    (version,) = struct.unpack_from("<i", header, 8)
+    release = _cstr(header[12 + 2 * 65 : 12 + 3 * 65])
+    machine = _cstr(header[12 + 4 * 65 : 12 + 5 * 65])
+    (block_size,) = struct.unpack_from("<i", header, 428)
     vmcoreinfo = None
     if version >= 3 and 0 < block_size <= 1 << 20:
         sub = reader.read(block_size, 48)

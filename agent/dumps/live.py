@@ -32,21 +32,35 @@ print("TASKS:", sum(1 for _ in for_each_task(prog)))
 
 def check(settings: Dict[str, Any]) -> None:
     if not settings.get("live_kernel"):
-        raise AgentError("policy_denied", "this host's policy does not allow reading the live kernel "
-                         "(live_kernel: false, the default)",
-                         hint="set \"live_kernel\": true in /etc/crashfleet/agent-policy.json on this host: "
-                              "live memory holds every running process's secrets", rule="policy.live_kernel")
+        raise AgentError(
+            "policy_denied",
+            "this host's policy does not allow reading the live kernel (live_kernel: false, the default)",
+            hint='set "live_kernel": true in /etc/crashfleet/agent-policy.json on this host: '
+            "live memory holds every running process's secrets",
+            rule="policy.live_kernel",
+        )
     if not os.path.exists(KCORE):
-        raise AgentError("no_kcore", "%s does not exist on this host (a kernel without CONFIG_PROC_KCORE, or a "
-                         "container without it)" % KCORE,
-                         hint="analyse a dump instead (dumps_list), or run on a host whose kernel has /proc/kcore")
+        raise AgentError(
+            "no_kcore",
+            "%s does not exist on this host (a kernel without CONFIG_PROC_KCORE, or a container without it)" % KCORE,
+            hint="analyse a dump instead (dumps_list), or run on a host whose kernel has /proc/kcore",
+        )
 
 
 def dump() -> Dict[str, Any]:
     """The live kernel described the way discovery describes a dump file."""
-    return {"path": KCORE, "format": "live", "arch": formats.canonical_arch(platform.machine()),
-            "release": platform.release(), "build_id": running_build_id(), "size": 0, "mtime": 0.0,
-            "truncated": False, "incomplete": False, "live": True}
+    return {
+        "path": KCORE,
+        "format": "live",
+        "arch": formats.canonical_arch(platform.machine()),
+        "release": platform.release(),
+        "build_id": running_build_id(),
+        "size": 0,
+        "mtime": 0.0,
+        "truncated": False,
+        "incomplete": False,
+        "live": True,
+    }
 
 
 def running_build_id() -> Optional[str]:
@@ -60,7 +74,7 @@ def running_build_id() -> Optional[str]:
         namesz, descsz, ntype = struct.unpack_from("<III", data, offset)
         name_at = offset + 12
         desc_at = name_at + (namesz + 3) // 4 * 4
-        if data[name_at:name_at + namesz].rstrip(b"\0") == b"GNU" and ntype == NT_GNU_BUILD_ID:
-            return data[desc_at:desc_at + descsz].hex()
+        if data[name_at : name_at + namesz].rstrip(b"\0") == b"GNU" and ntype == NT_GNU_BUILD_ID:
+            return data[desc_at : desc_at + descsz].hex()
         offset = desc_at + (descsz + 3) // 4 * 4
     return None

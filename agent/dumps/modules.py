@@ -19,9 +19,11 @@ from ..errors import AgentError
 from .debuginfod import valid_build_id
 
 # drgn >= 0.0.31 (its module API); the worker's namespace has prog and drgn.
-LIST_CODE = ("import json\n"
-             "print(json.dumps([[m.name, m.build_id.hex() if m.build_id else None]\n"
-             "                  for m, _ in prog.loaded_modules() if isinstance(m, drgn.RelocatableModule)]))\n")
+LIST_CODE = (
+    "import json\n"
+    "print(json.dumps([[m.name, m.build_id.hex() if m.build_id else None]\n"
+    "                  for m, _ in prog.loaded_modules() if isinstance(m, drgn.RelocatableModule)]))\n"
+)
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # what reaches crash's command line: nothing else
 Listed = List[Tuple[str, Optional[str]]]
 
@@ -41,9 +43,12 @@ class Plan:
         # Names reach crash's command line and build ids name cache dirs: both from the dump's memory.
         self.todo = [(name, bid) for name, bid in listed if valid_build_id(bid) and NAME.match(name)]
         self.files: List[Tuple[str, str]] = []  # (name, debuginfo path) for crash's `mod -s`
-        self.notes = ["module %r: %s" % (name[:80], "no usable build id in the dump" if not valid_build_id(bid)
-                                         else "name not usable")
-                      for name, bid in listed if not valid_build_id(bid) or not NAME.match(name)]
+        self.notes = [
+            "module %r: %s"
+            % (name[:80], "no usable build id in the dump" if not valid_build_id(bid) else "name not usable")
+            for name, bid in listed
+            if not valid_build_id(bid) or not NAME.match(name)
+        ]
 
     def advance(self, debuginfod: Any, servers: List[str], wait: float) -> Optional[Dict[str, Any]]:
         """Fetch what is left within `wait` seconds: None when all are done, else the running
@@ -56,8 +61,9 @@ class Plan:
                 got = debuginfod.waited(str(bid), servers, deadline - time.monotonic())
             except AgentError as exc:
                 if not exc.extra.get("absent"):
-                    raise AgentError(exc.kind, "module %s (build id %s): %s" % (name, bid, exc.message),
-                                     hint=exc.hint, module=name) from None
+                    raise AgentError(
+                        exc.kind, "module %s (build id %s): %s" % (name, bid, exc.message), hint=exc.hint, module=name
+                    ) from None
                 self.notes.append("module %r: not on the debuginfod servers (%s)" % (name, exc.message))
                 got = None
             if isinstance(got, dict):

@@ -20,15 +20,17 @@ from . import crash_grammar
 FILTERS = ("grep", "head", "tail", "wc")
 LINE_MAX = 4096  # bytes of one line a filter sees; the rest is cut, with a marker
 TAIL_MAX = 100000  # lines tail may keep: with LINE_MAX, what a chain holds stays bounded
-FILTERS_HINT = ("pipes run in the agent: | grep [-i -v -c -w -E] PATTERN, | head [-n N], "
-                "| tail [-n N] (N <= %d), | wc [-l]" % TAIL_MAX)
+FILTERS_HINT = (
+    "pipes run in the agent: | grep [-i -v -c -w -E] PATTERN, | head [-n N], "
+    "| tail [-n N] (N <= %d), | wc [-l]" % TAIL_MAX
+)
 
 
 def refuse(why: str, rule: str = "pipe") -> AgentError:
     return AgentError("refused", why, hint=FILTERS_HINT, rule="crash." + rule)
 
 
-def parse(line: str) -> Tuple[str, List["Filter"]]:
+def parse(line: str) -> Tuple[str, List[Filter]]:
     """(the crash command to send, the filters of its pipes) or a refusal saying why."""
     command, filters = crash_grammar.split_pipe(line)
     checked = crash_grammar.check(command)
@@ -73,10 +75,11 @@ class Filter:
 class Grep(Filter):
     def __init__(self, pattern: str, flags: str) -> None:
         try:
-            self.rx = re.compile(pattern if "w" not in flags else r"\b(?:%s)\b" % pattern,
-                                 re.IGNORECASE if "i" in flags else 0)
+            self.rx = re.compile(
+                pattern if "w" not in flags else r"\b(?:%s)\b" % pattern, re.IGNORECASE if "i" in flags else 0
+            )
         except re.error as exc:
-            raise refuse("grep pattern %r is not a valid regular expression: %s" % (pattern, exc), "filter")
+            raise refuse("grep pattern %r is not a valid regular expression: %s" % (pattern, exc), "filter") from None
         self.invert, self.count_only, self.count = "v" in flags, "c" in flags, 0
 
     def feed(self, line: str) -> List[str]:
@@ -133,13 +136,12 @@ def _filter(segment: str) -> Filter:
     try:
         argv = shlex.split(segment, comments=False)
     except ValueError as exc:
-        raise refuse("cannot parse pipe %r: %s" % (segment, exc), "filter")
+        raise refuse("cannot parse pipe %r: %s" % (segment, exc), "filter") from None
     if not argv:
         raise refuse("empty pipe segment", "filter")
     name, args = argv[0], argv[1:]
     if name not in FILTERS:
-        raise refuse("pipe to %r is refused: only %s run, and in the agent, not a shell"
-                     % (name, ", ".join(FILTERS)))
+        raise refuse("pipe to %r is refused: only %s run, and in the agent, not a shell" % (name, ", ".join(FILTERS)))
     if name == "grep":
         flags, rest = _flags(args, "ivcwE")
         if len(rest) != 1:
@@ -159,8 +161,7 @@ def _flags(args: List[str], known: str) -> Tuple[str, List[str]]:
         if arg.startswith("-") and len(arg) > 1 and not rest:
             bad = set(arg[1:]) - set(known)
             if bad:
-                raise refuse("unsupported flag %s (supported: %s)" % (arg, " ".join("-" + f for f in known)),
-                             "filter")
+                raise refuse("unsupported flag %s (supported: %s)" % (arg, " ".join("-" + f for f in known)), "filter")
             flags += arg[1:]
         else:
             rest.append(arg)
@@ -178,8 +179,10 @@ def _count(name: str, args: List[str]) -> int:
     if text is None or not text.isdigit():
         raise refuse("%s takes -n N or -N, got %r" % (name, " ".join(args)), "filter")
     if name == "tail" and int(text) > TAIL_MAX:
-        raise refuse("tail -n %s is refused: tail keeps its lines in the agent's memory, at most %d"
-                     % (text, TAIL_MAX), "tail-limit")
+        raise refuse(
+            "tail -n %s is refused: tail keeps its lines in the agent's memory, at most %d" % (text, TAIL_MAX),
+            "tail-limit",
+        )
     return int(text)
 
 

@@ -42,12 +42,20 @@ class Session:
 
     def info(self) -> Dict[str, Any]:
         crash = self.crash
-        return {"session_id": self.id, "vmcore": self.vmcore, "vmlinux": self.vmlinux,
-                "release": self.dump.get("release"), "arch": self.dump.get("arch"),
-                "format": self.dump.get("format"), "created": self.created, "last_used": self.last_used,
-                "crash_pid": crash.pid if crash else None, "minimal": bool(crash and crash.minimal),
-                "drgn_pid": self.drgn.pid if self.drgn else None,
-                "crash_restarts": crash.restarts if crash else 0}
+        return {
+            "session_id": self.id,
+            "vmcore": self.vmcore,
+            "vmlinux": self.vmlinux,
+            "release": self.dump.get("release"),
+            "arch": self.dump.get("arch"),
+            "format": self.dump.get("format"),
+            "created": self.created,
+            "last_used": self.last_used,
+            "crash_pid": crash.pid if crash else None,
+            "minimal": bool(crash and crash.minimal),
+            "drgn_pid": self.drgn.pid if self.drgn else None,
+            "crash_restarts": crash.restarts if crash else 0,
+        }
 
     def close(self) -> None:
         if self.crash is not None:
@@ -78,9 +86,12 @@ class Sessions:
                 session.touch()
                 return session, True
             if len(self.by_id) >= self.max_sessions:
-                raise AgentError("too_many_sessions", "%d dump sessions are open on this host (the policy's cap)"
-                                 % len(self.by_id), hint="close one with session_close; sessions_list shows them",
-                                 rule="quota.dump_sessions")
+                raise AgentError(
+                    "too_many_sessions",
+                    "%d dump sessions are open on this host (the policy's cap)" % len(self.by_id),
+                    hint="close one with session_close; sessions_list shows them",
+                    rule="quota.dump_sessions",
+                )
             sid = "s%d" % next(self._ids)
             workdir = os.path.join(self.base_dir, sid)  # empty cwd for crash and drgn
             os.makedirs(workdir, mode=0o711, exist_ok=True)
@@ -91,9 +102,12 @@ class Sessions:
     def get(self, sid: str) -> Session:
         session = self.by_id.get(sid)
         if session is None:
-            raise AgentError("unknown_session", "no dump session %r on this host: it was closed, expired after "
-                             "%ds idle, or the agent restarted" % (sid, self.idle),
-                             hint="open it again with crash_open (sessions_list shows open ones)")
+            raise AgentError(
+                "unknown_session",
+                "no dump session %r on this host: it was closed, expired after "
+                "%ds idle, or the agent restarted" % (sid, self.idle),
+                hint="open it again with crash_open (sessions_list shows open ones)",
+            )
         session.touch()
         return session
 
@@ -108,14 +122,18 @@ class Sessions:
                 started = crash.start()
             except CrashError as exc:
                 self.close(session.id)
-                hint = "the dump is cut short (%d of %d bytes): copy it again from its source, or re-capture " \
-                    "it" % (session.dump["size"], session.dump["expected_size"]) if session.dump.get("truncated") \
+                hint = (
+                    "the dump is cut short (%d of %d bytes): copy it again from its source, or re-capture "
+                    "it" % (session.dump["size"], session.dump["expected_size"])
+                    if session.dump.get("truncated")
                     else "check that vmlinux matches the dump; dumps_list shows both"
+                )
                 raise AgentError("crash_failed", str(exc) + " (--minimal failed too)", hint=hint) from None
             except OSError as exc:
                 self.close(session.id)
-                raise AgentError("crash_failed", "cannot run %s: %s" % (binary, exc),
-                                 hint="install crash on this host") from None
+                raise AgentError(
+                    "crash_failed", "cannot run %s: %s" % (binary, exc), hint="install crash on this host"
+                ) from None
             if self._closed.is_set() or session.id not in self.by_id:  # closed while starting
                 crash.close()
                 raise AgentError("unknown_session", "session %s was closed while crash started" % session.id)
@@ -125,12 +143,19 @@ class Sessions:
                 session.notes.append(started["note"])
             return started
 
-    def drgn(self, session: Session, chosen: Dict[str, Any], worker: str, env: Dict[str, str],
-             preexec: Optional[Callable[[], None]]) -> DrgnWorker:
+    def drgn(
+        self,
+        session: Session,
+        chosen: Dict[str, Any],
+        worker: str,
+        env: Dict[str, str],
+        preexec: Optional[Callable[[], None]],
+    ) -> DrgnWorker:
         """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features)."""
         if session.drgn is None or session.drgn.proc is None:
-            drgn = DrgnWorker(str(chosen["python"]), worker, session.vmcore, session.vmlinux, session.workdir,
-                              env, preexec)
+            drgn = DrgnWorker(
+                str(chosen["python"]), worker, session.vmcore, session.vmlinux, session.workdir, env, preexec
+            )
             try:
                 drgn.start()
             except DrgnError as exc:
@@ -142,8 +167,9 @@ class Sessions:
         with self._lock:
             session = self.by_id.pop(sid, None)
             if session is None:
-                raise AgentError("unknown_session", "no dump session %r on this host" % sid,
-                                 hint="sessions_list shows the open ones")
+                raise AgentError(
+                    "unknown_session", "no dump session %r on this host" % sid, hint="sessions_list shows the open ones"
+                )
             self.by_key.pop((session.vmcore, session.vmlinux), None)
         info = session.info()
         session.close()
@@ -165,8 +191,11 @@ class Sessions:
         while not self._closed.wait(self.reap_every):
             now = time.time()
             for session in list(self.by_id.values()):
-                busy = session.opening.locked() or session.drgn_lock.locked() or \
-                    (session.crash is not None and session.crash.lock.locked())
+                busy = (
+                    session.opening.locked()
+                    or session.drgn_lock.locked()
+                    or (session.crash is not None and session.crash.lock.locked())
+                )
                 if not busy and now - session.last_used > self.idle:
                     try:
                         self.close(session.id)
@@ -181,9 +210,15 @@ def _drgn_failed(session: Session, chosen: Dict[str, Any], exc: DrgnError) -> Ag
         return AgentError("drgn_too_old", old, hint=drgn_pick.INSTALL_HINT)
     if fmt != "elf" and "could not open the dump" in str(exc):
         # drgn reads these through libkdumpfile, which needs what QEMU's and some kdump's files lack
-        return AgentError("drgn_unsupported", "drgn cannot read this %s dump %s (%s); crash reads it"
-                          % (fmt, session.vmcore, str(exc).split(": ", 1)[-1]),
-                          hint="use crash_run on this session; drgn needs an ELF vmcore (have kdump write "
-                               "ELF, makedumpfile -E, for the next dumps)")
-    return AgentError("drgn_failed", str(exc), hint="is drgn importable by %s? (pip install drgn; policy key "
-                      "drgn_python picks the interpreter)" % python)
+        return AgentError(
+            "drgn_unsupported",
+            "drgn cannot read this %s dump %s (%s); crash reads it"
+            % (fmt, session.vmcore, str(exc).split(": ", 1)[-1]),
+            hint="use crash_run on this session; drgn needs an ELF vmcore (have kdump write "
+            "ELF, makedumpfile -E, for the next dumps)",
+        )
+    return AgentError(
+        "drgn_failed",
+        str(exc),
+        hint="is drgn importable by %s? (pip install drgn; policy key drgn_python picks the interpreter)" % python,
+    )

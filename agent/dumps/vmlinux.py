@@ -12,14 +12,15 @@ from . import formats
 def candidates(release: str, dump_path: str, extra_dirs: List[str]) -> List[str]:
     """Where a vmlinux for `release` usually lies, most specific first."""
     dump_dir = os.path.dirname(dump_path)
-    paths = ["/usr/lib/debug/boot/vmlinux-%s" % release,
-             "/usr/lib/debug/lib/modules/%s/vmlinux" % release,
-             "/boot/vmlinux-%s" % release,
-             os.path.join(dump_dir, "vmlinux-%s" % release),
-             os.path.join(dump_dir, "vmlinux")]
+    paths = [
+        "/usr/lib/debug/boot/vmlinux-%s" % release,
+        "/usr/lib/debug/lib/modules/%s/vmlinux" % release,
+        "/boot/vmlinux-%s" % release,
+        os.path.join(dump_dir, "vmlinux-%s" % release),
+        os.path.join(dump_dir, "vmlinux"),
+    ]
     for directory in extra_dirs:
-        paths += [os.path.join(directory, "vmlinux-%s" % release),
-                  os.path.join(directory, release, "vmlinux")]
+        paths += [os.path.join(directory, "vmlinux-%s" % release), os.path.join(directory, release, "vmlinux")]
     return paths
 
 
@@ -33,18 +34,27 @@ def build_id(path: str) -> Optional[str]:
 def check(vmlinux: str, dump: Dict[str, Any]) -> str:
     """`vmlinux` (given by the caller) if it is an ELF file whose build id matches the dump's."""
     if not os.path.isfile(vmlinux):
-        raise AgentError("not_found", "vmlinux %s does not exist" % vmlinux,
-                         hint="omit vmlinux to have the agent find the matching one")
+        raise AgentError(
+            "not_found",
+            "vmlinux %s does not exist" % vmlinux,
+            hint="omit vmlinux to have the agent find the matching one",
+        )
     try:
         found = formats.elf_build_id(vmlinux)
     except (OSError, formats.NotADump) as exc:
-        raise AgentError("wrong_vmlinux", "%s is not a vmlinux (ELF) file: %s" % (vmlinux, exc),
-                         hint="pass the uncompressed vmlinux with debuginfo, not vmlinuz")
+        raise AgentError(
+            "wrong_vmlinux",
+            "%s is not a vmlinux (ELF) file: %s" % (vmlinux, exc),
+            hint="pass the uncompressed vmlinux with debuginfo, not vmlinuz",
+        ) from None
     want = dump.get("build_id")
     if want and found != want:
-        raise AgentError("wrong_vmlinux", "vmlinux %s does not match the dump: its build id is %s, the dump's "
-                         "kernel (%s) has %s" % (vmlinux, found, dump.get("release"), want),
-                         hint=install_hint(dump.get("release") or "?"))
+        raise AgentError(
+            "wrong_vmlinux",
+            "vmlinux %s does not match the dump: its build id is %s, the dump's "
+            "kernel (%s) has %s" % (vmlinux, found, dump.get("release"), want),
+            hint=install_hint(dump.get("release") or "?"),
+        )
     return os.path.realpath(vmlinux)
 
 
@@ -52,8 +62,11 @@ def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
     """The first candidate that exists and matches; a miss lists where we looked."""
     release = dump.get("release")
     if not release:
-        raise AgentError("no_release", "the dump %s carries no kernel release (no VMCOREINFO)" % dump["path"],
-                         hint="pass vmlinux explicitly")
+        raise AgentError(
+            "no_release",
+            "the dump %s carries no kernel release (no VMCOREINFO)" % dump["path"],
+            hint="pass vmlinux explicitly",
+        )
     looked: List[str] = []
     for path in candidates(release, dump["path"], extra_dirs):
         if not os.path.isfile(path):
@@ -64,8 +77,12 @@ def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
             looked.append("%s (build id %s, dump has %s)" % (path, found, dump["build_id"]))
             continue
         return {"path": os.path.realpath(path), "build_id": found, "checked": bool(dump.get("build_id"))}
-    raise AgentError("no_vmlinux", "no vmlinux matching kernel %s; looked in: %s" % (release, "; ".join(looked)),
-                     hint=install_hint(release), looked=looked)
+    raise AgentError(
+        "no_vmlinux",
+        "no vmlinux matching kernel %s; looked in: %s" % (release, "; ".join(looked)),
+        hint=install_hint(release),
+        looked=looked,
+    )
 
 
 def install_hint(release: str) -> str:

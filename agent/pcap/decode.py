@@ -65,7 +65,7 @@ def _ipv4(data: bytes, off: int) -> Optional[Packet]:
 def _ipv6(data: bytes, off: int) -> Optional[Packet]:
     plen = _H(data, off + 4)[0]
     proto = data[off + 6]
-    src, dst = data[off + 8:off + 24], data[off + 24:off + 40]
+    src, dst = data[off + 8 : off + 24], data[off + 24 : off + 40]
     pos = off + 40
     while proto in _V6_EXT or proto == 44:
         nxt = data[pos]
@@ -76,8 +76,9 @@ def _ipv6(data: bytes, off: int) -> Optional[Packet]:
     return _transport(data, proto, src, dst, 0, pos, plen, off)
 
 
-def _transport(data: bytes, proto: int, src: bytes, dst: bytes, ipid: int, pos: int, length: int,
-               ip_off: int) -> Packet:
+def _transport(
+    data: bytes, proto: int, src: bytes, dst: bytes, ipid: int, pos: int, length: int, ip_off: int
+) -> Packet:
     if proto == TCP:
         sport, dport, seq, ack, hl, flags, win = _TCP(data, pos)
         hl = (hl >> 4) * 4
@@ -99,12 +100,20 @@ def endpoint(raw: bytes, port: int) -> str:
     return ("%s:%d" if len(raw) == 4 else "[%s]:%d") % (text, port)
 
 
-PROTO_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "icmp6", 2: "igmp", 47: "gre", 50: "esp",
-               89: "ospf", 132: "sctp"}
+PROTO_NAMES = {
+    TCP: "tcp",
+    UDP: "udp",
+    ICMP: "icmp",
+    ICMP6: "icmp6",
+    2: "igmp",
+    47: "gre",
+    50: "esp",
+    89: "ospf",
+    132: "sctp",
+}
 
 
 def flag_text(flags: int) -> str:
     """tcpdump's notation: S, F, R, P, . for ACK."""
-    text = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
-                   if flags & bit)
+    text = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U")) if flags & bit)
     return text + ("." if flags & ACK else "")

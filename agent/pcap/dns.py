@@ -6,8 +6,19 @@ import struct
 from typing import List, Optional, Tuple
 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
-          33: "SRV", 65: "HTTPS", 255: "ANY"}
+QTYPES = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    65: "HTTPS",
+    255: "ANY",
+}
 _HDR = struct.Struct("!HHHHHH").unpack_from
 MAX_NAME = 80
 
@@ -38,7 +49,7 @@ def _qname(data: bytes, pos: int) -> Tuple[str, int]:
             return ".".join(labels)[:MAX_NAME] or ".", pos + 1
         if size & 0xC0:  # no compression in a question; stop rather than follow it
             break
-        labels.append(data[pos + 1:pos + 1 + size].decode("ascii", "replace"))
+        labels.append(data[pos + 1 : pos + 1 + size].decode("ascii", "replace"))
         pos += 1 + size
     return ".".join(labels)[:MAX_NAME] + "\u2026", len(data)
 

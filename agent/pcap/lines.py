@@ -85,7 +85,14 @@ def _describe(p: Optional[Packet], wire: int) -> str:
     name = PROTO_NAMES.get(proto, str(proto))
     if proto == TCP:
         return "tcp %s > %s [%s] seq %d ack %d win %d len %d" % (
-            endpoint(p[1], p[3]), endpoint(p[2], p[4]), flag_text(p[6]), p[7], p[8], p[9], p[10])
+            endpoint(p[1], p[3]),
+            endpoint(p[2], p[4]),
+            flag_text(p[6]),
+            p[7],
+            p[8],
+            p[9],
+            p[10],
+        )
     if proto == UDP:
         return "udp %s > %s len %d" % (endpoint(p[1], p[3]), endpoint(p[2], p[4]), p[10])
     if proto in (ICMP, ICMP6):
@@ -93,8 +100,9 @@ def _describe(p: Optional[Packet], wire: int) -> str:
     return "%s %s > %s len %d" % (name, addr(p[1]), addr(p[2]), p[10])
 
 
-def fingerprints(records: Iterable[Record], proto: int, src: bytes, sport: int, dst: bytes, dport: int,
-                 limit: int) -> List[Tuple[int, str]]:
+def fingerprints(
+    records: Iterable[Record], proto: int, src: bytes, sport: int, dst: bytes, dport: int, limit: int
+) -> List[Tuple[int, str]]:
     """(packet number, identity) of the packets src sent to dst: the same packet seen on two hosts
     has the same identity (IP id, TCP seq/ack/flags, length)."""
     out: List[Tuple[int, str]] = []

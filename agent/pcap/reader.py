@@ -9,8 +9,12 @@ from typing import Iterator, List, Tuple
 # (packet number, timestamp, wire length, linktype, captured bytes)
 Record = Tuple[int, float, int, int, bytes]
 
-MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-          b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
+MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
 CHUNK = 1 << 22
 
 
@@ -62,5 +66,5 @@ def _file_records(path: str) -> Iterator[Tuple[float, int, int, bytes]]:
                 stop = pos + 16 + incl
                 if stop > end:
                     break
-                yield sec + frac * unit, orig, link, buf[pos + 16:stop]
+                yield sec + frac * unit, orig, link, buf[pos + 16 : stop]
                 pos = stop

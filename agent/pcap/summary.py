@@ -19,11 +19,24 @@ PENDING_GRACE = 1.0  # a query younger than this at the end of the capture may s
 class Conv:
     """A conversation: the 5-tuple seen from its client (who sent first, or the SYN)."""
 
-    __slots__ = ("cid", "proto", "client", "cport", "server", "sport", "pkts", "bytes", "first", "last",
-                 "first_num", "tcp")
+    __slots__ = (
+        "bytes",
+        "cid",
+        "client",
+        "cport",
+        "first",
+        "first_num",
+        "last",
+        "pkts",
+        "proto",
+        "server",
+        "sport",
+        "tcp",
+    )
 
-    def __init__(self, cid: int, proto: int, client: bytes, cport: int, server: bytes, sport: int,
-                 ts: float, num: int) -> None:
+    def __init__(
+        self, cid: int, proto: int, client: bytes, cport: int, server: bytes, sport: int, ts: float, num: int
+    ) -> None:
         self.cid, self.proto = cid, proto
         self.client, self.cport, self.server, self.sport = client, cport, server, sport
         self.pkts = [0, 0]
@@ -62,7 +75,7 @@ class Summariser:
                 self.non_ip[link] += 1
                 continue
             proto, src, dst, sp, dp = p[0], p[1], p[2], p[3], p[4]
-            if proto == ICMP or proto == ICMP6:
+            if proto in (ICMP, ICMP6):
                 sp = dp = 0
             entry = convs.get((proto, src, sp, dst, dp))
             if entry is None:
@@ -82,13 +95,17 @@ class Summariser:
             if proto == TCP:
                 plen = p[10]
                 assert conv.tcp is not None
-                if update(conv.tcp, d, num, ts, p[6], p[7], p[8], p[9], plen) and plen > 0 \
-                        and p[11] < len(data) and data[p[11]] in APP_FIRST:
-                    self._app(conv, d, num, ts, data[p[11]:])
+                if (
+                    update(conv.tcp, d, num, ts, p[6], p[7], p[8], p[9], plen)
+                    and plen > 0
+                    and p[11] < len(data)
+                    and data[p[11]] in APP_FIRST
+                ):
+                    self._app(conv, d, num, ts, data[p[11] :])
             elif proto == UDP:
                 if (sp in DNS_PORTS or dp in DNS_PORTS) and p[11] < len(data):
-                    self._dns(src, sp, dst, dp, num, ts, data[p[11]:])
-            elif proto == ICMP or proto == ICMP6:
+                    self._dns(src, sp, dst, dp, num, ts, data[p[11] :])
+            elif proto in (ICMP, ICMP6):
                 self._icmp(p, data, num)
         if self.first_ts is None and order:
             self.first_ts = order[0].first
@@ -128,6 +145,7 @@ class Summariser:
         found = icmp.error(p[0], p[3], p[4], data, p[11])
         if found is not None:
             from .decode import addr
+
             key = (found[0], addr(p[1]), found[1])
             self.icmp[key] += 1
             self.icmp_nums.setdefault(key, num)
@@ -149,6 +167,7 @@ def summarise(records: Iterable[Record]) -> Summariser:
 
 def conv_key_text(conv: Conv) -> str:
     from .decode import PROTO_NAMES, addr, endpoint
+
     name = PROTO_NAMES.get(conv.proto, str(conv.proto))
     if conv.proto in (TCP, UDP):
         return "%s %s>%s" % (name, endpoint(conv.client, conv.cport), endpoint(conv.server, conv.sport))
@@ -158,8 +177,17 @@ def conv_key_text(conv: Conv) -> str:
 def flows(summariser: Summariser, limit: int) -> List[Dict[str, Any]]:
     """Per-conversation packet counts by direction (for correlating hosts), busiest first."""
     ranked = sorted(summariser.order, key=lambda c: -(c.pkts[0] + c.pkts[1]))[:limit]
-    return [{"cid": "c%d" % c.cid, "flow": conv_key_text(c), "sent": c.pkts[0], "returned": c.pkts[1],
-             "first": c.first, "last": c.last} for c in ranked]
+    return [
+        {
+            "cid": "c%d" % c.cid,
+            "flow": conv_key_text(c),
+            "sent": c.pkts[0],
+            "returned": c.pkts[1],
+            "first": c.first,
+            "last": c.last,
+        }
+        for c in ranked
+    ]
 
 
 def window(summariser: Summariser) -> Optional[List[float]]:

@@ -18,8 +18,24 @@ EVIDENCE = 5  # packet numbers kept per kind of trouble and conversation
 
 
 class TcpState:
-    __slots__ = ("nxt", "adv_ts", "last_ack", "last_win", "syn_ts", "syn_num", "syns", "synack_ts",
-                 "rtt", "ack_ts", "rst_dir", "rst_num", "fins", "counts", "evidence", "requests")
+    __slots__ = (
+        "ack_ts",
+        "adv_ts",
+        "counts",
+        "evidence",
+        "fins",
+        "last_ack",
+        "last_win",
+        "nxt",
+        "requests",
+        "rst_dir",
+        "rst_num",
+        "rtt",
+        "syn_num",
+        "syn_ts",
+        "synack_ts",
+        "syns",
+    )
 
     def __init__(self) -> None:
         self.nxt: List[Optional[int]] = [None, None]
@@ -30,7 +46,7 @@ class TcpState:
         self.syn_num = 0
         self.syns = 0
         self.synack_ts: Optional[float] = None
-        self.rtt: Optional[float] = None        # SYN -> SYN/ACK as seen here
+        self.rtt: Optional[float] = None  # SYN -> SYN/ACK as seen here
         self.ack_ts: Optional[float] = None
         self.rst_dir = -1
         self.rst_num = 0
@@ -57,8 +73,7 @@ class TcpState:
         return "open"
 
 
-def update(st: TcpState, d: int, num: int, ts: float, flags: int, seq: int, ack: int, win: int,
-           plen: int) -> bool:
+def update(st: TcpState, d: int, num: int, ts: float, flags: int, seq: int, ack: int, win: int, plen: int) -> bool:
     """Account one segment sent in direction d (0 = client to server); True if it carries new data."""
     if flags & SYN:
         if flags & ACK:

@@ -16,18 +16,18 @@ def client_hello(payload: bytes) -> Optional[Tuple[str, str]]:
     version = _H(payload, 9)[0]
     sni = ""
     try:
-        pos = 43                                   # record 5 + handshake 4 + version 2 + random 32
-        pos += 1 + payload[pos]                    # session id
-        pos += 2 + _H(payload, pos)[0]             # cipher suites
-        pos += 1 + payload[pos]                    # compression methods
+        pos = 43  # record 5 + handshake 4 + version 2 + random 32
+        pos += 1 + payload[pos]  # session id
+        pos += 2 + _H(payload, pos)[0]  # cipher suites
+        pos += 1 + payload[pos]  # compression methods
         end = min(len(payload), pos + 2 + _H(payload, pos)[0])
         pos += 2
         while pos + 4 <= end:
             kind, size = _H(payload, pos)[0], _H(payload, pos + 2)[0]
-            body = payload[pos + 4:pos + 4 + size]
+            body = payload[pos + 4 : pos + 4 + size]
             if kind == 0 and len(body) >= 5:
-                sni = body[5:5 + _H(body, 3)[0]].decode("ascii", "replace")
-            elif kind == 43 and body:              # supported_versions: the best one offered
+                sni = body[5 : 5 + _H(body, 3)[0]].decode("ascii", "replace")
+            elif kind == 43 and body:  # supported_versions: the best one offered
                 offered = [_H(body, i)[0] for i in range(1, 1 + body[0], 2) if i + 2 <= len(body)]
                 known = [v for v in offered if v in VERSIONS]
                 version = max(known) if known else version

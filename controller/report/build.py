@@ -33,16 +33,19 @@ async def report_build(rt: Runtime, title: str, include: list[str], path: Path |
     if not title.strip():
         raise UsageError("a report needs a title", "e.g. title='web latency 2026-12-01'")
     if not include or len(include) > MAX_INCLUDE:
-        raise UsageError(f"include 1..{MAX_INCLUDE} ids, got {len(include)}",
-                         "job ids (J3), session and output ids (HOST:ID) as tools returned them")
+        raise UsageError(
+            f"include 1..{MAX_INCLUDE} ids, got {len(include)}",
+            "job ids (J3), session and output ids (HOST:ID) as tools returned them",
+        )
     report = await gather(rt, title.strip(), include)
     target = path or _default_path(title)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(render(report), encoding="utf-8")
     tmp.replace(target)
-    return ReportResult(path=str(target), summary=_summary(report),
-                        missing=[MissingId(id=ref, why=why) for ref, why in report.missing])
+    return ReportResult(
+        path=str(target), summary=_summary(report), missing=[MissingId(id=ref, why=why) for ref, why in report.missing]
+    )
 
 
 def _default_path(title: str) -> Path:
@@ -52,9 +55,14 @@ def _default_path(title: str) -> Path:
 
 def _summary(report: ReportData) -> str:
     parts = [f"{len(report.hosts)} host(s)"]
-    counts = [(len(report.triage), "triage group(s)"), (len(report.maps), "bpftrace map(s)"),
-              (len(report.captures), "capture(s)"), (len(report.sessions), "session(s)"),
-              (len(report.outputs), "output(s)"), (len(report.timeline), "audited call(s)")]
+    counts = [
+        (len(report.triage), "triage group(s)"),
+        (len(report.maps), "bpftrace map(s)"),
+        (len(report.captures), "capture(s)"),
+        (len(report.sessions), "session(s)"),
+        (len(report.outputs), "output(s)"),
+        (len(report.timeline), "audited call(s)"),
+    ]
     parts += [f"{n} {what}" for n, what in counts if n]
     if report.missing:
         parts.append(f"{len(report.missing)} id(s) not found: {', '.join(ref for ref, _ in report.missing)}")

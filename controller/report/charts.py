@@ -27,6 +27,7 @@ def _pyplot() -> Any:
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -70,8 +71,11 @@ def per_host(name: str, figures: list[dict[str, Any]], outliers: set[str]) -> Ch
     key = "p99" if any(f.get("p99") is not None for f in figures) else "value"
     shown = [f for f in figures if f.get(key) is not None]
     fig, ax = _pyplot().subplots(figsize=(WIDTH, HEIGHT))
-    ax.bar(range(len(shown)), [float(f[key]) for f in shown],
-           color=[OUTLIER if f["host"] in outliers else NORMAL for f in shown])
+    ax.bar(
+        range(len(shown)),
+        [float(f[key]) for f in shown],
+        color=[OUTLIER if f["host"] in outliers else NORMAL for f in shown],
+    )
     ax.set_xticks(range(len(shown)), [f["host"] for f in shown], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel(key)
     ax.set_title(f"{name}: {key} per host (outliers in red)", fontsize=10)

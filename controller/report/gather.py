@@ -70,8 +70,11 @@ def _hosts_of(kept: Kept) -> set[str]:
 
 
 def _is_session(ref: str, kept: list[Kept]) -> bool:
-    return any(k.tool in ("crash_triage", "crash_open") and ref in _session_refs(k.data) | {
-        k.data.get("session", {}).get("session_id")} for k in kept)
+    return any(
+        k.tool in ("crash_triage", "crash_open")
+        and ref in _session_refs(k.data) | {k.data.get("session", {}).get("session_id")}
+        for k in kept
+    )
 
 
 async def _fetch(rt: Runtime, report: ReportData, ref: str, quiet: bool = False) -> bool:

@@ -18,14 +18,19 @@ figure{margin:.8em 0}figcaption{font-size:.9em;color:#556}"""
 
 
 def render(report: ReportData) -> str:
-    body = [f"<h1>{escape(report.title)}</h1>",
-            f"<p>Written {escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))} by crashfleet; "
-            f"hosts: {escape(', '.join(sorted(report.hosts)) or 'none')}.</p>"]
+    body = [
+        f"<h1>{escape(report.title)}</h1>",
+        f"<p>Written {escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))} by crashfleet; "
+        f"hosts: {escape(', '.join(sorted(report.hosts)) or 'none')}.</p>",
+    ]
     body += _missing(report) + _facts(report) + _triage(report) + _maps(report) + _captures(report)
     body += _sessions(report) + _outputs(report) + _timeline(report)
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{escape(report.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(report.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -44,27 +49,45 @@ def _cell(value: Any) -> str:
 def _missing(report: ReportData) -> list[str]:
     if not report.missing:
         return []
-    return ["<h2>Not included</h2>", "<p class=\"missing\">These ids were not found (unknown or expired):</p>",
-            _table(["id", "why"], [[_cell(ref), _cell(why)] for ref, why in report.missing])]
+    return [
+        "<h2>Not included</h2>",
+        '<p class="missing">These ids were not found (unknown or expired):</p>',
+        _table(["id", "why"], [[_cell(ref), _cell(why)] for ref, why in report.missing]),
+    ]
 
 
 def _facts(report: ReportData) -> list[str]:
     if not report.facts:
         return []
     keys = sorted({k for g in report.facts["groups"] for k in (g.get("data") or {})})
-    rows = [[_cell(g["hosts"]), _cell(g["status"])] + [_cell((g.get("data") or {}).get(k)) for k in keys]
-            for g in report.facts["groups"]]
-    rows += [[_cell(e["host"]), _cell(e["status"]), _cell(e["message"])] + [""] * (len(keys) - 1)
-             for e in report.facts.get("errors", [])] if keys else []
+    rows = [
+        [_cell(g["hosts"]), _cell(g["status"])] + [_cell((g.get("data") or {}).get(k)) for k in keys]
+        for g in report.facts["groups"]
+    ]
+    rows += (
+        [
+            [_cell(e["host"]), _cell(e["status"]), _cell(e["message"])] + [""] * (len(keys) - 1)
+            for e in report.facts.get("errors", [])
+        ]
+        if keys
+        else []
+    )
     return ["<h2>Fleet facts</h2>", _table(["hosts", "status", *map(escape, keys)], rows)]
 
 
 def _triage(report: ReportData) -> list[str]:
     if not report.triage:
         return []
-    rows = [[_cell(g["count"]), _cell(g["hosts"]), _cell(g.get("panic")),
-             "<br>".join(_cell(f) for f in g.get("frames", [])[:8]), _cell(g.get("release"))]
-            for g in sorted(report.triage, key=lambda g: -int(g["count"]))]
+    rows = [
+        [
+            _cell(g["count"]),
+            _cell(g["hosts"]),
+            _cell(g.get("panic")),
+            "<br>".join(_cell(f) for f in g.get("frames", [])[:8]),
+            _cell(g.get("release")),
+        ]
+        for g in sorted(report.triage, key=lambda g: -int(g["count"]))
+    ]
     return ["<h2>Crash triage</h2>", _table(["hosts #", "hosts", "panic", "top frames", "kernel"], rows)]
 
 
@@ -79,20 +102,34 @@ def _maps(report: ReportData) -> list[str]:
         outliers = {o["host"] for o in merged.get("outliers", [])}
         if merged.get("per_host"):
             parts.append(_figure(charts.per_host(merged["name"], merged["per_host"], outliers)))
-            parts.append(_table(["host", "value", "count", "p50", "p99"],
-                                [[_cell(f["host"]) + (" (outlier)" if f["host"] in outliers else "")]
-                                 + [_cell(f.get(k)) for k in ("value", "count", "p50", "p99")]
-                                 for f in merged["per_host"]]))
+            parts.append(
+                _table(
+                    ["host", "value", "count", "p50", "p99"],
+                    [
+                        [_cell(f["host"]) + (" (outlier)" if f["host"] in outliers else "")]
+                        + [_cell(f.get(k)) for k in ("value", "count", "p50", "p99")]
+                        for f in merged["per_host"]
+                    ],
+                )
+            )
         if merged.get("outliers"):
-            parts.append(_table(["outlier", "figure", "value", "fleet median", "why"],
-                                [[_cell(o[k]) for k in ("host", "figure", "value", "fleet_median", "why")]
-                                 for o in merged["outliers"]]))
+            parts.append(
+                _table(
+                    ["outlier", "figure", "value", "fleet median", "why"],
+                    [
+                        [_cell(o[k]) for k in ("host", "figure", "value", "fleet_median", "why")]
+                        for o in merged["outliers"]
+                    ],
+                )
+            )
     return parts
 
 
 def _figure(chart: charts.Chart) -> str:
-    return (f"<figure><img src=\"{chart.src}\" width=\"{chart.width}\" height=\"{chart.height}\" "
-            f"alt=\"{escape(chart.title)}\"><figcaption>{escape(chart.title)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{chart.src}" width="{chart.width}" height="{chart.height}" '
+        f'alt="{escape(chart.title)}"><figcaption>{escape(chart.title)}</figcaption></figure>'
+    )
 
 
 def _captures(report: ReportData) -> list[str]:
@@ -100,17 +137,29 @@ def _captures(report: ReportData) -> list[str]:
     for summary in report.captures:
         parts.append(f"<h2>Capture {escape(summary['job_id'])}</h2>")
         problems = summary.get("problems", [])
-        parts.append("<h3>Problems, ranked</h3>" + (_table(
-            ["#", "problem"], [[str(i), _cell(p)] for i, p in enumerate(problems, 1)]) if problems
-            else "<p>No problems found.</p>"))
+        parts.append(
+            "<h3>Problems, ranked</h3>"
+            + (
+                _table(["#", "problem"], [[str(i), _cell(p)] for i, p in enumerate(problems, 1)])
+                if problems
+                else "<p>No problems found.</p>"
+            )
+        )
         if summary.get("lost_between_hosts"):
-            parts.append("<h3>Lost between hosts</h3>" + _table(
-                ["loss"], [[_cell(loss)] for loss in summary["lost_between_hosts"]]))
+            parts.append(
+                "<h3>Lost between hosts</h3>"
+                + _table(["loss"], [[_cell(loss)] for loss in summary["lost_between_hosts"]])
+            )
         for host, data in sorted(summary.get("hosts", {}).items()):
             conversations = data.get("conversations") or []
-            parts.append(f"<h3>Conversations on {escape(host)}</h3>" + (_table(
-                ["conversation"], [[_cell(c)] for c in conversations[:20]]) if conversations
-                else "<p>None.</p>"))
+            parts.append(
+                f"<h3>Conversations on {escape(host)}</h3>"
+                + (
+                    _table(["conversation"], [[_cell(c)] for c in conversations[:20]])
+                    if conversations
+                    else "<p>None.</p>"
+                )
+            )
     return parts
 
 
@@ -132,6 +181,14 @@ def _outputs(report: ReportData) -> list[str]:
 def _timeline(report: ReportData) -> list[str]:
     if not report.timeline:
         return []
-    rows = [[_cell(time.strftime("%H:%M:%S", time.localtime(e["ts"]))), _cell(e.get("who")), _cell(e.get("host")),
-             _cell(e.get("method")), _cell(e.get("outcome"))] for e in report.timeline]
+    rows = [
+        [
+            _cell(time.strftime("%H:%M:%S", time.localtime(e["ts"]))),
+            _cell(e.get("who")),
+            _cell(e.get("host")),
+            _cell(e.get("method")),
+            _cell(e.get("outcome")),
+        ]
+        for e in report.timeline
+    ]
     return ["<h2>Timeline (audit log)</h2>", _table(["time", "who", "host", "call", "outcome"], rows)]

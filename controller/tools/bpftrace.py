@@ -29,15 +29,24 @@ from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDr
 from .common import digest, host_deadline, lost_job, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
-PROGRAM_ERRORS = ("compile_error", "unsafe_program", "bad_params", "bad_program", "unknown_tool",
-                  "unknown_probe", "policy_denied", "tool_cannot_run")
+PROGRAM_ERRORS = (
+    "compile_error",
+    "unsafe_program",
+    "bad_params",
+    "bad_program",
+    "unknown_tool",
+    "unknown_probe",
+    "policy_denied",
+    "tool_cannot_run",
+)
 MAX_DRIFT_LISTED = 30
 RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
 
 
-async def bpftrace_info(rt: Runtime, pattern: str = "all", timeout: float | None = None,
-                        progress: Progress | None = None) -> FanoutResult:
+async def bpftrace_info(
+    rt: Runtime, pattern: str = "all", timeout: float | None = None, progress: Progress | None = None
+) -> FanoutResult:
     """Version, features, BTF, tracefs and probe types per host, grouped."""
     mounted: list[str] = []
 
@@ -49,16 +58,22 @@ async def bpftrace_info(rt: Runtime, pattern: str = "all", timeout: float | None
         data["features"] = {k: v for k, v in data.get("features", {}).items() if k != "System"}
         return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), info, deadline=host_deadline(rt, timeout),
-                                               progress=progress)
+    outcomes, elapsed = await rt.fleet.fan_out(
+        rt.fleet.match(pattern), info, deadline=host_deadline(rt, timeout), progress=progress
+    )
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     if mounted:
         result.note = f"the agent mounted tracefs on {fold(mounted)} (policy bpftrace_mount_tracefs)"
     return result
 
 
-async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None = None,
-                          timeout: float | None = None, progress: Progress | None = None) -> BpftraceProbes:
+async def bpftrace_probes(
+    rt: Runtime,
+    pattern: str = "all",
+    filter: str | None = None,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> BpftraceProbes:
     """`bpftrace -l [filter]` per host, grouped and paged; names the probes some hosts lack."""
     deadline = host_deadline(rt, timeout)
     params = {"filter": filter, "page_bytes": rt.settings.page_chars}
@@ -72,12 +87,18 @@ async def bpftrace_probes(rt: Runtime, pattern: str = "all", filter: str | None 
         data = {"count": found["count"], "types": found["types"]}
         if found.get("tracefs_error"):
             data["tracefs"] = found["tracefs_error"]
-        return HostOutcome(host.name, "ok", key=found["sha256"], output=page.get("text"),
-                           output_id=f"{host.name}:{found['output_id']}", next_cursor=page.get("next_cursor"),
-                           total_lines=found["count"], data=data)
+        return HostOutcome(
+            host.name,
+            "ok",
+            key=found["sha256"],
+            output=page.get("text"),
+            output_id=f"{host.name}:{found['output_id']}",
+            next_cursor=page.get("next_cursor"),
+            total_lines=found["count"],
+            data=data,
+        )
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline,
-                                               progress=progress)
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline, progress=progress)
     _raise_if_program_error(outcomes)
     fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result = BpftraceProbes(**fanout.model_dump())
@@ -95,8 +116,9 @@ async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list
         groups.setdefault(outcome.key, []).append(outcome.host)
 
     async def full(host: str) -> set[str]:
-        found = await rt.fleet.call(rt.fleet.host(host), "bpftrace.probes",
-                                    {"filter": filter, "full": True, "page_bytes": 256})
+        found = await rt.fleet.call(
+            rt.fleet.host(host), "bpftrace.probes", {"filter": filter, "full": True, "page_bytes": 256}
+        )
         return set(found["probes"])
 
     sets = await asyncio.gather(*(full(hosts[0]) for hosts in groups.values()))
@@ -104,14 +126,17 @@ async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list
     drift = []
     for hosts, probes in zip(groups.values(), sets):
         lacks = sorted(union - probes)
-        drift.append(ProbeDrift(hosts=fold(hosts), count=len(probes), lacks_count=len(lacks),
-                                lacks=lacks[:MAX_DRIFT_LISTED]))
+        drift.append(
+            ProbeDrift(hosts=fold(hosts), count=len(probes), lacks_count=len(lacks), lacks=lacks[:MAX_DRIFT_LISTED])
+        )
     return sorted(drift, key=lambda d: -d.lacks_count)
 
 
-async def bpftrace_tools(rt: Runtime, pattern: str = "all", timeout: float | None = None,
-                         progress: Progress | None = None) -> BpftraceTools:
+async def bpftrace_tools(
+    rt: Runtime, pattern: str = "all", timeout: float | None = None, progress: Progress | None = None
+) -> BpftraceTools:
     """The vetted tool library and, per tool, the hosts that can run it (and why others cannot)."""
+
     async def tools(host: Host) -> HostOutcome:
         found = await rt.fleet.call(host, "bpftrace.tools")
         return HostOutcome(host.name, "ok", key="tools", data=found)
@@ -125,8 +150,16 @@ async def bpftrace_tools(rt: Runtime, pattern: str = "all", timeout: float | Non
     for outcome in outcomes:
         for tool in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
             name = tool["name"]
-            entries.setdefault(name, ToolEntry(name=name, source=tool["source"], description=tool["description"],
-                                               args=[_arg_text(a) for a in tool["args"]], runs_on=""))
+            entries.setdefault(
+                name,
+                ToolEntry(
+                    name=name,
+                    source=tool["source"],
+                    description=tool["description"],
+                    args=[_arg_text(a) for a in tool["args"]],
+                    runs_on="",
+                ),
+            )
             if tool["runnable"]:
                 runs.setdefault(name, []).append(outcome.host)
             else:
@@ -137,19 +170,32 @@ async def bpftrace_tools(rt: Runtime, pattern: str = "all", timeout: float | Non
     failed = [o for o in outcomes if o.status != "ok"]
     errors = group_outcomes(failed, elapsed, rt.settings.page_chars) if failed else None
     ordered = sorted(entries.values(), key=lambda e: (e.source != "crashfleet", not e.runs_on, e.name))
-    return BpftraceTools(hosts=fold(o.host for o in outcomes if o.status == "ok"), tools=ordered, errors=errors,
-                         note="run one with bpftrace_run(tool=NAME, args={...}); distro tools end in .bt")
+    return BpftraceTools(
+        hosts=fold(o.host for o in outcomes if o.status == "ok"),
+        tools=ordered,
+        errors=errors,
+        note="run one with bpftrace_run(tool=NAME, args={...}); distro tools end in .bt",
+    )
 
 
-async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = None, tool: str | None = None,
-                       args: dict[str, Any] | None = None, duration: float = 10.0, timeout: float | None = None,
-                       progress: Progress | None = None) -> BpftraceRun:
+async def bpftrace_run(
+    rt: Runtime,
+    pattern: str = "all",
+    program: str | None = None,
+    tool: str | None = None,
+    args: dict[str, Any] | None = None,
+    duration: float = 10.0,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> BpftraceRun:
     """Run a program or a library tool for `duration` seconds on every host; maps merged fleet-wide."""
     if (program is None) == (tool is None):
         raise UsageError("give exactly one of program or tool", "bpftrace_tools lists the tools")
     if not 0 < duration <= 3600:
-        raise UsageError(f"duration must be between 0 and 3600 s, got {duration}",
-                         "hosts cap it lower (policy bpftrace_max_duration, 60 s by default)")
+        raise UsageError(
+            f"duration must be between 0 and 3600 s, got {duration}",
+            "hosts cap it lower (policy bpftrace_max_duration, 60 s by default)",
+        )
     for key, value in (args or {}).items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise UsageError(f"args[{key!r}] must be a string or a number")
@@ -157,8 +203,13 @@ async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = 
     # (long enough to catch compile errors, which come back within a second).
     wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
     deadline = max(host_deadline(rt, timeout), wait + 15.0)
-    params = {"program": program, "tool": tool, "args": args or {}, "duration": duration,
-              "page_bytes": rt.settings.page_chars}
+    params = {
+        "program": program,
+        "tool": tool,
+        "args": args or {},
+        "duration": duration,
+        "page_bytes": rt.settings.page_chars,
+    }
 
     async def run(host: Host) -> HostOutcome:
         started = time.monotonic()
@@ -171,21 +222,23 @@ async def bpftrace_run(rt: Runtime, pattern: str = "all", program: str | None = 
         return _outcome(host.name, status)
 
     hosts = rt.fleet.match(pattern)
-    outcomes, elapsed = await _ticking(rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress),
-                                       progress, wait)
+    outcomes, elapsed = await _ticking(
+        rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress), progress, wait
+    )
     _raise_if_program_error(outcomes)
     result = _result(rt, outcomes, elapsed)
     running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
     if running:
         job = rt.jobs.add("bpftrace_run", pattern, running, run=tool or "program", duration=duration)
         result.job_id = job.job_id
-        result.note = (f"{len(running)} host(s) still tracing: bpftrace_result('{job.job_id}') merges the "
-                       f"maps when done; job_status and job_cancel work too")
+        result.note = (
+            f"{len(running)} host(s) still tracing: bpftrace_result('{job.job_id}') merges the "
+            f"maps when done; job_status and job_cancel work too"
+        )
     return result
 
 
-async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0,
-                          progress: Progress | None = None) -> BpftraceRun:
+async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0, progress: Progress | None = None) -> BpftraceRun:
     """A bpftrace_run job's result: merged maps once hosts are done (waits up to `wait` s)."""
     job = rt.jobs.get(job_id)
     if job.tool != "bpftrace_run":
@@ -195,8 +248,11 @@ async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0,
 
     async def ask(host: Host) -> HostOutcome:
         try:
-            status = await rt.fleet.call(host, "bpftrace.result", {"job_id": job.host_jobs[host.name],
-                                                                  "wait": wait, "page_bytes": rt.settings.page_chars})
+            status = await rt.fleet.call(
+                host,
+                "bpftrace.result",
+                {"job_id": job.host_jobs[host.name], "wait": wait, "page_bytes": rt.settings.page_chars},
+            )
         except AgentCallError as exc:
             lost = lost_job(host.name, exc, "the run")
             if lost is None:
@@ -205,8 +261,9 @@ async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0,
         return _outcome(host.name, status)
 
     hosts = [rt.fleet.host(name) for name in job.host_jobs]
-    outcomes, elapsed = await _ticking(rt.fleet.fan_out(hosts, ask, deadline=wait + 30.0, progress=progress),
-                                       progress, wait)
+    outcomes, elapsed = await _ticking(
+        rt.fleet.fan_out(hosts, ask, deadline=wait + 30.0, progress=progress), progress, wait
+    )
     if job.state == "running" and all(o.status != "running" for o in outcomes):
         rt.jobs.set_state(job, "done")
     result = _result(rt, outcomes, elapsed)
@@ -246,8 +303,9 @@ def _refused(host: str, exc: AgentCallError) -> HostOutcome:
     """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
     if exc.kind not in PROGRAM_ERRORS:
         raise exc
-    return HostOutcome(host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint,
-                       extra={"kind": exc.kind})
+    return HostOutcome(
+        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"kind": exc.kind}
+    )
 
 
 def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
@@ -280,47 +338,70 @@ def _arg_text(arg: dict[str, Any]) -> str:
     return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")
 
 
-
-
 Program = Annotated[str | None, Field(description="bpftrace program text")]
 Tool = Annotated[str | None, Field(description="library tool name (see bpftrace_tools)")]
-Args = Annotated[dict[str, str | int | float] | None,
-                 Field(description="tool arguments by name; for a program, '1'..'9' for $1..$9")]
+Args = Annotated[
+    dict[str, str | int | float] | None, Field(description="tool arguments by name; for a program, '1'..'9' for $1..$9")
+]
 Duration = Annotated[float, Field(description="seconds to trace (hosts cap it, 60 s by default)")]
 
 
 def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(description="bpftrace version, features, BTF, tracefs and probe types per host, grouped.",
-              annotations=REMOTE_READ)
-    async def bpftrace_info(ctx: Context, pattern: Pattern = "all",
-                            timeout: Timeout = None) -> Annotated[CallToolResult, FanoutResult]:
+    @mcp.tool(
+        description="bpftrace version, features, BTF, tracefs and probe types per host, grouped.",
+        annotations=REMOTE_READ,
+    )
+    async def bpftrace_info(
+        ctx: Context, pattern: Pattern = "all", timeout: Timeout = None
+    ) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: _info(rt, pattern, timeout, progress(ctx)))
 
-    @mcp.tool(description="List the probes hosts offer (bpftrace -l), paged and grouped; names probes some "
-                          "hosts lack.", annotations=REMOTE_READ)
-    async def bpftrace_probes(ctx: Context, pattern: Pattern = "all",
-                              filter: Annotated[str | None, Field(description="probe glob, e.g. tracepoint:sched:*")]
-                              = None) -> Annotated[CallToolResult, BpftraceProbes]:
+    @mcp.tool(
+        description="List the probes hosts offer (bpftrace -l), paged and grouped; names probes some hosts lack.",
+        annotations=REMOTE_READ,
+    )
+    async def bpftrace_probes(
+        ctx: Context,
+        pattern: Pattern = "all",
+        filter: Annotated[str | None, Field(description="probe glob, e.g. tracepoint:sched:*")] = None,
+    ) -> Annotated[CallToolResult, BpftraceProbes]:
         return await answer(lambda: _probes(rt, pattern, filter, None, progress(ctx)))
 
-    @mcp.tool(description="The vetted bpftrace tool library, with the hosts each tool can run on.",
-              annotations=REMOTE_READ)
+    @mcp.tool(
+        description="The vetted bpftrace tool library, with the hosts each tool can run on.", annotations=REMOTE_READ
+    )
     async def bpftrace_tools(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, BpftraceTools]:
         return await answer(lambda: _tools(rt, pattern, None, progress(ctx)))
 
-    @mcp.tool(description="Trace hosts for a bounded time with a program or library tool; maps merged "
-                          "fleet-wide with outliers.", annotations=STARTS_WORK)
-    async def bpftrace_run(ctx: Context, pattern: Pattern = "all", program: Program = None, tool: Tool = None,
-                           args: Args = None, duration: Duration = 10.0) -> Annotated[CallToolResult, BpftraceRun]:
+    @mcp.tool(
+        description="Trace hosts for a bounded time with a program or library tool; maps merged "
+        "fleet-wide with outliers.",
+        annotations=STARTS_WORK,
+    )
+    async def bpftrace_run(
+        ctx: Context,
+        pattern: Pattern = "all",
+        program: Program = None,
+        tool: Tool = None,
+        args: Args = None,
+        duration: Duration = 10.0,
+    ) -> Annotated[CallToolResult, BpftraceRun]:
         return await answer(lambda: _run(rt, pattern, program, tool, args, duration, None, progress(ctx)))
 
     @mcp.tool(description="Merged result of a bpftrace_run job once its hosts are done.", annotations=REMOTE_READ)
-    async def bpftrace_result(ctx: Context, job_id: str,
-                              wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
-                              ) -> Annotated[CallToolResult, BpftraceRun]:
+    async def bpftrace_result(
+        ctx: Context,
+        job_id: str,
+        wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+    ) -> Annotated[CallToolResult, BpftraceRun]:
         return await answer(lambda: _result_tool(rt, job_id, wait, progress(ctx)))
 
 
 # The MCP functions above shadow the module's names inside register(); these aliases keep them reachable.
-_info, _probes, _tools, _run, _result_tool = bpftrace_info, bpftrace_probes, bpftrace_tools, bpftrace_run, \
-    bpftrace_result
+_info, _probes, _tools, _run, _result_tool = (
+    bpftrace_info,
+    bpftrace_probes,
+    bpftrace_tools,
+    bpftrace_run,
+    bpftrace_result,
+)

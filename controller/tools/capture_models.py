@@ -14,8 +14,9 @@ class CaptureSummary(BaseModel):
 
     job_id: str
     hosts: dict[str, dict[str, Any]] = Field(description="host -> its capture summary")
-    problems: list[dict[str, Any]] = Field(default_factory=list,
-                                           description="ranked across hosts; evidence: conversations, packets")
+    problems: list[dict[str, Any]] = Field(
+        default_factory=list, description="ranked across hosts; evidence: conversations, packets"
+    )
     lost_between_hosts: list[dict[str, Any]] = Field(default_factory=list)
     errors: list[HostFailure] = Field(default_factory=list)
     note: str | None = None

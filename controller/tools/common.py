@@ -20,8 +20,7 @@ def split_ref(ref: str, what: str = "output_id", source: str = "a tool") -> tupl
     """HOST:ID (an output or a session id as tools return them) -> (host, id on that host)."""
     host, sep, local_id = ref.rpartition(":")
     if not sep or not host or not local_id:
-        raise UsageError(f"{what} {ref!r} is not of the form HOST:ID",
-                         f"use a {what} exactly as {source} returned it")
+        raise UsageError(f"{what} {ref!r} is not of the form HOST:ID", f"use a {what} exactly as {source} returned it")
     return host, local_id
 
 
@@ -29,9 +28,14 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
     """An agent job status (with its first page when finished) as this host's outcome."""
     ref = output_ref(host, status["output_id"])
     if status["state"] == "running":
-        return HostOutcome(host, "running", key="running", output_id=ref,
-                           output=f"running for {status.get('elapsed', 0):.1f} s",
-                           extra={"job_id": status["job_id"]})
+        return HostOutcome(
+            host,
+            "running",
+            key="running",
+            output_id=ref,
+            output=f"running for {status.get('elapsed', 0):.1f} s",
+            extra={"job_id": status["job_id"]},
+        )
     page = status.get("page") or {}
     ok = status["state"] != "aborted" and (status["state"] in ("done", "cancelled") or status.get("exit_status") == 0)
     key = f"{status.get('sha256')}:{status.get('exit_status')}:{status['state']}"
@@ -40,10 +44,18 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
         message = f"aborted: {status.get('stop_reason')}"
     elif not ok:
         message = f"exit status {status.get('exit_status')}: {(status.get('stderr_tail') or '').strip()[-300:]}"
-    return HostOutcome(host, "ok" if ok else "failed", key=key, output=page.get("text"), output_id=ref,
-                       next_cursor=page.get("next_cursor"), total_lines=page.get("total_lines"),
-                       message=message, stderr_tail=status.get("stderr_tail") or None,
-                       extra={"job_id": status["job_id"], "state": status["state"]})
+    return HostOutcome(
+        host,
+        "ok" if ok else "failed",
+        key=key,
+        output=page.get("text"),
+        output_id=ref,
+        next_cursor=page.get("next_cursor"),
+        total_lines=page.get("total_lines"),
+        message=message,
+        stderr_tail=status.get("stderr_tail") or None,
+        extra={"job_id": status["job_id"], "state": status["state"]},
+    )
 
 
 def digest(data: Any) -> str:
@@ -64,10 +76,20 @@ def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
     """A job its host no longer runs, as that host's outcome (None: the error is another one)."""
     if exc.kind == "job_lost":  # an earlier agent in that dir ran it: its output so far is kept
         output_id = exc.data.get("output_id")
-        return HostOutcome(host, "failed", key="lost", message=exc.message, hint=exc.hint,
-                           output_id=output_ref(host, output_id) if output_id else None)
+        return HostOutcome(
+            host,
+            "failed",
+            key="lost",
+            message=exc.message,
+            hint=exc.hint,
+            output_id=output_ref(host, output_id) if output_id else None,
+        )
     if exc.kind == "unknown_job":
-        return HostOutcome(host, "failed", key="lost",
-                           message=f"{what} is gone from {host}: the agent that ran it ended (killed, or its "
-                                   "job lease ran out with no controller attached)")
+        return HostOutcome(
+            host,
+            "failed",
+            key="lost",
+            message=f"{what} is gone from {host}: the agent that ran it ended (killed, or its "
+            "job lease ran out with no controller attached)",
+        )
     return None

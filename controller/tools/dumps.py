@@ -23,18 +23,29 @@ from ..models import FanoutResult
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, answer, progress
 from .common import output_ref, split_ref
-from .dumps_models import (CommandResult, CrashOpen, ScriptInfo, ScriptList, SessionInfo, SessionList,
-                           TriageGroup, TriageHostError, TriageResult)
+from .dumps_models import (
+    CommandResult,
+    CrashOpen,
+    ScriptInfo,
+    ScriptList,
+    SessionInfo,
+    SessionList,
+    TriageGroup,
+    TriageHostError,
+    TriageResult,
+)
 
 DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
-OPEN_TIMEOUT = 600.0
-FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
+OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
+FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress
 FRAME = re.compile(r"^\s*#\d+\s+\[[0-9a-f]+\]\s+(\S+)\s+at\s", re.M)
 PANIC = re.compile(r'PANIC:\s+"(.*)"')
 # Frames that say how the kernel died, not why: left out of a signature.
-GENERIC = re.compile(r"^(panic|vpanic|__crash_kexec|crash_kexec|machine_kexec|oops_end|die|__die|"
-                     r"delay_tsc|__preempt_count_add|native_.*|do_trap|do_error_trap|exc_.*|asm_exc_.*|"
-                     r"__warn|report_bug|handle_bug|dump_stack.*|show_stack|printk.*|_printk|vprintk.*)$")
+GENERIC = re.compile(
+    r"^(panic|vpanic|__crash_kexec|crash_kexec|machine_kexec|oops_end|die|__die|"
+    r"delay_tsc|__preempt_count_add|native_.*|do_trap|do_error_trap|exc_.*|asm_exc_.*|"
+    r"__warn|report_bug|handle_bug|dump_stack.*|show_stack|printk.*|_printk|vprintk.*)$"
+)
 USER_BOUNDARY = re.compile(r"^(do_syscall_64|do_syscall_x64|entry_SYSCALL.*|ret_from_fork.*)$")
 TOP_FRAMES = 4
 
@@ -52,8 +63,13 @@ def _dirs(host: Host) -> list[str] | None:
     return [str(d) for d in dirs]
 
 
-async def _call(rt: Runtime, host: Host, method: str, params: dict[str, Any], session_id: str | None = None,
-                ) -> Any:
+async def _call(
+    rt: Runtime,
+    host: Host,
+    method: str,
+    params: dict[str, Any],
+    session_id: str | None = None,
+) -> Any:
     """An agent call whose errors name the session (or host) and what to do."""
     try:
         return await rt.fleet.call(host, method, params)
@@ -64,14 +80,35 @@ async def _call(rt: Runtime, host: Host, method: str, params: dict[str, Any], se
 
 async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> FanoutResult:
     """Each host's dumps (newest first) with format, arch, release and debuginfo, grouped."""
+
     async def scan(host: Host) -> HostOutcome:
         found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
-        dumps = [{k: d.get(k) for k in ("path", "size", "mtime", "format", "arch", "release", "build_id",
-                                         "debuginfo", "incomplete", "dmesg")} for d in found["dumps"]]
+        dumps = [
+            {
+                k: d.get(k)
+                for k in (
+                    "path",
+                    "size",
+                    "mtime",
+                    "format",
+                    "arch",
+                    "release",
+                    "build_id",
+                    "debuginfo",
+                    "incomplete",
+                    "dmesg",
+                )
+            }
+            for d in found["dumps"]
+        ]
         drgn = found["drgn"]
-        data = {"dumps": dumps, "skipped": found["skipped"], "drgn": drgn["importable"],
-                "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
-                "crash": found["crash"]}
+        data = {
+            "dumps": dumps,
+            "skipped": found["skipped"],
+            "drgn": drgn["importable"],
+            "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
+            "crash": found["crash"],
+        }
         text = "\n".join(_dump_line(d) for d in dumps) or f"no dumps in {', '.join(found['dirs'])}"
         text += "\n" + _drgn_line(drgn)
         key = hashlib.sha256(repr((text, found["skipped"])).encode()).hexdigest()
@@ -84,8 +121,11 @@ async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | Non
 def _debuginfo(debug: dict[str, Any]) -> str:
     """local PATH | via debuginfod (cached PATH | fetched at crash_open from URL) | missing (what to install)."""
     if debug.get("source") == "debuginfod":
-        where = f"cached {debug['vmlinux']}" if debug.get("present") else \
-            f"fetched at crash_open from {', '.join(debug.get('servers') or [])}"
+        where = (
+            f"cached {debug['vmlinux']}"
+            if debug.get("present")
+            else f"fetched at crash_open from {', '.join(debug.get('servers') or [])}"
+        )
         return f"via debuginfod ({where})"
     if debug.get("present"):
         return f"local {debug.get('vmlinux')}"
@@ -111,43 +151,79 @@ def _dump_line(d: dict[str, Any]) -> str:
 
 
 def _session(host: str, info: dict[str, Any]) -> SessionInfo:
-    return SessionInfo(session_id=f"{host}:{info['session_id']}", host=host, vmcore=info["vmcore"],
-                       vmlinux=info["vmlinux"], release=info.get("release"), arch=info.get("arch"),
-                       format=info.get("format"), minimal=info.get("minimal", False),
-                       idle_s=round(time.time() - info["last_used"], 1) if info.get("last_used") else None,
-                       crash_pid=info.get("crash_pid"), drgn_pid=info.get("drgn_pid"))
+    return SessionInfo(
+        session_id=f"{host}:{info['session_id']}",
+        host=host,
+        vmcore=info["vmcore"],
+        vmlinux=info["vmlinux"],
+        release=info.get("release"),
+        arch=info.get("arch"),
+        format=info.get("format"),
+        minimal=info.get("minimal", False),
+        idle_s=round(time.time() - info["last_used"], 1) if info.get("last_used") else None,
+        crash_pid=info.get("crash_pid"),
+        drgn_pid=info.get("drgn_pid"),
+    )
 
 
 def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
     page = r["page"]
-    return CommandResult(session_id=f"{host}:{r['session_id']}", command=command, ended=r.get("ended", "done"),
-                         text=page["text"], output_id=output_ref(host, r["output_id"]),
-                         total_lines=page["total_lines"], next_cursor=page.get("next_cursor"),
-                         truncated=page.get("truncated", False), note=r.get("note"), ok=r.get("ok"),
-                         value=r.get("value"), error=r.get("error"))
+    return CommandResult(
+        session_id=f"{host}:{r['session_id']}",
+        command=command,
+        ended=r.get("ended", "done"),
+        text=page["text"],
+        output_id=output_ref(host, r["output_id"]),
+        total_lines=page["total_lines"],
+        next_cursor=page.get("next_cursor"),
+        truncated=page.get("truncated", False),
+        note=r.get("note"),
+        ok=r.get("ok"),
+        value=r.get("value"),
+        error=r.get("error"),
+    )
 
 
-async def crash_open(rt: Runtime, host: str, vmcore: str | None = None, vmlinux: str | None = None,
-                     progress: Progress | None = None, live: bool = False, modules: bool = False) -> CrashOpen:
+async def crash_open(
+    rt: Runtime,
+    host: str,
+    vmcore: str | None = None,
+    vmlinux: str | None = None,
+    progress: Progress | None = None,
+    live: bool = False,
+    modules: bool = False,
+) -> CrashOpen:
     """Open (or reuse) a crash session on a dump; null vmcore = the newest, null vmlinux = matched
     (locally, else fetched by build id from debuginfod: waited for, with progress); modules: the
     loaded modules' debuginfo too, by build id from debuginfod, for crash."""
     target = rt.fleet.host(host)
-    params = {"vmcore": vmcore, "vmlinux": vmlinux, "dirs": _dirs(target),
-              "page_bytes": rt.settings.page_chars, "fetch_wait": FETCH_WAIT}
+    params = {
+        "vmcore": vmcore,
+        "vmlinux": vmlinux,
+        "dirs": _dirs(target),
+        "page_bytes": rt.settings.page_chars,
+        "fetch_wait": FETCH_WAIT,
+    }
     if live:  # the running kernel (/proc/kcore); the host's policy key live_kernel decides
         params["live"] = True
     if modules:
         params["modules"] = True
     try:
         r = await asyncio.wait_for(_open(rt, target, params, progress), OPEN_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise HostError(f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
-                        "the host may be overloaded; sessions_list shows whether it opened since") from None
-    return CrashOpen(session=_session(host, r), reused=r["reused"], summary=_result(host, r.get("command", "sys"), r),
-                     notes=r.get("notes") or [], warnings=r.get("warnings") or [],
-                     modules_loaded=(r.get("modules") or {}).get("loaded"),
-                     modules_failed=(r.get("modules") or {}).get("failed") or {})
+    except TimeoutError:
+        raise HostError(
+            f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
+            "the host may be overloaded; sessions_list shows whether it opened since",
+        ) from None
+    return CrashOpen(
+        session=_session(host, r),
+        reused=r["reused"],
+        summary=_result(host, r.get("command", "sys"), r),
+        notes=r.get("notes") or [],
+        warnings=r.get("warnings") or [],
+        modules_loaded=(r.get("modules") or {}).get("loaded"),
+        modules_failed=(r.get("modules") or {}).get("failed") or {},
+    )
 
 
 async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> Any:
@@ -158,15 +234,20 @@ async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Pro
             return r
         if progress is not None:
             got = r.get("bytes") or 0
-            await progress(got >> 20, 0, f"{target.name}: fetching {r.get('what', 'vmlinux')} {r['build_id']} from debuginfod "
-                                         f"({got >> 20} MiB so far)")
+            await progress(
+                got >> 20,
+                0,
+                f"{target.name}: fetching {r.get('what', 'vmlinux')} {r['build_id']} from debuginfod "
+                f"({got >> 20} MiB so far)",
+            )
 
 
 async def sessions_list(rt: Runtime) -> SessionList:
     """Open sessions on every host the controller is connected to."""
     links = [name for name, link in rt.fleet.links.items() if link.alive]
-    answers = await asyncio.gather(*(rt.fleet.call(rt.fleet.host(n), "dumps.sessions") for n in links),
-                                   return_exceptions=True)
+    answers = await asyncio.gather(
+        *(rt.fleet.call(rt.fleet.host(n), "dumps.sessions") for n in links), return_exceptions=True
+    )
     sessions: list[SessionInfo] = []
     failed: list[str] = []
     for name, got in zip(links, answers):
@@ -191,8 +272,12 @@ async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float =
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
     wait = rt.settings.command_wait
-    params: dict[str, Any] = {"session_id": sid, "command": command, "timeout": timeout,
-                              "page_bytes": rt.settings.page_chars}
+    params: dict[str, Any] = {
+        "session_id": sid,
+        "command": command,
+        "timeout": timeout,
+        "page_bytes": rt.settings.page_chars,
+    }
     if timeout > wait:  # else the command's own timeout ends it soon enough: no job
         params["wait"] = wait
     call = asyncio.ensure_future(_call(rt, target, "dumps.crash", params, session_id))
@@ -204,10 +289,17 @@ async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float =
         raise
     if r.get("state") == "running":
         job = rt.jobs.add("crash_run", host, {host: r["job_id"]}, session=session_id, command=command)
-        return CommandResult(session_id=session_id, command=command, ended="running", text="",
-                             output_id=output_ref(host, r["output_id"]), total_lines=0, job_id=job.job_id,
-                             note=f"still running after {wait:g} s: job_status('{job.job_id}') for its result, "
-                                  f"job_cancel('{job.job_id}') to interrupt it")
+        return CommandResult(
+            session_id=session_id,
+            command=command,
+            ended="running",
+            text="",
+            output_id=output_ref(host, r["output_id"]),
+            total_lines=0,
+            job_id=job.job_id,
+            note=f"still running after {wait:g} s: job_status('{job.job_id}') for its result, "
+            f"job_cancel('{job.job_id}') to interrupt it",
+        )
     return _result(host, command, r)
 
 
@@ -234,12 +326,15 @@ async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
     bundled = {s.name for s in scripts}
     for name, path in local_scripts(rt).items():
         if name not in bundled:
-            scripts.append(ScriptInfo(name=name, description=describe_script(path.read_text()), source=str(path.parent)))
+            scripts.append(
+                ScriptInfo(name=name, description=describe_script(path.read_text()), source=str(path.parent))
+            )
     return ScriptList(host=host, scripts=scripts, drgn_code=r["drgn_code"])
 
 
-async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] | None = None,
-                       timeout: float = 120.0) -> CommandResult:
+async def analysis_run(
+    rt: Runtime, session_id: str, name: str, args: list[str] | None = None, timeout: float = 120.0
+) -> CommandResult:
     """Run an analysis script in the session; bundled names win over CRASHFLEET_DRGN_SCRIPTS ones."""
     host, _ = _split_session(session_id)
     return _result(host, f"script {name}", await _script(rt, session_id, name, args, timeout))
@@ -248,8 +343,13 @@ async def analysis_run(rt: Runtime, session_id: str, name: str, args: list[str] 
 async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | None, timeout: float) -> Any:
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
-    params: dict[str, Any] = {"session_id": sid, "name": name, "args": args or [], "timeout": timeout,
-                              "page_bytes": rt.settings.page_chars}
+    params: dict[str, Any] = {
+        "session_id": sid,
+        "name": name,
+        "args": args or [],
+        "timeout": timeout,
+        "page_bytes": rt.settings.page_chars,
+    }
     bundled = {s["name"] for s in (await _call(rt, target, "dumps.scripts", {}))["scripts"]}
     if name not in bundled:
         path = local_scripts(rt).get(name)
@@ -259,20 +359,30 @@ async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | Non
     return await _call(rt, target, "dumps.script", params, session_id)
 
 
-async def analysis_fleet(rt: Runtime, sessions: list[str], name: str, args: list[str] | None = None,
-                         timeout: float = 120.0, progress: Progress | None = None) -> FanoutResult:
+async def analysis_fleet(
+    rt: Runtime,
+    sessions: list[str],
+    name: str,
+    args: list[str] | None = None,
+    timeout: float = 120.0,
+    progress: Progress | None = None,
+) -> FanoutResult:
     """One analysis script in many sessions at once (one per host); hosts whose whole output is
     the same are one group, so identical kernels cost one answer."""
     by_host: dict[str, str] = {}
     for session_id in sessions:
         host, _ = _split_session(session_id)
         if host in by_host:
-            raise UsageError(f"two sessions on {host} ({by_host[host]}, {session_id})",
-                             "give one session per host: the answer is grouped by host")
+            raise UsageError(
+                f"two sessions on {host} ({by_host[host]}, {session_id})",
+                "give one session per host: the answer is grouped by host",
+            )
         by_host[host] = session_id
     if not by_host:
-        raise UsageError("no sessions given", "crash_open (live=true for running kernels) on each host first; "
-                         "sessions_list shows the open ones")
+        raise UsageError(
+            "no sessions given",
+            "crash_open (live=true for running kernels) on each host first; sessions_list shows the open ones",
+        )
     if name not in {s.name for s in (await analysis_scripts(rt, next(iter(by_host)))).scripts}:
         raise UsageError(f"no analysis script {name!r}", f"analysis_scripts('{next(iter(by_host))}') lists them")
 
@@ -281,17 +391,23 @@ async def analysis_fleet(rt: Runtime, sessions: list[str], name: str, args: list
         page = r["page"]
         ok = bool(r.get("ok"))
         # Grouped by the whole output's hash (the agent's), not the first page alone.
-        return HostOutcome(host.name, "ok" if ok else "failed", key=f"{ok}:{r.get('sha256')}",
-                           output=page["text"], output_id=output_ref(host.name, r["output_id"]),
-                           next_cursor=page.get("next_cursor"), total_lines=page["total_lines"],
-                           message=None if ok else f"{name} failed: {r.get('error')}",
-                           hint=None if ok else f"output_page('{output_ref(host.name, r['output_id'])}') has its stderr",
-                           data={"session": by_host[host.name]})
+        return HostOutcome(
+            host.name,
+            "ok" if ok else "failed",
+            key=f"{ok}:{r.get('sha256')}",
+            output=page["text"],
+            output_id=output_ref(host.name, r["output_id"]),
+            next_cursor=page.get("next_cursor"),
+            total_lines=page["total_lines"],
+            message=None if ok else f"{name} failed: {r.get('error')}",
+            hint=None if ok else f"output_page('{output_ref(host.name, r['output_id'])}') has its stderr",
+            data={"session": by_host[host.name]},
+        )
 
-    outcomes, elapsed = await rt.fleet.fan_out([rt.fleet.host(h) for h in by_host], run, deadline=timeout + 30.0,
-                                               progress=progress)
+    outcomes, elapsed = await rt.fleet.fan_out(
+        [rt.fleet.host(h) for h in by_host], run, deadline=timeout + 30.0, progress=progress
+    )
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
-
 
 
 def signature(sys_text: str, bt_text: str) -> tuple[str | None, list[str], str]:
@@ -327,31 +443,49 @@ async def crash_triage(rt: Runtime, pattern: str = "all", progress: Progress | N
             if "no dump in" in exc.message:
                 return HostOutcome(host.name, "ok", key="no_dump")
             raise
-        bt = await _call(rt, host, "dumps.crash", {"session_id": opened["session_id"], "command": "bt",
-                                                   "timeout": 60})
+        bt = await _call(rt, host, "dumps.crash", {"session_id": opened["session_id"], "command": "bt", "timeout": 60})
         panic, frames, sig = signature(opened["page"]["text"], bt["page"]["text"])
-        return HostOutcome(host.name, "ok", key=sig, data={
-            "panic": panic, "frames": frames, "release": opened.get("release"),
-            "session": f"{host.name}:{opened['session_id']}"})
+        return HostOutcome(
+            host.name,
+            "ok",
+            key=sig,
+            data={
+                "panic": panic,
+                "frames": frames,
+                "release": opened.get("release"),
+                "session": f"{host.name}:{opened['session_id']}",
+            },
+        )
 
-    outcomes, _ = await rt.fleet.fan_out(rt.fleet.match(pattern), triage, deadline=OPEN_TIMEOUT,
-                                         progress=progress)
+    outcomes, _ = await rt.fleet.fan_out(rt.fleet.match(pattern), triage, deadline=OPEN_TIMEOUT, progress=progress)
     buckets: dict[str, list[HostOutcome]] = {}
     errors: list[TriageHostError] = []
     for outcome in outcomes:
         if outcome.status != "ok":
-            errors.append(TriageHostError(host=outcome.host, message=outcome.message or outcome.status,
-                                          hint=outcome.hint))
+            errors.append(
+                TriageHostError(host=outcome.host, message=outcome.message or outcome.status, hint=outcome.hint)
+            )
         else:
             buckets.setdefault(outcome.key, []).append(outcome)
     no_dump = buckets.pop("no_dump", [])
-    groups = [TriageGroup(count=len(members), hosts=fold(m.host for m in members), signature=key,
-                          panic=(members[0].data or {}).get("panic"), frames=(members[0].data or {})["frames"],
-                          release=(members[0].data or {}).get("release"),
-                          sessions=[(m.data or {})["session"] for m in members])
-              for key, members in sorted(buckets.items(), key=lambda kv: -len(kv[1]))]
-    return TriageResult(groups=groups, no_dump=fold(m.host for m in no_dump), errors=errors,
-                        elapsed_ms=int((time.monotonic() - started) * 1000))
+    groups = [
+        TriageGroup(
+            count=len(members),
+            hosts=fold(m.host for m in members),
+            signature=key,
+            panic=(members[0].data or {}).get("panic"),
+            frames=(members[0].data or {})["frames"],
+            release=(members[0].data or {}).get("release"),
+            sessions=[(m.data or {})["session"] for m in members],
+        )
+        for key, members in sorted(buckets.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return TriageResult(
+        groups=groups,
+        no_dump=fold(m.host for m in no_dump),
+        errors=errors,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
 
 
 SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
@@ -359,14 +493,28 @@ Seconds = Annotated[float, Field(description="per-command timeout; the command i
 
 
 def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(name="dumps_list", description="Find kernel crash dumps on hosts: format, kernel, debuginfo.", annotations=REMOTE_READ)
+    @mcp.tool(
+        name="dumps_list",
+        description="Find kernel crash dumps on hosts: format, kernel, debuginfo.",
+        annotations=REMOTE_READ,
+    )
     async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
 
-    @mcp.tool(name="crash_open", description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running kernel; modules = the modules' debuginfo from debuginfod too).",
-              annotations=STARTS_WORK)
-    async def crash_open_tool(ctx: Context, host: str, vmcore: str | None = None, vmlinux: str | None = None,
-                              live: bool = False, modules: bool = False) -> Annotated[CallToolResult, CrashOpen]:
+    @mcp.tool(
+        name="crash_open",
+        description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running "
+        "kernel; modules = the modules' debuginfo from debuginfod too).",
+        annotations=STARTS_WORK,
+    )
+    async def crash_open_tool(
+        ctx: Context,
+        host: str,
+        vmcore: str | None = None,
+        vmlinux: str | None = None,
+        live: bool = False,
+        modules: bool = False,
+    ) -> Annotated[CallToolResult, CrashOpen]:
         return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live, modules))
 
     @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
@@ -377,16 +525,24 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
     async def session_close_tool(session_id: SessionId) -> Annotated[CallToolResult, SessionInfo]:
         return await answer(lambda: session_close(rt, session_id))
 
-    @mcp.tool(name="crash_run", description="Run a crash command (pipes to grep/head/tail/wc allowed) in a session.",
-              annotations=REMOTE_READ)
-    async def crash_run_tool(session_id: SessionId, command: str,
-                             timeout: Seconds = 60.0) -> Annotated[CallToolResult, CommandResult]:
+    @mcp.tool(
+        name="crash_run",
+        description="Run a crash command (pipes to grep/head/tail/wc allowed) in a session.",
+        annotations=REMOTE_READ,
+    )
+    async def crash_run_tool(
+        session_id: SessionId, command: str, timeout: Seconds = 60.0
+    ) -> Annotated[CallToolResult, CommandResult]:
         return await answer(lambda: crash_run(rt, session_id, command, timeout))
 
-    @mcp.tool(name="drgn_run", description="Run drgn Python in a session (prog ready, Linux helpers imported).",
-              annotations=REMOTE_READ)
-    async def drgn_run_tool(session_id: SessionId, code: str,
-                            timeout: Seconds = 60.0) -> Annotated[CallToolResult, CommandResult]:
+    @mcp.tool(
+        name="drgn_run",
+        description="Run drgn Python in a session (prog ready, Linux helpers imported).",
+        annotations=REMOTE_READ,
+    )
+    async def drgn_run_tool(
+        session_id: SessionId, code: str, timeout: Seconds = 60.0
+    ) -> Annotated[CallToolResult, CommandResult]:
         return await answer(lambda: drgn_run(rt, session_id, code, timeout))
 
     @mcp.tool(name="analysis_scripts", description="List drgn analysis scripts available for a host.", annotations=READ)
@@ -394,22 +550,43 @@ def register(mcp: MCPServer, rt: Runtime) -> None:
         return await answer(lambda: analysis_scripts(rt, host))
 
     @mcp.tool(name="analysis_run", description="Run a drgn analysis script in a session.", annotations=REMOTE_READ)
-    async def analysis_run_tool(session_id: SessionId, name: str,
-                                args: list[str] | None = None) -> Annotated[CallToolResult, CommandResult]:
+    async def analysis_run_tool(
+        session_id: SessionId, name: str, args: list[str] | None = None
+    ) -> Annotated[CallToolResult, CommandResult]:
         return await answer(lambda: analysis_run(rt, session_id, name, args))
 
-    @mcp.tool(name="analysis_fleet", description="Run one analysis script in many sessions (one per host); "
-              "hosts with the same output grouped.", annotations=REMOTE_READ)
-    async def analysis_fleet_tool(ctx: Context, sessions: Annotated[list[str], Field(description="HOST:ID each")],
-                                  name: str, args: list[str] | None = None) -> Annotated[CallToolResult, FanoutResult]:
+    @mcp.tool(
+        name="analysis_fleet",
+        description="Run one analysis script in many sessions (one per host); hosts with the same output grouped.",
+        annotations=REMOTE_READ,
+    )
+    async def analysis_fleet_tool(
+        ctx: Context,
+        sessions: Annotated[list[str], Field(description="HOST:ID each")],
+        name: str,
+        args: list[str] | None = None,
+    ) -> Annotated[CallToolResult, FanoutResult]:
         return await answer(lambda: analysis_fleet(rt, sessions, name, args, progress=progress(ctx)))
 
-    @mcp.tool(name="crash_triage", description="Open the newest dump on every host and group hosts by panic signature.",
-              annotations=STARTS_WORK)
+    @mcp.tool(
+        name="crash_triage",
+        description="Open the newest dump on every host and group hosts by panic signature.",
+        annotations=STARTS_WORK,
+    )
     async def crash_triage_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, TriageResult]:
         return await answer(lambda: crash_triage(rt, pattern, progress(ctx)))
 
 
-
-__all__ = ["dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
-           "analysis_scripts", "analysis_run", "analysis_fleet", "crash_triage", "register"]
+__all__ = [
+    "analysis_fleet",
+    "analysis_run",
+    "analysis_scripts",
+    "crash_open",
+    "crash_run",
+    "crash_triage",
+    "drgn_run",
+    "dumps_list",
+    "register",
+    "session_close",
+    "sessions_list",
+]

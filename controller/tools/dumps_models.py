@@ -43,8 +43,11 @@ class CrashOpen(BaseModel):
     summary: CommandResult = Field(description="crash's `sys` (minimal mode: the log's tail)")
     notes: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list, description="crash misreads this kernel: what to trust")
-    modules_loaded: list[str] | None = Field(None, description="modules=true: the modules crash has symbols "
-                                             "for (fetched by build id); the notes say which were not")
+    modules_loaded: list[str] | None = Field(
+        None,
+        description="modules=true: the modules crash has symbols "
+        "for (fetched by build id); the notes say which were not",
+    )
     modules_failed: dict[str, str] = Field(default_factory=dict, description="fetched, but crash's mod -s failed")
 
 

@@ -25,20 +25,42 @@ def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
     hosts = rt.fleet.match(pattern)
     names = {h.name for h in hosts}
     inventory = rt.fleet.inventory()
-    groups = {name: fold(m for m in _members(inventory, name) if m in names)
-              for name in inventory.group_names() if name not in ("all", "ungrouped")}
-    details = [HostEntry(name=h.name, address=h.address, port=h.port, user=h.user, connection=h.connection,
-                         groups=[g for g in h.groups if g not in ("all", "ungrouped")], become=h.become)
-               for h in hosts[:MAX_DETAILS]]
+    groups = {
+        name: fold(m for m in _members(inventory, name) if m in names)
+        for name in inventory.group_names()
+        if name not in ("all", "ungrouped")
+    }
+    details = [
+        HostEntry(
+            name=h.name,
+            address=h.address,
+            port=h.port,
+            user=h.user,
+            connection=h.connection,
+            groups=[g for g in h.groups if g not in ("all", "ungrouped")],
+            become=h.become,
+        )
+        for h in hosts[:MAX_DETAILS]
+    ]
     note = f"details cut to {MAX_DETAILS} hosts" if len(hosts) > MAX_DETAILS else None
     source = inventory.source or f"built-in; {NO_INVENTORY}"
-    return HostList(pattern=pattern, count=len(hosts), hosts=fold(h.name for h in hosts),
-                    groups={k: v for k, v in groups.items() if v}, details=details,
-                    note=f"inventory: {source}" + (f"; {note}" if note else ""))
+    return HostList(
+        pattern=pattern,
+        count=len(hosts),
+        hosts=fold(h.name for h in hosts),
+        groups={k: v for k, v in groups.items() if v},
+        details=details,
+        note=f"inventory: {source}" + (f"; {note}" if note else ""),
+    )
 
 
-async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, timeout: float | None = None,
-                      progress: Progress | None = None) -> FanoutResult:
+async def fleet_check(
+    rt: Runtime,
+    pattern: str = "all",
+    refresh: bool = False,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> FanoutResult:
     """Connect (pushing the agent when needed) and report each host's facts, grouped."""
     deadline = host_deadline(rt, timeout)
 
@@ -51,13 +73,18 @@ async def fleet_check(rt: Runtime, pattern: str = "all", refresh: bool = False, 
         data = summarise_facts(link.hello)
         return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline,
-                                               progress=progress)
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline, progress=progress)
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
 
-async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | None = None,
-                    timeout: float | None = None, progress: Progress | None = None) -> FanoutResult:
+async def fleet_run(
+    rt: Runtime,
+    pattern: str,
+    command: str,
+    duration: float | None = None,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> FanoutResult:
     """Run a catalogue command on every host; still-running hosts leave a job to poll."""
     if command not in CATALOG:
         raise UsageError(f"unknown command {command!r}", "commands: " + ", ".join(sorted(CATALOG)))
@@ -78,12 +105,16 @@ async def fleet_run(rt: Runtime, pattern: str, command: str, duration: float | N
         except LinkClosed as exc:
             if exc.started_job is None:
                 raise
-            return HostOutcome(host.name, "running", key="running", message=exc.message,
-                               output=f"the link dropped while it ran: {exc.message}",
-                               extra={"job_id": exc.started_job})
+            return HostOutcome(
+                host.name,
+                "running",
+                key="running",
+                message=exc.message,
+                output=f"the link dropped while it ran: {exc.message}",
+                extra={"job_id": exc.started_job},
+            )
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline,
-                                               progress=progress)
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
     if running:
@@ -97,16 +128,15 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
     """The facts worth comparing across hosts: volatile ones (hostname, uptime...) left out."""
     facts = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
     agent = facts.pop("agent", {})
-    facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"),
-                      "protocol": hello.get("protocol")}
+    facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"), "protocol": hello.get("protocol")}
     if hello.get("installed"):
         facts["agent"]["installed"] = hello["installed"]
     facts["distro"] = facts.get("distro", {}).get("pretty_name") or facts.get("distro", {}).get("id")
-    facts["tools"] = {name: (tool.get("version") or "present") if tool.get("present") else None
-                      for name, tool in facts.get("tools", {}).items()}
+    facts["tools"] = {
+        name: (tool.get("version") or "present") if tool.get("present") else None
+        for name, tool in facts.get("tools", {}).items()
+    }
     return facts
-
-
 
 
 def _unprobed(hello: dict[str, Any]) -> bool:
@@ -115,4 +145,3 @@ def _unprobed(hello: dict[str, Any]) -> bool:
 
 def _members(inventory: Any, group: str) -> list[str]:
     return [h.name for h in inventory.hosts.values() if group in h.groups]
-

@@ -55,6 +55,13 @@ async def _each_host(rt: Runtime, job: FleetJob, method: str, progress: Progress
 
 
 def _info(job: FleetJob) -> JobInfo:
-    return JobInfo(job_id=job.job_id, tool=job.tool, pattern=job.pattern, hosts=fold(job.host_jobs),
-                   state=job.state, started=job.started,
-                   elapsed_s=round(time.time() - job.started, 1), detail=dict(job.detail))
+    return JobInfo(
+        job_id=job.job_id,
+        tool=job.tool,
+        pattern=job.pattern,
+        hosts=fold(job.host_jobs),
+        state=job.state,
+        started=job.started,
+        elapsed_s=round(time.time() - job.started, 1),
+        detail=dict(job.detail),
+    )

@@ -14,14 +14,22 @@ async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) ->
     host = rt.fleet.host(host_name)
     params = {"output_id": agent_id, "cursor": cursor, "max_bytes": rt.settings.page_chars}
     page = await _agent(rt.fleet.call(host, "page", params), output_id)
-    return Page(output_id=output_ref(host_name, page["output_id"]), host=host_name, text=page["text"],
-                start_line=page["start_line"], end_line=page["end_line"], total_lines=page["total_lines"],
-                next_cursor=page.get("next_cursor"), finished=page["finished"],
-                truncated=page.get("truncated", False))
+    return Page(
+        output_id=output_ref(host_name, page["output_id"]),
+        host=host_name,
+        text=page["text"],
+        start_line=page["start_line"],
+        end_line=page["end_line"],
+        total_lines=page["total_lines"],
+        next_cursor=page.get("next_cursor"),
+        finished=page["finished"],
+        truncated=page.get("truncated", False),
+    )
 
 
-async def output_search(rt: Runtime, output_id: str, pattern: str, context: int = 0,
-                        max_matches: int = 50, cursor: str | None = None) -> SearchResult:
+async def output_search(
+    rt: Runtime, output_id: str, pattern: str, context: int = 0, max_matches: int = 50, cursor: str | None = None
+) -> SearchResult:
     """Regex search run on the host; only matching lines (with context) come back."""
     if not 0 <= context <= 20:
         raise UsageError(f"context must be 0..20 lines, got {context}")
@@ -29,15 +37,27 @@ async def output_search(rt: Runtime, output_id: str, pattern: str, context: int 
         raise UsageError(f"max_matches must be 1..1000, got {max_matches}")
     host_name, agent_id = split_ref(output_id)
     host = rt.fleet.host(host_name)
-    params = {"output_id": agent_id, "pattern": pattern, "context": context,
-              "max_matches": max_matches, "cursor": cursor}
+    params = {
+        "output_id": agent_id,
+        "pattern": pattern,
+        "context": context,
+        "max_matches": max_matches,
+        "cursor": cursor,
+    }
     found = await _agent(rt.fleet.call(host, "search", params), output_id)
     matches = [SearchMatch(**m) for m in found["matches"]]
     matches, note = _fit(matches, rt.settings.page_chars)
-    return SearchResult(output_id=output_id, host=host_name, pattern=pattern, matches=matches,
-                        scanned_lines=found["scanned_lines"], total_lines=found["total_lines"],
-                        more=found["more"] or note is not None,
-                        next_cursor=found.get("next_cursor") if note is None else None, note=note)
+    return SearchResult(
+        output_id=output_id,
+        host=host_name,
+        pattern=pattern,
+        matches=matches,
+        scanned_lines=found["scanned_lines"],
+        total_lines=found["total_lines"],
+        more=found["more"] or note is not None,
+        next_cursor=found.get("next_cursor") if note is None else None,
+        note=note,
+    )
 
 
 async def _agent(call: object, output_id: str) -> dict:  # type: ignore[type-arg]

@@ -14,9 +14,16 @@ from ..wiring import STARTS_WORK, answer
 
 
 def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(name="report_build", description="Write an incident report (one offline HTML file): facts, triage, "
-                                               "bpftrace charts, capture problems, timeline.", annotations=STARTS_WORK)
-    async def report_build_tool(title: str, include: Annotated[list[str], Field(
-            description="job ids (J3), session and output ids (HOST:ID) from tool results")],
-                                ) -> Annotated[CallToolResult, ReportResult]:
+    @mcp.tool(
+        name="report_build",
+        description="Write an incident report (one offline HTML file): facts, triage, "
+        "bpftrace charts, capture problems, timeline.",
+        annotations=STARTS_WORK,
+    )
+    async def report_build_tool(
+        title: str,
+        include: Annotated[
+            list[str], Field(description="job ids (J3), session and output ids (HOST:ID) from tool results")
+        ],
+    ) -> Annotated[CallToolResult, ReportResult]:
         return await answer(lambda: report_build(rt, title, include))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp.types as types
 import pytest
 import yaml
 from mcp import Client, StdioServerParameters, stdio_client
@@ -53,8 +52,12 @@ def test_manifest_describes_a_uv_bundle(bundle: dict[str, Path]) -> None:
     assert (bundle["unpacked"] / manifest["server"]["entry_point"]).is_file()
     assert (bundle["unpacked"] / "pyproject.toml").is_file()
     config = manifest["user_config"]
-    assert {k: v["type"] for k, v in config.items()} == {"inventory": "file", "known_hosts": "file",
-                                                         "ssh_key": "file", "fanout": "number"}
+    assert {k: v["type"] for k, v in config.items()} == {
+        "inventory": "file",
+        "known_hosts": "file",
+        "ssh_key": "file",
+        "fanout": "number",
+    }
     assert config["ssh_key"].get("sensitive") is True and not config["inventory"]["required"]
     assert {t["name"] for t in manifest["tools"]} >= TOOLS, manifest["tools"]
     assert {p["name"] for p in manifest["prompts"]} == {"kernel_panics", "latency", "packet_loss", "host_health"}
@@ -79,19 +82,27 @@ def claude_desktop_params(bundle_dir: Path, home: Path, values: dict[str, Any]) 
                 return str(home)
             name = key.removeprefix("user_config.")
             return resolve(str(values.get(name, defaults.get(name, ""))))
+
         return PLACEHOLDER.sub(one, text)
 
     config = manifest["server"]["mcp_config"]
     for sub in ("config", "state"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    env = {"PATH": f"{BIN}:{os.environ.get('PATH', os.defpath)}", "HOME": str(home), "LANG": "C.UTF-8",
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state"),
-           # what the host's uv would have: a shared cache; Python from this machine, not a download
-           "UV_CACHE_DIR": str(CACHE / "uv"), "UV_PYTHON_DOWNLOADS": "never"}
+    env = {
+        "PATH": f"{BIN}:{os.environ.get('PATH', os.defpath)}",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_STATE_HOME": str(home / "state"),
+        # what the host's uv would have: a shared cache; Python from this machine, not a download
+        "UV_CACHE_DIR": str(CACHE / "uv"),
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
     env |= {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     env |= {name: resolve(value) for name, value in config.get("env", {}).items()}
-    return StdioServerParameters(command=resolve(config["command"]), args=[resolve(a) for a in config["args"]],
-                                 env=env, cwd=str(home))
+    return StdioServerParameters(
+        command=resolve(config["command"]), args=[resolve(a) for a in config["args"]], env=env, cwd=str(home)
+    )
 
 
 def keyless_inventory(rig: Rig, path: Path) -> Path:
@@ -104,8 +115,11 @@ def keyless_inventory(rig: Rig, path: Path) -> Path:
     return path
 
 
-async def drive(params: StdioServerParameters, errlog: Path, calls: list[tuple[str, dict[str, Any]]],
-                ) -> tuple[str | None, list[str], list[dict[str, Any]]]:
+async def drive(
+    params: StdioServerParameters,
+    errlog: Path,
+    calls: list[tuple[str, dict[str, Any]]],
+) -> tuple[str | None, list[str], list[dict[str, Any]]]:
     """(instructions, tool names, structured answers of `calls`) from one Claude-Desktop-like session."""
     with open(errlog, "w") as log, anyio.fail_after(FIRST_START):
         async with Client(stdio_client(params, errlog=log), mode="legacy") as client:
@@ -121,12 +135,17 @@ async def drive(params: StdioServerParameters, errlog: Path, calls: list[tuple[s
 def test_installed_bundle_runs_on_the_rig(bundle: dict[str, Path], mcpb: Path, rig: Rig, tmp_path: Path) -> None:
     install = tmp_path / "Claude Extensions" / "crashfleet"  # a space, as in Claude Desktop's real path
     run([str(mcpb), "unpack", str(bundle["repacked"]), str(install)])
-    values = {"inventory": str(keyless_inventory(rig, tmp_path / "inventory.yml")),
-              "known_hosts": str(rig.known_hosts), "ssh_key": str(rig.client_key), "fanout": 2}
+    values = {
+        "inventory": str(keyless_inventory(rig, tmp_path / "inventory.yml")),
+        "known_hosts": str(rig.known_hosts),
+        "ssh_key": str(rig.client_key),
+        "fanout": 2,
+    }
     params = claude_desktop_params(install, tmp_path / "home", values)
     assert params.command == "uv" and str(install) in params.args, params
-    instructions, tools, answers = anyio.run(drive, params, tmp_path / "stderr.log",
-                                             [("fleet_check", {"pattern": "web01:web02:web03"})])
+    instructions, tools, answers = anyio.run(
+        drive, params, tmp_path / "stderr.log", [("fleet_check", {"pattern": "web01:web02:web03"})]
+    )
     assert set(tools) >= TOOLS
     [check] = answers
     assert check["summary"]["ok"] == 3, (check, (tmp_path / "stderr.log").read_text()[-3000:])

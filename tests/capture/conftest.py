@@ -32,8 +32,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetLab]:
         net.spawn("db01", sys.executable, "-m", "http.server", "80", "--bind", "10.77.2.2", "--directory", str(www))
         net.spawn("db01", sys.executable, str(HERE / "dnsserver.py"), "serve", "10.77.2.2")
         net.spawn("db01", sys.executable, str(HERE / "dnsserver.py"), "serve", "10.77.2.3", "--silent")
-        net.exec("app01", "curl", "-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0",
-                 "-o", "/dev/null", "http://10.77.2.2/")
+        net.exec(
+            "app01",
+            "curl",
+            "-s",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+            "-o",
+            "/dev/null",
+            "http://10.77.2.2/",
+        )
         yield net
     finally:
         net.down()
@@ -43,8 +54,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetLab]:
 async def lab_rt(lab: NetLab, tmp_path: Path) -> AsyncIterator[Any]:
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
-    settings = Settings(inventory=lab.inventory, ssh_known_hosts=lab.known_hosts,
-                        audit_log=tmp_path / "audit.jsonl", host_deadline=30)
+
+    settings = Settings(
+        inventory=lab.inventory, ssh_known_hosts=lab.known_hosts, audit_log=tmp_path / "audit.jsonl", host_deadline=30
+    )
     rt = Runtime.create(settings, who="pytest")
     yield rt
     await rt.close()

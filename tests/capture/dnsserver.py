@@ -17,7 +17,7 @@ GOOD = "good.test"
 def _name(data: bytes) -> tuple[str, int]:
     labels, pos = [], 12
     while data[pos]:
-        labels.append(data[pos + 1:pos + 1 + data[pos]].decode())
+        labels.append(data[pos + 1 : pos + 1 + data[pos]].decode())
         pos += 1 + data[pos]
     return ".".join(labels), pos + 5
 
@@ -45,11 +45,12 @@ def query(server: str, name: str) -> str:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(1.0)
     labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
-    sock.sendto(struct.pack("!HHHHHH", random.randint(0, 65535), 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1",
-                (server, 53))
+    sock.sendto(
+        struct.pack("!HHHHHH", random.randint(0, 65535), 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1", (server, 53)
+    )
     try:
         data = sock.recv(512)
-    except socket.timeout:
+    except TimeoutError:
         return "timeout"
     return {0: "NOERROR", 3: "NXDOMAIN"}.get(data[3] & 15, "other")
 

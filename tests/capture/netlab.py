@@ -31,8 +31,8 @@ HERE = Path(__file__).parent
 class LabHost:
     name: str
     ns: str
-    mgmt: str        # address sshd listens on, reachable from the root namespace
-    data: str        # address on data0
+    mgmt: str  # address sshd listens on, reachable from the root namespace
+    data: str  # address on data0
 
 
 def run(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -58,8 +58,10 @@ class NetLab:
         self.tag = tag
         self.router = f"cfr{tag}"
         self.mgmt_net = _free_mgmt_net()  # the root namespace is shared: another lab may be up
-        self.hosts = {"app01": LabHost("app01", f"cfa{tag}", f"{self.mgmt_net}.2", "10.77.1.2"),
-                      "db01": LabHost("db01", f"cfb{tag}", f"{self.mgmt_net}.6", "10.77.2.2")}
+        self.hosts = {
+            "app01": LabHost("app01", f"cfa{tag}", f"{self.mgmt_net}.2", "10.77.1.2"),
+            "db01": LabHost("db01", f"cfb{tag}", f"{self.mgmt_net}.6", "10.77.2.2"),
+        }
         self.port = 22
         self.procs: list[subprocess.Popen[bytes]] = []
         self.key = base / "id_ed25519"
@@ -90,9 +92,11 @@ class NetLab:
             run("ip", "link", "del", f"cfm{self.tag}{i}", check=False)
         from crashfleet.agent.capture import agent_capture_dir
         from crashfleet.agent.policy import DEFAULTS
+
         for h in self.hosts.values():  # the rings the lab's agents wrote
-            shutil.rmtree(agent_capture_dir(DEFAULTS["capture_dir"], str(self.base / h.name / "agent")),
-                          ignore_errors=True)
+            shutil.rmtree(
+                agent_capture_dir(DEFAULTS["capture_dir"], str(self.base / h.name / "agent")), ignore_errors=True
+            )
 
     def namespaces(self) -> list[str]:
         return [self.router] + [h.ns for h in self.hosts.values()]
@@ -134,26 +138,50 @@ class NetLab:
             hdir = self.base / h.name
             (hdir / "agent").mkdir(parents=True, exist_ok=True)
             config = hdir / "sshd_config"
-            write_atomic(config, "\n".join([
-                f"ListenAddress {h.mgmt}:{self.port}", f"HostKey {self.base / f'{h.name}_host_key'}",
-                f"PidFile {hdir / 'sshd.pid'}", "UsePAM no", "PermitRootLogin prohibit-password",
-                "PasswordAuthentication no", "KbdInteractiveAuthentication no", f"AuthorizedKeysFile {authorized}",
-                "StrictModes no", "MaxStartups 100", "Subsystem sftp internal-sftp", "LogLevel ERROR",
-                "UseDNS no"]) + "\n")
-            self.procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", h.ns, SSHD, "-D", "-f", str(config), "-E", str(hdir / "sshd.log")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True))
+            write_atomic(
+                config,
+                "\n".join(
+                    [
+                        f"ListenAddress {h.mgmt}:{self.port}",
+                        f"HostKey {self.base / f'{h.name}_host_key'}",
+                        f"PidFile {hdir / 'sshd.pid'}",
+                        "UsePAM no",
+                        "PermitRootLogin prohibit-password",
+                        "PasswordAuthentication no",
+                        "KbdInteractiveAuthentication no",
+                        f"AuthorizedKeysFile {authorized}",
+                        "StrictModes no",
+                        "MaxStartups 100",
+                        "Subsystem sftp internal-sftp",
+                        "LogLevel ERROR",
+                        "UseDNS no",
+                    ]
+                )
+                + "\n",
+            )
+            self.procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", h.ns, SSHD, "-D", "-f", str(config), "-E", str(hdir / "sshd.log")],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             known.append(f"{h.mgmt} {public_key(self.base / f'{h.name}_host_key')}\n")
-            entries[h.name] = {"ansible_host": h.mgmt, "ansible_user": "root",
-                               "ansible_ssh_private_key_file": str(self.key),
-                               "crashfleet_agent_dir": str(hdir / "agent")}
+            entries[h.name] = {
+                "ansible_host": h.mgmt,
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(self.key),
+                "crashfleet_agent_dir": str(hdir / "agent"),
+            }
         write_atomic(self.known_hosts, "".join(known))
         write_atomic(self.inventory, yaml.safe_dump({"all": {"children": {"lab": {"hosts": entries}}}}))
         self._await_sshd()
 
     def _await_sshd(self, timeout: float = 20.0) -> None:
         import socket
+
         deadline = time.monotonic() + timeout
         for h in self.hosts.values():
             while True:
@@ -174,8 +202,13 @@ class NetLab:
 
     def spawn(self, host: str, *argv: str) -> subprocess.Popen[bytes]:
         """A long-running process inside a namespace (servers); stopped by down()."""
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(host), *argv], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(host), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -184,8 +217,13 @@ class NetLab:
 
     def nft(self, host: str, rules: str) -> None:
         """Load a ruleset (its own table) in a namespace; remove it with nft_clear."""
-        done = subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"], input=rules,
-                              capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"],
+            input=rules,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"nft failed in {host}: {done.stderr}")
 

@@ -22,17 +22,39 @@ class PcapWriter:
     def frame(self, data: bytes, gap: float = 0.0001) -> None:
         self.ts += gap
         sec = int(self.ts)
-        cap = data[:self.snaplen]
+        cap = data[: self.snaplen]
         self.out.write(struct.pack("<IIII", sec, int((self.ts - sec) * 1e6), len(cap), len(data)) + cap)
         self.count += 1
 
     def ip(self, proto: int, src: str, dst: str, body: bytes, ipid: int = 0, gap: float = 0.0001) -> None:
-        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ipid & 0xFFFF, 0x4000, 64, proto, 0,
-                             socket.inet_aton(src), socket.inet_aton(dst))
+        header = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(body),
+            ipid & 0xFFFF,
+            0x4000,
+            64,
+            proto,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
         self.frame(ETH + header + body, gap)
 
-    def tcp(self, src: str, sport: int, dst: str, dport: int, flags: int, seq: int, ack: int,
-            payload: bytes = b"", win: int = 65000, gap: float = 0.0001) -> None:
+    def tcp(
+        self,
+        src: str,
+        sport: int,
+        dst: str,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        payload: bytes = b"",
+        win: int = 65000,
+        gap: float = 0.0001,
+    ) -> None:
         body = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50, flags, win, 0, 0)
         self.ip(6, src, dst, body + payload, gap=gap)
 
@@ -51,14 +73,32 @@ def client_hello(sni: str) -> bytes:
     sni_ext = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
     versions = struct.pack("!HHB", 43, 5, 4) + b"\x03\x04\x03\x03"
     exts = sni_ext + versions
-    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 4) + b"\x13\x01\x13\x02" + b"\x01\x00" + \
-        struct.pack("!H", len(exts)) + exts
+    body = (
+        b"\x03\x03"
+        + b"\x11" * 32
+        + b"\x00"
+        + struct.pack("!H", 4)
+        + b"\x13\x01\x13\x02"
+        + b"\x01\x00"
+        + struct.pack("!H", len(exts))
+        + exts
+    )
     hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
     return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
 
 
-def conversation(w: PcapWriter, rnd: random.Random, client: str, server: str, cport: int, sport: int,
-                 request: bytes, segments: int, retrans_rate: float = 0.0, rtt: float = 0.001) -> None:
+def conversation(
+    w: PcapWriter,
+    rnd: random.Random,
+    client: str,
+    server: str,
+    cport: int,
+    sport: int,
+    request: bytes,
+    segments: int,
+    retrans_rate: float = 0.0,
+    rtt: float = 0.001,
+) -> None:
     """A whole TCP exchange: handshake, request, `segments` data segments with ACKs, FIN close."""
     c, s = rnd.randint(1, 1 << 30), rnd.randint(1, 1 << 30)
     w.tcp(client, cport, server, sport, SYN, c, 0)
@@ -108,5 +148,4 @@ def mixed(w: PcapWriter, packets: int, seed: int = 7) -> None:
             req = b"GET /api/item/%d?token=x HTTP/1.1\r\nHost: shop.example.com\r\nCookie: s=SECRET\r\n\r\n" % n
             conversation(w, rnd, client, server, cport, 80, req, rnd.randint(2, 60), 0.01)
         else:
-            conversation(w, rnd, client, server, cport, 443, client_hello("api.example.com"), rnd.randint(2, 60),
-                         0.01)
+            conversation(w, rnd, client, server, cport, 443, client_hello("api.example.com"), rnd.randint(2, 60), 0.01)

@@ -50,9 +50,11 @@ def web(tmp_path: Path) -> Iterator[int]:
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "big.bin").write_bytes(b"\0" * (8 << 20))
     port = free_port(1)
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.11",
-                               "--directory", str(tmp_path / "www")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.11", "--directory", str(tmp_path / "www")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield port
     finally:
@@ -63,8 +65,9 @@ def web(tmp_path: Path) -> Iterator[int]:
 def test_full_disk_stops_the_capture_and_keeps_what_was_captured(tmp_path: Path, tiny_disk: Path, web: int) -> None:
     agent = make_agent(tmp_path, capture_dir=str(tiny_disk), capture_min_free_bytes=1 << 20)
     methods = agent.methods()
-    started = methods["capture.start"]({"interface": "lo", "filter": f"tcp port {web}", "snaplen": 65535,
-                                        "duration": 60})
+    started = methods["capture.start"](
+        {"interface": "lo", "filter": f"tcp port {web}", "snaplen": 65535, "duration": 60}
+    )
     time.sleep(0.5)
     url = f"http://127.0.0.11:{web}/big.bin"
     for _ in range(20):
@@ -72,7 +75,10 @@ def test_full_disk_stops_the_capture_and_keeps_what_was_captured(tmp_path: Path,
         status = methods["capture.status"]({"job_id": started["job_id"], "wait": 0.6})
         if status["state"] != "running":
             break
-    assert status["state"] == "done" and status["stop_reason"].startswith("disk full"), (status, status.get("stderr_tail"))
+    assert status["state"] == "done" and status["stop_reason"].startswith("disk full"), (
+        status,
+        status.get("stderr_tail"),
+    )
     assert status["files"] >= 1 and status["disk_bytes"] > 500_000
     summary = methods["capture.summary"]({"job_id": started["job_id"]})
     assert summary["packets"] > 0 and summary["stopped"].startswith("disk full")

@@ -75,7 +75,8 @@ def plant_kept(base: Path, name: str, size: int, mtime: int) -> Path:
 
 
 async def test_kept_captures_make_room_oldest_first_and_a_ring_that_cannot_fit_is_refused(
-        tmp_path: Path, capture_dir: Path) -> None:
+    tmp_path: Path, capture_dir: Path
+) -> None:
     ring: dict[str, Any] = {**QUIET, "ring_bytes": 8_000_000}
     agent = PolicyAgent(tmp_path, capture_dir=str(capture_dir), max_captures=5, capture_total_bytes=20_000_000)
     base = Path(agent_capture_dir(str(capture_dir), str(agent.dir)))

@@ -21,8 +21,12 @@ CLI = [sys.executable, "-m", "crashfleet.controller"]
 
 
 def env(lab: NetLab, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "CRASHFLEET_SSH_KNOWN_HOSTS": str(lab.known_hosts), "XDG_STATE_HOME": str(tmp_path),
-            "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "CRASHFLEET_SSH_KNOWN_HOSTS": str(lab.known_hosts),
+        "XDG_STATE_HOME": str(tmp_path),
+        "COLUMNS": "200",
+    }
 
 
 class Terminal:
@@ -30,8 +34,9 @@ class Terminal:
 
     def __init__(self, argv: list[str], environ: dict[str, str]) -> None:
         master, slave = pty.openpty()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
-                                     env=environ, text=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=environ, text=True
+        )
         os.close(slave)
         self.seen = bytearray()
         self.reader = threading.Thread(target=self._drain, args=(master,), daemon=True)
@@ -53,8 +58,24 @@ class Terminal:
 
 
 def test_capture_shows_progress_then_the_grouped_tables(lab: NetLab, tmp_path: Path) -> None:
-    term = Terminal([*CLI, "capture", "-i", str(lab.inventory), "app01:db01", "--mode", "host",
-                     "--target", "10.77.2.2", "--interface", "data0", "-d", "4"], env(lab, tmp_path))
+    term = Terminal(
+        [
+            *CLI,
+            "capture",
+            "-i",
+            str(lab.inventory),
+            "app01:db01",
+            "--mode",
+            "host",
+            "--target",
+            "10.77.2.2",
+            "--interface",
+            "data0",
+            "-d",
+            "4",
+        ],
+        env(lab, tmp_path),
+    )
     requests = 0
     while term.proc.poll() is None:  # traffic all along the window, whenever tcpdump opened the device
         assert lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "http://10.77.2.2/index.html").returncode == 0
@@ -68,10 +89,11 @@ def test_capture_shows_progress_then_the_grouped_tables(lab: NetLab, tmp_path: P
     lines = out.splitlines()
     assert lines[0].startswith("capture J") and "2 host(s)" in lines[0], out
     header = next(i for i, line in enumerate(lines) if line.startswith("HOSTS"))
-    assert lines[header].split() == ["HOSTS", "STATE", "PACKETS", "BYTES", "TCP", "ENDED", "HTTP", "DNS",
-                                     "PROBLEMS"], out
+    assert lines[header].split() == ["HOSTS", "STATE", "PACKETS", "BYTES", "TCP", "ENDED", "HTTP", "DNS", "PROBLEMS"], (
+        out
+    )
     rows = {}
-    for line in lines[header + 1:]:
+    for line in lines[header + 1 :]:
         if not line.strip():
             break
         rows[line.split()[0]] = line
@@ -81,7 +103,7 @@ def test_capture_shows_progress_then_the_grouped_tables(lab: NetLab, tmp_path: P
     assert "2xx" in app01 and "NXDOMAIN" in app01, out
     problems = lines.index("Problems, ranked:")
     assert lines[problems + 1].split()[:4] == ["#", "SEVERITY", "WHERE", "PROBLEM"], out
-    nxdomain = [line.split()[2] for line in lines[problems + 2:] if "NXDOMAIN" in line and "nope.test" in line]
+    nxdomain = [line.split()[2] for line in lines[problems + 2 :] if "NXDOMAIN" in line and "nope.test" in line]
     assert any("app01" in where for where in nxdomain), out  # app01, or app01,db01 when both saw the same
     # The last SYN of the window, answered after tcpdump stopped, is not "no SYN/ACK".
     assert "got no SYN/ACK" not in out, out
@@ -92,27 +114,45 @@ def test_capture_shows_progress_then_the_grouped_tables(lab: NetLab, tmp_path: P
 
 
 def test_capture_without_a_tty_prints_no_bar(lab: NetLab, tmp_path: Path) -> None:
-    done = subprocess.run([*CLI, "capture", "-i", str(lab.inventory), "db01", "--interface", "data0", "-d", "1"],
-                          capture_output=True, text=True, env=env(lab, tmp_path), timeout=120)
+    done = subprocess.run(
+        [*CLI, "capture", "-i", str(lab.inventory), "db01", "--interface", "data0", "-d", "1"],
+        capture_output=True,
+        text=True,
+        env=env(lab, tmp_path),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "capturing" not in done.stderr and "\r" not in done.stderr, done.stderr
     assert "1 host(s)" in done.stdout and "HOSTS" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (["nosuch01:nosuch02"], "pattern 'nosuch01:nosuch02' matches no host"),
-    (["app01:db01", "-d", "0"], "duration must be between 0 and 3600 s"),
-])
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["nosuch01:nosuch02"], "pattern 'nosuch01:nosuch02' matches no host"),
+        (["app01:db01", "-d", "0"], "duration must be between 0 and 3600 s"),
+    ],
+)
 def test_bad_input_is_refused_clearly(lab: NetLab, tmp_path: Path, args: list[str], said: str) -> None:
-    done = subprocess.run([*CLI, "capture", "-i", str(lab.inventory), *args], capture_output=True, text=True,
-                          env=env(lab, tmp_path), timeout=120)
+    done = subprocess.run(
+        [*CLI, "capture", "-i", str(lab.inventory), *args],
+        capture_output=True,
+        text=True,
+        env=env(lab, tmp_path),
+        timeout=120,
+    )
     assert done.returncode == 2 and said in done.stderr, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_an_interface_no_host_has_lists_the_real_ones(lab: NetLab, tmp_path: Path) -> None:
-    done = subprocess.run([*CLI, "capture", "-i", str(lab.inventory), "app01:db01", "--interface", "nosuch0",
-                           "-d", "1"], capture_output=True, text=True, env=env(lab, tmp_path), timeout=120)
+    done = subprocess.run(
+        [*CLI, "capture", "-i", str(lab.inventory), "app01:db01", "--interface", "nosuch0", "-d", "1"],
+        capture_output=True,
+        text=True,
+        env=env(lab, tmp_path),
+        timeout=120,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "nosuch0" in done.stdout and "data0" in done.stdout, done.stdout
     assert not tcpdumps(lab)

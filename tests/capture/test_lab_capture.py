@@ -80,20 +80,34 @@ FAULTS_ROUTER = """table inet fault {
 @pytest.fixture(scope="module")
 def faults(lab: NetLab) -> Any:
     """One two-host capture over every fault at once; the summary is shared by the tests below."""
+
     async def scenario() -> Any:
         from crashfleet.controller.runtime import Runtime
         from crashfleet.controller.settings import Settings
-        rt = Runtime.create(Settings(inventory=lab.inventory, ssh_known_hosts=lab.known_hosts,
-                                     audit_log=lab.base / "audit.jsonl", host_deadline=30), who="pytest")
+
+        rt = Runtime.create(
+            Settings(
+                inventory=lab.inventory,
+                ssh_known_hosts=lab.known_hosts,
+                audit_log=lab.base / "audit.jsonl",
+                host_deadline=30,
+            ),
+            who="pytest",
+        )
         try:
             job_id = await started(rt, "lab", mode="diagnosis", filter="net 10.77.0.0/16", duration=7)
-            syn = subprocess.Popen(["ip", "netns", "exec", lab.ns("app01"), "curl", "-s", "--max-time", "4",
-                                    "http://10.77.2.2:8082/"], stdout=subprocess.DEVNULL)
-            outcome = {"silent": lab.exec("app01", *DNS, "10.77.2.3", "good.test").stdout.strip(),
-                       "nx": lab.exec("app01", *DNS, "10.77.2.2", "nosuch.test").stdout.strip(),
-                       "reset": lab.exec("app01", "curl", "-s", "http://10.77.2.2:8081/").returncode,
-                       "download": lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "--max-time", "6",
-                                            "http://10.77.2.2/big.bin").returncode}
+            syn = subprocess.Popen(
+                ["ip", "netns", "exec", lab.ns("app01"), "curl", "-s", "--max-time", "4", "http://10.77.2.2:8082/"],
+                stdout=subprocess.DEVNULL,
+            )
+            outcome = {
+                "silent": lab.exec("app01", *DNS, "10.77.2.3", "good.test").stdout.strip(),
+                "nx": lab.exec("app01", *DNS, "10.77.2.2", "nosuch.test").stdout.strip(),
+                "reset": lab.exec("app01", "curl", "-s", "http://10.77.2.2:8081/").returncode,
+                "download": lab.exec(
+                    "app01", "curl", "-sf", "-o", "/dev/null", "--max-time", "6", "http://10.77.2.2/big.bin"
+                ).returncode,
+            }
             syn.wait(10)
             await finished(rt, job_id)
             return outcome, await cap.capture_summary(rt, job_id), job_id, rt
@@ -172,8 +186,7 @@ def test_packets_drill_down_pages_header_lines(faults: Any) -> None:
 
 
 async def test_ring_caps_disk_use(lab_rt: Any, lab: NetLab) -> None:
-    job_id = await started(lab_rt, "app01", mode="port", target="80", duration=20, snaplen=65535,
-                           ring_bytes=4_000_000)
+    job_id = await started(lab_rt, "app01", mode="port", target="80", duration=20, snaplen=65535, ring_bytes=4_000_000)
     for _ in range(2):
         lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "http://10.77.2.2/big.bin")
     status = await cap.capture_stop(lab_rt, job_id)
@@ -186,6 +199,7 @@ async def test_ring_caps_disk_use(lab_rt: Any, lab: NetLab) -> None:
 
 async def test_cancel_and_dropped_connection_leave_no_tcpdump(lab_rt: Any, lab: NetLab) -> None:
     from crashfleet.controller.tools.jobs import job_cancel
+
     job_id = await started(lab_rt, "app01", duration=120)
     assert tcpdumps(lab)
     await job_cancel(lab_rt, job_id)
@@ -201,10 +215,12 @@ async def test_cancel_and_dropped_connection_leave_no_tcpdump(lab_rt: Any, lab: 
 
 
 async def test_bad_input_is_explained_and_leaves_nothing(lab_rt: Any, lab: NetLab) -> None:
-    cases = [({"interface": "eth9"}, "no interface 'eth9'", "data0"),
-             ({"interface": "data0", "filter": "tcp prot 80"}, "does not compile", "syntax error"),
-             ({"interface": "data0", "duration": 900}, "over this host's cap", "600"),
-             ({"interface": "data0", "mode": "port", "target": "http"}, "port must be a number", "")]
+    cases = [
+        ({"interface": "eth9"}, "no interface 'eth9'", "data0"),
+        ({"interface": "data0", "filter": "tcp prot 80"}, "does not compile", "syntax error"),
+        ({"interface": "data0", "duration": 900}, "over this host's cap", "600"),
+        ({"interface": "data0", "mode": "port", "target": "http"}, "port must be a number", ""),
+    ]
     for params, message, detail in cases:
         result = await cap.capture_start(lab_rt, "app01", **{"interface": "data0", **params})
         assert result.job_id is None and result.summary.failed == 1

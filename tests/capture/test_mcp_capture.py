@@ -19,8 +19,13 @@ pytestmark = [pytest.mark.ssh, pytest.mark.timeout(180)]
 
 @pytest.fixture(scope="module")
 def server(rig: Rig, lab: NetLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
-    started = StdioServer(MODERN, rig, tmp_path_factory.mktemp("mcp-capture"),
-                          CRASHFLEET_INVENTORY=str(lab.inventory), CRASHFLEET_SSH_KNOWN_HOSTS=str(lab.known_hosts))
+    started = StdioServer(
+        MODERN,
+        rig,
+        tmp_path_factory.mktemp("mcp-capture"),
+        CRASHFLEET_INVENTORY=str(lab.inventory),
+        CRASHFLEET_SSH_KNOWN_HOSTS=str(lab.known_hosts),
+    )
     yield started
     started.close()
 
@@ -30,22 +35,31 @@ def test_capture_on_two_hosts_over_mcp(server: StdioServer, lab: NetLab) -> None
     names = [i["name"] for i in interfaces["groups"][0]["data"]["interfaces"]]
     assert "data0" in names, interfaces
 
-    start = structured(server.call("capture_start", {"pattern": "app01:db01", "mode": "host",
-                                                     "target": "10.77.2.2", "duration": 3,
-                                                     "interface": "data0"}))
+    start = structured(
+        server.call(
+            "capture_start",
+            {"pattern": "app01:db01", "mode": "host", "target": "10.77.2.2", "duration": 3, "interface": "data0"},
+        )
+    )
     job_id = start["job_id"]
     assert job_id and start["summary"]["running"] == 2, start
     deadline = time.monotonic() + 60
     while structured(server.call("capture_status", {"job_id": job_id}))["summary"]["running"]:
         # Traffic all along the window: tcpdump opens the device a moment after start returns.
         assert lab.exec("app01", "curl", "-sf", "-o", "/dev/null", "http://10.77.2.2/index.html").returncode == 0
-        assert lab.exec("app01", sys.executable, str(HERE / "dnsserver.py"), "query", "10.77.2.2",
-                        "nope.test").stdout.strip() == "NXDOMAIN"
+        assert (
+            lab.exec(
+                "app01", sys.executable, str(HERE / "dnsserver.py"), "query", "10.77.2.2", "nope.test"
+            ).stdout.strip()
+            == "NXDOMAIN"
+        )
         assert time.monotonic() < deadline, "the capture outlived its duration"
         time.sleep(0.2)
     summary = structured(server.call("capture_summary", {"job_id": job_id}))
     app01 = summary["hosts"]["app01"]
-    assert app01.get("http", {}).get("requests", 0) >= 1 and "dns_nxdomain" in {p["kind"] for p in app01["problems"]}, app01
+    assert app01.get("http", {}).get("requests", 0) >= 1 and "dns_nxdomain" in {p["kind"] for p in app01["problems"]}, (
+        app01
+    )
     assert len(server.call("capture_summary", {"job_id": job_id}).content[0].text) < 12000  # ~1,500 tokens a host
 
     packets = structured(server.call("capture_packets", {"job_id": job_id, "host": "db01", "filter": "port 80"}))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import tempfile
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +30,18 @@ from tests.rig.files import keygen, pub
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_BIN = Path(sys.executable).parent  # the venv's ansible-playbook / ansible-lint
 AGENT = "/opt/crashfleet/crashfleet-agent.pyz"
-MACHINE_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/fstab", "/etc/os-release",
-                 "/etc/sudoers", "/etc/sudoers.d/crashfleet", "/etc/crashfleet/agent-policy.json", AGENT)
+MACHINE_FILES = (
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/fstab",
+    "/etc/os-release",
+    "/etc/sudoers",
+    "/etc/sudoers.d/crashfleet",
+    "/etc/crashfleet/agent-policy.json",
+    AGENT,
+)
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -46,13 +56,21 @@ class Deployment:
     machine_before: dict[str, str]
 
     def env(self) -> dict[str, str]:
-        ssh_args = (f"-o UserKnownHostsFile={self.rig.known_hosts} -o GlobalKnownHostsFile=/dev/null "
-                    "-o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=30s")
-        return {**os.environ, "ANSIBLE_HOME": str(self.base / "ansible-home"), "ANSIBLE_PIPELINING": "1",
-                "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp"), "ANSIBLE_FORKS": "10",
-                "ANSIBLE_SSH_ARGS": ssh_args, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.base / "cp"),
-                "ANSIBLE_NOCOLOR": "1",
-                "PATH": f"{ANSIBLE_BIN}:{os.environ['PATH']}"}
+        ssh_args = (
+            f"-o UserKnownHostsFile={self.rig.known_hosts} -o GlobalKnownHostsFile=/dev/null "
+            "-o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=30s"
+        )
+        return {
+            **os.environ,
+            "ANSIBLE_HOME": str(self.base / "ansible-home"),
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp"),
+            "ANSIBLE_FORKS": "10",
+            "ANSIBLE_SSH_ARGS": ssh_args,
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.base / "cp"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": f"{ANSIBLE_BIN}:{os.environ['PATH']}",
+        }
 
     def playbook(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(self.inventory), "ansible/site.yml", *args]
@@ -61,33 +79,60 @@ class Deployment:
     def root(self, host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A shell command as root on a rig host (inside its namespace), over the rig key."""
         h = self.rig.host(host)
-        argv = ["ssh", *ssh_options(self.rig), "-i", str(self.rig.client_key), "-p", str(h.port),
-                f"root@{h.address}", command]
+        argv = [
+            "ssh",
+            *ssh_options(self.rig),
+            "-i",
+            str(self.rig.client_key),
+            "-p",
+            str(h.port),
+            f"root@{h.address}",
+            command,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if check:
             assert done.returncode == 0, f"{command}: {done.stderr}"
         return done
 
     def settings(self, tmp_path: Path) -> Settings:
-        return Settings(inventory=self.inventory, ssh_known_hosts=self.rig.known_hosts,
-                        audit_log=tmp_path / "audit.jsonl", host_deadline=30)
+        return Settings(
+            inventory=self.inventory,
+            ssh_known_hosts=self.rig.known_hosts,
+            audit_log=tmp_path / "audit.jsonl",
+            host_deadline=30,
+        )
 
 
 def snapshot() -> dict[str, str]:
     """This machine's own files a deployment would change if it escaped its namespace."""
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "-"
-            for path in map(Path, MACHINE_FILES)}
+    return {
+        str(path): hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "-"
+        for path in map(Path, MACHINE_FILES)
+    }
 
 
 def ssh_options(rig: Rig) -> list[str]:
-    return ["-F", "/dev/null", "-o", f"UserKnownHostsFile={rig.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+    return [
+        "-F",
+        "/dev/null",
+        "-o",
+        f"UserKnownHostsFile={rig.known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+    ]
 
 
 def recap(run: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
     """PLAY RECAP per host: {'dep01': {'ok': 20, 'changed': 13, 'unreachable': 0, 'failed': 0}}."""
-    return {m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:])))
-            for m in RECAP.findall(run.stdout)}
+    return {
+        m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:]))) for m in RECAP.findall(run.stdout)
+    }
 
 
 def write_inventory(rig: Rig, path: Path, key: Path, zipapp: Path) -> None:
@@ -136,6 +181,7 @@ def _deploy(base: Path) -> Iterator[Deployment]:
 @pytest.fixture
 async def deployed_runtime(deployment: Deployment, tmp_path: Path) -> AsyncIterator[Any]:
     from crashfleet.controller.runtime import Runtime
+
     rt = Runtime.create(deployment.settings(tmp_path), who="pytest")
     yield rt
     await rt.close()

@@ -59,9 +59,14 @@ def test_the_real_machine_is_untouched(deployment: Deployment) -> None:
 
 
 def test_ansible_lint_passes() -> None:
-    done = subprocess.run([str(ANSIBLE_BIN / "ansible-lint")], cwd=REPO / "ansible", capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PATH": f"{ANSIBLE_BIN}:{os.environ['PATH']}",
-                                            "NO_COLOR": "1"})
+    done = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-lint")],
+        cwd=REPO / "ansible",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{ANSIBLE_BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Passed" in done.stdout + done.stderr
 
@@ -69,17 +74,18 @@ def test_ansible_lint_passes() -> None:
 def test_sudo_lists_only_the_agent_command(deployment: Deployment) -> None:
     listing = deployment.root("dep02", "sudo -l -U crashfleet").stdout
     rules = listing.split("may run the following commands", 1)[1].splitlines()[1:]
-    assert [r.strip() for r in rules if r.strip()] == \
-        [f"(root) NOPASSWD: /usr/bin/python3 {AGENT} serve --dir /var/lib/crashfleet/agent"]
+    assert [r.strip() for r in rules if r.strip()] == [
+        f"(root) NOPASSWD: /usr/bin/python3 {AGENT} serve --dir /var/lib/crashfleet/agent"
+    ]
 
 
-async def test_fleet_check_starts_the_installed_agent_and_pushes_nothing(deployment: Deployment,
-                                                                        deployed_runtime: Any) -> None:
+async def test_fleet_check_starts_the_installed_agent_and_pushes_nothing(
+    deployment: Deployment, deployed_runtime: Any
+) -> None:
     result = await fleet_check(deployed_runtime, "dep01:dep02")
     assert result.summary.ok == 2, result.errors
     [group] = result.groups
-    assert group.data["agent"] == {"version": "0.1.0", "build": agent_bundle().build, "protocol": 1,
-                                   "installed": AGENT}
+    assert group.data["agent"] == {"version": "0.1.0", "build": agent_bundle().build, "protocol": 1, "installed": AGENT}
     assert group.data["uid"] == 0  # started through the sudo rule
     for host in ("dep01", "dep02"):  # no pushed copy anywhere on the host
         ns = deployment.rig.host(host).ns_dir
@@ -89,22 +95,35 @@ async def test_fleet_check_starts_the_installed_agent_and_pushes_nothing(deploym
 def test_the_deployed_key_runs_no_shell_command(deployment: Deployment) -> None:
     h = deployment.rig.host("dep01")
     base = ["ssh", *ssh_options(deployment.rig), "-i", str(deployment.controller_key), "-p", str(h.port)]
-    plain = subprocess.run([*base, f"crashfleet@{h.address}", "id"], capture_output=True, text=True, timeout=30,
-                           stdin=subprocess.DEVNULL)
+    plain = subprocess.run(
+        [*base, f"crashfleet@{h.address}", "id"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
     assert "uid=" not in plain.stdout + plain.stderr  # sshd ran the agent, which saw EOF and left
     hello = '{"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}\n'
-    agent = subprocess.run([*base, f"crashfleet@{h.address}", "sh -c id"], input=hello, capture_output=True,
-                           text=True, timeout=30)
+    agent = subprocess.run(
+        [*base, f"crashfleet@{h.address}", "sh -c id"], input=hello, capture_output=True, text=True, timeout=30
+    )
     assert f'"build":"{agent_bundle().build}"' in agent.stdout.replace(" ", "") and "uid=" not in agent.stdout
-    pty = subprocess.run([*base, "-tt", f"crashfleet@{h.address}", "id"], capture_output=True, text=True,
-                         timeout=30, stdin=subprocess.DEVNULL)
+    pty = subprocess.run(
+        [*base, "-tt", f"crashfleet@{h.address}", "id"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert "PTY allocation request failed" in pty.stderr and "uid=" not in pty.stdout
 
 
 async def test_the_deployed_key_cannot_forward_ports(deployment: Deployment) -> None:
     h = deployment.rig.host("dep02")
-    async with asyncssh.connect(h.address, port=h.port, username="crashfleet", known_hosts=str(deployment.rig.known_hosts),
-                                client_keys=[str(deployment.controller_key)], config=None) as conn:
+    async with asyncssh.connect(
+        h.address,
+        port=h.port,
+        username="crashfleet",
+        known_hosts=str(deployment.rig.known_hosts),
+        client_keys=[str(deployment.controller_key)],
+        config=None,
+    ) as conn:
         with pytest.raises(asyncssh.ChannelOpenError) as refused:
             await conn.open_connection(h.address, h.port)  # -L: direct-tcpip to the host's own sshd
         assert "prohibited" in refused.value.reason.lower() or refused.value.code == 1
@@ -118,14 +137,28 @@ async def test_the_deployed_key_cannot_forward_ports(deployment: Deployment) -> 
         await asyncio.wait_for(proc.wait(), 30)
 
 
-async def test_an_outdated_agent_is_reported_with_the_playbook_that_fixes_it(deployment: Deployment,
-                                                                             tmp_path: Path) -> None:
+async def test_an_outdated_agent_is_reported_with_the_playbook_that_fixes_it(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     from crashfleet.controller.runtime import Runtime
+
     old = tmp_path / "old.pyz"
     _rebuild_with_build(deployment.zipapp, old, "0123456789abcdef")
-    subprocess.run(["ssh", *ssh_options(deployment.rig), "-i", str(deployment.rig.client_key), "-p",
-                    str(deployment.rig.port), f"root@{deployment.rig.host('dep01').address}", f"cat > {AGENT}"],
-                   input=old.read_bytes(), check=True, timeout=30)
+    subprocess.run(
+        [
+            "ssh",
+            *ssh_options(deployment.rig),
+            "-i",
+            str(deployment.rig.client_key),
+            "-p",
+            str(deployment.rig.port),
+            f"root@{deployment.rig.host('dep01').address}",
+            f"cat > {AGENT}",
+        ],
+        input=old.read_bytes(),
+        check=True,
+        timeout=30,
+    )
     rt = Runtime.create(deployment.settings(tmp_path), who="pytest")
     try:
         result = await fleet_check(rt, "dep01")
@@ -163,9 +196,12 @@ def _assert_no_agents(deployment: Deployment) -> None:
 
 def test_unsupported_distribution_fails_naming_it(deployment: Deployment) -> None:
     """dep03 pretends to be Arch Linux (its own /etc/os-release, inside its namespace)."""
-    deployment.root("dep03", "mv /etc/os-release /etc/os-release.real && "
-                    "printf 'NAME=\"Arch Linux\"\\nID=arch\\nPRETTY_NAME=\"Arch Linux\"\\n' > /etc/os-release && "
-                    "touch /etc/arch-release")
+    deployment.root(
+        "dep03",
+        "mv /etc/os-release /etc/os-release.real && "
+        'printf \'NAME="Arch Linux"\\nID=arch\\nPRETTY_NAME="Arch Linux"\\n\' > /etc/os-release && '
+        "touch /etc/arch-release",
+    )
     try:
         run = deployment.playbook("--limit", "dep03")
     finally:
@@ -195,6 +231,7 @@ async def test_a_rerun_after_a_partial_failure_completes(deployment: Deployment,
     fixed = deployment.playbook("--limit", "dep03")
     assert fixed.returncode == 0 and recap(fixed)["dep03"]["failed"] == 0, fixed.stdout[-3000:]
     from crashfleet.controller.runtime import Runtime
+
     rt = Runtime.create(deployment.settings(tmp_path), who="pytest")
     try:
         assert (await fleet_check(rt, "dep03")).summary.ok == 1

@@ -50,10 +50,12 @@ def test_an_unknown_host_key_is_refused_before_anything_happens(deployment: Depl
     assert "crashfleet:" not in deployment.root("dep04", "cat /etc/passwd").stdout
 
 
-async def test_bootstrap_with_a_sudo_password_gives_what_the_role_gives(deployment: Deployment,
-                                                                        tmp_path: Path) -> None:
-    deployment.root("dep04", f"id ops || (useradd -m -s /bin/sh ops && echo ops:{PASSWORD} | chpasswd && "
-                    "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops)")
+async def test_bootstrap_with_a_sudo_password_gives_what_the_role_gives(deployment: Deployment, tmp_path: Path) -> None:
+    deployment.root(
+        "dep04",
+        f"id ops || (useradd -m -s /bin/sh ops && echo ops:{PASSWORD} | chpasswd && "
+        "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops)",
+    )
     settings = deployment.settings(tmp_path)
     wrong = Prompt("not-the-password")
     with pytest.raises(HostError) as refused:
@@ -89,8 +91,11 @@ async def test_bootstrap_with_a_sudo_password_gives_what_the_role_gives(deployme
 
 
 def test_an_unsupported_distribution_is_named(deployment: Deployment, tmp_path: Path) -> None:
-    deployment.root("dep04", "mv /etc/os-release /etc/os-release.real && "
-                    "printf 'ID=alpine\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' > /etc/os-release")
+    deployment.root(
+        "dep04",
+        "mv /etc/os-release /etc/os-release.real && "
+        "printf 'ID=alpine\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' > /etc/os-release",
+    )
     try:
         with pytest.raises(HostError) as refused:
             bootstrap(host(deployment, "dep04"), deployment.settings(tmp_path), Prompt(""), say=lambda _: None)

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from crashfleet.controller.bundle import write_bundle
-from tests.dumps.conftest import _link
-from tests.dumps.fixture import Fixture
+from tests.dumps.fixture import Fixture, link_file
 
 CALL_TIMEOUT = 300.0  # crash opens in seconds, but the machine is shared
 
@@ -35,17 +34,21 @@ class Agent:
 
     def __init__(self, zipapp: Path, directory: Path, policy: Path, log: Path) -> None:
         self.log = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(zipapp), "serve", "--dir", str(directory),
-                                      "--policy", str(policy)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(zipapp), "serve", "--dir", str(directory), "--policy", str(policy)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+        )
         self.ids = 0
         self.buffer = b""
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.ids += 1
         assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method,
-                                          "params": params}).encode() + b"\n")
+        self.proc.stdin.write(
+            json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}).encode() + b"\n"
+        )
         self.proc.stdin.flush()
         deadline = time.monotonic() + CALL_TIMEOUT
         while True:
@@ -91,8 +94,8 @@ def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sysrq_dumps(fixture: Fixture, directory: Path) -> Path:
     """A dump dir holding the sysrq dump (as `vmcore`) and its vmlinux, linked from the cache."""
-    _link(fixture.vmcore("sysrq"), directory / "vmcore")
-    _link(fixture.vmlinux, directory / fixture.vmlinux.name)
+    link_file(fixture.vmcore("sysrq"), directory / "vmcore")
+    link_file(fixture.vmlinux, directory / fixture.vmlinux.name)
     return directory / "vmcore"
 
 

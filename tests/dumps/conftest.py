@@ -8,8 +8,6 @@ to the cached fixture (one copy on disk), with the vmlinux linked beside each.
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +21,8 @@ import pytest_asyncio
 import yaml
 
 from tests.conftest import wait_no_agents
-from tests.dumps.fixture import Fixture, ensure
+from tests.dumps.agentproc import start, zipapp  # noqa: F401 - fixtures for tests/dumps
+from tests.dumps.fixture import Fixture, ensure, link_file
 from tests.rig import Rig
 
 CRASH_ROOT = Path("/var/crash")
@@ -36,16 +35,6 @@ class DumpFleet:
     dirs: dict[str, Path]
     inventory: Path
     paths: dict[str, Path]
-
-
-def _link(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.copy2(src, dest)  # another filesystem: a copy, once per file
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +53,26 @@ def dump_fleet(rig: Rig, dump_fixture: Fixture, tmp_path_factory: pytest.TempPat
     vmlinux = fx.vmlinux.name
     paths = {
         "web01": dirs["web01"] / "127.0.0.1-2026-11-21-03:12:40" / "vmcore",  # kdump-tools (RHEL)
-        "web02": dirs["web02"] / "202611210312" / "dump.202611210312",     # kdump-tools (Debian)
-        "web03": dirs["web03"] / "vmcore-sysrq",                            # a plain file
+        "web02": dirs["web02"] / "202611210312" / "dump.202611210312",  # kdump-tools (Debian)
+        "web03": dirs["web03"] / "vmcore-sysrq",  # a plain file
         "web04": dirs["web04"] / "vmcore-initexit",
         "web06-kdump": dirs["web06"] / "vmcore.kdump",
         "web06-flat": dirs["web06"] / "vmcore.flat",
         "web06-cut": dirs["web06"] / "vmcore-cut",
     }
-    sources = {"web01": fx.vmcore("sysrq"), "web02": fx.vmcore("sysrq"), "web03": fx.vmcore("sysrq"),
-               "web04": fx.vmcore("initexit"), "web06-kdump": fx.kdump, "web06-flat": fx.flat, "web06-cut": fx.truncated}
+    sources = {
+        "web01": fx.vmcore("sysrq"),
+        "web02": fx.vmcore("sysrq"),
+        "web03": fx.vmcore("sysrq"),
+        "web04": fx.vmcore("initexit"),
+        "web06-kdump": fx.kdump,
+        "web06-flat": fx.flat,
+        "web06-cut": fx.truncated,
+    }
     for key, dest in paths.items():
-        _link(sources[key], dest)
+        link_file(sources[key], dest)
         if not (dest.parent / vmlinux).exists():
-            _link(fx.vmlinux, dest.parent / vmlinux)
+            link_file(fx.vmlinux, dest.parent / vmlinux)
     (dirs["web05"] / "vmcore-dmesg.txt").write_text("not a dump\n")
     (dirs["web03"] / "notes.bin").write_bytes(b"\0" * 4096)  # not a dump: ignored by the scan
     inventory = tmp_path_factory.mktemp("dumps") / "inventory.yml"
@@ -96,9 +92,14 @@ async def drt(dump_fleet: DumpFleet, rig: Rig, tmp_path_factory: pytest.TempPath
     """One runtime for the module: crash takes seconds to open a dump, so sessions are shared."""
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
+
     state = tmp_path_factory.mktemp("dumps-state")
-    settings = Settings(inventory=dump_fleet.inventory, ssh_known_hosts=rig.known_hosts,
-                        audit_log=state / "audit.jsonl", host_deadline=60)
+    settings = Settings(
+        inventory=dump_fleet.inventory,
+        ssh_known_hosts=rig.known_hosts,
+        audit_log=state / "audit.jsonl",
+        host_deadline=60,
+    )
     rt = Runtime.create(settings, who="pytest-dumps")
     yield rt
     await rt.close()

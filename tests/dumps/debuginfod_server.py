@@ -34,8 +34,11 @@ def _metrics(url: str) -> dict[str, float]:
 def _indexed(url: str) -> bool:
     """One traversal done and nothing left to scan: every file under the dir is in the index."""
     m = _metrics(url)  # a scan metric appears only once a scan thread has had work: absent is idle
-    return m.get('thread_work_total{role="traverse"}', 0) >= 1 and \
-        m.get('thread_work_pending{role="scan"}', 0) == 0 and m.get('thread_busy{role="scan"}', 0) == 0
+    return (
+        m.get('thread_work_total{role="traverse"}', 0) >= 1
+        and m.get('thread_work_pending{role="scan"}', 0) == 0
+        and m.get('thread_busy{role="scan"}', 0) == 0
+    )
 
 
 @contextmanager
@@ -50,9 +53,12 @@ def serving(deb_dir: Path | None, name: str) -> Iterator[str]:
     port = free_port()
     log = open(work / "server.log", "wb")
     # -t 0 -g 0: one traversal, no rescans or grooming while the tests run.
-    proc = subprocess.Popen(["debuginfod", "-U", "-d", str(work / "index.sqlite"), "-p", str(port),
-                             "-t", "0", "-g", "0", str(scan)], stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["debuginfod", "-U", "-d", str(work / "index.sqlite"), "-p", str(port), "-t", "0", "-g", "0", str(scan)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(proc, url, work / "server.log")

@@ -16,6 +16,7 @@ Named processes run in the guest: cf-alpha, cf-beta, cf-gamma.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -68,8 +69,7 @@ def release() -> str:
     out = _run(["apt-cache", "depends", META_PACKAGE]).decode()
     match = re.search(r"Depends: linux-image-(\S+-cloud-amd64)\b", out)
     if not match:
-        raise RuntimeError(f"cannot resolve the kernel behind {META_PACKAGE}: {out[:300]!r}; "
-                           "run apt-get update")
+        raise RuntimeError(f"cannot resolve the kernel behind {META_PACKAGE}: {out[:300]!r}; run apt-get update")
     return match.group(1)
 
 
@@ -89,8 +89,9 @@ def ensure(rel: str | None = None) -> Fixture:
             _build_kdump(fx)
         if not fx.truncated.exists():
             _truncate(fx.vmcore("sysrq"), fx.truncated, TRUNCATE_AT)
-        (fx.dir / "manifest.json").write_text(json.dumps(
-            {"release": rel, "vmlinux": str(fx.vmlinux), "panics": list(PANICS), "named": list(NAMED)}))
+        (fx.dir / "manifest.json").write_text(
+            json.dumps({"release": rel, "vmlinux": str(fx.vmlinux), "panics": list(PANICS), "named": list(NAMED)})
+        )
     return fx
 
 
@@ -114,9 +115,14 @@ def _fetch_kernel(fx: Fixture) -> None:
         image, dbg = f"linux-image-{fx.release}", f"linux-image-{fx.release}-dbg"
         _run(["apt-get", "download", "-q", image, dbg], cwd=tmp)
         debs = {p.name.split("_")[0]: p for p in Path(tmp).glob("*.deb")}
-        _extract(debs[image], {f"./boot/vmlinuz-{fx.release}": fx.dir / "vmlinuz",
-                               f"./lib/modules/{fx.release}/kernel/drivers/firmware/qemu_fw_cfg.ko":
-                                   fx.dir / "qemu_fw_cfg.ko"}, tmp)
+        _extract(
+            debs[image],
+            {
+                f"./boot/vmlinuz-{fx.release}": fx.dir / "vmlinuz",
+                f"./lib/modules/{fx.release}/kernel/drivers/firmware/qemu_fw_cfg.ko": fx.dir / "qemu_fw_cfg.ko",
+            },
+            tmp,
+        )
         _extract(debs[dbg], {f"./usr/lib/debug/boot/vmlinux-{fx.release}": fx.vmlinux}, tmp)
 
 
@@ -169,8 +175,9 @@ def _initramfs(fx: Fixture, panic: str, work: Path) -> Path:
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     image = work / "initrd.cpio"
     with open(image, "wb") as out:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(),
-                       cwd=root, stdout=out, check=True)
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root, stdout=out, check=True
+        )
     return image
 
 
@@ -181,13 +188,34 @@ def _build_dump(fx: Fixture, panic: str, compressed: bool = False) -> Path:
         work = Path(tmp)
         initrd = _initramfs(fx, panic, work)
         serial, monitor = work / "serial.log", work / "monitor.sock"
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-smp", "1", "-display", "none",
-                "-no-reboot", "-kernel", str(fx.dir / "vmlinuz"), "-initrd", str(initrd),
-                "-append", "console=ttyS0 nokaslr panic=0 quiet loglevel=7",
-                "-device", "vmcoreinfo", "-serial", f"file:{serial}",
-                "-monitor", f"unix:{monitor},server,nowait", "-nodefaults"]
-        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        argv = [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(fx.dir / "vmlinuz"),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 nokaslr panic=0 quiet loglevel=7",
+            "-device",
+            "vmcoreinfo",
+            "-serial",
+            f"file:{serial}",
+            "-monitor",
+            f"unix:{monitor},server,nowait",
+            "-nodefaults",
+        ]
+        qemu = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             _wait_panic(qemu, serial)
             out = work / "dump"
@@ -252,10 +280,16 @@ def _read_prompt(sock: socket.socket) -> bytes:
     return data
 
 
-def _run(argv: list[str], cwd: str | None = None, stdout: object = subprocess.PIPE,
-         stdin: object = subprocess.DEVNULL) -> bytes:
-    proc = subprocess.run(argv, cwd=cwd, stdout=stdout, stdin=stdin,  # type: ignore[call-overload]
-                          stderr=subprocess.PIPE)
+def _run(
+    argv: list[str], cwd: str | None = None, stdout: object = subprocess.PIPE, stdin: object = subprocess.DEVNULL
+) -> bytes:
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        stdout=stdout,
+        stdin=stdin,  # type: ignore[call-overload]
+        stderr=subprocess.PIPE,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-800:]}")
     return proc.stdout or b""
@@ -267,3 +301,14 @@ if __name__ == "__main__":
     for entry in sorted(fixture.dir.iterdir()):
         print(f"{entry.stat().st_size:>12}  {entry}")
     print(f"ready in {time.monotonic() - started:.1f} s")
+
+
+def link_file(src: Path, dest: Path) -> None:
+    """Hard-link a fixture file into a test's dir (a copy across filesystems)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copy2(src, dest)  # another filesystem: a copy, once per file

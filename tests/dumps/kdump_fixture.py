@@ -24,13 +24,24 @@ from pathlib import Path
 from tests.dumps.fixture import BUSYBOX, NAMED, WORKER, Fixture, _run, ensure
 
 BOOT_TIMEOUT = 900.0  # two kernel boots and two makedumpfile runs under TCG on a busy machine
-SLOT = 128 << 20      # bytes per file on the capture disk
+SLOT = 128 << 20  # bytes per file on the capture disk
 FILES = ("dump.lzo", "dump.zlib", "dmesg")
 VIRTIO = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk")
 APPLETS = ("sh", "mount", "insmod", "sleep", "echo", "cat", "dd", "stat", "sync", "poweroff", "mkdir")
 # Debian's kexec is linked against Xen's libraries (not installed here): fetched beside it.
-XEN_LIBS = ("libxenmisc4.17", "libxencall1", "libxendevicemodel1", "libxenevtchn1", "libxenforeignmemory1",
-            "libxengnttab1", "libxenhypfs1", "libxenstore4", "libxentoolcore1", "libxentoollog1", "libyajl2")
+XEN_LIBS = (
+    "libxenmisc4.17",
+    "libxencall1",
+    "libxendevicemodel1",
+    "libxenevtchn1",
+    "libxenforeignmemory1",
+    "libxengnttab1",
+    "libxenhypfs1",
+    "libxenstore4",
+    "libxentoolcore1",
+    "libxentoollog1",
+    "libyajl2",
+)
 CRASHKERNEL = "192M"
 GUEST_MB = "640"
 
@@ -56,7 +67,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 insmod /qemu_fw_cfg.ko
 for name in {named}; do "/bin/$name" & done
-/sbin/kexec -p /vmlinuz --initrd=/capture.cpio --append="console=ttyS0 nokaslr irqpoll nr_cpus=1 reset_devices panic=1" \\
+/sbin/kexec -p /vmlinuz --initrd=/capture.cpio \\
+  --append="console=ttyS0 nokaslr irqpoll nr_cpus=1 reset_devices panic=1" \\
   && echo "CF-KEXEC-LOADED $(cat /sys/kernel/kexec_crash_loaded)"
 sleep 1
 echo "crashfleet fixture: panic kdump" > /dev/kmsg
@@ -105,8 +117,9 @@ def _build(fx: Fixture, kd: KdumpFixture) -> None:
         _boot(fx, main, disk, serial)
         sizes = re.search(r"CF-SIZES ((?:\d+\s+){%d})" % len(FILES), serial.read_text(errors="replace"))
         if not sizes:
-            raise RuntimeError(f"the capture kernel wrote no dump; serial log tail:\n"
-                               f"{serial.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"the capture kernel wrote no dump; serial log tail:\n{serial.read_text(errors='replace')[-3000:]}"
+            )
         with open(disk, "rb") as handle:
             for slot, (name, size) in enumerate(zip(FILES, map(int, sizes.group(1).split()))):
                 handle.seek(slot * SLOT)
@@ -187,25 +200,48 @@ def _main_root(fx: Fixture, work: Path, tools: Path, capture: Path) -> Path:
 def _cpio(root: Path, image: Path) -> Path:
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     with open(image, "wb") as out:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(),
-                       cwd=root, stdout=out, check=True)
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root, stdout=out, check=True
+        )
     return image
 
 
 def _boot(fx: Fixture, initrd: Path, disk: Path, serial: Path) -> None:
     """Boot, panic, capture: QEMU exits when the capture kernel powers off (or fails)."""
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", GUEST_MB, "-smp", "1", "-display", "none",
-            "-no-reboot", "-nodefaults", "-kernel", str(fx.dir / "vmlinuz"), "-initrd", str(initrd),
-            "-append", f"console=ttyS0 nokaslr panic=1 crashkernel={CRASHKERNEL} loglevel=7",
-            "-device", "vmcoreinfo", "-serial", f"file:{serial}",
-            "-drive", f"file={disk},format=raw,if=virtio"]
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    argv = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-m",
+        GUEST_MB,
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+        "-kernel",
+        str(fx.dir / "vmlinuz"),
+        "-initrd",
+        str(initrd),
+        "-append",
+        f"console=ttyS0 nokaslr panic=1 crashkernel={CRASHKERNEL} loglevel=7",
+        "-device",
+        "vmcoreinfo",
+        "-serial",
+        f"file:{serial}",
+        "-drive",
+        f"file={disk},format=raw,if=virtio",
+    ]
+    qemu = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         qemu.wait(BOOT_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"no capture within {BOOT_TIMEOUT:g} s; serial tail:\n"
-                           f"{serial.read_text(errors='replace')[-3000:]}") from None
+        raise RuntimeError(
+            f"no capture within {BOOT_TIMEOUT:g} s; serial tail:\n{serial.read_text(errors='replace')[-3000:]}"
+        ) from None
     finally:
         if qemu.poll() is None:
             qemu.kill()

@@ -9,9 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
-from tests.dumps.agentproc import alive, start, zipapp  # noqa: F401 (start, zipapp: fixtures)
+from tests.dumps.agentproc import alive
 
 
 def test_drgn_code_false_refuses_code_but_runs_bundled_scripts(start: Any) -> None:

@@ -17,10 +17,9 @@ import pytest
 from crashfleet.agent import profiles, sandbox
 from crashfleet.agent.dumps import debuginfod, formats
 from crashfleet.agent.policy import DEFAULTS
-from tests.dumps.agentproc import Agent, alive, spawn, zipapp  # noqa: F401 (zipapp: a fixture)
-from tests.dumps.conftest import _link
+from tests.dumps.agentproc import Agent, alive, spawn
 from tests.dumps.debuginfod_server import free_port, serving
-from tests.dumps.fixture import Fixture, dbg_deb
+from tests.dumps.fixture import Fixture, dbg_deb, link_file
 
 OPEN_DEADLINE = 1200.0  # a 590 MB vmlinux out of an xz .deb, on a loaded 2-core machine
 
@@ -35,15 +34,16 @@ def server(dump_fixture: Fixture) -> Iterator[str]:
 def start(zipapp: Path, dump_fixture: Fixture, tmp_path: Path) -> Iterator[Any]:
     """start(urls, **policy) -> (agent, vmcore, cache dir): the sysrq dump alone, no vmlinux anywhere."""
     dumps = tmp_path / "dumps"
-    _link(dump_fixture.vmcore("sysrq"), dumps / "vmcore")
+    link_file(dump_fixture.vmcore("sysrq"), dumps / "vmcore")
     agents: list[Agent] = []
 
     def start_agent(urls: list[str], local_vmlinux: bool = False, **policy: Any) -> tuple[Agent, str, Path]:
         cache = tmp_path / "cache"
         if local_vmlinux:  # only the modules' debuginfo is fetched
-            _link(dump_fixture.vmlinux, dumps / dump_fixture.vmlinux.name)
-        agent = spawn(zipapp, tmp_path, dict({"debuginfod_urls": urls, "debuginfod_cache_dir": str(cache)},
-                                             **policy), dumps)
+            link_file(dump_fixture.vmlinux, dumps / dump_fixture.vmlinux.name)
+        agent = spawn(
+            zipapp, tmp_path, dict({"debuginfod_urls": urls, "debuginfod_cache_dir": str(cache)}, **policy), dumps
+        )
         agents.append(agent)
         return agent, str(dumps / "vmcore"), cache
 
@@ -70,8 +70,7 @@ def open_waiting(agent: Agent, vmcore: str, **params: Any) -> dict[str, Any]:
 
 
 def no_leftovers(cache: Path) -> None:
-    assert not list(cache.rglob("*.part")) and not [p for p in cache.glob("*") if p.is_dir()], \
-        list(cache.rglob("*"))
+    assert not list(cache.rglob("*.part")) and not [p for p in cache.glob("*") if p.is_dir()], list(cache.rglob("*"))
 
 
 def test_first_open_downloads_second_uses_the_cache(start: Any, server: str, dump_fixture: Fixture) -> None:
@@ -118,7 +117,7 @@ def test_over_the_cache_quota_is_refused_without_a_partial_file(start: Any, serv
 class _WrongFile(http.server.BaseHTTPRequestHandler):
     """A server that answers every build id with /bin/true (an ELF, with another build id)."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         data = Path("/bin/true").read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
@@ -191,8 +190,7 @@ def test_the_download_sandbox_connects_only_to_the_servers_ports(tmp_path: Path)
         sock.listen(4)
     fetch_dir = tmp_path / "fetch"
     fetch_dir.mkdir()
-    profile = profiles.debuginfod(_Policy(), str(fetch_dir), [allowed.getsockname()[1]],
-                                  debuginfod._python_paths())
+    profile = profiles.debuginfod(_Policy(), str(fetch_dir), [allowed.getsockname()[1]], debuginfod._python_paths())
 
     addresses = {"allowed": allowed.getsockname(), "other": other.getsockname()}  # the child closes the fds
 
@@ -217,8 +215,12 @@ def test_the_download_sandbox_connects_only_to_the_servers_ports(tmp_path: Path)
     finally:
         allowed.close()
         other.close()
-    assert got == {"allowed": "connected", "other": "PermissionError", "inside": "written",
-                   "outside": "PermissionError"}, got
+    assert got == {
+        "allowed": "connected",
+        "other": "PermissionError",
+        "inside": "written",
+        "outside": "PermissionError",
+    }, got
     assert not (tmp_path / "f").exists() and os.path.exists(fetch_dir / "f")
 
 

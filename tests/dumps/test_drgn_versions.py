@@ -6,10 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import pytest
-
 from crashfleet.agent.dumps import drgn_pick
-from tests.dumps.agentproc import alive, start, zipapp  # noqa: F401 (start, zipapp: fixtures)
+from tests.dumps.agentproc import alive
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian 12's python3-drgn is 0.0.22
 

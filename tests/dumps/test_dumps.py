@@ -33,8 +33,7 @@ async def test_dumps_list_finds_every_layout_and_format(drt: Any, dump_fleet: Du
     result = await d.dumps_list(drt, "all")
     by_host = {}
     for group in result.groups:
-        for host in group.hosts.replace("web[", "").replace("]", "").split(","):
-            by_host[group.hosts] = group
+        by_host[group.hosts] = group
     assert result.summary.ok == 6, result.errors
     data = {}
     for group in result.groups:
@@ -49,9 +48,11 @@ async def test_dumps_list_finds_every_layout_and_format(drt: Any, dump_fleet: Du
         assert dumps[0]["build_id"]
     assert data["web05"]["dumps"] == []
     formats = {x["path"]: (x["format"], x["incomplete"]) for x in data["web06"]["dumps"]}
-    assert formats == {str(dump_fleet.paths["web06-kdump"]): ("kdump-compressed", False),
-                       str(dump_fleet.paths["web06-flat"]): ("flattened", False),
-                       str(dump_fleet.paths["web06-cut"]): ("elf", True)}  # shorter than its headers say
+    assert formats == {
+        str(dump_fleet.paths["web06-kdump"]): ("kdump-compressed", False),
+        str(dump_fleet.paths["web06-flat"]): ("flattened", False),
+        str(dump_fleet.paths["web06-cut"]): ("elf", True),
+    }  # shorter than its headers say
     assert all(x["release"] == release for x in data["web06"]["dumps"])
     assert data["web01"]["drgn"] is True
 
@@ -133,8 +134,9 @@ async def test_dump_too_damaged_for_minimal_is_a_clear_error(drt: Any, dump_flee
 
 
 @pytest.mark.parametrize("key,fmt", [("web06-kdump", "kdump-compressed"), ("web06-flat", "flattened")])
-async def test_kdump_formats_open_in_crash_and_drgn_says_it_cannot(drt: Any, dump_fleet: DumpFleet, key: str,
-                                                                   fmt: str) -> None:
+async def test_kdump_formats_open_in_crash_and_drgn_says_it_cannot(
+    drt: Any, dump_fleet: DumpFleet, key: str, fmt: str
+) -> None:
     opened = await d.crash_open(drt, "web06", vmcore=str(dump_fleet.paths[key]))
     sid = opened.session.session_id
     try:
@@ -155,11 +157,19 @@ async def test_kdump_formats_open_in_crash_and_drgn_says_it_cannot(drt: Any, dum
         await d.session_close(drt, sid)
 
 
-@pytest.mark.parametrize("command,reason", [
-    ("!id", "shell"), ("log > /tmp/crashfleet-out", "redirection"), ("log | sh", "only grep"),
-    ("wr jiffies 0", "writes to memory"), ("extend /tmp/x.so", "shared objects"),
-    ("shell id", "gdb"), ("set scroll on", "set scroll"), ("log | grep", "one pattern"),
-])
+@pytest.mark.parametrize(
+    "command,reason",
+    [
+        ("!id", "shell"),
+        ("log > /tmp/crashfleet-out", "redirection"),
+        ("log | sh", "only grep"),
+        ("wr jiffies 0", "writes to memory"),
+        ("extend /tmp/x.so", "shared objects"),
+        ("shell id", "gdb"),
+        ("set scroll on", "set scroll"),
+        ("log | grep", "one pattern"),
+    ],
+)
 async def test_refusals_say_why(drt: Any, command: str, reason: str) -> None:
     opened = await d.crash_open(drt, "web01")
     with pytest.raises(UsageError) as info:
@@ -172,8 +182,11 @@ async def test_refusals_say_why(drt: Any, command: str, reason: str) -> None:
 
 async def test_drgn_sees_the_named_processes_and_keeps_its_namespace(drt: Any) -> None:
     sid = (await d.crash_open(drt, "web01")).session.session_id
-    names = await d.drgn_run(drt, sid, "sorted(t.comm.string_().decode() for t in for_each_task(prog)"
-                                        " if t.comm.string_().startswith(b'cf-'))")
+    names = await d.drgn_run(
+        drt,
+        sid,
+        "sorted(t.comm.string_().decode() for t in for_each_task(prog) if t.comm.string_().startswith(b'cf-'))",
+    )
     assert names.ok and names.value == "['cf-alpha', 'cf-beta', 'cf-gamma']"
     await d.drgn_run(drt, sid, "answer = 41")
     kept = await d.drgn_run(drt, sid, "import os\nprint('uid', os.getuid())\nanswer + 1")

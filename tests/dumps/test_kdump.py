@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.dumps.agentproc import Agent, alive, spawn, zipapp  # noqa: F401 (zipapp: a fixture)
-from tests.dumps.conftest import _link
-from tests.dumps.fixture import Fixture
+from tests.dumps.agentproc import Agent, alive, spawn
+from tests.dumps.fixture import Fixture, link_file
 from tests.dumps.kdump_fixture import KdumpFixture, ensure_kdump
 
 STAMPS = {"lzo": "202612011603", "zlib": "202612011604"}  # kdump-tools' `date +%Y%m%d%H%M`
@@ -30,9 +29,9 @@ def crash_dir(kdump: KdumpFixture, tmp_path: Path) -> dict[str, Path]:
     paths = {}
     for compression, stamp in STAMPS.items():
         directory = tmp_path / "crash" / stamp
-        _link(kdump.dump(compression), directory / f"dump.{stamp}")
-        _link(kdump.dmesg, directory / f"dmesg.{stamp}")
-        _link(kdump.vmlinux, directory / kdump.vmlinux.name)
+        link_file(kdump.dump(compression), directory / f"dump.{stamp}")
+        link_file(kdump.dmesg, directory / f"dmesg.{stamp}")
+        link_file(kdump.vmlinux, directory / kdump.vmlinux.name)
         paths[compression] = directory / f"dump.{stamp}"
     return paths
 
@@ -45,8 +44,9 @@ def agent(zipapp: Path, crash_dir: dict[str, Path], tmp_path: Path) -> Iterator[
         started.stop()
 
 
-def test_dumps_list_reads_kdump_dumps_and_their_saved_log(agent: Agent, crash_dir: dict[str, Path],
-                                                          kdump: KdumpFixture) -> None:
+def test_dumps_list_reads_kdump_dumps_and_their_saved_log(
+    agent: Agent, crash_dir: dict[str, Path], kdump: KdumpFixture
+) -> None:
     dumps = {d["path"]: d for d in agent.result("dumps.list")["dumps"]}
     assert set(dumps) == {str(p) for p in crash_dir.values()}, dumps  # the dmesg files are not dumps
     for path in crash_dir.values():
@@ -67,8 +67,9 @@ def test_crash_and_drgn_open_a_real_kdump(agent: Agent, crash_dir: dict[str, Pat
     assert "sysrq triggered crash" in text and "PARTIAL DUMP" in text  # -d 31 left pages out
     bt = agent.result("dumps.crash", session_id=sid, command="bt | head -n 20")
     assert "sysrq_handle_crash" in bt["page"]["text"]
-    tasks = agent.result("dumps.drgn", session_id=sid, code="sorted({t.comm.string_().decode() "
-                         "for t in for_each_task(prog)})")
+    tasks = agent.result(
+        "dumps.drgn", session_id=sid, code="sorted({t.comm.string_().decode() for t in for_each_task(prog)})"
+    )
     assert tasks["ok"], tasks
     assert all(name in tasks["value"] for name in ("cf-alpha", "cf-beta", "cf-gamma")), tasks["value"]
     summary = agent.result("dumps.script", session_id=sid, name="panic_summary")
@@ -85,8 +86,9 @@ def test_old_drgn_reads_a_real_kdump_too(zipapp: Path, crash_dir: dict[str, Path
     try:
         opened = old.result("dumps.open", vmcore=str(crash_dir["lzo"]))
         assert not [w for w in opened["warnings"] if "cannot read" in w], opened["warnings"]
-        release = old.result("dumps.drgn", session_id=opened["session_id"],
-                             code="prog['UTS_RELEASE'].string_().decode()")
+        release = old.result(
+            "dumps.drgn", session_id=opened["session_id"], code="prog['UTS_RELEASE'].string_().decode()"
+        )
         assert release["ok"] and "cloud-amd64" in release["value"], release
     finally:
         assert old.stop() == 0
@@ -100,18 +102,20 @@ def kdump_fleet(rig: Any, kdump: KdumpFixture, tmp_path_factory: pytest.TempPath
     import tempfile
 
     import yaml
+
     CRASH_ROOT.mkdir(mode=0o700, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="crashfleet-kdump-", dir=CRASH_ROOT))
     doc = yaml.safe_load(rig.inventory.read_text())
-    for (name, hostvars), compression in zip(doc["all"]["children"]["web"]["hosts"].items(),
-                                             ["lzo", "zlib", None, None, None, None]):
+    for (name, hostvars), compression in zip(
+        doc["all"]["children"]["web"]["hosts"].items(), ["lzo", "zlib", None, None, None, None]
+    ):
         directory = root / name
         directory.mkdir()
         if compression:
             stamp = STAMPS[compression]
-            _link(kdump.dump(compression), directory / stamp / f"dump.{stamp}")
-            _link(kdump.dmesg, directory / stamp / f"dmesg.{stamp}")
-            _link(kdump.vmlinux, directory / stamp / kdump.vmlinux.name)
+            link_file(kdump.dump(compression), directory / stamp / f"dump.{stamp}")
+            link_file(kdump.dmesg, directory / stamp / f"dmesg.{stamp}")
+            link_file(kdump.vmlinux, directory / stamp / kdump.vmlinux.name)
         hostvars["crashfleet_dump_dirs"] = [str(directory)]
         hostvars["ansible_python_interpreter"] = sys.executable
         hostvars["crashfleet_agent_dir"] = str(rig.host(name).dir / "agent-kdump")
@@ -131,8 +135,13 @@ async def test_triage_and_dumps_list_over_ssh_on_kdump_dumps(rig: Any, kdump_fle
     from crashfleet.controller.settings import Settings
     from crashfleet.controller.tools import dumps as d
     from tests.conftest import wait_no_agents
-    settings = Settings(inventory=kdump_fleet, ssh_known_hosts=rig.known_hosts,
-                        audit_log=kdump_fleet.parent / "audit.jsonl", host_deadline=120)
+
+    settings = Settings(
+        inventory=kdump_fleet,
+        ssh_known_hosts=rig.known_hosts,
+        audit_log=kdump_fleet.parent / "audit.jsonl",
+        host_deadline=120,
+    )
     rt = Runtime.create(settings, who="pytest-kdump")
     try:
         listed = await d.dumps_list(rt, "web01:web02")

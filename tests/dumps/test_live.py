@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crashfleet.agent.dumps import live
-from tests.dumps.agentproc import spawn, zipapp  # noqa: F401 (zipapp: a fixture)
+from tests.dumps.agentproc import spawn
 
 
 def test_live_kernel_is_refused_by_default(zipapp: Path, tmp_path: Path) -> None:

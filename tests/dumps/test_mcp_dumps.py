@@ -18,8 +18,13 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def server(rig: Rig, dump_fleet: DumpFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
-    started = StdioServer(MODERN, rig, tmp_path_factory.mktemp("mcp-dumps"),
-                          CRASHFLEET_INVENTORY=str(dump_fleet.inventory), CRASHFLEET_HOST_DEADLINE="120")
+    started = StdioServer(
+        MODERN,
+        rig,
+        tmp_path_factory.mktemp("mcp-dumps"),
+        CRASHFLEET_INVENTORY=str(dump_fleet.inventory),
+        CRASHFLEET_HOST_DEADLINE="120",
+    )
     yield started
     started.close()
 
@@ -40,10 +45,16 @@ def test_open_run_search_drgn_close_over_mcp(server: StdioServer, dump_fleet: Du
     refused = server.call("crash_run", {"session_id": session_id, "command": "sys | sh"})
     assert refused.is_error and "pipe" in error_text(refused).lower()
 
-    tasks = structured(server.call("drgn_run", {"session_id": session_id,
-                                                "code": "sorted({t.comm.string_().decode() for t in "
-                                                        "for_each_task(prog)} & {'cf-alpha', 'cf-beta'})"},
-                                   timeout=120))
+    tasks = structured(
+        server.call(
+            "drgn_run",
+            {
+                "session_id": session_id,
+                "code": "sorted({t.comm.string_().decode() for t in for_each_task(prog)} & {'cf-alpha', 'cf-beta'})",
+            },
+            timeout=120,
+        )
+    )
     assert "cf-alpha" in tasks["value"] and "cf-beta" in tasks["value"], tasks
 
     closed = structured(server.call("session_close", {"session_id": session_id}))
@@ -59,5 +70,6 @@ def test_closing_the_client_leaves_no_crash_or_drgn(server: StdioServer, dump_fl
     sessions = pids_matching(vmcore)  # crash and the drgn worker both name the dump in their argv
     assert len(sessions) >= 2, sessions
     server.close()  # stdin EOF: the server closes its links, each agent stops what it started
-    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in sessions), 30), \
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in sessions), 30), (
         f"outlived the client: {pids_matching(vmcore)}"
+    )

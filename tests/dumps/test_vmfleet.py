@@ -41,16 +41,34 @@ def vms(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iter
 async def frt(vms: dict[str, VMHost], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
+
     state = tmp_path_factory.mktemp("vmfleet-state")
     inventory = state / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"vms": {"hosts": {name: {
-        "ansible_host": "127.0.0.1", "ansible_port": vm.port, "ansible_user": "root",
-        "ansible_ssh_private_key_file": str(vm.image.key), "ansible_python_interpreter": "/usr/bin/python3"}
-        for name, vm in vms.items()}}}}}))
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "vms": {
+                            "hosts": {
+                                name: {
+                                    "ansible_host": "127.0.0.1",
+                                    "ansible_port": vm.port,
+                                    "ansible_user": "root",
+                                    "ansible_ssh_private_key_file": str(vm.image.key),
+                                    "ansible_python_interpreter": "/usr/bin/python3",
+                                }
+                                for name, vm in vms.items()
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
     known = state / "known_hosts"  # one line per VM, each its own key
     known.write_text("".join(vm.known_hosts.read_text() for vm in vms.values()))
-    settings = Settings(inventory=inventory, ssh_known_hosts=known, audit_log=state / "audit.jsonl",
-                        host_deadline=300)
+    settings = Settings(inventory=inventory, ssh_known_hosts=known, audit_log=state / "audit.jsonl", host_deadline=300)
     rt = Runtime.create(settings, who="pytest-vmfleet")
     yield rt
     await rt.close()
@@ -75,8 +93,9 @@ async def test_each_vm_has_its_own_host_key(vms: dict[str, VMHost]) -> None:
         assert vm.ssh("true").returncode == 0
 
 
-async def test_analysis_fleet_over_live_hosts_is_grouped(frt: Any, vms: dict[str, VMHost],
-                                                         dump_fixture: Fixture) -> None:
+async def test_analysis_fleet_over_live_hosts_is_grouped(
+    frt: Any, vms: dict[str, VMHost], dump_fixture: Fixture
+) -> None:
     opened = await asyncio.gather(*(d.crash_open(frt, name, live=True) for name in HOSTS))
     sids = [o.session.session_id for o in opened]
     try:

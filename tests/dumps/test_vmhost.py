@@ -28,8 +28,10 @@ LIVE_POLICY = {"live_kernel": True}
 def vm(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VMHost]:
     with running(dump_fixture, tmp_path_factory.mktemp("vmhost")) as host:
         policy = shlex.quote(json.dumps(LIVE_POLICY))
-        done = host.ssh(f"mkdir -p /etc/crashfleet && echo {policy} > /etc/crashfleet/agent-policy.json && "
-                        "chmod 644 /etc/crashfleet/agent-policy.json")
+        done = host.ssh(
+            f"mkdir -p /etc/crashfleet && echo {policy} > /etc/crashfleet/agent-policy.json && "
+            "chmod 644 /etc/crashfleet/agent-policy.json"
+        )
         assert done.returncode == 0, done.stderr
         yield host
 
@@ -38,13 +40,29 @@ def vm(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Itera
 async def vrt(vm: VMHost, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
+
     state = tmp_path_factory.mktemp("vmhost-state")
     inventory = state / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {HOST: {
-        "ansible_host": "127.0.0.1", "ansible_port": vm.port, "ansible_user": "root",
-        "ansible_ssh_private_key_file": str(vm.image.key), "ansible_python_interpreter": "/usr/bin/python3"}}}}))
-    settings = Settings(inventory=inventory, ssh_known_hosts=vm.known_hosts, audit_log=state / "audit.jsonl",
-                        host_deadline=300)
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        HOST: {
+                            "ansible_host": "127.0.0.1",
+                            "ansible_port": vm.port,
+                            "ansible_user": "root",
+                            "ansible_ssh_private_key_file": str(vm.image.key),
+                            "ansible_python_interpreter": "/usr/bin/python3",
+                        }
+                    }
+                }
+            }
+        )
+    )
+    settings = Settings(
+        inventory=inventory, ssh_known_hosts=vm.known_hosts, audit_log=state / "audit.jsonl", host_deadline=300
+    )
     rt = Runtime.create(settings, who="pytest-vmhost")
     yield rt
     await rt.close()
@@ -68,8 +86,11 @@ async def test_live_session_crash_drgn_and_the_bundled_scripts(vrt: Any, vm: VMH
         else:
             ps = await d.crash_run(vrt, sid, "ps | grep -c sshd")
             assert int(ps.text.strip() or 0) >= 1, ps.text
-        live = await d.drgn_run(vrt, sid, "bool(prog.flags & ProgramFlags.IS_LIVE), "
-                                          "sorted({t.comm.string_().decode() for t in for_each_task(prog)})")
+        live = await d.drgn_run(
+            vrt,
+            sid,
+            "bool(prog.flags & ProgramFlags.IS_LIVE), sorted({t.comm.string_().decode() for t in for_each_task(prog)})",
+        )
         assert live.ok and live.value and live.value.startswith("(True,") and "sshd" in live.value, live
         for name in SCRIPTS:
             ran = await d.analysis_run(vrt, sid, name)
@@ -91,4 +112,3 @@ async def test_live_is_refused_by_a_host_policy_without_it(vrt: Any, vm: VMHost)
     with pytest.raises(UsageError) as info:
         await d.crash_open(vrt, HOST, live=True)
     assert "live_kernel" in info.value.message
-

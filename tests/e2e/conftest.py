@@ -25,33 +25,55 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import mcp.types as types
 import pytest
 from anyio.from_thread import start_blocking_portal
-
-import mcp.types as types
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+
 from tests.helpers import agent_pids, alive
 from tests.rig import Rig
 
 CRASHFLEET = Path(sys.executable).parent / "crashfleet"
-TOOLS = {"fleet_hosts", "fleet_check", "fleet_run", "output_page", "output_search", "jobs_list", "job_status",
-         "job_cancel", "capture_interfaces", "capture_start", "capture_status", "capture_stop", "capture_summary",
-         "capture_packets",
-         "dumps_list", "crash_open", "sessions_list", "session_close", "crash_run", "drgn_run",
-         "analysis_scripts", "analysis_run", "analysis_fleet", "crash_triage"}
+TOOLS = {
+    "fleet_hosts",
+    "fleet_check",
+    "fleet_run",
+    "output_page",
+    "output_search",
+    "jobs_list",
+    "job_status",
+    "job_cancel",
+    "capture_interfaces",
+    "capture_start",
+    "capture_status",
+    "capture_stop",
+    "capture_summary",
+    "capture_packets",
+    "dumps_list",
+    "crash_open",
+    "sessions_list",
+    "session_close",
+    "crash_run",
+    "drgn_run",
+    "analysis_scripts",
+    "analysis_run",
+    "analysis_fleet",
+    "crash_triage",
+}
 TOOLS |= {"bpftrace_info", "bpftrace_probes", "bpftrace_tools", "bpftrace_run", "bpftrace_result"}
 TOOLS |= {"report_build"}
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
-LEGACY = "2025-11-25"             # what Client(mode="legacy") offers
-MODERN = "2026-07-28"             # Client(mode=MODERN): no handshake at all
+LEGACY = "2025-11-25"  # what Client(mode="legacy") offers
+MODERN = "2026-07-28"  # Client(mode=MODERN): no handshake at all
 STDIO_VERSIONS = [HANDSHAKE_PINNED, LEGACY, MODERN]
 
-CALL_TIMEOUT = 30.0   # one tool call (the rig answers in ~1 s; 30 s is the server's own host deadline)
+CALL_TIMEOUT = 30.0  # one tool call (the rig answers in ~1 s; 30 s is the server's own host deadline)
 START_TIMEOUT = 20.0  # a server process to show up / accept connections
-EXIT_TIMEOUT = 10.0   # a server or agents to go away
+EXIT_TIMEOUT = 10.0  # a server or agents to go away
 
 
 # --------------------------------------------------------------------------- processes and waits
+
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate` until truthy or `timeout` seconds passed; the last answer, as a bool."""
@@ -85,8 +107,9 @@ def assert_no_agents(rig: Rig, timeout: float = EXIT_TIMEOUT) -> None:
     """No agent process of this rig may be left (they exit once their SSH channel closes)."""
     marker = str(rig.base)
     wait_for(lambda: not agent_pids(marker), timeout)
-    assert not agent_pids(marker), f"agent processes of this rig still running {timeout:g} s after the " \
-                                   f"server went away: {agent_pids(marker)}"
+    assert not agent_pids(marker), (
+        f"agent processes of this rig still running {timeout:g} s after the server went away: {agent_pids(marker)}"
+    )
 
 
 def free_tcp_port() -> int:
@@ -114,9 +137,15 @@ def server_env(rig: Rig, home: Path, **extra: str) -> dict[str, str]:
     """Everything the child needs, explicitly: the SDK passes only HOME/PATH/USER... to stdio children."""
     for sub in ("config", "state"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8",
-           "CRASHFLEET_INVENTORY": str(rig.inventory), "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts),
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state")}
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "CRASHFLEET_INVENTORY": str(rig.inventory),
+        "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_STATE_HOME": str(home / "state"),
+    }
     env.update(extra)
     return env
 
@@ -152,16 +181,25 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 # --------------------------------------------------------------------------- stdio servers
 
+
 @asynccontextmanager
-async def _stdio_client(version: str, params: StdioServerParameters,
-                        errlog: TextIO) -> AsyncIterator[tuple[Any, ClientSession, str | None]]:
+async def _stdio_client(
+    version: str, params: StdioServerParameters, errlog: TextIO
+) -> AsyncIterator[tuple[Any, ClientSession, str | None]]:
     """(caller, session, version the server answered in initialize) for one protocol version."""
     if version == HANDSHAKE_PINNED:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             with anyio.fail_after(START_TIMEOUT):
-                answer = await session.send_request(types.InitializeRequest(params=types.InitializeRequestParams(
-                    protocol_version=version, capabilities=types.ClientCapabilities(),
-                    client_info=types.Implementation(name="crashfleet-e2e", version="0"))), types.InitializeResult)
+                answer = await session.send_request(
+                    types.InitializeRequest(
+                        params=types.InitializeRequestParams(
+                            protocol_version=version,
+                            capabilities=types.ClientCapabilities(),
+                            client_info=types.Implementation(name="crashfleet-e2e", version="0"),
+                        )
+                    ),
+                    types.InitializeResult,
+                )
                 session.adopt(answer)
                 await session.send_notification(types.InitializedNotification())
             yield session, session, answer.protocol_version
@@ -188,7 +226,8 @@ class StdioServer:
             self.portal = self._stack.enter_context(start_blocking_portal())
             errlog = self._stack.enter_context(open(self.stderr_path, "w"))
             self.client, self.session, self.answered = self._stack.enter_context(
-                self.portal.wrap_async_context_manager(_stdio_client(version, params, errlog)))
+                self.portal.wrap_async_context_manager(_stdio_client(version, params, errlog))
+            )
             marker = env["XDG_STATE_HOME"]
             wait_for(lambda: pids_with_env("XDG_STATE_HOME", marker), START_TIMEOUT)
             pids = pids_with_env("XDG_STATE_HOME", marker)
@@ -208,11 +247,17 @@ class StdioServer:
         async def bounded() -> Any:
             with anyio.fail_after(timeout):
                 return await fn()
+
         return self.portal.call(bounded)
 
-    def call(self, tool: str, arguments: dict[str, Any] | None = None, *,
-             progress: Callable[[float, float | None, str | None], Awaitable[None]] | None = None,
-             timeout: float = CALL_TIMEOUT) -> types.CallToolResult:
+    def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        progress: Callable[[float, float | None, str | None], Awaitable[None]] | None = None,
+        timeout: float = CALL_TIMEOUT,
+    ) -> types.CallToolResult:
         result = self.run(lambda: self.client.call_tool(tool, arguments or {}, progress_callback=progress), timeout)
         assert isinstance(result, types.CallToolResult), f"{tool}: unexpected result {result!r}"
         return result
@@ -237,6 +282,7 @@ class StdioServer:
 
 # --------------------------------------------------------------------------- HTTP servers
 
+
 class HttpServer:
     """`crashfleet serve --transport http` as a Popen child on a free loopback port."""
 
@@ -250,9 +296,14 @@ class HttpServer:
         extra = {"CRASHFLEET_HTTP_TOKEN": token} if token is not None else {}
         self.env = server_env(rig, home, **extra)
         with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([str(CRASHFLEET), "serve", "--transport", "http", "--port", str(self.port)],
-                                         env=self.env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(CRASHFLEET), "serve", "--transport", "http", "--port", str(self.port)],
+                env=self.env,
+                cwd=str(home),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -274,11 +325,13 @@ class HttpServer:
         deadline = time.monotonic() + START_TIMEOUT
         while not self._accepts():
             if self.proc.poll() is not None:
-                raise AssertionError(f"HTTP server exited with {self.proc.returncode} before listening: "
-                                     f"{tail(self.log_path)}")
+                raise AssertionError(
+                    f"HTTP server exited with {self.proc.returncode} before listening: {tail(self.log_path)}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"HTTP server not accepting on port {self.port} after {START_TIMEOUT:g} s: "
-                                     f"{tail(self.log_path)}")
+                raise AssertionError(
+                    f"HTTP server not accepting on port {self.port} after {START_TIMEOUT:g} s: {tail(self.log_path)}"
+                )
             time.sleep(0.05)
 
     def log(self) -> str:
@@ -294,8 +347,9 @@ class HttpServer:
             except subprocess.TimeoutExpired:
                 os.kill(pid, signal.SIGKILL)
                 self.proc.wait(EXIT_TIMEOUT)
-                raise AssertionError(f"HTTP server {pid} ignored SIGTERM for {EXIT_TIMEOUT:g} s; killed it. "
-                                     f"Log: {tail(self.log_path)}") from None
+                raise AssertionError(
+                    f"HTTP server {pid} ignored SIGTERM for {EXIT_TIMEOUT:g} s; killed it. Log: {tail(self.log_path)}"
+                ) from None
         assert not alive(pid), f"HTTP server {pid} still alive after it was stopped"
         return self.proc.returncode
 
@@ -318,4 +372,3 @@ def http_servers(rig: Rig, tmp_path: Path) -> Iterator[Callable[..., HttpServer]
         except AssertionError as exc:
             problems.append(str(exc))
     assert not problems, problems
-

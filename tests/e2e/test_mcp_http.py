@@ -18,17 +18,23 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.e2e.conftest import (CALL_TIMEOUT, LEGACY, MODERN, TOOLS, HttpServer, assert_no_agents, leaves,
-                                structured)
+from tests.e2e.conftest import CALL_TIMEOUT, LEGACY, MODERN, TOOLS, HttpServer, assert_no_agents, leaves, structured
 from tests.rig import Rig
 
 pytestmark = pytest.mark.timeout(90)
 
 MODES = [pytest.param("legacy", LEGACY, id="legacy"), pytest.param(MODERN, MODERN, id=MODERN)]
 ACCEPT = "application/json, text/event-stream"
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-              "params": {"protocolVersion": LEGACY, "capabilities": {},
-                         "clientInfo": {"name": "crashfleet-e2e-raw", "version": "0"}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": LEGACY,
+        "capabilities": {},
+        "clientInfo": {"name": "crashfleet-e2e-raw", "version": "0"},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +49,9 @@ def server(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpS
         assert "Traceback" not in started.log(), started.log()
 
 
-async def list_and_call(url: str, token: str, mode: str, tool: str = "fleet_check",
-                        pattern: str = "web01") -> tuple[str, set[str], dict]:  # type: ignore[type-arg]
+async def list_and_call(
+    url: str, token: str, mode: str, tool: str = "fleet_check", pattern: str = "web01"
+) -> tuple[str, set[str], dict]:  # type: ignore[type-arg]
     """Through the SDK with the bearer header: negotiated version, tool names, `tool(pattern)`'s answer."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     with anyio.fail_after(CALL_TIMEOUT):
@@ -69,8 +76,9 @@ async def test_bearer_token_lists_tools_and_checks(server: HttpServer, mode: str
     assert [(g["hosts"], g["status"]) for g in data["groups"]] == [("web01", "ok")], data["groups"]
 
 
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", "token-without-scheme"],
-                         ids=["no-token", "wrong-token", "no-scheme"])
+@pytest.mark.parametrize(
+    "auth", [None, "Bearer wrong-token", "token-without-scheme"], ids=["no-token", "wrong-token", "no-scheme"]
+)
 async def test_raw_request_without_the_token_is_401(server: HttpServer, auth: str | None) -> None:
     if auth == "token-without-scheme":
         auth = server.token
@@ -83,8 +91,7 @@ async def test_raw_request_without_the_token_is_401(server: HttpServer, auth: st
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
 @pytest.mark.parametrize("token", [None, "wrong-token"], ids=["no-token", "wrong-token"])
-async def test_sdk_client_without_the_token_raises_mcperror(server: HttpServer, mode: str,
-                                                            token: str | None) -> None:
+async def test_sdk_client_without_the_token_raises_mcperror(server: HttpServer, mode: str, token: str | None) -> None:
     caught: list[BaseException] = []
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"} if token else None)
     try:
@@ -94,17 +101,21 @@ async def test_sdk_client_without_the_token_raises_mcperror(server: HttpServer, 
     except* MCPError as group:
         caught = leaves(group)
     assert caught, "the SDK client got through without the token"
-    assert all(isinstance(e, MCPError) and e.code == -32001 and "unauthorized" in e.error.message
-               for e in caught), caught
+    assert all(isinstance(e, MCPError) and e.code == -32001 and "unauthorized" in e.error.message for e in caught), (
+        caught
+    )
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    pytest.param({"Host": "evil.example"}, 421, id="bad-host"),
-    pytest.param({"Host": "127.0.0.1:1"}, 421, id="other-port-host"),
-    pytest.param({"Origin": "http://evil.example"}, 403, id="bad-origin"),
-    pytest.param({}, 200, id="control-no-origin"),
-    pytest.param({"Origin": "http://localhost:{port}"}, 200, id="control-own-origin"),
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param({"Host": "evil.example"}, 421, id="bad-host"),
+        pytest.param({"Host": "127.0.0.1:1"}, 421, id="other-port-host"),
+        pytest.param({"Origin": "http://evil.example"}, 403, id="bad-origin"),
+        pytest.param({}, 200, id="control-no-origin"),
+        pytest.param({"Origin": "http://localhost:{port}"}, 200, id="control-own-origin"),
+    ],
+)
 async def test_dns_rebinding_guards(server: HttpServer, headers: dict[str, str], status: int) -> None:
     """With the right token, a foreign Host is 421 and a foreign Origin 403 (controls: 200)."""
     headers = {k: v.format(port=server.port) for k, v in headers.items()}
@@ -116,8 +127,9 @@ def test_env_token_leaves_no_token_file(server: HttpServer) -> None:
     assert not server.token_file.exists(), "CRASHFLEET_HTTP_TOKEN was set, yet a token file was written"
 
 
-async def test_generated_token_is_stored_0600_and_reused(http_servers: Callable[..., HttpServer],
-                                                         tmp_path: Path) -> None:
+async def test_generated_token_is_stored_0600_and_reused(
+    http_servers: Callable[..., HttpServer], tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     first = http_servers(token=None, home=home)
     path = first.token_file

@@ -14,8 +14,12 @@ from tests.rig import Rig
 
 pytestmark = pytest.mark.timeout(120)
 
-PROMPTS = {"kernel_panics": ["pattern"], "latency": ["pattern", "duration"], "packet_loss": ["a", "b", "duration"],
-           "host_health": ["pattern"]}
+PROMPTS = {
+    "kernel_panics": ["pattern"],
+    "latency": ["pattern", "duration"],
+    "packet_loss": ["a", "b", "duration"],
+    "host_health": ["pattern"],
+}
 EXPERT_ORDER = {  # the order the playbook must name its tools in
     "kernel_panics": ["dumps_list", "crash_triage", "crash_open", "crash_run", "analysis_run", "session_close"],
     "latency": ["bpftrace_tools", "bpftrace_run", "fleet_run"],
@@ -26,8 +30,7 @@ FOOTER = re.compile(r"\n\[crashfleet: lines \d+-\d+ of \d+; next page: \S+\]\n$"
 
 
 @pytest.fixture(scope="module", params=STDIO_VERSIONS)
-def server(request: pytest.FixtureRequest, rig: Rig,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
+def server(request: pytest.FixtureRequest, rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
     """A server with the smallest page budget (500 tokens), so outputs take several resource pages."""
     home = tmp_path_factory.mktemp(f"prompts-{request.param}")
     started = StdioServer(request.param, rig, home, CRASHFLEET_PAGE_TOKENS="500")
@@ -99,7 +102,7 @@ def test_outputs_are_linked_listed_and_paged(server: StdioServer) -> None:
 
     pages, uri = [], str(links[0].uri)
     while uri:
-        read = server.run(lambda: server.session.read_resource(uri))
+        read = server.run(lambda uri=uri: server.session.read_resource(uri))
         [content] = read.contents
         assert isinstance(content, types.TextResourceContents) and content.mime_type == "text/plain"
         meta = content.meta or {}
@@ -113,9 +116,11 @@ def test_outputs_are_linked_listed_and_paged(server: StdioServer) -> None:
 
 
 def test_unknown_resources_get_clear_errors(server: StdioServer) -> None:
-    for uri, expected in [("crashfleet://web01/output/0123456789abcdef", "cannot read"),
-                          ("crashfleet://nosuchhost/output/abc", "no host 'nosuchhost'"),
-                          ("file:///etc/passwd", "crashfleet serves crashfleet://HOST/output/ID")]:
+    for uri, expected in [
+        ("crashfleet://web01/output/0123456789abcdef", "cannot read"),
+        ("crashfleet://nosuchhost/output/abc", "no host 'nosuchhost'"),
+        ("file:///etc/passwd", "crashfleet serves crashfleet://HOST/output/ID"),
+    ]:
         with pytest.raises(MCPError) as failed:
-            server.run(lambda: server.session.read_resource(uri))
+            server.run(lambda uri=uri: server.session.read_resource(uri))
         assert expected in str(failed.value), f"{uri}: {failed.value}"

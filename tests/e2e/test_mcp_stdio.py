@@ -16,9 +16,17 @@ import pytest
 from mcp.client import stdio as mcp_stdio
 
 from crashfleet.agent.commands import CATALOG
-from tests.e2e.conftest import (MODERN, STDIO_VERSIONS, TOOLS, StdioServer, assert_no_agents,
-                                audit_entries, error_text, structured,
-                                wait_for)
+from tests.e2e.conftest import (
+    MODERN,
+    STDIO_VERSIONS,
+    TOOLS,
+    StdioServer,
+    assert_no_agents,
+    audit_entries,
+    error_text,
+    structured,
+    wait_for,
+)
 from tests.helpers import agent_pids, alive, cmdline, descendants
 from tests.rig import Rig
 
@@ -49,8 +57,7 @@ class ServerSlot:
 
 
 @pytest.fixture(scope="module", params=STDIO_VERSIONS)
-def slot(request: pytest.FixtureRequest, rig: Rig,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSlot]:
+def slot(request: pytest.FixtureRequest, rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSlot]:
     shared = ServerSlot(request.param, rig, tmp_path_factory)
     yield shared
     shared.close()
@@ -70,8 +77,9 @@ def test_negotiated_version(server: StdioServer) -> None:
         # No handshake in this era: the proof is in the server's answers, which only 2026 results carry.
         assert server.answered is None and server.session.discover_result is not None
         assert "result_type" in result.model_fields_set, "server did not answer in the 2026-07-28 shape"
-        assert (result.meta or {}).get("io.modelcontextprotocol/serverInfo", {}).get("name") == "crashfleet", \
+        assert (result.meta or {}).get("io.modelcontextprotocol/serverInfo", {}).get("name") == "crashfleet", (
             f"2026-07-28 result without serverInfo meta: {result.meta}"
+        )
     else:
         assert server.answered == asked, f"initialize asked {asked}, the server answered {server.answered}"
         assert server.session.initialize_result is not None and server.session.discover_result is None
@@ -95,8 +103,10 @@ def test_tools_listed_with_annotations_and_output_schema(server: StdioServer) ->
 def test_bpftrace_run_merges_maps_over_mcp(server: StdioServer) -> None:
     if server.version != MODERN:
         pytest.skip("one protocol era is enough for this tool")
-    result = server.call("bpftrace_run", {"pattern": "web01:web02", "duration": 1,
-                                          "program": "tracepoint:sched:sched_switch { @switches = count(); }"})
+    result = server.call(
+        "bpftrace_run",
+        {"pattern": "web01:web02", "duration": 1, "program": "tracepoint:sched:sched_switch { @switches = count(); }"},
+    )
     data = structured(result)
     [switches] = data["maps"]
     assert switches["name"] == "@switches" and switches["hosts"] == "web[01-02]" and switches["value"] > 0
@@ -167,15 +177,27 @@ def test_fleet_run_then_page_and_search(server: StdioServer) -> None:
     assert found["matches"][0]["line"] == 1 and found["matches"][0]["text"].startswith("MemTotal")
 
 
-@pytest.mark.parametrize(("tool", "arguments", "expect"), [
-    pytest.param("fleet_check", {"pattern": "nosuchgroup"}, [r"nosuchgroup", r"\bweb\b"], id="unknown-group"),
-    pytest.param("output_page", {"output_id": "web01:ffffffffff"},
-                 [r"ffffffffff", r"(?i)unknown.output|no output"], id="unknown-output"),
-    pytest.param("fleet_run", {"command": "rm"}, [r"'rm'", *(re.escape(name) for name in sorted(CATALOG))],
-                 id="unknown-command"),
-])
-def test_errors_are_actionable_tool_errors(server: StdioServer, tool: str, arguments: dict[str, Any],
-                                           expect: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expect"),
+    [
+        pytest.param("fleet_check", {"pattern": "nosuchgroup"}, [r"nosuchgroup", r"\bweb\b"], id="unknown-group"),
+        pytest.param(
+            "output_page",
+            {"output_id": "web01:ffffffffff"},
+            [r"ffffffffff", r"(?i)unknown.output|no output"],
+            id="unknown-output",
+        ),
+        pytest.param(
+            "fleet_run",
+            {"command": "rm"},
+            [r"'rm'", *(re.escape(name) for name in sorted(CATALOG))],
+            id="unknown-command",
+        ),
+    ],
+)
+def test_errors_are_actionable_tool_errors(
+    server: StdioServer, tool: str, arguments: dict[str, Any], expect: list[str]
+) -> None:
     result = server.call(tool, arguments)
     text = error_text(result)
     assert result.structured_content is None, result.structured_content
@@ -184,8 +206,7 @@ def test_errors_are_actionable_tool_errors(server: StdioServer, tool: str, argum
     assert "Traceback" not in text and "internal error" not in text, text
 
 
-def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     """Last of each version: with agents up and a sampler running, the client exits; the server exits on
     stdin EOF by itself, and neither an agent nor the sampler it ran outlives it."""
     data = structured(server.call("fleet_check", {"pattern": "web"}))
@@ -193,8 +214,7 @@ def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig,
     # A sampler still running when the client leaves: the agent must stop it too. (Normally web01 is
     # "running" with a job_id; a loaded machine can make it miss fleet_run's 1 s slack and report
     # "timeout", and the sampler runs all the same, which is all this test needs.)
-    job = structured(server.call("fleet_run", {"command": "vmstat", "pattern": "web01", "duration": 120,
-                                               "timeout": 3}))
+    job = structured(server.call("fleet_run", {"command": "vmstat", "pattern": "web01", "duration": 120, "timeout": 3}))
     assert job["summary"]["running"] + job["summary"]["timeout"] == 1, f"vmstat is not running: {job}"
     agents = agent_pids(str(rig.base))
     assert len(agents) >= len(rig.hosts), f"expected an agent per host, found {agents}"
@@ -211,11 +231,13 @@ def test_client_exit_stops_server_and_agents(server: StdioServer, rig: Rig,
     took = server.close()
 
     assert not alive(pid), f"server {pid} still alive after the client exited"
-    assert took < GRACE, (f"the server did not exit within {GRACE:g} s of stdin EOF and had to be signalled. "
-                          f"Stderr: {server.stderr()}")
+    assert took < GRACE, (
+        f"the server did not exit within {GRACE:g} s of stdin EOF and had to be signalled. Stderr: {server.stderr()}"
+    )
     assert_no_agents(rig)
-    assert wait_for(lambda: not [p for p in work if alive(p)], 5.0), \
+    assert wait_for(lambda: not [p for p in work if alive(p)], 5.0), (
         f"processes the agents ran outlived them: {[(p, cmdline(p)) for p in work if alive(p)]}"
+    )
     assert "Traceback" not in server.stderr(), server.stderr()
     entries = audit_entries(server.home)
     assert entries and all(e["who"].startswith("stdio:") for e in entries), entries[:3]

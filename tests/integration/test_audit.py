@@ -19,8 +19,9 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def test_a_refused_call_is_in_both_audit_logs_with_its_rule(rig: Rig, runtime: Runtime,
-                                                                  rig_settings: Settings) -> None:
+async def test_a_refused_call_is_in_both_audit_logs_with_its_rule(
+    rig: Rig, runtime: Runtime, rig_settings: Settings
+) -> None:
     agent_log = rig.host("web01").agent_dir / "audit.jsonl"
     result = await fleet_run(runtime, "web01", "vmstat", duration=1000)  # the agent's default cap is 600 s
     assert result.summary.failed == 1 and "cap of 600" in (result.errors[0].message or ""), result

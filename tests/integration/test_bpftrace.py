@@ -15,8 +15,13 @@ import pytest
 from crashfleet.agent.facts import tracefs_mount
 from crashfleet.controller.errors import UsageError
 from crashfleet.controller.runtime import Runtime
-from crashfleet.controller.tools.bpftrace import (bpftrace_info, bpftrace_probes, bpftrace_result, bpftrace_run,
-                                                  bpftrace_tools)
+from crashfleet.controller.tools.bpftrace import (
+    bpftrace_info,
+    bpftrace_probes,
+    bpftrace_result,
+    bpftrace_run,
+    bpftrace_tools,
+)
 from crashfleet.controller.tools.fleet import fleet_run
 from crashfleet.controller.tools.jobs import job_cancel, job_status
 from crashfleet.controller.tools.output import output_page
@@ -39,7 +44,6 @@ def tracefs() -> Iterator[None]:
 def tracers(rig: Rig) -> list[int]:
     """bpftrace processes started by this rig's agents (their cwd is the agent's work dir)."""
     return [pid for pid in pids_matching("bpftrace") if cwd(pid).startswith(str(rig.base))]
-
 
 
 async def started_job(rt: Runtime, pattern: str, program: str, duration: float, **kw: object) -> str:
@@ -85,8 +89,10 @@ async def test_counts_events_the_test_causes(rig: Rig, runtime: Runtime, tmp_pat
     comm = "cfx" + uuid.uuid4().hex[:8]
     exe = tmp_path / comm
     shutil.copy("/bin/true", exe)
-    program = (f'tracepoint:sched:sched_process_exec /comm == "{comm}"/ {{ @execs = count(); }}\n'
-               'tracepoint:raw_syscalls:sys_enter /pid == $1 && args->id == 110/ { @getppid = count(); }')
+    program = (
+        f'tracepoint:sched:sched_process_exec /comm == "{comm}"/ {{ @execs = count(); }}\n'
+        "tracepoint:raw_syscalls:sys_enter /pid == $1 && args->id == 110/ { @getppid = count(); }"
+    )
     job_id = await started_job(runtime, "web01:web02", program, 30, args={"1": os.getpid()})
     for _ in range(7):
         subprocess.run([str(exe)], check=True)
@@ -105,10 +111,12 @@ async def test_counts_events_the_test_causes(rig: Rig, runtime: Runtime, tmp_pat
 async def test_histograms_merge_across_three_hosts(rig: Rig, runtime: Runtime) -> None:
     # Each host counts only the execs of its own agent: we make them differ. Every tool the agent
     # starts is the child of its sandbox's waiter, so the agent is the grandparent, bpftrace's too.
-    program = ("BEGIN { @agent = curtask->real_parent->real_parent->tgid; }\n"
-               "tracepoint:sched:sched_process_exec /curtask->real_parent->real_parent->tgid == @agent/ "
-               "{ @n = count(); @h = hist(@i); @i = @i + 1; }\n"
-               "END { clear(@agent); clear(@i); }")
+    program = (
+        "BEGIN { @agent = curtask->real_parent->real_parent->tgid; }\n"
+        "tracepoint:sched:sched_process_exec /curtask->real_parent->real_parent->tgid == @agent/ "
+        "{ @n = count(); @h = hist(@i); @i = @i + 1; }\n"
+        "END { clear(@agent); clear(@i); }"
+    )
     job_id = await started_job(runtime, THREE, program, 40)
     for host, times in (("web01", 2), ("web02", 3), ("web03", 12)):
         for _ in range(times):
@@ -122,11 +130,15 @@ async def test_histograms_merge_across_three_hosts(rig: Rig, runtime: Runtime) -
     assert count.value == 17 and count.hosts == "web[01-03]"
     assert [o.host for o in count.outliers] == ["web03"]
     # @h gets 0..n-1 per host: the fleet histogram is the bucket-wise sum.
-    assert [(b.min, b.max, b.count) for b in hist.histogram or []] == \
-        [(0, 0, 3), (1, 1, 3), (2, 3, 3), (4, 7, 4), (8, 15, 4)]
+    assert [(b.min, b.max, b.count) for b in hist.histogram or []] == [
+        (0, 0, 3),
+        (1, 1, 3),
+        (2, 3, 3),
+        (4, 7, 4),
+        (8, 15, 4),
+    ]
     assert hist.count == 17 and hist.p99 == 15
-    assert {f.host: (f.count, f.p99) for f in hist.per_host} == \
-        {"web01": (2, 1), "web02": (3, 3), "web03": (12, 15)}
+    assert {f.host: (f.count, f.p99) for f in hist.per_host} == {"web01": (2, 1), "web02": (3, 3), "web03": (12, 15)}
     assert [o.host for o in hist.outliers] == ["web03"] and result.outlier_rule
 
 
@@ -165,16 +177,20 @@ async def test_probe_that_cannot_attach_fails_per_host(rig: Rig, runtime: Runtim
 
 
 async def test_text_output_grouped(runtime: Runtime) -> None:
-    result = await bpftrace_run(runtime, THREE, program='BEGIN { printf("hello %s\\n", str($1)); exit(); }',
-                                args={"1": "fleet"})
+    result = await bpftrace_run(
+        runtime, THREE, program='BEGIN { printf("hello %s\\n", str($1)); exit(); }', args={"1": "fleet"}
+    )
     [group] = result.groups
     assert group.hosts == "web[01-03]" and "hello fleet" in (group.output or "") and result.maps == []
 
 
-@pytest.mark.parametrize("program, words", [
-    ("BEGIN {\n  @x = count(\n}", ["line 3", "column", "syntax error"]),
-    ("tracepoint:nosuch:probe { @ = count(); }", ["line 1", "tracepoint not found", "bpftrace_probes"]),
-])
+@pytest.mark.parametrize(
+    "program, words",
+    [
+        ("BEGIN {\n  @x = count(\n}", ["line 3", "column", "syntax error"]),
+        ("tracepoint:nosuch:probe { @ = count(); }", ["line 1", "tracepoint not found", "bpftrace_probes"]),
+    ],
+)
 async def test_bad_programs_are_tool_errors(rig: Rig, runtime: Runtime, program: str, words: list[str]) -> None:
     with pytest.raises(UsageError) as caught:
         await bpftrace_run(runtime, "web01:web02", program=program, duration=5)
@@ -197,15 +213,18 @@ async def test_bad_requests_are_tool_errors(rig: Rig, runtime: Runtime) -> None:
     assert tracers(rig) == []
 
 
-@pytest.mark.parametrize("program, construct", [
-    ('BEGIN { system("id"); }', "system()"),
-    ('BEGIN { signal("KILL"); }', "signal()"),
-    ("kprobe:vfs_read { override(-1); }", "override()"),
-    ('BEGIN { cat("/etc/shadow"); }', "cat()"),
-    ('BEGIN { skboutput("x.pcap", 0, 0, 0); }', "skboutput()"),
-    ("watchpoint:0x10000000:8:w { @ = count(); }", "watchpoint probes"),
-    ('#include "/etc/shadow"\nBEGIN { exit(); }', "#include"),
-])
+@pytest.mark.parametrize(
+    "program, construct",
+    [
+        ('BEGIN { system("id"); }', "system()"),
+        ('BEGIN { signal("KILL"); }', "signal()"),
+        ("kprobe:vfs_read { override(-1); }", "override()"),
+        ('BEGIN { cat("/etc/shadow"); }', "cat()"),
+        ('BEGIN { skboutput("x.pcap", 0, 0, 0); }', "skboutput()"),
+        ("watchpoint:0x10000000:8:w { @ = count(); }", "watchpoint probes"),
+        ('#include "/etc/shadow"\nBEGIN { exit(); }', "#include"),
+    ],
+)
 async def test_unsafe_programs_refused(rig: Rig, runtime: Runtime, program: str, construct: str) -> None:
     with pytest.raises(UsageError) as caught:
         await bpftrace_run(runtime, "web01", program=program, duration=5)
@@ -216,8 +235,9 @@ async def test_unsafe_programs_refused(rig: Rig, runtime: Runtime, program: str,
 
 async def test_duration_ends_the_run(rig: Rig, runtime: Runtime) -> None:
     # No exit() in the program: the duration alone must end it, with its maps printed.
-    result = await bpftrace_run(runtime, "web01", program="tracepoint:sched:sched_switch { @switches = count(); }",
-                                duration=2)
+    result = await bpftrace_run(
+        runtime, "web01", program="tracepoint:sched:sched_switch { @switches = count(); }", duration=2
+    )
     if result.job_id:  # a slow machine: collect it
         result = await bpftrace_result(runtime, result.job_id, wait=30)
     assert result.summary.ok == 1, result

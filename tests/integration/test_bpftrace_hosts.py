@@ -2,7 +2,8 @@
 
 iso01: tracefs unmounted and its policy forbids the agent to mount it: it lacks every
 tracepoint. iso02: tracefs unmounted, default policy: its agent mounts tracefs, inside
-iso02's namespace only; its policy caps a run's output at CAP bytes. web01/web02 (the session rig) are this machine as it is.
+iso02's namespace only; its policy caps a run's output at CAP bytes. web01/web02 (the session rig) are this
+machine as it is.
 The real root namespace's tracefs is never mounted or unmounted here (other runs use it).
 """
 
@@ -20,8 +21,13 @@ import yaml
 
 from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.settings import Settings
-from crashfleet.controller.tools.bpftrace import (bpftrace_info, bpftrace_probes, bpftrace_result, bpftrace_run,
-                                                  bpftrace_tools)
+from crashfleet.controller.tools.bpftrace import (
+    bpftrace_info,
+    bpftrace_probes,
+    bpftrace_result,
+    bpftrace_run,
+    bpftrace_tools,
+)
 from crashfleet.controller.tools.output import output_search
 from tests.conftest import wait_no_agents
 from tests.helpers import agent_pids
@@ -65,8 +71,15 @@ async def mixed(rig: Rig, iso_rig: Rig, tmp_path: Path) -> AsyncIterator[Runtime
     doc["all"]["children"].update(yaml.safe_load(iso_rig.inventory.read_text())["all"]["children"])
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(doc))
     (tmp_path / "known_hosts").write_text(rig.known_hosts.read_text() + iso_rig.known_hosts.read_text())
-    rt = Runtime.create(Settings(inventory=tmp_path / "inventory.yml", ssh_known_hosts=tmp_path / "known_hosts",
-                                 audit_log=tmp_path / "audit.jsonl", host_deadline=30), who="pytest")
+    rt = Runtime.create(
+        Settings(
+            inventory=tmp_path / "inventory.yml",
+            ssh_known_hosts=tmp_path / "known_hosts",
+            audit_log=tmp_path / "audit.jsonl",
+            host_deadline=30,
+        ),
+        who="pytest",
+    )
     yield rt
     await rt.close()
     await wait_no_agents(iso_rig.base)
@@ -102,8 +115,7 @@ async def test_run_on_the_host_without_tracefs_fails_there_only(rig: Rig, iso_ri
     assert error.host == "iso01" and "tool syscount cannot run on this host: uses tracepoints" in error.message
     counts = {m.name: m for m in result.maps}["@syscalls"]
     assert counts.hosts == "web[01-02]" and counts.keys
-    program = await bpftrace_run(mixed, MIXED, program="tracepoint:sched:sched_switch { @n = count(); }",
-                                 duration=1)
+    program = await bpftrace_run(mixed, MIXED, program="tracepoint:sched:sched_switch { @n = count(); }", duration=1)
     [error] = program.errors
     assert error.host == "iso01" and "uses tracepoints, but tracefs is not mounted" in error.message
     assert "bpftrace_mount_tracefs" in (error.hint or "") and program.maps[0].hosts == "web[01-02]"
@@ -144,7 +156,11 @@ async def test_output_cap_stops_the_flood_but_keeps_the_maps(iso_rig: Rig, mixed
     [group] = result.groups
     assert group.output and group.output.startswith("line of the flood\n")
     [lines] = result.maps
-    assert lines.name == "@lines" and lines.value and lines.value > CAP // len('{"type": "printf", "data": "line of the flood\\n"}\n')
+    assert (
+        lines.name == "@lines"
+        and lines.value
+        and lines.value > CAP // len('{"type": "printf", "data": "line of the flood\\n"}\n')
+    )
     # In the store: the flood up to the cap, the cap's marker, then the map bpftrace printed on its way out.
     found = await output_search(mixed, group.output_ids[0], r"output cap of \d+ bytes reached|\"@lines\"")
     assert [m.text.startswith("{") for m in found.matches] == [False, True], found.matches

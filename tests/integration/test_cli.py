@@ -13,10 +13,10 @@ from tests.rig import Rig
 
 
 def crashfleet(rig: Rig, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts),
-           "XDG_STATE_HOME": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "crashfleet.controller", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    env = {**os.environ, "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts), "XDG_STATE_HOME": str(tmp_path / "state")}
+    return subprocess.run(
+        [sys.executable, "-m", "crashfleet.controller", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_check_prints_a_grouped_table(rig: Rig, tmp_path: Path) -> None:

@@ -42,9 +42,16 @@ def frig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 @pytest.fixture
 def fsettings(frig: Rig, tmp_path: Path) -> Settings:
     # Keepalive every second: a silent partition is seen within 1 s x (3 + 1) = 4 s.
-    return Settings(inventory=frig.inventory, ssh_known_hosts=frig.known_hosts, audit_log=tmp_path / "audit.jsonl",
-                    host_deadline=20, ssh_keepalive=1, ssh_keepalive_count=3, command_wait=0.5,
-                    controller_id=CONTROLLER_ID)
+    return Settings(
+        inventory=frig.inventory,
+        ssh_known_hosts=frig.known_hosts,
+        audit_log=tmp_path / "audit.jsonl",
+        host_deadline=20,
+        ssh_keepalive=1,
+        ssh_keepalive_count=3,
+        command_wait=0.5,
+        controller_id=CONTROLLER_ID,
+    )
 
 
 @pytest.fixture
@@ -90,9 +97,11 @@ def reachable(rt: Runtime, host: str) -> bool:
 def partition(host: Any) -> Iterator[None]:
     """Drop every packet to and from the host's sshd (both directions, loopback only)."""
     table = f"crashfleet_test_{os.getpid()}"
-    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
-             f"  ip daddr {host.address} tcp dport {host.port} drop\n"
-             f"  ip saddr {host.address} tcp sport {host.port} drop\n }}\n}}\n")
+    rules = (
+        f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+        f"  ip daddr {host.address} tcp dport {host.port} drop\n"
+        f"  ip saddr {host.address} tcp sport {host.port} drop\n }}\n}}\n"
+    )
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, timeout=30)
     try:
         yield
@@ -189,11 +198,15 @@ asyncio.run(main())
 """
 
 
-async def test_controller_killed_mid_job_finds_its_job_again(frig: Rig, fsettings: Settings,
-                                                             frt: Runtime) -> None:
-    env = {**os.environ, "CRASHFLEET_INVENTORY": str(frig.inventory),
-           "CRASHFLEET_SSH_KNOWN_HOSTS": str(frig.known_hosts), "CRASHFLEET_AUDIT_LOG": str(fsettings.audit_path()),
-           "CRASHFLEET_COMMAND_WAIT": "0.5", "CRASHFLEET_CONTROLLER_ID": CONTROLLER_ID}
+async def test_controller_killed_mid_job_finds_its_job_again(frig: Rig, fsettings: Settings, frt: Runtime) -> None:
+    env = {
+        **os.environ,
+        "CRASHFLEET_INVENTORY": str(frig.inventory),
+        "CRASHFLEET_SSH_KNOWN_HOSTS": str(frig.known_hosts),
+        "CRASHFLEET_AUDIT_LOG": str(fsettings.audit_path()),
+        "CRASHFLEET_COMMAND_WAIT": "0.5",
+        "CRASHFLEET_CONTROLLER_ID": CONTROLLER_ID,
+    }
     doomed = subprocess.Popen([sys.executable, "-c", CONTROLLER, "f01", "120"], stdout=subprocess.PIPE, env=env)
     try:
         assert doomed.stdout is not None
@@ -250,17 +263,24 @@ class FakeServer:
 
 
 def test_broken_servers_each_end_in_their_own_status(frig: Rig, tmp_path: Path) -> None:
-    fakes = {"silent": FakeServer("127.0.0.201", "silent"), "garbage": FakeServer("127.0.0.202", "garbage"),
-             "midframe": FakeServer("127.0.0.203", "midframe")}
-    lines = [f"{name} ansible_host={fake.sock.getsockname()[0]} ansible_port={fake.port}"
-             for name, fake in fakes.items()]
+    fakes = {
+        "silent": FakeServer("127.0.0.201", "silent"),
+        "garbage": FakeServer("127.0.0.202", "garbage"),
+        "midframe": FakeServer("127.0.0.203", "midframe"),
+    }
+    lines = [
+        f"{name} ansible_host={fake.sock.getsockname()[0]} ansible_port={fake.port}" for name, fake in fakes.items()
+    ]
     rig_host = frig.host("f01")
-    lines.append(f"f01 ansible_host={rig_host.address} ansible_port={rig_host.port} "
-                 f"ansible_ssh_private_key_file={frig.client_key} crashfleet_agent_dir={rig_host.agent_dir}")
+    lines.append(
+        f"f01 ansible_host={rig_host.address} ansible_port={rig_host.port} "
+        f"ansible_ssh_private_key_file={frig.client_key} crashfleet_agent_dir={rig_host.agent_dir}"
+    )
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("[mixed]\n" + "\n".join(lines) + "\n")
-    settings = Settings(inventory=inventory, ssh_known_hosts=frig.known_hosts, audit_log=tmp_path / "a.jsonl",
-                        host_deadline=8)
+    settings = Settings(
+        inventory=inventory, ssh_known_hosts=frig.known_hosts, audit_log=tmp_path / "a.jsonl", host_deadline=8
+    )
 
     async def run() -> FanoutResult:
         rt = Runtime.create(settings, who="pytest")
@@ -268,6 +288,7 @@ def test_broken_servers_each_end_in_their_own_status(frig: Rig, tmp_path: Path) 
             return await fleet_check(rt, "mixed")
         finally:
             await rt.close()
+
     try:
         result = asyncio.run(run())
     finally:

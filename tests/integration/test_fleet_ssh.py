@@ -74,9 +74,21 @@ async def test_damaged_agent_is_replaced(rig: Rig, rig_settings: Settings, damag
 def ssh_output(rig: Rig, name: str, command: str) -> str:
     """What the real OpenSSH client gets from the host: the reference for our answers."""
     host = rig.host(name)
-    argv = ["ssh", "-i", str(rig.client_key), "-o", f"UserKnownHostsFile={rig.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(host.port),
-            f"root@{host.address}", command]
+    argv = [
+        "ssh",
+        "-i",
+        str(rig.client_key),
+        "-o",
+        f"UserKnownHostsFile={rig.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(host.port),
+        f"root@{host.address}",
+        command,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
@@ -144,8 +156,13 @@ async def test_changed_host_key_fails_clearly(rig: Rig, runtime: Runtime) -> Non
 
 async def test_unknown_host_key_is_refused(rig: Rig, rig_settings: Settings, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
-    known.write_text("".join(line + "\n" for line in rig.known_hosts.read_text().splitlines()
-                             if not line.startswith(f"[{rig.host('web06').address}]")))
+    known.write_text(
+        "".join(
+            line + "\n"
+            for line in rig.known_hosts.read_text().splitlines()
+            if not line.startswith(f"[{rig.host('web06').address}]")
+        )
+    )
     rt = Runtime.create(rig_settings.model_copy(update={"ssh_known_hosts": known}))
     try:
         result = await fleet_check(rt, "web05:web06")
@@ -155,8 +172,9 @@ async def test_unknown_host_key_is_refused(rig: Rig, rig_settings: Settings, tmp
     assert "not in" in result.errors[0].message and result.errors[0].host == "web06"
 
 
-async def test_accept_new_records_a_first_seen_key_but_never_a_changed_one(rig: Rig, rig_settings: Settings,
-                                                                            tmp_path: Path) -> None:
+async def test_accept_new_records_a_first_seen_key_but_never_a_changed_one(
+    rig: Rig, rig_settings: Settings, tmp_path: Path
+) -> None:
     known = tmp_path / "ssh" / "known_hosts"  # not there yet: created on the first accepted key
     settings = rig_settings.model_copy(update={"ssh_known_hosts": known, "ssh_accept_new": True})
     rt = Runtime.create(settings)
@@ -167,8 +185,11 @@ async def test_accept_new_records_a_first_seen_key_but_never_a_changed_one(rig: 
     assert result.summary.ok == 1, result
     web04 = rig.host("web04")
     recorded = [line.split() for line in known.read_text().splitlines()]
-    expected = [line.split() for line in rig.known_hosts.read_text().splitlines()
-                if line.startswith(f"[{web04.address}]:{web04.port} ")]
+    expected = [
+        line.split()
+        for line in rig.known_hosts.read_text().splitlines()
+        if line.startswith(f"[{web04.address}]:{web04.port} ")
+    ]
     assert recorded == expected  # exactly the host's real key, under ssh's own name for it
 
     rig.rekey_host("web04")
@@ -207,6 +228,7 @@ async def test_become_runs_agent_through_sudo(rig: Rig, rig_settings: Settings, 
 
 async def test_pattern_matching_nothing_lists_groups(runtime: Runtime) -> None:
     from crashfleet.controller.errors import UsageError
+
     with pytest.raises(UsageError) as info:
         await fleet_check(runtime, "wbe")
     assert "web" in str(info.value)

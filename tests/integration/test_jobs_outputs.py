@@ -13,14 +13,13 @@ from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.tools.fleet import fleet_run
 from crashfleet.controller.tools.jobs import job_cancel, job_status, jobs_list
 from crashfleet.controller.tools.output import output_page, output_search
-from tests.helpers import agent_pids, cwd, pids_matching, wait_until
+from tests.helpers import cwd, pids_matching, wait_until
 from tests.rig import Rig
 
 
 def samplers(rig: Rig) -> list[int]:
     """vmstat processes started by this rig's agents (their cwd is the agent's work dir)."""
     return [pid for pid in pids_matching("vmstat", "-w") if cwd(pid).startswith(str(rig.base))]
-
 
 
 async def test_short_command_returns_grouped_output(runtime: Runtime) -> None:
@@ -77,7 +76,7 @@ async def test_paging_and_search_on_the_host(runtime: Runtime) -> None:
     result = await fleet_run(runtime, "web02", "ps")
     output_id = result.groups[0].output_ids[0]
     first = await output_page(runtime, output_id)
-    assert first.start_line == 1 and first.text.startswith("    PID") or "PID" in first.text.splitlines()[0]
+    assert (first.start_line == 1 and first.text.startswith("    PID")) or "PID" in first.text.splitlines()[0]
     assert first.next_cursor and first.total_lines > first.end_line
     text, page = first.text, first
     while page.next_cursor:

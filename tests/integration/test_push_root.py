@@ -29,7 +29,7 @@ from tests.conftest import wait_no_agents
 from tests.rig import Rig, free_port
 
 USER_DIR = "/home/ops/.cache/crashfleet"  # the login user's own cache: the old place root ran the agent from
-ROOT_DIR = "/root/.cache/crashfleet"      # where the launcher puts it under sudo (~ is root's home)
+ROOT_DIR = "/root/.cache/crashfleet"  # where the launcher puts it under sudo (~ is root's home)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,11 @@ def ops_rig() -> Iterator[Rig]:
         (base / "canaries").chmod(0o1777)  # any user's planted code could write its canary here
         with Rig(base, 1, port=free_port(1), prefix="pr", isolated=True) as rig:
             # No password, yet not locked ('*', not useradd's '!'): sshd without PAM refuses locked accounts.
-            as_root(rig, "useradd -m -s /bin/sh -p '*' ops && echo 'ops ALL=(ALL) NOPASSWD: ALL' > "
-                         "/etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops")
+            as_root(
+                rig,
+                "useradd -m -s /bin/sh -p '*' ops && echo 'ops ALL=(ALL) NOPASSWD: ALL' > "
+                "/etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops",
+            )
             yield rig
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -52,9 +55,23 @@ def ops_rig() -> Iterator[Rig]:
 def as_root(rig: Rig, command: str, data: bytes | None = None) -> str:
     """A shell command as root inside the host's namespace."""
     h = rig.hosts[0]
-    argv = ["ssh", "-F", "/dev/null", "-o", f"UserKnownHostsFile={rig.known_hosts}", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-i", str(rig.client_key), "-p", str(h.port), f"root@{h.address}",
-            command]
+    argv = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-o",
+        f"UserKnownHostsFile={rig.known_hosts}",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-i",
+        str(rig.client_key),
+        "-p",
+        str(h.port),
+        f"root@{h.address}",
+        command,
+    ]
     done = subprocess.run(argv, input=data, capture_output=True, timeout=60)
     assert done.returncode == 0, f"{command}: {done.stderr!r}"
     return done.stdout.decode()
@@ -67,8 +84,9 @@ def settings(rig: Rig, tmp_path: Path, **host_vars: Any) -> Settings:
     entry.update({"ansible_user": "ops", "ansible_python_interpreter": "/usr/bin/python3", **host_vars})
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump(doc))
-    return Settings(inventory=inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp_path / "audit.jsonl",
-                    host_deadline=30)
+    return Settings(
+        inventory=inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp_path / "audit.jsonl", host_deadline=30
+    )
 
 
 async def check(rig: Rig, tmp_path: Path, **host_vars: Any) -> Any:
@@ -83,8 +101,12 @@ async def check(rig: Rig, tmp_path: Path, **host_vars: Any) -> Any:
 def canary_zipapp(canary: Path) -> bytes:
     """A zipapp the size of the real agent that writes `canary` however it is started."""
     code = f"import os\nopen({str(canary)!r}, 'w').write('ran as uid %d' % os.geteuid())\n"
-    members = {"__main__.py": code, "crashfleet/__init__.py": "", "crashfleet/agent/__init__.py": "",
-               "crashfleet/agent/main.py": code + "def main(argv=None):\n    return 0\n"}
+    members = {
+        "__main__.py": code,
+        "crashfleet/__init__.py": "",
+        "crashfleet/agent/__init__.py": "",
+        "crashfleet/agent/main.py": code + "def main(argv=None):\n    return 0\n",
+    }
 
     def build(prefix: bytes) -> bytes:
         buffer = io.BytesIO()
@@ -102,8 +124,12 @@ def canary_zipapp(canary: Path) -> bytes:
 
 def plant(rig: Rig, path: str, data: bytes, owner: str) -> None:
     directory = path.rsplit("/", 1)[0]
-    as_root(rig, f"install -d -o {owner} -g {owner} -m 0755 {directory} && cat > {path} && "
-                 f"chown {owner}: {path} && chmod 0755 {path}", data)
+    as_root(
+        rig,
+        f"install -d -o {owner} -g {owner} -m 0755 {directory} && cat > {path} && "
+        f"chown {owner}: {path} && chmod 0755 {path}",
+        data,
+    )
 
 
 def sha256_on_host(rig: Rig, path: str) -> str:
@@ -151,4 +177,3 @@ async def test_a_swapped_zipapp_of_the_same_size_is_replaced_not_run(ops_rig: Ri
     assert result.summary.ok == 1, result.errors
     assert not canary.exists()
     assert sha256_on_host(ops_rig, f"{ROOT_DIR}/{name}") == agent_bundle().sha256
-

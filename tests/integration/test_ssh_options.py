@@ -24,18 +24,20 @@ def inventory_with(tmp_path: Path, hosts: dict[str, dict[str, object]]) -> Path:
 
 
 def settings(rig: Rig, tmp_path: Path, inventory: Path, **extra: object) -> Settings:
-    return Settings(inventory=inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp_path / "audit.jsonl",
-                    **extra)  # type: ignore[arg-type]
+    return Settings(inventory=inventory, ssh_known_hosts=rig.known_hosts, audit_log=tmp_path / "audit.jsonl", **extra)  # type: ignore[arg-type]
 
 
 async def test_proxyjump_from_ssh_config(rig: Rig, tmp_path: Path) -> None:
     jump, target = rig.host("web01"), rig.host("web02")
     config = tmp_path / "ssh_config"
     common = f"  User root\n  IdentityFile {rig.client_key}\n  UserKnownHostsFile {rig.known_hosts}\n"
-    config.write_text(f"Host jumpbox\n  HostName {jump.address}\n  Port {jump.port}\n{common}"
-                      f"Host behind\n  HostName {target.address}\n  Port {target.port}\n  ProxyJump jumpbox\n{common}")
-    inventory = inventory_with(tmp_path, {"web02": {"ansible_host": "behind",
-                                                    "crashfleet_agent_dir": str(target.agent_dir)}})
+    config.write_text(
+        f"Host jumpbox\n  HostName {jump.address}\n  Port {jump.port}\n{common}"
+        f"Host behind\n  HostName {target.address}\n  Port {target.port}\n  ProxyJump jumpbox\n{common}"
+    )
+    inventory = inventory_with(
+        tmp_path, {"web02": {"ansible_host": "behind", "crashfleet_agent_dir": str(target.agent_dir)}}
+    )
     rt = Runtime.create(settings(rig, tmp_path, inventory, ssh_config=config))
     before = len(descendants([jump.pid]))
     try:
@@ -61,12 +63,21 @@ def ssh_agent(tmp_path: Path) -> Iterator[dict[str, str]]:
         proc.wait()
 
 
-async def test_keys_from_ssh_agent(rig: Rig, tmp_path: Path, ssh_agent: dict[str, str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keys_from_ssh_agent(
+    rig: Rig, tmp_path: Path, ssh_agent: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     host = rig.host("web03")
-    inventory = inventory_with(tmp_path, {"web03": {"ansible_host": host.address, "ansible_port": host.port,
-                                                    "ansible_user": "root",
-                                                    "crashfleet_agent_dir": str(host.agent_dir)}})
+    inventory = inventory_with(
+        tmp_path,
+        {
+            "web03": {
+                "ansible_host": host.address,
+                "ansible_port": host.port,
+                "ansible_user": "root",
+                "crashfleet_agent_dir": str(host.agent_dir),
+            }
+        },
+    )
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent["SSH_AUTH_SOCK"])
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on: only the agent can help
     env = {**os.environ, **ssh_agent}

@@ -27,10 +27,10 @@ def storm_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield rig
 
 
-async def test_cold_start_of_200_hosts_ends_all_ok_within_the_default_deadline(storm_rig: Rig,
-                                                                               tmp_path: Path) -> None:
-    settings = Settings(inventory=storm_rig.inventory, ssh_known_hosts=storm_rig.known_hosts,
-                        audit_log=tmp_path / "audit.jsonl")
+async def test_cold_start_of_200_hosts_ends_all_ok_within_the_default_deadline(storm_rig: Rig, tmp_path: Path) -> None:
+    settings = Settings(
+        inventory=storm_rig.inventory, ssh_known_hosts=storm_rig.known_hosts, audit_log=tmp_path / "audit.jsonl"
+    )
     assert settings.host_deadline == Settings.model_fields["host_deadline"].default
     rt = Runtime.create(settings, who="pytest")
     try:

@@ -61,10 +61,24 @@ async def load(url: str, profile: Path, script: str, screenshot: Path, timeout: 
     """(value of `script` after load, problems) for `url`; a PNG screenshot of the page is written."""
     binary = shutil.which("chromium")
     assert binary, "chromium is missing: ./dev test installs it (apt-get install chromium)"
-    proc = subprocess.Popen([binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1280,900",
-                             "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--window-size=1280,900",
+            "about:blank",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         return await asyncio.wait_for(_drive(proc, url, script, screenshot), timeout)
     finally:
@@ -84,8 +98,9 @@ async def _drive(proc: subprocess.Popen[str], url: str, script: str, screenshot:
     async with websockets.connect(ws_url, max_size=64 << 20) as ws:
         page = Page(ws, "")
         target = await page.send("Target.createTarget", {"url": "about:blank"}, session=False)
-        attached = await page.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
-                                   session=False)
+        attached = await page.send(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}, session=False
+        )
         page.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             await page.send(f"{domain}.enable")

@@ -12,10 +12,15 @@ from tests.rig import Rig
 
 
 def crashfleet(rig: Rig, tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts), "CRASHFLEET_HOST_DEADLINE": "120",
-           "XDG_STATE_HOME": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "crashfleet.controller", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    env = {
+        **os.environ,
+        "CRASHFLEET_SSH_KNOWN_HOSTS": str(rig.known_hosts),
+        "CRASHFLEET_HOST_DEADLINE": "120",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "crashfleet.controller", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_trace_prints_merged_maps(rig: Rig, tmp_path: Path) -> None:
@@ -36,8 +41,19 @@ def test_triage_groups_hosts_by_panic(rig: Rig, dump_fleet: DumpFleet, tmp_path:
 
 def test_report_lists_ids_it_cannot_find_and_still_writes(rig: Rig, tmp_path: Path) -> None:
     target = tmp_path / "r.html"
-    out = crashfleet(rig, tmp_path, "report", "-i", str(rig.inventory), "-t", "CLI report", "-o", str(target),
-                     "web01:0123456789", "J7")
+    out = crashfleet(
+        rig,
+        tmp_path,
+        "report",
+        "-i",
+        str(rig.inventory),
+        "-t",
+        "CLI report",
+        "-o",
+        str(target),
+        "web01:0123456789",
+        "J7",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"wrote {target}" in out.stdout and "2 id(s) not found" in out.stdout, out.stdout
     assert "not included: J7: unknown job_id" in out.stderr, out.stderr

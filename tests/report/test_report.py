@@ -8,8 +8,8 @@ import asyncio
 import json
 import os
 import shutil
-from html import escape
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -33,8 +33,13 @@ MEASURE = """JSON.stringify({
 
 @pytest.fixture(scope="module")
 def server(rig: Rig, dump_fleet: DumpFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
-    started = StdioServer(LEGACY, rig, tmp_path_factory.mktemp("report"),
-                          CRASHFLEET_INVENTORY=str(dump_fleet.inventory), CRASHFLEET_HOST_DEADLINE="120")
+    started = StdioServer(
+        LEGACY,
+        rig,
+        tmp_path_factory.mktemp("report"),
+        CRASHFLEET_INVENTORY=str(dump_fleet.inventory),
+        CRASHFLEET_HOST_DEADLINE="120",
+    )
     yield started
     started.close()
 
@@ -43,14 +48,21 @@ def server(rig: Rig, dump_fleet: DumpFleet, tmp_path_factory: pytest.TempPathFac
 def report(server: StdioServer) -> dict[str, object]:
     triage = structured(server.call("crash_triage", {"pattern": "web01:web04"}, timeout=300))
     assert triage["groups"], triage
-    traced = structured(server.call("bpftrace_run", {"pattern": "web01:web02:web03", "program": HIST,
-                                                     "duration": 1}, timeout=120))
+    traced = structured(
+        server.call("bpftrace_run", {"pattern": "web01:web02:web03", "program": HIST, "duration": 1}, timeout=120)
+    )
     assert {m["name"] for m in traced["maps"]} == {"@slice", "@switches"}, traced["maps"]
     uname = structured(server.call("fleet_run", {"pattern": "web01", "command": "uname"}))
-    include = [triage["groups"][0]["sessions"][0], traced["groups"][0]["output_ids"][0],
-               uname["groups"][0]["output_ids"][0], "J999", "web01:0123456789abcdef"]
-    built = structured(server.call("report_build", {"title": "Incident 42: panics and latency",
-                                                    "include": include}, timeout=180))
+    include = [
+        triage["groups"][0]["sessions"][0],
+        traced["groups"][0]["output_ids"][0],
+        uname["groups"][0]["output_ids"][0],
+        "J999",
+        "web01:0123456789abcdef",
+    ]
+    built = structured(
+        server.call("report_build", {"title": "Incident 42: panics and latency", "include": include}, timeout=180)
+    )
     return {"built": built, "triage": triage, "uname": uname["groups"][0]["output"]}
 
 
@@ -79,8 +91,9 @@ def test_report_loads_in_chromium_with_sized_charts(report: dict[str, object], t
     value, problems = asyncio.run(load(Path(built["path"]).as_uri(), tmp_path / "profile", MEASURE, shot))
     assert problems == [], problems
     page = json.loads(value)
-    assert {"Fleet facts", "Crash triage", "bpftrace", "Not included", "Timeline (audit log)"} <= \
-        set(page["headings"]), page["headings"]
+    assert {"Fleet facts", "Crash triage", "bpftrace", "Not included", "Timeline (audit log)"} <= set(
+        page["headings"]
+    ), page["headings"]
     images = page["images"]
     assert len(images) >= 3, images  # @slice's histogram and per-host chart, @switches' per-host chart
     for image in images:

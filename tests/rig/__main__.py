@@ -1,9 +1,9 @@
 """CLI for running the sshd rig by hand, e.g. for benchmarks.
 
-    python -m tests.rig up 50 --dir /tmp/crashfleet-rig
-    python -m tests.rig status --dir /tmp/crashfleet-rig
-    python -m tests.rig pause web03 --dir /tmp/crashfleet-rig
-    python -m tests.rig down --dir /tmp/crashfleet-rig
+python -m tests.rig up 50 --dir /tmp/crashfleet-rig
+python -m tests.rig status --dir /tmp/crashfleet-rig
+python -m tests.rig pause web03 --dir /tmp/crashfleet-rig
+python -m tests.rig down --dir /tmp/crashfleet-rig
 """
 
 from __future__ import annotations

@@ -45,9 +45,7 @@ def _spawn_keygen(path: Path, comment: str) -> subprocess.Popen[bytes]:
     path.unlink(missing_ok=True)
     pub(path).unlink(missing_ok=True)
     cmd = [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
-    return subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def pub(key: Path) -> Path:

@@ -38,8 +38,19 @@ def isolated_argv(ns_dir: Path, sshd_argv: list[str]) -> list[str]:
     for tree in OVERLAID:
         if ns_dir.is_relative_to(f"/{tree}"):
             raise ValueError(f"the rig's dir {ns_dir} must not lie under the overlaid /{tree}")
-    return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", SCRIPT, "sh",
-            str(ns_dir), *sshd_argv]
+    return [
+        UNSHARE,
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        SCRIPT,
+        "sh",
+        str(ns_dir),
+        *sshd_argv,
+    ]
 
 
 def upper(ns_dir: Path, path: str) -> Path:

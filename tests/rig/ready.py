@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 RETRY_DELAY = 0.02  # between refused connects: a fresh sshd binds within milliseconds
@@ -40,7 +40,7 @@ async def _probe(target: Target, deadline: float) -> str | None:
             return dead
         try:
             line = await _banner(target.address, target.port)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             last = f"{type(exc).__name__}: {exc}".rstrip(": ")
         else:
             if line.startswith(b"SSH-2.0"):

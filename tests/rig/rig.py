@@ -134,8 +134,15 @@ def _bindable(address: str, port: int) -> bool:
 class Rig:
     """N sshd hosts under base; see the package docstring for the layout."""
 
-    def __init__(self, base: Path, n: int, port: int = 2222, prefix: str = "web", isolated: bool = False,
-                 python: str | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        n: int,
+        port: int = 2222,
+        prefix: str = "web",
+        isolated: bool = False,
+        python: str | None = None,
+    ) -> None:
         if not 1 <= n <= MAX_HOSTS:
             raise ValueError(f"n must be 1..{MAX_HOSTS}, got {n}")
         if not prefix.isidentifier():
@@ -244,8 +251,13 @@ class Rig:
         data = _read_state(Path(base).absolute() / "rig.json")
         if data is None:
             raise RigError(f"no rig at {base} (missing or unreadable rig.json)")
-        rig = cls(Path(data["base"]), int(data["n"]), int(data["port"]), str(data["prefix"]),
-                  bool(data.get("isolated", False)))
+        rig = cls(
+            Path(data["base"]),
+            int(data["n"]),
+            int(data["port"]),
+            str(data["prefix"]),
+            bool(data.get("isolated", False)),
+        )
         rig._apply_pids(data)
         return rig
 
@@ -327,8 +339,7 @@ class Rig:
             foreign = (e["name"], str(config)) not in ours or e.get("port") != self.port
             if pid and foreign and procs.runs_config(int(pid), config):
                 raise RigError(
-                    f"a different rig ({data['n']} hosts, port {data['port']}) runs in "
-                    f"{self.base}; run down first"
+                    f"a different rig ({data['n']} hosts, port {data['port']}) runs in {self.base}; run down first"
                 )
         self._apply_pids(data)
 
@@ -445,4 +456,3 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-

@@ -27,8 +27,21 @@ from tests.dumps.fixture import BUSYBOX, Fixture, _run, ensure
 
 CACHE = Path(os.environ.get("CRASHFLEET_VMHOST_CACHE", "/var/cache/crashfleet-tests/vmhost"))
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-PACKAGES = ("python3", "python3-venv", "openssh-server", "crash", "makedumpfile", "kexec-tools", "bpftrace",
-            "tcpdump", "iproute2", "procps", "kmod", "tini", "sudo")
+PACKAGES = (
+    "python3",
+    "python3-venv",
+    "openssh-server",
+    "crash",
+    "makedumpfile",
+    "kexec-tools",
+    "bpftrace",
+    "tcpdump",
+    "iproute2",
+    "procps",
+    "kmod",
+    "tini",
+    "sudo",
+)
 DRGN = "0.3.0"  # as agent/dumps/drgn_pick.PINNED: the VM's /opt/crashfleet/drgn
 IMAGE_BYTES = 3 << 30
 IMAGE_VERSION = "2"  # bump when the image's content changes: cached images are rebuilt
@@ -116,17 +129,45 @@ def _build(fx: Fixture, image: Image) -> None:
         work = Path(tmp)
         kernel = _kernel_tree(fx, work)
         wheels = work / "wheels"
-        _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:", "--no-deps",
-              "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "-d", str(wheels),
-              f"drgn=={DRGN}"])
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--only-binary",
+                ":all:",
+                "--no-deps",
+                "--python-version",
+                "3.11",
+                "--platform",
+                "manylinux2014_x86_64",
+                "-d",
+                str(wheels),
+                f"drgn=={DRGN}",
+            ]
+        )
         root = work / "root"
-        hook = (f'cp -a {kernel}/lib/modules "$1/lib/" && mkdir -p "$1/tmp/w" && cp {wheels}/*.whl "$1/tmp/w/" && '
-                f'chroot "$1" python3 -m venv /opt/crashfleet/drgn && '
-                f'chroot "$1" sh -c "/opt/crashfleet/drgn/bin/pip install -q --no-index /tmp/w/*.whl" && '
-                f'chroot "$1" depmod {fx.release} && chroot "$1" ssh-keygen -A && rm -rf "$1/tmp/w"')
-        _run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-              "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
-              "--customize-hook=" + hook, SUITE, str(root), MIRROR])
+        hook = (
+            f'cp -a {kernel}/lib/modules "$1/lib/" && mkdir -p "$1/tmp/w" && cp {wheels}/*.whl "$1/tmp/w/" && '
+            f'chroot "$1" python3 -m venv /opt/crashfleet/drgn && '
+            f'chroot "$1" sh -c "/opt/crashfleet/drgn/bin/pip install -q --no-index /tmp/w/*.whl" && '
+            f'chroot "$1" depmod {fx.release} && chroot "$1" ssh-keygen -A && rm -rf "$1/tmp/w"'
+        )
+        _run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(PACKAGES),
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--customize-hook=" + hook,
+                SUITE,
+                str(root),
+                MIRROR,
+            ]
+        )
         _guest_files(root, image, work)
         debug = root / "usr" / "lib" / "debug" / "boot"  # where the -dbg package puts it: matched locally
         debug.mkdir(parents=True, exist_ok=True)
@@ -182,8 +223,9 @@ def _boot_initrd(kernel: Path, work: Path) -> Path:
 def _cpio(root: Path, dest: Path) -> None:
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     with open(dest, "wb") as out:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root,
-                       stdout=out, check=True)
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root, stdout=out, check=True
+        )
 
 
 def _vm_initrd(image: Image, work: Path, modules: str) -> tuple[Path, str]:
@@ -214,9 +256,25 @@ class VMHost:
     pid: int
 
     def ssh(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["ssh", "-i", str(self.image.key), "-p", str(self.port), "-o", "BatchMode=yes",
-                               "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                               "root@127.0.0.1", *command], capture_output=True, timeout=timeout)
+        return subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(self.image.key),
+                "-p",
+                str(self.port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                f"UserKnownHostsFile={self.known_hosts}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "root@127.0.0.1",
+                *command,
+            ],
+            capture_output=True,
+            timeout=timeout,
+        )
 
 
 def _free_port() -> int:
@@ -259,14 +317,36 @@ def _start(fx: Fixture, image: Image, work: Path, memory_mb: int) -> tuple[subpr
     known = work / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_key}\n")
     serial = work / "serial.log"
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-smp", "1", "-display", "none",
-            "-nodefaults", "-no-reboot", "-kernel", str(fx.dir / "vmlinuz"), "-initrd", str(initrd),
-            "-append", "console=ttyS0 nokaslr panic=0 loglevel=4", "-serial", f"file:{serial}",
-            "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # writes go to a temp file
-            "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", "virtio-net-pci,netdev=n0"]
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    argv = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+        "-kernel",
+        str(fx.dir / "vmlinuz"),
+        "-initrd",
+        str(initrd),
+        "-append",
+        "console=ttyS0 nokaslr panic=0 loglevel=4",
+        "-serial",
+        f"file:{serial}",
+        "-drive",
+        f"file={image.disk},format=raw,if=virtio,snapshot=on",  # writes go to a temp file
+        "-netdev",
+        f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]
+    qemu = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     return qemu, VMHost(image, port, known, qemu.pid), serial
 
 
@@ -274,8 +354,7 @@ def _wait_ssh(qemu: subprocess.Popen[bytes], host: VMHost, serial: Path) -> None
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
         if qemu.poll() is not None:
-            raise RuntimeError(f"the VM host exited ({qemu.returncode}): "
-                               f"{serial.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"the VM host exited ({qemu.returncode}): {serial.read_text(errors='replace')[-2000:]}")
         if "CF-VMHOST-READY" in (serial.read_text(errors="replace") if serial.exists() else ""):
             try:
                 if host.ssh("true", timeout=60).returncode == 0:
@@ -283,8 +362,7 @@ def _wait_ssh(qemu: subprocess.Popen[bytes], host: VMHost, serial: Path) -> None
             except subprocess.TimeoutExpired:
                 pass
         time.sleep(0.5)
-    raise RuntimeError(f"no SSH on the VM host within {BOOT_TIMEOUT:g} s: "
-                       f"{serial.read_text(errors='replace')[-2000:]}")
+    raise RuntimeError(f"no SSH on the VM host within {BOOT_TIMEOUT:g} s: {serial.read_text(errors='replace')[-2000:]}")
 
 
 if __name__ == "__main__":
@@ -294,5 +372,9 @@ if __name__ == "__main__":
     print(f"image ready in {time.monotonic() - started:.1f} s", flush=True)
     with tempfile.TemporaryDirectory() as scratch, running(fixture, Path(scratch)) as vm:
         print(f"booted, ssh on 127.0.0.1:{vm.port} in {time.monotonic() - started:.1f} s")
-        print(vm.ssh("uname -r; ls -l /proc/kcore; /opt/crashfleet/drgn/bin/python3 -c "
-                     "'import drgn; print(drgn.__version__)'").stdout.decode())
+        print(
+            vm.ssh(
+                "uname -r; ls -l /proc/kcore; /opt/crashfleet/drgn/bin/python3 -c "
+                "'import drgn; print(drgn.__version__)'"
+            ).stdout.decode()
+        )

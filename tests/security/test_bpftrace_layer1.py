@@ -39,18 +39,28 @@ def tracefs() -> None:
         subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dump(program: str, *args: str) -> tuple[str, str]:
     """bpftrace -d (dry run: the AST, then the BPF code; nothing attaches): stdout, stderr."""
-    proc = subprocess.run(["bpftrace", "-d", "-e", bpftrace_safety.as_run(program), "--", *args],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        ["bpftrace", "-d", "-e", bpftrace_safety.as_run(program), "--", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     return proc.stdout, proc.stderr
 
 
 def run(program: str) -> str:
     """bpftrace itself, no agent and none of its limits: everything it prints."""
-    proc = subprocess.run(["bpftrace", "-e", program], capture_output=True, text=True, timeout=120,
-                          env={"PATH": ENV["PATH"], "LC_ALL": "C.UTF-8"})
+    proc = subprocess.run(
+        ["bpftrace", "-e", program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": ENV["PATH"], "LC_ALL": "C.UTF-8"},
+    )
     return proc.stdout + proc.stderr
 
 
@@ -86,8 +96,9 @@ def harmless_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("program, rule, construct", ATTACKS)
-def test_tokens_and_ast_agree_on_attacks_bpftrace_accepts(program: str, rule: str, construct: str,
-                                                          harmless_file: str) -> None:
+def test_tokens_and_ast_agree_on_attacks_bpftrace_accepts(
+    program: str, rule: str, construct: str, harmless_file: str
+) -> None:
     program = program.replace("/etc/shadow", harmless_file).replace("\x00", "")
     ast = bpftrace_ast.read_dump(dump(program)[0])
     if ast is not None:
@@ -97,8 +108,16 @@ def test_tokens_and_ast_agree_on_attacks_bpftrace_accepts(program: str, rule: st
 
 def test_bpftrace_accepts_the_attacks_that_matter(harmless_file: str) -> None:
     """The attacks whose AST we compare above do parse (otherwise that comparison proves nothing)."""
-    wanted = ["struct x { char c['\"']; }", "/* a comment\n", 'printf("/*")', 'printf("\\"\\\\")',
-              "signal/* hidden */", "watchpoint:", "uprobe:/etc/shadow:foo", "uprobe:$1"]
+    wanted = [
+        "struct x { char c['\"']; }",
+        "/* a comment\n",
+        'printf("/*")',
+        'printf("\\"\\\\")',
+        "signal/* hidden */",
+        "watchpoint:",
+        "uprobe:/etc/shadow:foo",
+        "uprobe:$1",
+    ]
     for needle in wanted:
         program = next(p for p, _r, _c in ATTACKS if needle in p)
         out, err = dump(program.replace("/etc/shadow", harmless_file), "/bin/bash")
@@ -122,6 +141,7 @@ def test_header_macros_reach_bpftrace_after_the_tokens(harmless_file: str) -> No
 
 
 # -- a real agent refuses the attacks; the secret never comes back
+
 
 @pytest.fixture(scope="module")
 def secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
@@ -149,14 +169,14 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
 LEAKS = [  # attack, its rule, and how bpftrace alone leaks the secret ("dump": -d, "run": a real run)
     ('#include "{secret}"\nBEGIN {{ exit(); }}', "bpftrace.include", "dump"),
     ('# \r#include "{secret}"\nBEGIN {{ exit(); }}', "bpftrace.control_char", "dump"),
-    ("struct x {{ char c['\"']; }};\nBEGIN {{ cat(\"{secret}\"); exit(); }}", "bpftrace.c_definition", "run"),
+    ('struct x {{ char c[\'"\']; }};\nBEGIN {{ cat("{secret}"); exit(); }}', "bpftrace.c_definition", "run"),
     ('BEGIN {{ cat /* x */ ("{secret}"); exit(); }}', "bpftrace.call", "run"),
 ]
 REFUSED = [  # attacks that do not leak on this bpftrace or kernel, refused all the same
     ('#\\\ninclude "{secret}"\nBEGIN {{ exit(); }}', "bpftrace.preprocessor"),
     ('%:include "{secret}"\nBEGIN {{ exit(); }}', "bpftrace.digraph"),
     ('??=include "{secret}"\nBEGIN {{ exit(); }}', "bpftrace.trigraph"),
-    ('#include <../../..{secret}>\nBEGIN {{ exit(); }}', "bpftrace.include"),
+    ("#include <../../..{secret}>\nBEGIN {{ exit(); }}", "bpftrace.include"),
     ('BEGIN {{ system("cat {secret}"); exit(); }}', "bpftrace.call"),
     ('tracepoint:net:net_dev_queue {{ $r = skboutput("{canary}", args->skbaddr, 64, 0); }}', "bpftrace.call"),
     ("uprobe:{secret}:foo {{ }}", "bpftrace.probe_target"),
@@ -174,8 +194,9 @@ def refusal(agent: Agent, program: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("template, rule, how", LEAKS)
-def test_attacks_that_leak_on_bpftrace_alone_are_refused(agent: Agent, secret: tuple[Path, str], template: str,
-                                                         rule: str, how: str) -> None:
+def test_attacks_that_leak_on_bpftrace_alone_are_refused(
+    agent: Agent, secret: tuple[Path, str], template: str, rule: str, how: str
+) -> None:
     path, content = secret
     program = template.format(secret=path)
     leaked = "\n".join(dump(program)) if how == "dump" else run(program)
@@ -185,8 +206,9 @@ def test_attacks_that_leak_on_bpftrace_alone_are_refused(agent: Agent, secret: t
 
 
 @pytest.mark.parametrize("template, rule", REFUSED)
-def test_other_attacks_are_refused_and_create_nothing(agent: Agent, secret: tuple[Path, str], tmp_path: Path,
-                                                      template: str, rule: str) -> None:
+def test_other_attacks_are_refused_and_create_nothing(
+    agent: Agent, secret: tuple[Path, str], tmp_path: Path, template: str, rule: str
+) -> None:
     path, content = secret
     canary = tmp_path / "canary.pcap"
     message = refusal(agent, template.format(secret=path, canary=canary))
@@ -204,17 +226,58 @@ def test_a_safe_program_runs_and_nothing_kept_holds_the_secret(agent: Agent, sec
 
 def test_a_program_with_an_allowed_header_passes_both_checks_and_runs(agent: Agent) -> None:
     assert os.path.exists("/usr/include/linux/if_ether.h")
-    done = agent.result("bpftrace.run", program="#include <linux/if_ether.h>\nBEGIN { @x = sum(ETH_P_IP); exit(); }",
-                        duration=5, wait=60)
+    done = agent.result(
+        "bpftrace.run",
+        program="#include <linux/if_ether.h>\nBEGIN { @x = sum(ETH_P_IP); exit(); }",
+        duration=5,
+        wait=60,
+    )
     assert done["state"] == "done" and done["maps"]["@x"]["value"] == 0x0800, done
 
 
 # -- random programs: where bpftrace parses one, the tokens say what its AST says
 
-JUNK = ['"', "\\", '\\"', "\\\\", "'", "*/", "/*", "//", "#", "\n", "{", "}", "(", ")", "cat(", "system(", "x", " ",
-        ";", "struct y {", "??=", "%:", "\\n", "\\x41", "\\101", ":", "$1"]
-PROBES = ["BEGIN", "END", "tracepoint:sched:sched_switch", "i:s:1", "kprobe:vfs_read", "t:raw_syscalls:sys_enter",
-          "profile:hz:99", "uprobe:/bin/bash:readline", "w:0x1:8:w", "software:cpu-clock:100"]
+JUNK = [
+    '"',
+    "\\",
+    '\\"',
+    "\\\\",
+    "'",
+    "*/",
+    "/*",
+    "//",
+    "#",
+    "\n",
+    "{",
+    "}",
+    "(",
+    ")",
+    "cat(",
+    "system(",
+    "x",
+    " ",
+    ";",
+    "struct y {",
+    "??=",
+    "%:",
+    "\\n",
+    "\\x41",
+    "\\101",
+    ":",
+    "$1",
+]
+PROBES = [
+    "BEGIN",
+    "END",
+    "tracepoint:sched:sched_switch",
+    "i:s:1",
+    "kprobe:vfs_read",
+    "t:raw_syscalls:sys_enter",
+    "profile:hz:99",
+    "uprobe:/bin/bash:readline",
+    "w:0x1:8:w",
+    "software:cpu-clock:100",
+]
 
 
 class Programs:
@@ -234,11 +297,21 @@ class Programs:
         return self.rng.choice(["", " ", "\n", comment, " %s " % comment])
 
     def statement(self) -> str:
-        return self.rng.choice([
-            "printf(%s)" % self.string(), "@x = count()", "exit()", "$t = (struct task_struct *)curtask",
-            "@m[comm] = hist(pid)", "cat(%s)" % self.string(), "system(%s)" % self.string(),
-            "if (pid > 1) { @y = sum(tid) }", "@s = str(%s)" % self.string(), "@k[kstack] = count()",
-            "$z = nsecs / 1000"])
+        return self.rng.choice(
+            [
+                "printf(%s)" % self.string(),
+                "@x = count()",
+                "exit()",
+                "$t = (struct task_struct *)curtask",
+                "@m[comm] = hist(pid)",
+                "cat(%s)" % self.string(),
+                "system(%s)" % self.string(),
+                "if (pid > 1) { @y = sum(tid) }",
+                "@s = str(%s)" % self.string(),
+                "@k[kstack] = count()",
+                "$z = nsecs / 1000",
+            ]
+        )
 
     def probe(self) -> str:
         points = ",".join(self.rng.choice(PROBES) for _ in range(self.rng.randint(1, 2)))
@@ -262,7 +335,9 @@ def test_random_programs_tokens_and_ast_agree() -> None:
             continue
         parsed += 1
         tokens = bpftrace_safety.summary(program)
-        assert (tokens.calls, tokens.builtins, tokens.probe_types) == (ast.calls, ast.builtins, ast.probe_types), program
+        assert (tokens.calls, tokens.builtins, tokens.probe_types) == (ast.calls, ast.builtins, ast.probe_types), (
+            program
+        )
         if not bpftrace_safety.problems(program):
             accepted_and_parsed += 1
             assert bpftrace_ast.problems(program, out) == [], program

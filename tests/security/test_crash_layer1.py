@@ -45,7 +45,7 @@ ATTACKS = {
     "del": Attack(("sys\x7f\x7f\x7f!touch {c}",), "crash.char", True),
     "ctrl-h": Attack(("sys\x08\x08\x08!touch {c}",), "crash.char", True),
     "esc-I": Attack(("sys #\x1bI!touch {c} ",), "crash.char", True),
-    "quote-pairing": Attack(("p \"' | touch {c} #\"",), "crash.quote", True),
+    "quote-pairing": Attack(('p "\' | touch {c} #"',), "crash.quote", True),
     "paren-pipe": Attack(("p (1 | 2) | touch {c}",), "crash.paren", True),
     "rd-r": Attack(("rd -r {c} jiffies 8",), "crash.option", True),
     "rd-r-permuted": Attack(("rd jiffies 8 -r {c}",), "crash.option", True),
@@ -72,8 +72,13 @@ ATTACKS = {
 def bare(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashSession]:
     """crash 8.0.2 on the fixture, driven as the agent drives it, but with no layer 1 in front."""
     work = tmp_path_factory.mktemp("bare-crash")
-    session = CrashSession(shutil.which("crash") or "crash", str(dump_fixture.vmlinux), str(dump_fixture.vmcore("sysrq")), str(work),
-                           _clean_env())
+    session = CrashSession(
+        shutil.which("crash") or "crash",
+        str(dump_fixture.vmlinux),
+        str(dump_fixture.vmcore("sysrq")),
+        str(work),
+        _clean_env(),
+    )
     session.start()
     yield session
     session.close()
@@ -103,8 +108,9 @@ class Opened(NamedTuple):
 
 
 @pytest.fixture(scope="module", params=["layer1-alone", "both-layers"])
-def session(request: pytest.FixtureRequest, zipapp: Path, dump_fixture: Fixture,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
+def session(
+    request: pytest.FixtureRequest, zipapp: Path, dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Opened]:
     """A session on an agent without the OS sandbox (layer 1 alone), then on one with it (as deployed)."""
     base = tmp_path_factory.mktemp(request.param)
     vmcore = sysrq_dumps(dump_fixture, base / "dumps")
@@ -221,4 +227,6 @@ def test_lines_are_cut_in_the_sandboxed_grep_child_too() -> None:
     sink.close()
     assert b"".join(out).decode().splitlines() == [
         "x" * pipes.LINE_MAX + " [... %d more bytes of this line cut by the agent]" % (6000 - pipes.LINE_MAX),
-        "yes", "xxxxx"]
+        "yes",
+        "xxxxx",
+    ]

@@ -42,9 +42,20 @@ def secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     path.unlink()
 
 
-def run_sandboxed(profile: sandbox.Profile, argv: list[str], cwd: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=120, start_new_session=True,
-                          env=_clean_env(), preexec_fn=sandbox.preexec(profile, argv[0]), **kw)  # type: ignore[call-overload]
+def run_sandboxed(
+    profile: sandbox.Profile, argv: list[str], cwd: str, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        start_new_session=True,
+        env=_clean_env(),
+        preexec_fn=sandbox.preexec(profile, argv[0]),
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_this_host_gives_the_full_sandbox() -> None:
@@ -53,17 +64,21 @@ def test_this_host_gives_the_full_sandbox() -> None:
     assert status["landlock_abi"] >= 1 and status["namespaces"]
 
 
-def test_a_shell_cannot_run_new_programs_or_read_secrets(tmp_path: Path, secret: tuple[Path, str],
-                                                         canaries: Canaries) -> None:
+def test_a_shell_cannot_run_new_programs_or_read_secrets(
+    tmp_path: Path, secret: tuple[Path, str], canaries: Canaries
+) -> None:
     """Even a shell as 'the tool' (what `!` in crash would start) is stuck: it may not exec
     anything else, write outside its work dir, or read root's files."""
     work = tmp_path / "work"
     work.mkdir()
-    script = (f"touch {canaries.path('touch')}; echo x > {canaries.path('redirect')}; echo x > /root/{canaries.name('r')}; "
-              f"read s < {secret[0]}; echo secret=$s; echo ok > {work}/mine; read m < {work}/mine; echo mine=$m; "
-              "read line < /etc/shadow; echo shadow=$line")
-    done = run_sandboxed(profiles.crash(POLICY, "/nonexistent", "/nonexistent", str(work)), ["/bin/sh", "-c", script],
-                         str(work))
+    script = (
+        f"touch {canaries.path('touch')}; echo x > {canaries.path('redirect')}; echo x > /root/{canaries.name('r')}; "
+        f"read s < {secret[0]}; echo secret=$s; echo ok > {work}/mine; read m < {work}/mine; echo mine=$m; "
+        "read line < /etc/shadow; echo shadow=$line"
+    )
+    done = run_sandboxed(
+        profiles.crash(POLICY, "/nonexistent", "/nonexistent", str(work)), ["/bin/sh", "-c", script], str(work)
+    )
     assert "mine=ok" in done.stdout  # its own work dir is writable
     assert secret[1] not in done.stdout + done.stderr
     assert "shadow=" in done.stdout and "shadow=root" not in done.stdout
@@ -71,22 +86,36 @@ def test_a_shell_cannot_run_new_programs_or_read_secrets(tmp_path: Path, secret:
     canaries.assert_none()
 
 
-def test_crash_shell_escapes_fail_in_the_sandbox(dump_fixture: Fixture, tmp_path: Path,
-                                                 secret: tuple[Path, str], canaries: Canaries) -> None:
+def test_crash_shell_escapes_fail_in_the_sandbox(
+    dump_fixture: Fixture, tmp_path: Path, secret: tuple[Path, str], canaries: Canaries
+) -> None:
     """Straight to crash's prompt, no allow-list: `!`, a pipe to a shell, rd -r and set error."""
     fx = dump_fixture
     work = tmp_path / "crash"
     work.mkdir()
     profile = profiles.crash(POLICY, str(fx.vmlinux), str(fx.vmcore("sysrq")), str(work))
-    crash = CrashSession("/usr/bin/crash", str(fx.vmlinux), str(fx.vmcore("sysrq")), str(work), _clean_env(),
-                         functools.partial(sandbox.child_setup, POLICY.settings, profile, "/usr/bin/crash"))
+    crash = CrashSession(
+        "/usr/bin/crash",
+        str(fx.vmlinux),
+        str(fx.vmcore("sysrq")),
+        str(work),
+        _clean_env(),
+        functools.partial(sandbox.child_setup, POLICY.settings, profile, "/usr/bin/crash"),
+    )
     crash.start()
     try:
         seen = []
-        for line in (f"!touch {canaries.path('bang')}", f"sys ! touch {canaries.path('mid')}",
-                     f"sys | touch {canaries.path('pipe')}", f"log > {canaries.path('redirect')}",
-                     f"rd -r {canaries.path('rd')} jiffies 8", f"set error {canaries.path('error')}",
-                     "nosuchcommand", f"!cat {secret[0]}", f"gdb shell cat {secret[0]}"):
+        for line in (
+            f"!touch {canaries.path('bang')}",
+            f"sys ! touch {canaries.path('mid')}",
+            f"sys | touch {canaries.path('pipe')}",
+            f"log > {canaries.path('redirect')}",
+            f"rd -r {canaries.path('rd')} jiffies 8",
+            f"set error {canaries.path('error')}",
+            "nosuchcommand",
+            f"!cat {secret[0]}",
+            f"gdb shell cat {secret[0]}",
+        ):
             seen.append(crash.run_raw(line, timeout=60))
         out: list[bytes] = []
         assert crash.run("sys", None, out.append, 60)["ended"] == "done"
@@ -98,17 +127,20 @@ def test_crash_shell_escapes_fail_in_the_sandbox(dump_fixture: Fixture, tmp_path
     assert crash.pid is None
 
 
-def test_bpftrace_unsafe_calls_fail_in_the_sandbox(tmp_path: Path, secret: tuple[Path, str],
-                                                   canaries: Canaries) -> None:
+def test_bpftrace_unsafe_calls_fail_in_the_sandbox(
+    tmp_path: Path, secret: tuple[Path, str], canaries: Canaries
+) -> None:
     """bpftrace with --unsafe, no program check: system(), cat() of a root file, a quoted include."""
     header = tmp_path / "h"
     header.mkdir()
     work = tmp_path / "bt"
     work.mkdir()
     profile = profiles.bpftrace(POLICY, str(work))
-    programs = [f'BEGIN {{ system("touch {canaries.path("system")}"); exit(); }}',
-                f'BEGIN {{ cat("{secret[0]}"); exit(); }}',
-                f'#include "{secret[0]}"\nBEGIN {{ exit(); }}']
+    programs = [
+        f'BEGIN {{ system("touch {canaries.path("system")}"); exit(); }}',
+        f'BEGIN {{ cat("{secret[0]}"); exit(); }}',
+        f'#include "{secret[0]}"\nBEGIN {{ exit(); }}',
+    ]
     outputs = [run_sandboxed(profile, ["/usr/bin/bpftrace", "--unsafe", "-e", p], str(work)) for p in programs]
     text = "".join(o.stdout + o.stderr for o in outputs)
     assert secret[1] not in text
@@ -149,8 +181,9 @@ found
 """
 
 
-def test_drgn_code_cannot_escape_its_worker(dump_fixture: Fixture, tmp_path: Path, secret: tuple[Path, str],
-                                            canaries: Canaries) -> None:
+def test_drgn_code_cannot_escape_its_worker(
+    dump_fixture: Fixture, tmp_path: Path, secret: tuple[Path, str], canaries: Canaries
+) -> None:
     """Code drgn runs as nobody: no file outside its private tmp, no secret, no network, no setuid
     program, and a forked, setsid'd child dies with the worker."""
     fx = dump_fixture
@@ -163,22 +196,34 @@ def test_drgn_code_cannot_escape_its_worker(dump_fixture: Fixture, tmp_path: Pat
     status = drgn_status(sys.executable)
     assert status["importable"], status
     profile = profiles.drgn(POLICY, str(fx.vmlinux), str(fx.vmcore("sysrq")), str(work), status["paths"])
-    worker = DrgnWorker(sys.executable, worker_source(), str(fx.vmcore("sysrq")), str(fx.vmlinux), str(work),
-                        _clean_env(), sandbox.preexec(profile, sys.executable))
+    worker = DrgnWorker(
+        sys.executable,
+        worker_source(),
+        str(fx.vmcore("sysrq")),
+        str(fx.vmlinux),
+        str(work),
+        _clean_env(),
+        sandbox.preexec(profile, sys.executable),
+    )
     worker.start()
-    code = ESCAPE.replace("CANARY", repr(canaries.name("drgn"))).replace("SECRET", repr(str(secret[0]))) \
+    code = (
+        ESCAPE.replace("CANARY", repr(canaries.name("drgn")))
+        .replace("SECRET", repr(str(secret[0])))
         .replace("PORT", str(port))
+    )
     try:
         answer = worker.call(code, timeout=60)
         assert answer["ok"], answer
-        found = eval(answer["value"])  # noqa: S307 - a dict repr our own code printed
+        found = eval(answer["value"])
         tree = procs.descendants([worker.pid]) if worker.pid else []
         assert tree, "the forked child should be alive while the worker is"
     finally:
         worker.close()
         listener.close()
     assert found["uid"] == pwd.getpwnam("nobody").pw_uid
-    assert all(v == "wrote (private)" for k, v in found.items() if k.startswith("/") and "tmp" in k or k == "/dev/shm")
+    assert all(
+        v == "wrote (private)" for k, v in found.items() if (k.startswith("/") and "tmp" in k) or k == "/dev/shm"
+    )
     assert found[str(secret[0])].startswith("refused") and found["/etc/shadow"].startswith("refused")
     assert found["tcp"].startswith("refused") and not accepted
     assert str(found["su"]).startswith("refused")
@@ -198,8 +243,9 @@ sys.stdin.read()
 
 def test_a_tool_dies_when_the_agent_is_killed() -> None:
     """SIGKILL to the agent: its sandboxed tools do not live on as orphans."""
-    agent = subprocess.Popen([sys.executable, "-c", AGENT_STANDIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT_STANDIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert agent.stdout is not None
     waiter = int(agent.stdout.readline())
     tree = [waiter] + procs.descendants([waiter])
@@ -214,12 +260,14 @@ def test_a_catastrophic_regex_stops_only_its_child() -> None:
     limit while this process's other threads go on."""
     policy = Policy(dict(DEFAULTS, regex_cpu_seconds=1), None)
     import re
+
     ticks = []
     stop = threading.Event()
 
     def tick() -> None:
         while not stop.wait(0.05):
             ticks.append(1)
+
     ticker = threading.Thread(target=tick)
     ticker.start()
     try:
@@ -236,14 +284,16 @@ def test_a_catastrophic_regex_stops_only_its_child() -> None:
 def test_a_partial_sandbox_is_reported_and_policy_can_refuse_it() -> None:
     """As a user that is not root the namespaces are missing: facts say partial, and
     require_sandbox refuses to start a tool."""
-    code = ("import json, os\n"
-            "from crashfleet.agent import sandbox, profiles\n"
-            "from crashfleet.agent.errors import AgentError\n"
-            "os.setgid(65534); os.setuid(65534)\n"
-            "s = sandbox.status()\n"
-            "try:\n    sandbox.child_setup({'require_sandbox': True}, profiles.probe(), '/bin/true'); r = None\n"
-            "except AgentError as e:\n    r = [e.kind, e.extra.get('rule')]\n"
-            "print(json.dumps([s, sandbox.summary(), r]))")
+    code = (
+        "import json, os\n"
+        "from crashfleet.agent import sandbox, profiles\n"
+        "from crashfleet.agent.errors import AgentError\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = sandbox.status()\n"
+        "try:\n    sandbox.child_setup({'require_sandbox': True}, profiles.probe(), '/bin/true'); r = None\n"
+        "except AgentError as e:\n    r = [e.kind, e.extra.get('rule')]\n"
+        "print(json.dumps([s, sandbox.summary(), r]))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     status, summary, refused = json.loads(done.stdout)
     assert status["sandbox"] == "partial" and summary.startswith("partial (")

@@ -11,8 +11,9 @@ from crashfleet.agent import audit
 from crashfleet.agent.errors import AgentError
 
 
-def test_refusals_are_lines_with_rule_and_digest_and_the_file_rotates(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_are_lines_with_rule_and_digest_and_the_file_rotates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = audit.RefusalLog(str(tmp_path / audit.FILENAME))
     refusal = AgentError("quota_exceeded", "2 captures are running", rule="quota.captures")
     assert audit.is_refusal(refusal) and not audit.is_refusal(AgentError("unknown_job", "no job 'j9'"))

@@ -17,8 +17,12 @@ from tests.helpers import cwd, pids_matching
 
 class AgentProc:
     def __init__(self, zipapp: Path, directory: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(zipapp), "serve", "--dir", str(directory), *extra],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(zipapp), "serve", "--dir", str(directory), *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def send(self, raw: bytes) -> None:
         assert self.proc.stdin
@@ -81,7 +85,9 @@ def test_requests_run_concurrently(agent: AgentProc) -> None:
     assert "result" in agent.reply(2)
     assert time.monotonic() - started < 2.0, "ping waited behind the slow request"
     result = agent.reply(1)["result"]
-    assert result["state"] == "done" and result["page"]["text"].startswith("--procs--") or "procs" in result["page"]["text"]
+    assert (result["state"] == "done" and result["page"]["text"].startswith("--procs--")) or "procs" in result["page"][
+        "text"
+    ]
 
 
 def test_eof_stops_every_child(agent: AgentProc, tmp_path: Path) -> None:

@@ -14,23 +14,33 @@ from crashfleet.controller.bpfmaps import add_buckets, find_outliers, merge_maps
 
 DATA = Path(__file__).parent / "data"
 # The program the captures came from (host 1 lacks @bycomm).
-PROGRAM = ("tracepoint:raw_syscalls:sys_enter { @calls = count(); @ids[args->id] = count(); "
-           "@lat = hist(args->id); @lin = lhist(args->id, 0, 400, 100); @st = stats(args->id); "
-           "@avg = avg(args->id); @lo = min(args->id); @hi = max(args->id); @s = sum(args->id); }\n"
-           "tracepoint:sched:sched_switch { @bycomm[args->prev_comm] = hist(args->prev_pid); }")
+PROGRAM = (
+    "tracepoint:raw_syscalls:sys_enter { @calls = count(); @ids[args->id] = count(); "
+    "@lat = hist(args->id); @lin = lhist(args->id, 0, 400, 100); @st = stats(args->id); "
+    "@avg = avg(args->id); @lo = min(args->id); @hi = max(args->id); @s = sum(args->id); }\n"
+    "tracepoint:sched:sched_switch { @bycomm[args->prev_comm] = hist(args->prev_pid); }"
+)
 
 
 @pytest.fixture
 def hosts() -> dict[str, dict[str, Any]]:
     kinds = map_kinds(PROGRAM)
-    return {f"web0{n}": read_json_output(str(DATA / f"bpftrace-syscalls-{n}.jsonl"), kinds)["maps"]
-            for n in (1, 2, 3)}
+    return {f"web0{n}": read_json_output(str(DATA / f"bpftrace-syscalls-{n}.jsonl"), kinds)["maps"] for n in (1, 2, 3)}
 
 
 def test_kinds_come_from_the_program() -> None:
-    assert map_kinds(PROGRAM) == {"@calls": "count", "@ids": "count", "@lat": "hist", "@lin": "lhist",
-                                  "@st": "stats", "@avg": "avg", "@lo": "min", "@hi": "max", "@s": "sum",
-                                  "@bycomm": "hist"}
+    assert map_kinds(PROGRAM) == {
+        "@calls": "count",
+        "@ids": "count",
+        "@lat": "hist",
+        "@lin": "lhist",
+        "@st": "stats",
+        "@avg": "avg",
+        "@lo": "min",
+        "@hi": "max",
+        "@s": "sum",
+        "@bycomm": "hist",
+    }
     assert map_kinds('BEGIN { printf("@x = count()"); } // @y = sum(1)') == {}
 
 
@@ -63,19 +73,29 @@ def test_histograms_add_bucket_wise(hosts: dict[str, dict[str, Any]]) -> None:
         assert hist.histogram is not None
         assert hist.count == sum(sum(b["count"] for b in maps[name]["value"]) for maps in hosts.values())
         for bucket in hist.histogram:
-            assert bucket.count == sum(b["count"] for maps in hosts.values() for b in maps[name]["value"]
-                                       if (b.get("min"), b.get("max")) == (bucket.min, bucket.max))
+            assert bucket.count == sum(
+                b["count"]
+                for maps in hosts.values()
+                for b in maps[name]["value"]
+                if (b.get("min"), b.get("max")) == (bucket.min, bucket.max)
+            )
     assert merged["@lin"].histogram[-1].max is None  # lhist's open-ended top bucket survives
     bycomm = merged["@bycomm"]
     assert bycomm.hosts == "web[02-03]" and bycomm.keys and bycomm.key_count
-    assert bycomm.count == sum(b["count"] for maps in hosts.values() if "@bycomm" in maps
-                               for buckets in maps["@bycomm"]["value"].values() for b in buckets)
+    assert bycomm.count == sum(
+        b["count"]
+        for maps in hosts.values()
+        if "@bycomm" in maps
+        for buckets in maps["@bycomm"]["value"].values()
+        for b in buckets
+    )
     assert sum(bycomm.keys.values()) <= bycomm.count
 
 
 def test_percentiles_are_bucket_upper_bounds() -> None:
-    buckets = add_buckets([], [{"min": 0, "max": 0, "count": 50}, {"min": 1, "max": 1, "count": 49},
-                               {"min": 8, "max": 15, "count": 1}])
+    buckets = add_buckets(
+        [], [{"min": 0, "max": 0, "count": 50}, {"min": 1, "max": 1, "count": 49}, {"min": 8, "max": 15, "count": 1}]
+    )
     assert percentile(buckets, 0.5, 100) == 0 and percentile(buckets, 0.99, 100) == 1
     assert percentile(buckets, 1.0, 100) == 15 and percentile([], 0.5, 0) is None
 
@@ -88,24 +108,30 @@ def test_outlier_rule() -> None:
     assert find_outliers({"a": 1, "b": 100}, "value") == []  # two hosts: no majority to stand out from
 
 
-@pytest.mark.parametrize("program, construct", [
-    ('BEGIN { system ("id"); }', "system"),
-    ("BEGIN { signal/* hidden */(9); }", "signal"),
-    ('#include "secret.h"\nBEGIN {}', "#include"),
-    ("#include <../../etc/shadow>\nBEGIN {}", "#include"),
-    ("aw:0x1:8:w { }", "aw"),
-])
+@pytest.mark.parametrize(
+    "program, construct",
+    [
+        ('BEGIN { system ("id"); }', "system"),
+        ("BEGIN { signal/* hidden */(9); }", "signal"),
+        ('#include "secret.h"\nBEGIN {}', "#include"),
+        ("#include <../../etc/shadow>\nBEGIN {}", "#include"),
+        ("aw:0x1:8:w { }", "aw"),
+    ],
+)
 def test_unsafe_constructs(program: str, construct: str) -> None:
     with pytest.raises(AgentError) as caught:
         check_program(program)
     assert caught.value.kind == "unsafe_program" and caught.value.extra["construct"] == construct
 
 
-@pytest.mark.parametrize("program", [
-    'BEGIN { printf("system(cat(\\"x\\"))\\n"); } // signal(9)',
-    "#include <linux/sched.h>\ntracepoint:signal:signal_generate { @system[comm] = count(); $cat = 1; }",
-    "/* override( */ tracepoint:sched:sched_switch { @ = count(); }",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        'BEGIN { printf("system(cat(\\"x\\"))\\n"); } // signal(9)',
+        "#include <linux/sched.h>\ntracepoint:signal:signal_generate { @system[comm] = count(); $cat = 1; }",
+        "/* override( */ tracepoint:sched:sched_switch { @ = count(); }",
+    ],
+)
 def test_safe_programs_pass(program: str) -> None:
     check_program(program)
 

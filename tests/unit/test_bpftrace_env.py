@@ -14,9 +14,13 @@ from crashfleet.agent.bpftrace import UNPINNED_ENV, pinned_env
 from crashfleet.agent.policy import DEFAULTS
 
 DATA = Path(__file__).parent / "data" / "bpftrace_env.txt"
-RENAMED = [("BPFTRACE_STRLEN", "BPFTRACE_MAX_STRLEN"), ("BPFTRACE_MAP_KEYS_MAX", "BPFTRACE_MAX_MAP_KEYS"),
-           ("BPFTRACE_CAT_BYTES_MAX", "BPFTRACE_MAX_CAT_BYTES"), ("BPFTRACE_NODE_MAX", "BPFTRACE_MAX_AST_NODES"),
-           ("BPFTRACE_NO_CPP_DEMANGLE", "BPFTRACE_CPP_DEMANGLE")]
+RENAMED = [
+    ("BPFTRACE_STRLEN", "BPFTRACE_MAX_STRLEN"),
+    ("BPFTRACE_MAP_KEYS_MAX", "BPFTRACE_MAX_MAP_KEYS"),
+    ("BPFTRACE_CAT_BYTES_MAX", "BPFTRACE_MAX_CAT_BYTES"),
+    ("BPFTRACE_NODE_MAX", "BPFTRACE_MAX_AST_NODES"),
+    ("BPFTRACE_NO_CPP_DEMANGLE", "BPFTRACE_CPP_DEMANGLE"),
+]
 
 
 def source_names() -> dict[str, tuple[str, str]]:

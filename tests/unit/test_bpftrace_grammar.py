@@ -34,27 +34,27 @@ ONE_LINERS = [
     "t:raw_syscalls:sys_enter /pid == $1/ { @[args->id] = count(); }",
     'BEGIN { printf("hello %s\\n", str($1)); exit(); }',
     "kprobe:vfs_read, kretprobe:vfs_read { @ = count(); }",
-    "kprobe:do_nanosleep { printf(\"PID %d sleeping\\n\", pid); }",
+    'kprobe:do_nanosleep { printf("PID %d sleeping\\n", pid); }',
     "tracepoint:sched:sched_process_exec { @execs[comm] = count(); } END { clear(@execs); }",
     "profile:hz:99 /pid/ { @[kstack] = count(); }",
     "interval:s:1 { print(@); clear(@); }",
     "tracepoint:block:block_rq_issue { @bytes = hist(args->bytes); }",
     "kprobe:vfs_* { @[func] = count(); }",
-    "BEGIN { $t = (struct task_struct *)curtask; printf(\"%d\\n\", $t->real_parent->pid); }",
-    "uretprobe:/bin/bash:readline { printf(\"%s\\n\", str(retval)); }",
+    'BEGIN { $t = (struct task_struct *)curtask; printf("%d\\n", $t->real_parent->pid); }',
+    'uretprobe:/bin/bash:readline { printf("%s\\n", str(retval)); }',
     "uprobe:libc:malloc { @[ustack(perf, 3)] = count(); }",
-    'usdt:/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp { @ = count(); }',
+    "usdt:/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp { @ = count(); }",
     "#include <linux/sched.h>\nkprobe:finish_task_switch { @ = count(); }",
     "#include <uapi/linux/ptrace.h>\nBEGIN { exit(); }",
     "// it's a comment with an apostrophe, a \\ and ?? in it\nBEGIN { exit(); }",
-    "/* a block comment:\n   struct x { }; #include \"/etc/shadow\" cat(\"x\") */\nBEGIN { exit(); }",
+    '/* a block comment:\n   struct x { }; #include "/etc/shadow" cat("x") */\nBEGIN { exit(); }',
     'BEGIN { printf("\' \\\\ %%: ?? # struct x { } cat(\\"/etc/shadow\\")\\n"); }',
     "tracepoint:signal:signal_generate { @system[comm] = count(); $cat = 1; @signal = args->sig; }",
     "kprobe:do_exit { @[curtask->signal->oom_score_adj] = count(); }",
     "BEGIN { @x = sizeof(struct task_struct); @y = (union foo *)0; }",
     "BEGIN { @ = count(); } // the last line is a comment without a newline",
     "#!/usr/bin/env bpftrace\nBEGIN { exit(); }",
-    "iter:task { printf(\"%s\\n\", ctx->task->comm); }",
+    'iter:task { printf("%s\\n", ctx->task->comm); }',
     "software:page-faults:100 { @[comm] = count(); }",
     'tracepoint:sched:sched_switch /cgroup == cgroupid("/sys/fs/cgroup/system.slice")/ { @ = count(); }',
 ]
@@ -69,13 +69,14 @@ def refused(program: str) -> AgentError:
 
 # -- the lexer follows lexer.l
 
+
 def kinds(program: str) -> list[tuple[str, str]]:
     return [(t.kind, t.value) for t in tokenize(program)]
 
 
 def test_a_struct_definition_is_text_for_clang_quotes_and_all() -> None:
     # lexer.l STRUCT/BRACE: no STR state inside, so '"' there starts no string
-    toks = kinds("struct x { char c['\"']; };\nBEGIN { cat(\"/etc/shadow\"); }")
+    toks = kinds('struct x { char c[\'"\']; };\nBEGIN { cat("/etc/shadow"); }')
     assert toks[0] == ("STRUCT_DEFN", "struct x { char c['\"']; };")
     assert ("CALL", "cat") in toks and ("STRING", "/etc/shadow") in toks
 
@@ -107,8 +108,15 @@ def test_strings_decode_bpftrace_escapes_and_report_its_errors() -> None:
 
 def test_longest_match_and_rule_order() -> None:
     assert kinds("structure printfx printf arg10 arg1 cgroup_path 1_000 0x1f") == [
-        ("IDENT", "structure"), ("IDENT", "printfx"), ("CALL", "printf"), ("IDENT", "arg10"),
-        ("BUILTIN", "arg1"), ("CALL", "cgroup_path"), ("INT", "1000"), ("INT", "31")]
+        ("IDENT", "structure"),
+        ("IDENT", "printfx"),
+        ("CALL", "printf"),
+        ("IDENT", "arg10"),
+        ("BUILTIN", "arg1"),
+        ("CALL", "cgroup_path"),
+        ("INT", "1000"),
+        ("INT", "31"),
+    ]
 
 
 def test_a_long_number_is_lexed_in_linear_time() -> None:
@@ -116,6 +124,7 @@ def test_a_long_number_is_lexed_in_linear_time() -> None:
 
 
 # -- what passes
+
 
 @pytest.mark.parametrize("path", BUNDLED + DISTRO, ids=lambda p: str(p))
 def test_vetted_tools_pass(path: Path) -> None:
@@ -148,11 +157,11 @@ def test_typical_programs_pass(program: str) -> None:
 
 ATTACKS = [
     # C character literals: a text blanker reads '"' as the start of a string and skips the cat()
-    ("struct x { char c['\"']; };\nBEGIN { cat(\"/etc/shadow\"); }", "c_definition", "struct"),
-    ("BEGIN { $c = '\"'; cat(\"/etc/shadow\"); }", "char_literal", "'"),
+    ('struct x { char c[\'"\']; };\nBEGIN { cat("/etc/shadow"); }', "c_definition", "struct"),
+    ('BEGIN { $c = \'"\'; cat("/etc/shadow"); }', "char_literal", "'"),
     # line splices: C joins "#\" and the next line into an #include
     ('#\\\ninclude "/etc/shadow"\nBEGIN { exit(); }', "preprocessor", "#\\"),
-    ("// harmless \\\nBEGIN { cat(\"/etc/shadow\"); }", "backslash", "\\"),
+    ('// harmless \\\nBEGIN { cat("/etc/shadow"); }', "backslash", "\\"),
     ('#define X \\\n  "/etc/shadow"\nBEGIN { exit(); }', "preprocessor", "#define"),
     # digraphs and trigraphs spell '#'
     ('%:include "/etc/shadow"\nBEGIN { exit(); }', "digraph", "%:"),
@@ -160,7 +169,7 @@ ATTACKS = [
     # a CR is a newline to clang, not to lexer.l: "# \r#include" would be one CPREPROC
     ('# \r#include "/etc/shadow"\nBEGIN { exit(); }', "control_char", "'\\r'"),
     # comments: bpftrace's, not C's
-    ("/* a comment\n   over lines */ BEGIN { system(\"id\"); }", "call", "system"),
+    ('/* a comment\n   over lines */ BEGIN { system("id"); }', "call", "system"),
     ('BEGIN { printf("/*"); cat("/etc/shadow"); printf("*/"); }', "call", "cat"),
     ('BEGIN { exit(); } // cat("/etc/shadow")\n#include "/etc/shadow"', "include", "#include"),
     # strings with quotes and backslashes: the string ends where lexer.l says
@@ -170,20 +179,20 @@ ATTACKS = [
     ("struct foo { int a; }\nBEGIN { exit(); }", "c_definition", "struct"),
     ("union u { int a; long b; };\nBEGIN { exit(); }", "c_definition", "union"),
     ("enum e { A, B };\nBEGIN { exit(); }", "c_definition", "enum"),
-    ("BEGIN { @x = (struct foo; #include \"/etc/shadow\"\n *)0; }", "struct_name", "struct"),
+    ('BEGIN { @x = (struct foo; #include "/etc/shadow"\n *)0; }', "struct_name", "struct"),
     # preprocessor lines
     ('#include "/etc/shadow"\nBEGIN { exit(); }', "include", "#include"),
     ("#include <../../etc/shadow>\nBEGIN { exit(); }", "include", "#include"),
     ("#include <linux/../../../etc/shadow>\nBEGIN { exit(); }", "include", "#include"),
     ("#include </etc/shadow>\nBEGIN { exit(); }", "include", "#include"),
     ("#include <sys/socket.h>\nBEGIN { exit(); }", "include", "#include"),
-    ("  #  include \"/etc/shadow\"\nBEGIN { exit(); }", "include", "#include"),
+    ('  #  include "/etc/shadow"\nBEGIN { exit(); }', "include", "#include"),
     ("#include_next <linux/sched.h>\nBEGIN { exit(); }", "preprocessor", "#include_next"),
     ("#import <linux/sched.h>\nBEGIN { exit(); }", "preprocessor", "#import"),
     ("#define cat printf\nBEGIN { exit(); }", "preprocessor", "#define"),
     ("#pragma once\nBEGIN { exit(); }", "preprocessor", "#pragma"),
     ("#if 1\n#endif\nBEGIN { exit(); }", "preprocessor", "#if"),
-    ("#embed \"/etc/shadow\"\nBEGIN { exit(); }", "preprocessor", "#embed"),
+    ('#embed "/etc/shadow"\nBEGIN { exit(); }', "preprocessor", "#embed"),
     # unsafe calls, however spaced
     ('BEGIN { system ("id"); }', "call", "system"),
     ("BEGIN { signal/* hidden */(9); }", "call", "signal"),
@@ -226,13 +235,13 @@ ATTACKS = [
 def test_attacks_are_refused_by_the_rule_that_names_them(program: str, rule: str, construct: str) -> None:
     error = refused(program)
     assert (error.extra["rule"], error.extra["construct"]) == ("bpftrace." + rule, construct), error.message
-    assert error.hint and "refused" in error.message or rule == "syntax"
+    assert (error.hint and "refused" in error.message) or rule == "syntax"
     line, column = error.extra["line"], error.extra["column"]
     assert error.message.startswith("line %d, column %d: " % (line, column))
 
 
 def test_each_hidden_construct_is_found_not_just_the_first() -> None:
-    found = {(f.rule, f.construct) for f in problems("struct x { char c['\"']; };\nBEGIN { cat(\"/etc/shadow\"); }")}
+    found = {(f.rule, f.construct) for f in problems('struct x { char c[\'"\']; };\nBEGIN { cat("/etc/shadow"); }')}
     assert {("c_definition", "struct"), ("char_literal", "'"), ("call", "cat")} <= found
 
 
@@ -265,9 +274,11 @@ def test_a_probe_target_is_checked_where_it_leads(escape_link: str) -> None:
 
 # -- what the tokens say, and what bpftrace's AST says
 
+
 def test_summary_calls_builtins_and_probe_types() -> None:
-    got = summary("t:sched:sched_switch /pid/ { @[kstack] = count(); $s = kstack(3); @t = curtask->pid; }\n"
-                  "i:s:1 { exit(); }")
+    got = summary(
+        "t:sched:sched_switch /pid/ { @[kstack] = count(); $s = kstack(3); @t = curtask->pid; }\ni:s:1 { exit(); }"
+    )
     assert got.calls == {"count", "kstack", "exit"} and got.builtins == {"pid", "kstack", "curtask"}
     assert got.probe_types == {"tracepoint", "interval"}
 
@@ -283,12 +294,15 @@ def test_ast_dump_is_read_by_its_lines() -> None:
     assert bpftrace_ast.read_dump("stdin:1:1: ERROR: syntax error") is None
 
 
-@pytest.mark.parametrize("line, rule", [
-    ("  call: system :: type[none, ctx: 0]", "bpftrace.call"),       # a macro that expands to system(...)
-    ("  call: va_start :: type[none, ctx: 0]", "bpftrace.unknown_call"),
-    (" watchpoint:0x1:8:w", "bpftrace.probe_type"),
-    (" uprobe:/etc/shadow:foo", "bpftrace.probe_target"),
-])
+@pytest.mark.parametrize(
+    "line, rule",
+    [
+        ("  call: system :: type[none, ctx: 0]", "bpftrace.call"),  # a macro that expands to system(...)
+        ("  call: va_start :: type[none, ctx: 0]", "bpftrace.unknown_call"),
+        (" watchpoint:0x1:8:w", "bpftrace.probe_type"),
+        (" uprobe:/etc/shadow:foo", "bpftrace.probe_target"),
+    ],
+)
 def test_ast_rules_catch_what_macros_bring(line: str, rule: str) -> None:
     with pytest.raises(AgentError) as caught:
         bpftrace_ast.check_dump("BEGIN { exit(); }", DUMP % line)
@@ -297,14 +311,15 @@ def test_ast_rules_catch_what_macros_bring(line: str, rule: str) -> None:
 
 
 def test_blanking_follows_the_lexer() -> None:
-    program = "struct s { char c['\"']; };\nBEGIN { printf(\"x\"); } // c\n"
+    program = 'struct s { char c[\'"\']; };\nBEGIN { printf("x"); } // c\n'
     blanked = bpftrace_safety.blank_comments_and_strings(program)
     assert len(blanked) == len(program) and "char c['\"']" in blanked  # clang's text, not a comment
     assert '"x"' not in blanked and "// c" not in blanked
 
 
-def test_run_checks_the_ast_only_of_programs_with_a_preprocessor_line(monkeypatch: pytest.MonkeyPatch,
-                                                                      tmp_path: Path) -> None:
+def test_run_checks_the_ast_only_of_programs_with_a_preprocessor_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     bt = Bpftrace(SimpleNamespace(policy=Policy(dict(DEFAULTS), None), base_dir=str(tmp_path)))
     argvs: list[list[str]] = []
 

@@ -22,19 +22,34 @@ def test_build_is_reproducible_and_named_by_hash() -> None:
     assert bundle.filename == f"crashfleet-agent-{bundle.build}.pyz"
     with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
         names = set(archive.namelist())
-    assert {"__main__.py", "crashfleet/agent/main.py", "crashfleet/agent/BUILD",
-            "pexpect/__init__.py", "ptyprocess/__init__.py"} <= names
+    assert {
+        "__main__.py",
+        "crashfleet/agent/main.py",
+        "crashfleet/agent/BUILD",
+        "pexpect/__init__.py",
+        "ptyprocess/__init__.py",
+    } <= names
 
 
 def test_zipapp_reports_its_build_with_the_system_python(tmp_path: Path) -> None:
     path = tmp_path / "agent.pyz"
     bundle = write_bundle(path)
-    out = subprocess.run(["/usr/bin/python3", "-I", str(path), "version"], capture_output=True, text=True,
-                         check=True, timeout=30)
+    out = subprocess.run(
+        ["/usr/bin/python3", "-I", str(path), "version"], capture_output=True, text=True, check=True, timeout=30
+    )
     assert out.stdout.strip() == bundle.build
-    vendored = subprocess.run(["/usr/bin/python3", "-I", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); "
-                               "import pexpect, ptyprocess; print(pexpect.__file__)"],
-                              capture_output=True, text=True, check=True, timeout=30)
+    vendored = subprocess.run(
+        [
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(path)!r}); import pexpect, ptyprocess; print(pexpect.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     assert str(path) in vendored.stdout  # pexpect comes from inside the zipapp, not the system
 
 
@@ -50,9 +65,20 @@ def test_agent_imports_only_the_standard_library() -> None:
 
 def vermin_38(path: Path) -> subprocess.CompletedProcess[str]:
     """vermin computes the minimum Python version a source needs; fail above 3.8."""
-    return subprocess.run([str(Path(sys.executable).parent / "vermin"), "--no-tips", "--violations", "-t=3.8-",
-                           "--eval-annotations", "--no-parse-comments", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "vermin"),
+            "--no-tips",
+            "--violations",
+            "-t=3.8-",
+            "--eval-annotations",
+            "--no-parse-comments",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_agent_sources_run_on_python_3_8(tmp_path: Path) -> None:

@@ -393,36 +393,59 @@ def test_real_world_lines_are_accepted_and_sent_as_checked(line: str) -> None:
     assert checked.argv[0] in g.COMMANDS
 
 
-@pytest.mark.parametrize("alias,expanded", [
-    ("px jiffies", "p -x jiffies"), ("pd jiffies", "p -d jiffies"), ("for bt -r", "foreach bt -r"),
-    ("size list_head", "* list_head"), ("dmesg", "log"), ("dmesg -T", "log -T"), ("lsmod", "mod"),
-    ("hex", "set radix 16"), ("dec", "set radix 10"), ("man bt", "help bt"), ("?", "help"),
-    ("*task_struct.comm init_task", "* task_struct.comm init_task"), ("  bt   -a  ", "bt   -a"),
-])
+@pytest.mark.parametrize(
+    "alias,expanded",
+    [
+        ("px jiffies", "p -x jiffies"),
+        ("pd jiffies", "p -d jiffies"),
+        ("for bt -r", "foreach bt -r"),
+        ("size list_head", "* list_head"),
+        ("dmesg", "log"),
+        ("dmesg -T", "log -T"),
+        ("lsmod", "mod"),
+        ("hex", "set radix 16"),
+        ("dec", "set radix 10"),
+        ("man bt", "help bt"),
+        ("?", "help"),
+        ("*task_struct.comm init_task", "* task_struct.comm init_task"),
+        ("  bt   -a  ", "bt   -a"),
+    ],
+)
 def test_aliases_expand_to_the_command_sent(alias: str, expanded: str) -> None:
     assert pipes.parse(alias)[0] == expanded
 
 
-@pytest.mark.parametrize("alias,rule_id,why", [
-    ("quit", "crash.command", "alias for 'q'"), ("sf", "crash.set", "set scroll off"),
-    ("sn", "crash.set", "set scroll on"), ("g shell id", "crash.command", "alias for 'gdb'"),
-    ("hex 10", "crash.set", "set radix 16 10"), ("px jiffies = 1", "crash.expression", "assignment"),
-    ("for test", "crash.foreach", "test"), ("lsmod -s foo", "crash.option", "mod -s"),
-    ("dmesg -x", "crash.option", "log has no option -x"), ("size -c", "crash.option-value", "-c needs"),
-])
+@pytest.mark.parametrize(
+    "alias,rule_id,why",
+    [
+        ("quit", "crash.command", "alias for 'q'"),
+        ("sf", "crash.set", "set scroll off"),
+        ("sn", "crash.set", "set scroll on"),
+        ("g shell id", "crash.command", "alias for 'gdb'"),
+        ("hex 10", "crash.set", "set radix 16 10"),
+        ("px jiffies = 1", "crash.expression", "assignment"),
+        ("for test", "crash.foreach", "test"),
+        ("lsmod -s foo", "crash.option", "mod -s"),
+        ("dmesg -x", "crash.option", "log has no option -x"),
+        ("size -c", "crash.option-value", "-c needs"),
+    ],
+)
 def test_aliases_are_checked_as_what_they_name(alias: str, rule_id: str, why: str) -> None:
     err = refused(alias)
     assert err.extra["rule"] == rule_id and why in err.message, err.message
 
 
-@pytest.mark.parametrize("line,argv", [
-    ('foreach "a b"   (c d)e zz ((x y) z)w  "q"', ["foreach", "a b", "(c d)e", "zz", "((x y) z)w", "q"]),
-    ('foreach a(b c)d "x  y" (1 + (2 3))', ["foreach", "a(b", "c)d", "x  y", "(1 + (2 3))"]),
-    ("eval (1 + 2) x", ["eval", "(1 + 2)", "x"]),
-    ("p sizeof(struct task_struct)", ["p", "sizeof(struct", "task_struct)"]),
-    ("(a b) c", ["(a", "b)", "c"]),  # no group in the first word (tools.c:parse_line)
-    ('search -c "a  b"', ["search", "-c", "a  b"]),
-])
+@pytest.mark.parametrize(
+    "line,argv",
+    [
+        ('foreach "a b"   (c d)e zz ((x y) z)w  "q"', ["foreach", "a b", "(c d)e", "zz", "((x y) z)w", "q"]),
+        ('foreach a(b c)d "x  y" (1 + (2 3))', ["foreach", "a(b", "c)d", "x  y", "(1 + (2 3))"]),
+        ("eval (1 + 2) x", ["eval", "(1 + 2)", "x"]),
+        ("p sizeof(struct task_struct)", ["p", "sizeof(struct", "task_struct)"]),
+        ("(a b) c", ["(a", "b)", "c"]),  # no group in the first word (tools.c:parse_line)
+        ('search -c "a  b"', ["search", "-c", "a  b"]),
+    ],
+)
 def test_tokens_follow_crash_parse_line(line: str, argv: list[str]) -> None:
     assert [t.text for t in g.tokenize(line)] == argv
 
@@ -433,21 +456,34 @@ CONTROL = [chr(c) for c in range(0x20)] + ["\x7f"]
 @pytest.mark.parametrize("ch", CONTROL, ids=lambda ch: "0x%02x" % ord(ch))
 def test_every_control_character_is_refused_anywhere(ch: str) -> None:
     code = "0x%02x" % ord(ch)
-    for line in ("%ssys" % ch, "sys%s" % ch, "sys %s!touch /tmp/x" % ch, "sys -c%swrite" % ch,
-                 "log | grep %sx" % ch, "bt | head -n 3%s" % ch, 'p "a%sb"' % ch):
+    for line in (
+        "%ssys" % ch,
+        "sys%s" % ch,
+        "sys %s!touch /tmp/x" % ch,
+        "sys -c%swrite" % ch,
+        "log | grep %sx" % ch,
+        "bt | head -n 3%s" % ch,
+        'p "a%sb"' % ch,
+    ):
         err = refused(line)
         assert err.extra["rule"] == "crash.char" and code in err.message, (line, err.message)
         assert "printable ASCII" in (err.hint or "")
 
 
-@pytest.mark.parametrize("line", [
-    "sys \x15!touch /tmp/x",  # ^U: vi-mode unix-line-discard, then a shell escape
-    "sys\x7f\x7f\x7f!touch /tmp/x",  # DEL erases "sys"
-    "sys\x08\x08\x08!touch /tmp/x",  # ^H likewise
-    "sys #\x1bI!touch /tmp/x ",  # ESC I: back to the start of the line, insert
-    "sys\x1b0i!touch /tmp/x #",
-    "log\r!touch /tmp/x", "log\n!touch /tmp/x", "log\x00!touch /tmp/x", "log\x16\x15",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sys \x15!touch /tmp/x",  # ^U: vi-mode unix-line-discard, then a shell escape
+        "sys\x7f\x7f\x7f!touch /tmp/x",  # DEL erases "sys"
+        "sys\x08\x08\x08!touch /tmp/x",  # ^H likewise
+        "sys #\x1bI!touch /tmp/x ",  # ESC I: back to the start of the line, insert
+        "sys\x1b0i!touch /tmp/x #",
+        "log\r!touch /tmp/x",
+        "log\n!touch /tmp/x",
+        "log\x00!touch /tmp/x",
+        "log\x16\x15",
+    ],
+)
 def test_readline_editing_keys_are_refused(line: str) -> None:
     assert rule(line) == "crash.char"
 
@@ -458,8 +494,9 @@ def test_non_ascii_is_refused_by_code(ch: str) -> None:
     assert err.extra["rule"] == "crash.char" and "U+%04X" % ord(ch) in err.message
 
 
-@pytest.mark.parametrize("base", ["sys -c write | grep -i x", 'search -c "a b"', "p (jiffies + 1)",
-                                  "foreach 'cf-.*' ps | wc -l"])
+@pytest.mark.parametrize(
+    "base", ["sys -c write | grep -i x", 'search -c "a b"', "p (jiffies + 1)", "foreach 'cf-.*' ps | wc -l"]
+)
 def test_bang_in_every_position_is_refused(base: str) -> None:
     for pos in range(len(base) + 1):
         line = base[:pos] + "!" + base[pos:]
@@ -473,10 +510,24 @@ def test_redirections_in_every_position_are_refused(base: str) -> None:
             assert rule(base[:pos] + ch + base[pos:]) == "crash.redirect"
 
 
-@pytest.mark.parametrize("line", [
-    "!", "!!", "!1", "!sh", "sys!sh", "sys !sh", "p 1 !sh", 'p "!sh"', "p '!sh'", "log | grep '!'",
-    "log | grep -v !x", "p (!0)", "! | grep x",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "!",
+        "!!",
+        "!1",
+        "!sh",
+        "sys!sh",
+        "sys !sh",
+        "p 1 !sh",
+        'p "!sh"',
+        "p '!sh'",
+        "log | grep '!'",
+        "log | grep -v !x",
+        "p (!0)",
+        "! | grep x",
+    ],
+)
 def test_shell_escapes_are_refused(line: str) -> None:
     assert rule(line) == "crash.shell"
 
@@ -486,35 +537,75 @@ def test_a_line_starting_with_a_bar_is_refused(line: str) -> None:
     assert rule(line) == "crash.empty"  # crash would hand the rest to /bin/sh (setup_redirect)
 
 
-@pytest.mark.parametrize("line", [
-    "sys > /tmp/x", "sys >> /tmp/x", "sys>/tmp/x", "< /tmp/cmds", "</tmp/cmds", "struct task_struct < /tmp/args",
-    'p "a > b"', "p init_task->comm", "p 1 >= 0", "p 1 << 3", "log | grep '<x>'",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sys > /tmp/x",
+        "sys >> /tmp/x",
+        "sys>/tmp/x",
+        "< /tmp/cmds",
+        "</tmp/cmds",
+        "struct task_struct < /tmp/args",
+        'p "a > b"',
+        "p init_task->comm",
+        "p 1 >= 0",
+        "p 1 << 3",
+        "log | grep '<x>'",
+    ],
+)
 def test_redirections_and_arrows_are_refused(line: str) -> None:
     assert rule(line) == "crash.redirect"
 
 
-@pytest.mark.parametrize("line,rule_id", [
-    ('p "\' | touch /tmp/x #"', "crash.quote"),  # crash pairs " with ': the | would reach a shell
-    ("p \"' \"", "crash.quote"),
-    ("p '\" | touch /tmp/x'", "crash.quote"),
-    ('p "abc', "crash.quote"), ('search -c "abc', "crash.quote"), ('search -c abc"', "crash.quote"),
-    ('search -c "a"b', "crash.quote"), ('search -c "a""b"', "crash.quote"), ('search -c ""', "crash.quote"),
-    ('"sys"', "crash.quote"), ('"sys" -c', "crash.quote"), ('s"ys"', "crash.quote"),
-    ('p "jiffies"', "crash.quote"), ('p a"b"', "crash.quote"), ('p "a" "b"', "crash.quote"),
-    ("p 'jiffies'", "crash.quote"), ("p jiff'ies", "crash.quote"), ("p 'a' 'b'", "crash.quote"),
-    ("ps 'cf-", "crash.quote"), ("ps cf-'", "crash.quote"), ("ps 'a b'", "crash.quote"), ("ps ''", "crash.quote"),
-    ("p `id`", "crash.quote"), ("p `", "crash.quote"), ('search -c "`id`"', "crash.quote"),
-    ("search -c \"it's\"", "crash.quote"), ('search -c "a\\b"', "crash.quote"),
-    ('bt -R "sysrq_handle_crash"', "crash.quote"), ('"-r" /tmp/x', "crash.quote"),
-    ("p \\'x", "crash.quote"), ("p a\\b", "crash.backslash"), ("p a\\", "crash.backslash"),
-    ('p \\"x', "crash.quote"), ("ps a\\1", "crash.backslash"), ("p \\x", "crash.expression"),
-    ("\\bt", "crash.command"), ("\\\\", "crash.backslash"),
-    ("p (jiffies", "crash.paren"), ("eval (1 + (2)", "crash.paren"), ("p ((a) b", "crash.paren"),
-    ("rd (jiffies", "crash.paren"),
-    ('p "(" | head', "crash.quote"),  # the split at the first | leaves `p "(` for crash: unterminated
-    ('search -c "a | b"', "crash.quote"), ("ps 'a|b'", "crash.quote"),
-])
+@pytest.mark.parametrize(
+    "line,rule_id",
+    [
+        ('p "\' | touch /tmp/x #"', "crash.quote"),  # crash pairs " with ': the | would reach a shell
+        ('p "\' "', "crash.quote"),
+        ("p '\" | touch /tmp/x'", "crash.quote"),
+        ('p "abc', "crash.quote"),
+        ('search -c "abc', "crash.quote"),
+        ('search -c abc"', "crash.quote"),
+        ('search -c "a"b', "crash.quote"),
+        ('search -c "a""b"', "crash.quote"),
+        ('search -c ""', "crash.quote"),
+        ('"sys"', "crash.quote"),
+        ('"sys" -c', "crash.quote"),
+        ('s"ys"', "crash.quote"),
+        ('p "jiffies"', "crash.quote"),
+        ('p a"b"', "crash.quote"),
+        ('p "a" "b"', "crash.quote"),
+        ("p 'jiffies'", "crash.quote"),
+        ("p jiff'ies", "crash.quote"),
+        ("p 'a' 'b'", "crash.quote"),
+        ("ps 'cf-", "crash.quote"),
+        ("ps cf-'", "crash.quote"),
+        ("ps 'a b'", "crash.quote"),
+        ("ps ''", "crash.quote"),
+        ("p `id`", "crash.quote"),
+        ("p `", "crash.quote"),
+        ('search -c "`id`"', "crash.quote"),
+        ('search -c "it\'s"', "crash.quote"),
+        ('search -c "a\\b"', "crash.quote"),
+        ('bt -R "sysrq_handle_crash"', "crash.quote"),
+        ('"-r" /tmp/x', "crash.quote"),
+        ("p \\'x", "crash.quote"),
+        ("p a\\b", "crash.backslash"),
+        ("p a\\", "crash.backslash"),
+        ('p \\"x', "crash.quote"),
+        ("ps a\\1", "crash.backslash"),
+        ("p \\x", "crash.expression"),
+        ("\\bt", "crash.command"),
+        ("\\\\", "crash.backslash"),
+        ("p (jiffies", "crash.paren"),
+        ("eval (1 + (2)", "crash.paren"),
+        ("p ((a) b", "crash.paren"),
+        ("rd (jiffies", "crash.paren"),
+        ('p "(" | head', "crash.quote"),  # the split at the first | leaves `p "(` for crash: unterminated
+        ('search -c "a | b"', "crash.quote"),
+        ("ps 'a|b'", "crash.quote"),
+    ],
+)
 def test_quoting_tricks_are_refused(line: str, rule_id: str) -> None:
     assert rule(line) == rule_id, refused(line).message
 
@@ -526,30 +617,40 @@ def test_crash_only_receives_what_is_before_the_first_bar() -> None:
     assert pipes.parse("log|grep -c x")[0] == "log"
 
 
-@pytest.mark.parametrize("line,rule_id,why", [
-    ("rd -r /tmp/x jiffies 8", "crash.option", "writes memory to a file"),
-    ("rd -r/tmp/x jiffies 8", "crash.option", "rd -r is refused"),
-    ("rd -xr/tmp/x jiffies 8", "crash.option", "rd -r is refused"),
-    ("rd jiffies 8 -r /tmp/x", "crash.option", "rd -r is refused"),  # glibc getopt permutes
-    ('rd "-r /tmp/x" jiffies 8', "crash.option", "rd -r is refused"),
-    ("rd -- -r", "crash.argument", "'-r' is not"),
-    ("dev -v 0 /tmp/x", "crash.option", "device dump to a file"),
-    ("mod -s ext4 /tmp/ext4.ko", "crash.option", "files on the host"),
-    ("mod -S /tmp", "crash.option", "mod -S is refused"), ("mod -S", "crash.option", "mod -S"),
-    ("mod -d ext4", "crash.option", "mod -d"), ("mod -D", "crash.option", "mod -D"),
-    ("mod -r", "crash.option", "mod -r"), ("mod -R", "crash.option", "mod -R"), ("mod -o", "crash.option", "mod -o"),
-    ("mod -g", "crash.option", "mod -g"), ("mod -ts", "crash.option", "mod -s"),
-    ("mod ext4", "crash.arguments", "at most 0"),
-    ("set error /tmp/x", "crash.set", "set error"), ("set error redirect", "crash.set", "set error"),
-    ("extend /tmp/x.so", "crash.command", "shared objects"),
-    ("dis -s sysrq_handle_crash", "crash.option", "source files"),
-    ("sys -panic", "crash.option", "panics"), ("bt -D dump", "crash.option", "unwinder"),
-    ("foreach bt -i /tmp/x", "crash.option", "foreach has no option -i"),
-    ("bt -i /tmp/x", "crash.option", "bt has no option -i"),
-    ("kmem -S=/tmp/x", "crash.argument", "=cpus"),
-    ("fuser ../../etc", "crash.argument", "a path in the dump"),
-    ("files -R '/etc/shadow'", "crash.quote", "single quote"),
-])
+@pytest.mark.parametrize(
+    "line,rule_id,why",
+    [
+        ("rd -r /tmp/x jiffies 8", "crash.option", "writes memory to a file"),
+        ("rd -r/tmp/x jiffies 8", "crash.option", "rd -r is refused"),
+        ("rd -xr/tmp/x jiffies 8", "crash.option", "rd -r is refused"),
+        ("rd jiffies 8 -r /tmp/x", "crash.option", "rd -r is refused"),  # glibc getopt permutes
+        ('rd "-r /tmp/x" jiffies 8', "crash.option", "rd -r is refused"),
+        ("rd -- -r", "crash.argument", "'-r' is not"),
+        ("dev -v 0 /tmp/x", "crash.option", "device dump to a file"),
+        ("mod -s ext4 /tmp/ext4.ko", "crash.option", "files on the host"),
+        ("mod -S /tmp", "crash.option", "mod -S is refused"),
+        ("mod -S", "crash.option", "mod -S"),
+        ("mod -d ext4", "crash.option", "mod -d"),
+        ("mod -D", "crash.option", "mod -D"),
+        ("mod -r", "crash.option", "mod -r"),
+        ("mod -R", "crash.option", "mod -R"),
+        ("mod -o", "crash.option", "mod -o"),
+        ("mod -g", "crash.option", "mod -g"),
+        ("mod -ts", "crash.option", "mod -s"),
+        ("mod ext4", "crash.arguments", "at most 0"),
+        ("set error /tmp/x", "crash.set", "set error"),
+        ("set error redirect", "crash.set", "set error"),
+        ("extend /tmp/x.so", "crash.command", "shared objects"),
+        ("dis -s sysrq_handle_crash", "crash.option", "source files"),
+        ("sys -panic", "crash.option", "panics"),
+        ("bt -D dump", "crash.option", "unwinder"),
+        ("foreach bt -i /tmp/x", "crash.option", "foreach has no option -i"),
+        ("bt -i /tmp/x", "crash.option", "bt has no option -i"),
+        ("kmem -S=/tmp/x", "crash.argument", "=cpus"),
+        ("fuser ../../etc", "crash.argument", "a path in the dump"),
+        ("files -R '/etc/shadow'", "crash.quote", "single quote"),
+    ],
+)
 def test_options_naming_host_paths_are_refused(line: str, rule_id: str, why: str) -> None:
     err = refused(line)
     assert err.extra["rule"] == rule_id and why in err.message, err.message
@@ -563,16 +664,74 @@ def test_an_unknown_option_names_the_allowed_ones() -> None:
     assert refused("log --help").message == "log has no option -- here"  # no long options in getopt()
 
 
-@pytest.mark.parametrize("line", [
-    "shell id", "shell", "info registers", "x/s linux_banner", "x/8gx jiffies", "call panic(0)", "print jiffies",
-    "output jiffies", "ptype struct task_struct", "dump memory /tmp/x 0 8",
-    "source /tmp/x", "python print(1)", "define x", "pipe p 1 | sh", "p/x jiffies", "frame 1", "target core /x",
-    "file /tmp/vmlinux", "add-symbol-file /tmp/x.ko 0", "task_struct ffff888003df8000", "list_head init_task",
-    "#", "# comment", "//", "crash", "make", "sh", "bash", "env", "history", "hi", "h", "r", "r 3", "r5", "rsys",
-    "echo $(id)", "ls /", "cat /etc/shadow", "vi /etc/passwd", "less /etc/shadow", "more x", "pwd", "grep x y",
-    "test", "save x", "map -f /tmp/x", "sbitmapq x", "wr jiffies 0", "wr -p 0 0", "alias x sys", "repeat -1 sys",
-    "q", "quit", "exit", "Q", "gdb", "gdb shell id", "g", "extend", "extend -u", "SYS", "Bt",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "shell id",
+        "shell",
+        "info registers",
+        "x/s linux_banner",
+        "x/8gx jiffies",
+        "call panic(0)",
+        "print jiffies",
+        "output jiffies",
+        "ptype struct task_struct",
+        "dump memory /tmp/x 0 8",
+        "source /tmp/x",
+        "python print(1)",
+        "define x",
+        "pipe p 1 | sh",
+        "p/x jiffies",
+        "frame 1",
+        "target core /x",
+        "file /tmp/vmlinux",
+        "add-symbol-file /tmp/x.ko 0",
+        "task_struct ffff888003df8000",
+        "list_head init_task",
+        "#",
+        "# comment",
+        "//",
+        "crash",
+        "make",
+        "sh",
+        "bash",
+        "env",
+        "history",
+        "hi",
+        "h",
+        "r",
+        "r 3",
+        "r5",
+        "rsys",
+        "echo $(id)",
+        "ls /",
+        "cat /etc/shadow",
+        "vi /etc/passwd",
+        "less /etc/shadow",
+        "more x",
+        "pwd",
+        "grep x y",
+        "test",
+        "save x",
+        "map -f /tmp/x",
+        "sbitmapq x",
+        "wr jiffies 0",
+        "wr -p 0 0",
+        "alias x sys",
+        "repeat -1 sys",
+        "q",
+        "quit",
+        "exit",
+        "Q",
+        "gdb",
+        "gdb shell id",
+        "g",
+        "extend",
+        "extend -u",
+        "SYS",
+        "Bt",
+    ],
+)
 def test_gdb_passthrough_and_refused_words(line: str) -> None:
     err = refused(line)
     assert err.extra["rule"] == "crash.command", (line, err.extra)
@@ -584,14 +743,41 @@ def test_refusals_keep_their_reasons() -> None:
     assert "/bin/sh" in refused("echo x").message and "history" in refused("r").message
 
 
-@pytest.mark.parametrize("line", [
-    "set scroll on", "set scroll off", "set scroll less", "set console /dev/tty", "set silent on",
-    "set edit emacs", "set namelist /tmp/x", "set gdb on", "set debug 1", "set hash off", "set core on",
-    "set print_max 100000", "set refresh off", "set scope sysrq_handle_crash", "set offline hide",
-    "set redzone on", "set zero_excluded on", "set null-stop on", "set print_array on", "set radix 8",
-    "set radix 16 10", "set 1 2", "set prompt x", "set var jiffies = 0", "set error default", "set -a 1", "set -c", "set \"1\"",
-    "set -x", "set radix ten",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "set scroll on",
+        "set scroll off",
+        "set scroll less",
+        "set console /dev/tty",
+        "set silent on",
+        "set edit emacs",
+        "set namelist /tmp/x",
+        "set gdb on",
+        "set debug 1",
+        "set hash off",
+        "set core on",
+        "set print_max 100000",
+        "set refresh off",
+        "set scope sysrq_handle_crash",
+        "set offline hide",
+        "set redzone on",
+        "set zero_excluded on",
+        "set null-stop on",
+        "set print_array on",
+        "set radix 8",
+        "set radix 16 10",
+        "set 1 2",
+        "set prompt x",
+        "set var jiffies = 0",
+        "set error default",
+        "set -a 1",
+        "set -c",
+        'set "1"',
+        "set -x",
+        "set radix ten",
+    ],
+)
 def test_set_is_read_only(line: str) -> None:
     assert rule(line) in ("crash.set", "crash.option", "crash.option-value", "crash.quote")
 
@@ -601,33 +787,74 @@ def test_set_names_the_refused_variable() -> None:
     assert "set scroll" in err.message and "set radix 10|16" in (err.hint or "")
 
 
-@pytest.mark.parametrize("line,why", [
-    ("foreach test", "test"), ("foreach", "needs one of its commands"), ("foreach 1", "needs one"),
-    ("foreach bt -p", "does not take -p"), ("foreach vm -S", "does not take -S"),
-    ("foreach ps -R 1", "does not take -R"), ("foreach bt 1", "takes no arguments after it"),
-    ("foreach set 1", "no arguments"), ("foreach vtop jiffies", "not a hexadecimal value"),
-    ("foreach a=b bt", "selector"), ("foreach -i /tmp/x bt", "no option -i"),
-])
+@pytest.mark.parametrize(
+    "line,why",
+    [
+        ("foreach test", "test"),
+        ("foreach", "needs one of its commands"),
+        ("foreach 1", "needs one"),
+        ("foreach bt -p", "does not take -p"),
+        ("foreach vm -S", "does not take -S"),
+        ("foreach ps -R 1", "does not take -R"),
+        ("foreach bt 1", "takes no arguments after it"),
+        ("foreach set 1", "no arguments"),
+        ("foreach vtop jiffies", "not a hexadecimal value"),
+        ("foreach a=b bt", "selector"),
+        ("foreach -i /tmp/x bt", "no option -i"),
+    ],
+)
 def test_foreach_checks_its_command(line: str, why: str) -> None:
     err = refused(line)
     assert err.extra["rule"] in ("crash.foreach", "crash.argument", "crash.option"), err.extra
     assert why in err.message, err.message
 
 
-@pytest.mark.parametrize("line", [
-    "foreach bt | sh", "foreach 'x' gdb", "foreach gdb", "foreach bt -D dump", "foreach \"a b\" bt -x ; sh",
-    "foreach files -R /tmp/x -p", "foreach 1 ps -y 1;id",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "foreach bt | sh",
+        "foreach 'x' gdb",
+        "foreach gdb",
+        "foreach bt -D dump",
+        'foreach "a b" bt -x ; sh',
+        "foreach files -R /tmp/x -p",
+        "foreach 1 ps -y 1;id",
+    ],
+)
 def test_foreach_attacks(line: str) -> None:
     refused(line)
 
 
-@pytest.mark.parametrize("line", [
-    "p jiffies = 0", "p jiffies=0", "p jiffies += 1", "p jiffies -= 1", "p jiffies *= 2", "p jiffies <<= 1",
-    "p jiffies++", "p ++jiffies", "p jiffies--", "p --jiffies", "p a===b", "p $sp", "p $_siginfo",
-    "p 'jiffies'", "p \"x\"", "p jiffies;sh", "p #x", "whatis jiffies=1", "eval 1=1", "rd (jiffies=1)",
-    "dis (x++)", "search (a=b)", "p init_task.comm[0] = 0", "p {int}0 = 1", "p *(int *)0 = 1",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "p jiffies = 0",
+        "p jiffies=0",
+        "p jiffies += 1",
+        "p jiffies -= 1",
+        "p jiffies *= 2",
+        "p jiffies <<= 1",
+        "p jiffies++",
+        "p ++jiffies",
+        "p jiffies--",
+        "p --jiffies",
+        "p a===b",
+        "p $sp",
+        "p $_siginfo",
+        "p 'jiffies'",
+        'p "x"',
+        "p jiffies;sh",
+        "p #x",
+        "whatis jiffies=1",
+        "eval 1=1",
+        "rd (jiffies=1)",
+        "dis (x++)",
+        "search (a=b)",
+        "p init_task.comm[0] = 0",
+        "p {int}0 = 1",
+        "p *(int *)0 = 1",
+    ],
+)
 def test_expressions_only_read(line: str) -> None:
     assert rule(line) in ("crash.expression", "crash.quote", "crash.redirect", "crash.option"), line
 
@@ -640,31 +867,60 @@ def test_long_lines_are_refused() -> None:
     pipes.parse("log | grep " + "x" * 3000)
 
 
-@pytest.mark.parametrize("line,rule_id", [
-    ("", "crash.empty"), ("   ", "crash.empty"), ("| grep x", "crash.empty"),
-    ("bt 1 zz", "crash.argument"), ("bt -c x", "crash.argument"), ("bt -c", "crash.option-value"),
-    ("rd", "crash.arguments"), ("rd jiffies 4 5", "crash.arguments"), ("ptob", "crash.arguments"),
-    ("struct", "crash.arguments"), ("struct task_struct.", "crash.argument"),
-    ("struct task_struct..comm", "crash.argument"), ("sym -q", "crash.option-value"),
-    ("log 1", "crash.arguments"), ("tree -t btree x", "crash.argument"), ("eval", "crash.arguments"),
-    ("eval -b", "crash.arguments"), ("help -a", "crash.option"), ("ps -y '1'", "crash.quote"),
-    ("p -1", "crash.option"), ("kmem -l", "crash.option"), ("vtop -c", "crash.option-value"),
-    ("ascii -x", "crash.argument"), ("ascii -- 41", "crash.argument"),  # no getopt in cmd_ascii: words
-    ("btop -1", "crash.argument"), ("waitq -r x", "crash.argument"),
-])
+@pytest.mark.parametrize(
+    "line,rule_id",
+    [
+        ("", "crash.empty"),
+        ("   ", "crash.empty"),
+        ("| grep x", "crash.empty"),
+        ("bt 1 zz", "crash.argument"),
+        ("bt -c x", "crash.argument"),
+        ("bt -c", "crash.option-value"),
+        ("rd", "crash.arguments"),
+        ("rd jiffies 4 5", "crash.arguments"),
+        ("ptob", "crash.arguments"),
+        ("struct", "crash.arguments"),
+        ("struct task_struct.", "crash.argument"),
+        ("struct task_struct..comm", "crash.argument"),
+        ("sym -q", "crash.option-value"),
+        ("log 1", "crash.arguments"),
+        ("tree -t btree x", "crash.argument"),
+        ("eval", "crash.arguments"),
+        ("eval -b", "crash.arguments"),
+        ("help -a", "crash.option"),
+        ("ps -y '1'", "crash.quote"),
+        ("p -1", "crash.option"),
+        ("kmem -l", "crash.option"),
+        ("vtop -c", "crash.option-value"),
+        ("ascii -x", "crash.argument"),
+        ("ascii -- 41", "crash.argument"),  # no getopt in cmd_ascii: words
+        ("btop -1", "crash.argument"),
+        ("waitq -r x", "crash.argument"),
+    ],
+)
 def test_argument_types_are_checked(line: str, rule_id: str) -> None:
     assert rule(line) == rule_id, refused(line).message
 
 
-@pytest.mark.parametrize("line,rule_id,why", [
-    ("log | sh", "crash.pipe", "only grep"), ("log | grep", "crash.filter", "one pattern"),
-    ("log | tail -n 100001", "crash.tail-limit", "at most 100000"), ("log | tail -100001", "crash.tail-limit", ""),
-    ("log | head -n x", "crash.filter", "-n N"), ("log | wc -c", "crash.filter", ""),
-    ("log |", "crash.filter", "empty"), ("log || head", "crash.filter", "empty"),
-    ("log | grep 'x", "crash.filter", "cannot parse"), ("log | grep -P x", "crash.filter", "unsupported"),
-    ("log | grep '('", "crash.filter", "regular expression"), ("log | xargs sh", "crash.pipe", ""),
-    ("log | tee /tmp/x", "crash.pipe", ""), ("log | grep x | sh", "crash.pipe", ""),
-])
+@pytest.mark.parametrize(
+    "line,rule_id,why",
+    [
+        ("log | sh", "crash.pipe", "only grep"),
+        ("log | grep", "crash.filter", "one pattern"),
+        ("log | tail -n 100001", "crash.tail-limit", "at most 100000"),
+        ("log | tail -100001", "crash.tail-limit", ""),
+        ("log | head -n x", "crash.filter", "-n N"),
+        ("log | wc -c", "crash.filter", ""),
+        ("log |", "crash.filter", "empty"),
+        ("log || head", "crash.filter", "empty"),
+        ("log | grep 'x", "crash.filter", "cannot parse"),
+        ("log | grep -P x", "crash.filter", "unsupported"),
+        ("log | grep '('", "crash.filter", "regular expression"),
+        ("log | xargs sh", "crash.pipe", ""),
+        ("log | tee /tmp/x", "crash.pipe", ""),
+        ("log | grep x | sh", "crash.pipe", ""),
+    ],
+)
 def test_filters_are_the_agents_own(line: str, rule_id: str, why: str) -> None:
     err = refused(line)
     assert err.extra["rule"] == rule_id and why in err.message, err.message
@@ -701,14 +957,44 @@ def test_tail_keeps_at_most_its_lines() -> None:
 # crash 8.0.2's getopt strings (git show 8.0.2:<file>, `getopt(argcnt, args, ...)`): what the
 # agent allows must be options crash has, so each is parsed the way crash parses it.
 CRASH_GETOPT = {
-    "bt": "D:fFI:S:c:n:aAloreEgstTdxR:Ovp", "log": "Ttdmas", "sys": "ctip:", "ps": "ASgstcpkuGlmarC:y:",
-    "task": "xdhR:", "files": "d:R:p:c", "vm": "f:pmvR:P:xdM:", "kmem": "gI:sS::rFfm:pvczCinl:L:PVoh",
-    "struct": "pxdhfuc:rvol:", "union": "pxdhfuc:rvol:", "*": "pxdhfuc:rvol:", "p": "dhxu", "whatis": "om:r:",
-    "sym": "lLQ:q:npsMm:", "dis": "dxhulsrfUb:B:", "rd": "Raxme:r:pfudDusSNo:81:3:6:", "mod": "Rd:Ds:Sot",
-    "net": "N:asSR:xdn", "dev": "dDpiVv:", "irq": "dbuasc:", "runq": "dtTgmc:", "timer": "rC:", "mount": "ifn:",
-    "sig": "lR:s:g", "tree": "xdt:r:o:s:S:plN", "list": "BHhrs:S:e:o:O:xdl:", "search": "Ttl:ukKVps:e:v:m:hwcx:",
-    "foreach": "R:vomlgersStTpukcfFxhdaGy:", "set": "pvc:a:", "ipcs": "smMqn:", "vtop": "ukc:", "mach": "cmxd",
-    "bpf": "PMtTjsxdm:p:", "help": "efNDdmM:ngcaBbHhkKsvVoptTzLOr", "fuser": "", "swap": "", "pte": "", "ptov": "",
+    "bt": "D:fFI:S:c:n:aAloreEgstTdxR:Ovp",
+    "log": "Ttdmas",
+    "sys": "ctip:",
+    "ps": "ASgstcpkuGlmarC:y:",
+    "task": "xdhR:",
+    "files": "d:R:p:c",
+    "vm": "f:pmvR:P:xdM:",
+    "kmem": "gI:sS::rFfm:pvczCinl:L:PVoh",
+    "struct": "pxdhfuc:rvol:",
+    "union": "pxdhfuc:rvol:",
+    "*": "pxdhfuc:rvol:",
+    "p": "dhxu",
+    "whatis": "om:r:",
+    "sym": "lLQ:q:npsMm:",
+    "dis": "dxhulsrfUb:B:",
+    "rd": "Raxme:r:pfudDusSNo:81:3:6:",
+    "mod": "Rd:Ds:Sot",
+    "net": "N:asSR:xdn",
+    "dev": "dDpiVv:",
+    "irq": "dbuasc:",
+    "runq": "dtTgmc:",
+    "timer": "rC:",
+    "mount": "ifn:",
+    "sig": "lR:s:g",
+    "tree": "xdt:r:o:s:S:plN",
+    "list": "BHhrs:S:e:o:O:xdl:",
+    "search": "Ttl:ukKVps:e:v:m:hwcx:",
+    "foreach": "R:vomlgersStTpukcfFxhdaGy:",
+    "set": "pvc:a:",
+    "ipcs": "smMqn:",
+    "vtop": "ukc:",
+    "mach": "cmxd",
+    "bpf": "PMtTjsxdm:p:",
+    "help": "efNDdmM:ngcaBbHhkKsvVoptTzLOr",
+    "fuser": "",
+    "swap": "",
+    "pte": "",
+    "ptov": "",
 }
 
 

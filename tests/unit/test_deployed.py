@@ -30,12 +30,27 @@ def test_a_host_without_agent_path_is_pushed_to() -> None:
 
 
 def test_a_deployed_host_logs_in_as_the_deployed_user_and_asks_for_the_forced_command() -> None:
-    host = Host("web01", {"ansible_user": "ops", "ansible_ssh_user": "old", "ansible_ssh_private_key_file": "/k/admin",
-                          "crashfleet_agent_path": "/opt/cf/agent.pyz", "crashfleet_ssh_private_key_file": "/k/cf"})
+    host = Host(
+        "web01",
+        {
+            "ansible_user": "ops",
+            "ansible_ssh_user": "old",
+            "ansible_ssh_private_key_file": "/k/admin",
+            "crashfleet_agent_path": "/opt/cf/agent.pyz",
+            "crashfleet_ssh_private_key_file": "/k/cf",
+        },
+    )
     agent = deployed.installed(host)
     assert agent is not None
-    assert agent.argv() == ["sudo", "-n", "/usr/bin/python3", "/opt/cf/agent.pyz", "serve", "--dir",
-                            "/var/lib/crashfleet/agent"]
+    assert agent.argv() == [
+        "sudo",
+        "-n",
+        "/usr/bin/python3",
+        "/opt/cf/agent.pyz",
+        "serve",
+        "--dir",
+        "/var/lib/crashfleet/agent",
+    ]
     login = deployed.login_host(host, agent)
     assert (login.user, login.key_file, login.address) == ("crashfleet", "/k/cf", "web01")
     assert host.user == "old"  # the inventory's host is left as it was
@@ -43,4 +58,5 @@ def test_a_deployed_host_logs_in_as_the_deployed_user_and_asks_for_the_forced_co
 
 def test_the_fix_command_names_the_inventory_and_the_host() -> None:
     assert deployed.fix_command(Host("db02", {}), Path("/srv/inv.yml")).endswith(
-        "ansible-playbook -i /srv/inv.yml ansible/site.yml --limit db02")
+        "ansible-playbook -i /srv/inv.yml ansible/site.yml --limit db02"
+    )

@@ -56,7 +56,6 @@ async def test_every_host_ends_with_a_status(tmp_path: Path) -> None:
 
     outcomes, elapsed = await fleet.fan_out(hosts(tmp_path, 5), op, deadline=0.3)
     status = {o.host: o.status for o in outcomes}
-    assert status == {"web01": "timeout", "web02": "unreachable", "web03": "failed", "web04": "failed",
-                      "web05": "ok"}
+    assert status == {"web01": "timeout", "web02": "unreachable", "web03": "failed", "web04": "failed", "web05": "ok"}
     assert elapsed < 2000
     assert "ZeroDivisionError" in (outcomes[3].message or "")

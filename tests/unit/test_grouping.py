@@ -12,11 +12,14 @@ def test_fold_uses_ranges() -> None:
 
 
 def test_identical_outputs_form_one_group_and_statuses_are_counted() -> None:
-    outcomes = [HostOutcome(f"web{i:02d}", "ok", key="A", output="same\n", output_id=f"web{i:02d}:aa")
-                for i in range(1, 48)]
-    outcomes += [HostOutcome("web48", "ok", key="B", output="other\n"),
-                 HostOutcome("web49", "unreachable", key="connect", message="cannot connect to web49"),
-                 HostOutcome("web50", "timeout", message="web50 did not answer within 30 s")]
+    outcomes = [
+        HostOutcome(f"web{i:02d}", "ok", key="A", output="same\n", output_id=f"web{i:02d}:aa") for i in range(1, 48)
+    ]
+    outcomes += [
+        HostOutcome("web48", "ok", key="B", output="other\n"),
+        HostOutcome("web49", "unreachable", key="connect", message="cannot connect to web49"),
+        HostOutcome("web50", "timeout", message="web50 did not answer within 30 s"),
+    ]
     result = group_outcomes(outcomes, elapsed_ms=12, page_chars=16000)
     s = result.summary
     assert (s.total, s.ok, s.unreachable, s.timeout, s.failed, s.elapsed_ms) == (50, 48, 1, 1, 0, 12)

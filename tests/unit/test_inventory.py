@@ -59,7 +59,11 @@ def names(hosts: list[Host]) -> list[str]:
 
 
 def test_yaml_groups_children_hosts_and_vars(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.yml", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.yml",
+            """
         all:
           vars: {site: lab}
           hosts:
@@ -75,7 +79,9 @@ def test_yaml_groups_children_hosts_and_vars(tmp_path: Path) -> None:
                   hosts:
                     db01:
                   vars: {role: db}
-        """))
+        """,
+        )
+    )
     assert inv.source == str(tmp_path / "hosts.yml")
     assert list(inv.hosts) == ["solo", "web01", "web02", "db01"]
     assert list(inv.groups) == ["all", "ungrouped", "prod", "web", "db"]
@@ -91,14 +97,20 @@ def test_yaml_groups_children_hosts_and_vars(tmp_path: Path) -> None:
 
 
 def test_yaml_top_level_groups_without_all_and_string_sections(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.yaml", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.yaml",
+            """
         web:
           hosts: web01
         db:
           hosts:
             db01:
           children: web
-        """))
+        """,
+        )
+    )
     assert inv.groups["all"].children == ["ungrouped", "db"]
     assert inv.groups["db"].children == ["web"]
     assert inv.groups["web"].hosts == ["web01"]
@@ -124,7 +136,11 @@ def test_yaml_host_key_must_be_a_string(tmp_path: Path) -> None:
 
 
 def test_ini_sections_children_vars_and_ungrouped(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.ini", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.ini",
+            """
         # comment
         bastion ansible_host=10.0.0.1
         ; another comment
@@ -142,7 +158,9 @@ def test_ini_sections_children_vars_and_ungrouped(tmp_path: Path) -> None:
 
         [web:vars]
         http_port = 8080
-        """))
+        """,
+        )
+    )
     assert list(inv.hosts) == ["bastion", "web01", "db01"]
     assert inv.groups["ungrouped"].hosts == []  # bastion joined web, so it left ungrouped
     assert inv.groups["prod"].children == ["web", "db"]
@@ -154,7 +172,11 @@ def test_ini_sections_children_vars_and_ungrouped(tmp_path: Path) -> None:
 
 
 def test_ini_values_are_parsed_like_ansible(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts",
+            """
         h1 a=1 b="2" c='x y' d=yes e=True f=[1,2] g=0755 h=1.5 i="{'k': 1}" j=x#y k=z # comment
 
         [g]
@@ -164,22 +186,43 @@ def test_ini_values_are_parsed_like_ansible(tmp_path: Path) -> None:
         v1 = "quoted" # comment
         v2 = plain # comment
         v3 =
-        """))
+        """,
+        )
+    )
     h1 = inv.hosts["h1"].vars
-    expected = {"a": 1, "b": 2, "c": "x y", "d": "yes", "e": True, "f": [1, 2], "g": "0755",
-                "h": 1.5, "i": {"k": 1}, "j": "x", "v1": "quoted", "v2": "plain # comment", "v3": ""}
+    expected = {
+        "a": 1,
+        "b": 2,
+        "c": "x y",
+        "d": "yes",
+        "e": True,
+        "f": [1, 2],
+        "g": "0755",
+        "h": 1.5,
+        "i": {"k": 1},
+        "j": "x",
+        "v1": "quoted",
+        "v2": "plain # comment",
+        "v3": "",
+    }
     assert {k: h1[k] for k in expected} == expected
     assert "k" not in h1
 
 
 def test_ini_child_group_may_be_declared_later(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.ini", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.ini",
+            """
         [dc:children]
         late
 
         [late]
         l1
-        """))
+        """,
+        )
+    )
     assert inv.groups["dc"].children == ["late"]
     assert inv.hosts["l1"].groups == ("all", "dc", "late")
 
@@ -248,7 +291,11 @@ def test_directory_without_inventory_files_is_an_error(tmp_path: Path) -> None:
 
 
 def test_inline_precedence_all_parents_children_priority_host(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.yml", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.yml",
+            """
         all:
           vars: {v: all, a: all}
           children:
@@ -266,7 +313,9 @@ def test_inline_precedence_all_parents_children_priority_host(tmp_path: Path) ->
             alpha:
               vars: {z: alpha, ansible_group_priority: 10}
               hosts: {web01: }
-        """))
+        """,
+        )
+    )
     v = inv.hosts["web01"].vars
     assert (v["v"], v["a"], v["p"], v["h"]) == ("web", "all", "prod", "host")
     assert v["z"] == "alpha"  # same depth: higher ansible_group_priority wins over name order
@@ -336,7 +385,11 @@ def test_vars_match_ansible_inventory(tmp_path: Path) -> None:
     inv = load_inventory(tmp_path / "hosts.yml")
     listing = subprocess.run(
         [ansible_tool("ansible-inventory"), "-i", str(tmp_path / "hosts.yml"), "--list"],
-        capture_output=True, text=True, env=ANSIBLE_ENV, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        env=ANSIBLE_ENV,
+        check=True,
+        timeout=60,
     )
     expected = json.loads(listing.stdout)["_meta"]["hostvars"]
     ours = {h.name: {k: v for k, v in h.vars.items() if k not in MAGIC} for h in inv.hosts.values()}
@@ -448,8 +501,7 @@ def host(**host_vars: Any) -> Host:
         ("user", {}, None),
         ("user", {"ansible_user": "deploy"}, "deploy"),
         ("key_file", {}, None),
-        ("key_file", {"ansible_ssh_private_key_file": "~/.ssh/id_fleet"},
-         os.path.expanduser("~/.ssh/id_fleet")),
+        ("key_file", {"ansible_ssh_private_key_file": "~/.ssh/id_fleet"}, os.path.expanduser("~/.ssh/id_fleet")),
         ("python", {}, "python3"),
         ("python", {"ansible_python_interpreter": "auto_legacy_silent"}, "python3"),
         ("python", {"ansible_python_interpreter": "auto"}, "python3"),
@@ -488,9 +540,15 @@ def test_host_property_errors_name_the_host(prop: str, host_vars: dict[str, Any]
 
 
 def test_host_properties_from_ini_strings(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "hosts.ini", """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            "hosts.ini",
+            """
         db1 ansible_host=10.0.0.5 ansible_port=2200 ansible_user=ops ansible_become=yes ansible_python_interpreter=auto
-        """))
+        """,
+        )
+    )
     db1 = inv.hosts["db1"]
     assert (db1.address, db1.port, db1.user, db1.become, db1.python) == ("10.0.0.5", 2200, "ops", True, "python3")
 
@@ -527,18 +585,48 @@ PATTERN_INVENTORY = """
 """
 
 CROSS_CHECKED_PATTERNS = [
-    "all", "*", "al*", "web", "db-a", "web:db", "db , web", "web:&db", "prod:!db",
-    "web:!web03.example.com", "web*", "*.example.com", "192.0.*", "~web0[1-3]",
-    "~example", "web[0]", "web[1:2]", "web[-1]", "web[2:]", "dc1[3:5]", "web[0],db[-1]",
-    "ungrouped", "stage?", "!web", "&prod", "all:!prod:!ungrouped", "2001:db8::5", "localhost",
-    "web:nosuch", "cache[1]:&prod", "web[9]",
+    "all",
+    "*",
+    "al*",
+    "web",
+    "db-a",
+    "web:db",
+    "db , web",
+    "web:&db",
+    "prod:!db",
+    "web:!web03.example.com",
+    "web*",
+    "*.example.com",
+    "192.0.*",
+    "~web0[1-3]",
+    "~example",
+    "web[0]",
+    "web[1:2]",
+    "web[-1]",
+    "web[2:]",
+    "dc1[3:5]",
+    "web[0],db[-1]",
+    "ungrouped",
+    "stage?",
+    "!web",
+    "&prod",
+    "all:!prod:!ungrouped",
+    "2001:db8::5",
+    "localhost",
+    "web:nosuch",
+    "cache[1]:&prod",
+    "web[9]",
 ]
 
 
 def ansible_list_hosts(inventory: Path, pattern: str) -> list[str]:
     done = subprocess.run(
         [ansible_tool("ansible"), "-i", str(inventory), pattern, "--list-hosts"],
-        capture_output=True, text=True, env=ANSIBLE_ENV, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        env=ANSIBLE_ENV,
+        check=True,
+        timeout=60,
     )
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if re.fullmatch(r"\s*hosts \(\d+\):", line))
@@ -578,8 +666,18 @@ def test_pattern_matches_real_ansible(
     ("pattern", "expected"),
     [
         ("web[1:2]", ["web02.example.com", "web03.example.com"]),  # inclusive end
-        ("db:web", ["db-a", "db-b", "db-c", "web03.example.com", "web01.example.com",
-                    "web02.example.com", "web04.example.com"]),  # term order, not inventory order
+        (
+            "db:web",
+            [
+                "db-a",
+                "db-b",
+                "db-c",
+                "web03.example.com",
+                "web01.example.com",
+                "web02.example.com",
+                "web04.example.com",
+            ],
+        ),  # term order, not inventory order
         ("web:&db", ["web03.example.com"]),
         ("~db", ["db-a", "db-b", "db-c", "web03.example.com"]),  # regex also matches group 'db'
         ("~db-", ["db-a", "db-b", "db-c"]),
@@ -607,8 +705,14 @@ def test_pattern_that_matches_nothing_lists_groups(pattern_inventory: Path) -> N
 
 @pytest.mark.parametrize(
     ("pattern", "needle"),
-    [("", "empty host pattern"), ("  , ", "empty host pattern"), ("~web(", "invalid host pattern"),
-     ("web[4]", "out of range"), ("web:!web", "matches no host"), ("web:!", "'!' must be followed")],
+    [
+        ("", "empty host pattern"),
+        ("  , ", "empty host pattern"),
+        ("~web(", "invalid host pattern"),
+        ("web[4]", "out of range"),
+        ("web:!web", "matches no host"),
+        ("web:!", "'!' must be followed"),
+    ],
 )
 def test_bad_patterns(pattern_inventory: Path, pattern: str, needle: str) -> None:
     with pytest.raises(PatternError, match=re.escape(needle)):
@@ -635,7 +739,10 @@ def test_executable_script_is_read_through_ansible_inventory(tmp_path: Path) -> 
 
 
 def test_plugin_config_is_read_through_ansible_inventory(tmp_path: Path) -> None:
-    config = write(tmp_path, "fleet.yml", """
+    config = write(
+        tmp_path,
+        "fleet.yml",
+        """
         plugin: ansible.builtin.generator
         hosts:
           name: "{{ app }}-{{ env }}"
@@ -645,7 +752,8 @@ def test_plugin_config_is_read_through_ansible_inventory(tmp_path: Path) -> None
         layers:
           app: [web, db]
           env: [dev, prod]
-        """)
+        """,
+    )
     inv = load_inventory(config)
     assert inv.groups["prod"].hosts == ["web-prod", "db-prod"]
     assert inv.hosts["db-dev"].vars["tier"] == "dev"
@@ -653,13 +761,13 @@ def test_plugin_config_is_read_through_ansible_inventory(tmp_path: Path) -> None
 
 def test_failing_script_reports_stderr_tail(tmp_path: Path) -> None:
     script = write(tmp_path, "broken.sh", "#!/bin/sh\necho 'cloud API said no' >&2\nexit 3\n", executable=True)
-    with pytest.raises(InventoryError, match=r"(?s)broken\.sh: ansible-inventory failed \(exit 1\): .*\ncloud API said no\n"):
+    with pytest.raises(
+        InventoryError, match=r"(?s)broken\.sh: ansible-inventory failed \(exit 1\): .*\ncloud API said no\n"
+    ):
         load_inventory(script)
 
 
-def test_dynamic_source_without_ansible_asks_for_ansible_core(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dynamic_source_without_ansible_asks_for_ansible_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = write(tmp_path, "fleet.sh", "#!/bin/sh\necho '{}'\n", executable=True)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))

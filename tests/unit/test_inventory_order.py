@@ -35,7 +35,7 @@ def random_inventory(rng: random.Random) -> dict[str, object]:
         members = rng.sample(hosts, rng.randint(0, min(3, len(hosts))))
         if members:
             entry["hosts"] = dict.fromkeys(members)
-        kids = [k for k in groups[index + 1:] if rng.random() < 0.4]
+        kids = [k for k in groups[index + 1 :] if rng.random() < 0.4]
         if kids:
             entry["children"] = dict.fromkeys(kids)
         return entry

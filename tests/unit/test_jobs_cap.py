@@ -25,8 +25,7 @@ FLOODER = textwrap.dedent("""
 def run_capped(tmp_path: Path, keep: object) -> bytes:
     store = Store(str(tmp_path / "store"))
     jobs = JobManager(store, lambda method, params: None, str(tmp_path))
-    job = jobs.start("flood", [sys.executable, "-c", FLOODER], duration=30, max_output=100_000,
-                     keep_past_cap=keep)  # type: ignore[arg-type]
+    job = jobs.start("flood", [sys.executable, "-c", FLOODER], duration=30, max_output=100_000, keep_past_cap=keep)  # type: ignore[arg-type]
     assert jobs.wait(job, 30)
     assert job.stop_reason == "output cap of 100000 bytes reached" and job.exit_status == 0
     return (tmp_path / "store" / job.output_id / "data").read_bytes()

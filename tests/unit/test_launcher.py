@@ -92,8 +92,17 @@ class Launch:
 
     def __init__(self, directory: Path, data: bytes | None = None) -> None:
         bundle = agent_bundle()
-        argv = [sys.executable, "-I", "-c", launcher.STAGE1, str(len(launcher_source())), str(directory),
-                bundle.filename, bundle.sha256, str(len(bundle.data))]
+        argv = [
+            sys.executable,
+            "-I",
+            "-c",
+            launcher.STAGE1,
+            str(len(launcher_source())),
+            str(directory),
+            bundle.filename,
+            bundle.sha256,
+            str(len(bundle.data)),
+        ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.data = bundle.data if data is None else data
         self.send(launcher_source())

@@ -44,4 +44,4 @@ def test_cli_check_and_hosts_on_the_local_machine(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert "1 host(s)" in check.stdout and "1 ok" in check.stdout and platform.release() in check.stdout
     bad = subprocess.run([*cli, "hosts", "nosuch"], capture_output=True, text=True, env=env, timeout=60)
-    assert bad.returncode == 2 and "localhost" in bad.stderr or "ungrouped" in bad.stderr
+    assert (bad.returncode == 2 and "localhost" in bad.stderr) or "ungrouped" in bad.stderr

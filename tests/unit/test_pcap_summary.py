@@ -26,15 +26,18 @@ def kinds(out: dict) -> set[str]:  # type: ignore[type-arg]
 
 
 def test_clean_conversation_has_no_problem(tmp_path: Path) -> None:
-    out = summarise(tmp_path, lambda w: conversation(w, random.Random(1), A, B, 40000, 80,
-                                                     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 10))
+    out = summarise(
+        tmp_path, lambda w: conversation(w, random.Random(1), A, B, 40000, 80, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 10)
+    )
     assert out["problems"] == [] and out["tcp"]["ended"] == {"closed": 1}
     assert out["http"]["top"] == ["GET x/ 200 x1"]
 
 
 def test_http_never_shows_query_cookies_or_auth(tmp_path: Path) -> None:
-    req = (b"POST /login?password=hunter2 HTTP/1.1\r\nHost: shop\r\nCookie: sid=SECRET1\r\n"
-           b"Authorization: Bearer SECRET2\r\n\r\nuser=SECRET3")
+    req = (
+        b"POST /login?password=hunter2 HTTP/1.1\r\nHost: shop\r\nCookie: sid=SECRET1\r\n"
+        b"Authorization: Bearer SECRET2\r\n\r\nuser=SECRET3"
+    )
     out = summarise(tmp_path, lambda w: conversation(w, random.Random(1), A, B, 40000, 80, req, 2))
     text = json.dumps(out)
     assert "POST shop/login 200 x1" in out["http"]["top"]
@@ -42,8 +45,9 @@ def test_http_never_shows_query_cookies_or_auth(tmp_path: Path) -> None:
 
 
 def test_tls_sni_and_version(tmp_path: Path) -> None:
-    out = summarise(tmp_path, lambda w: conversation(w, random.Random(1), A, B, 40000, 443,
-                                                     client_hello("db.internal.example"), 3))
+    out = summarise(
+        tmp_path, lambda w: conversation(w, random.Random(1), A, B, 40000, 443, client_hello("db.internal.example"), 3)
+    )
     assert out["tls"]["sni"] == ["db.internal.example TLS1.3 x1"]
 
 
@@ -58,6 +62,7 @@ def test_retransmissions_dup_acks_zero_window(tmp_path: Path) -> None:
         w.tcp(A, 40000, B, 80, ACK, 101, 601)
         w.tcp(B, 80, A, 40000, ACK, 601, 101, b"x" * 100, gap=0.3)  # the retransmission
         w.tcp(A, 40000, B, 80, ACK, 101, 901, win=0)
+
     out = summarise(tmp_path, build)
     assert {"retransmissions", "dup_acks", "zero_window", "segments_missing"} <= kinds(out), out["problems"]
 
@@ -67,9 +72,13 @@ def test_slow_handshake_and_icmp_unreachable(tmp_path: Path) -> None:
         w.tcp(A, 40000, B, 80, SYN, 100, 0)
         w.tcp(B, 80, A, 40000, SYN | ACK, 500, 101, gap=0.5)
         w.tcp(A, 40000, B, 80, ACK, 101, 501)
-        quoted = bytes.fromhex("45000030000040004011000a") + bytes([10, 9, 0, 1, 10, 9, 0, 2]) + \
-            bytes.fromhex("9c40003500180000")
+        quoted = (
+            bytes.fromhex("45000030000040004011000a")
+            + bytes([10, 9, 0, 1, 10, 9, 0, 2])
+            + bytes.fromhex("9c40003500180000")
+        )
         w.ip(1, B, A, bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted)
+
     out = summarise(tmp_path, build)
     assert {"slow_handshake", "icmp_errors"} <= kinds(out)
     assert out["icmp"]["top"][0].startswith("unreachable/port from 10.9.0.2 about udp 10.9.0.1:40000>10.9.0.2:53")
@@ -83,6 +92,7 @@ def test_dns_rcodes_latency_and_unanswered(tmp_path: Path) -> None:
         w.udp(B, 53, A, 5001, dns_message(2, "bad.test", True, 2))
         w.udp(A, 5002, B, 53, dns_message(3, "lost.test"))
         w.udp(A, 5003, B, 53, dns_message(4, "late.test"), gap=2.0)
+
     out = summarise(tmp_path, build)
     assert {"dns_servfail", "dns_unanswered", "dns_slow"} <= kinds(out)
     assert out["dns"]["unanswered_names"] == ["lost.test A @10.9.0.2"]  # late.test may still be answered
@@ -115,8 +125,10 @@ def test_packet_lines_filter(tmp_path: Path) -> None:
         w.udp(A, 5000, B, 53, dns_message(1, "secret.test"))
         w.tcp(A, 40000, B, 80, PSH | ACK, 2, 1, b"GET /x HTTP/1.1\r\n\r\n")
     rows = list(lines.lines(reader.records([str(path)]), lines.parse_filter("c1 port 80")))
-    assert rows == ["1 0.000000 tcp 10.9.0.1:40000 > 10.9.0.2:80 [S] seq 1 ack 0 win 65000 len 0 c1\n",
-                    "3 0.000200 tcp 10.9.0.1:40000 > 10.9.0.2:80 [P.] seq 2 ack 1 win 65000 len 19 c1\n"]
+    assert rows == [
+        "1 0.000000 tcp 10.9.0.1:40000 > 10.9.0.2:80 [S] seq 1 ack 0 win 65000 len 0 c1\n",
+        "3 0.000200 tcp 10.9.0.1:40000 > 10.9.0.2:80 [P.] seq 2 ack 1 win 65000 len 19 c1\n",
+    ]
     dns = "".join(lines.lines(reader.records([str(path)]), lines.parse_filter("udp")))
     assert "c2" in dns and "secret" not in dns
     with pytest.raises(lines.FilterError, match="unknown filter term 'bogus'"):

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.rig import Rig, RigError, RigHost, environment_problem, free_port
-from tests.rig import procs
+from tests.rig import Rig, RigError, RigHost, environment_problem, free_port, procs
 
 SSH = "/usr/bin/ssh"
 SFTP = "/usr/bin/sftp"
@@ -110,9 +109,7 @@ class TestRunningRig:
         h = rig.hosts[0]
         (h.agent_dir / "probe.txt").write_text("x")
         argv = [SFTP, *client_opts(rig), "-P", str(h.port), "-b", "-", f"root@{h.address}"]
-        res = subprocess.run(
-            argv, input=f"ls {h.agent_dir}\n", capture_output=True, text=True, timeout=20
-        )
+        res = subprocess.run(argv, input=f"ls {h.agent_dir}\n", capture_output=True, text=True, timeout=20)
         assert res.returncode == 0, res.stderr
         assert "probe.txt" in res.stdout
 

@@ -125,11 +125,17 @@ def test_server_starts_as_a_registry_client_starts_it(tmp_path: Path) -> None:
     """The package's binary with packageArguments and every documented default in its env: an MCP server
     on stdio (no inventory set: this machine only, and it says how to set one)."""
     args = [a["value"] for a in package()["packageArguments"]]
-    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
     env |= {name: var["default"] for name, var in env_vars().items() if "default" in var}
-    params = StdioServerParameters(command=str(Path(sys.executable).parent / "crashfleet"), args=args, env=env,
-                                   cwd=str(tmp_path))
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "crashfleet"), args=args, env=env, cwd=str(tmp_path)
+    )
 
     async def drive() -> tuple[str, dict[str, Any]]:
         with open(tmp_path / "stderr.log", "w") as log, anyio.fail_after(START_TIMEOUT * 3):
@@ -147,5 +153,6 @@ def test_server_starts_as_a_registry_client_starts_it(tmp_path: Path) -> None:
 def test_out_of_range_values_are_refused_clearly(name: str, tmp_path: Path) -> None:
     """What the descriptions promise (ranges) is what Settings enforces."""
     from pydantic import ValidationError
+
     with pytest.raises(ValidationError, match=field_of(name)):
         Settings(**{field_of(name): "0"})

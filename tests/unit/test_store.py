@@ -1,4 +1,5 @@
 """Tests for the agent's on-disk output store (real files under tmp_path)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def _put(store: Store, data: bytes, kind: str = "cmd", close: bool = True) -> st
     return w.output_id
 
 
-def _read_all(store: Store, oid: str, **kw: Any) -> List[Dict[str, Any]]:
+def _read_all(store: Store, oid: str, **kw: Any) -> list[dict[str, Any]]:
     """Follow the cursor chain of a finished output to its end."""
     pages, cursor = [], None
     for _ in range(100000):
@@ -47,7 +48,7 @@ def _read_all(store: Store, oid: str, **kw: Any) -> List[Dict[str, Any]]:
     raise AssertionError("cursor chain does not end")
 
 
-def _search_all(store: Store, oid: str, pattern: str, **kw: Any) -> List[Dict[str, Any]]:
+def _search_all(store: Store, oid: str, pattern: str, **kw: Any) -> list[dict[str, Any]]:
     matches, cursor = [], None
     for _ in range(10000):
         r = store.search(oid, pattern, cursor=cursor, **kw)
@@ -65,10 +66,12 @@ def _code(excinfo: Any) -> str:
 
 # ---------------------------------------------------------------- paging
 
+
 def test_cursor_chain_reconstructs_content_exactly(tmp_path: Path) -> None:
     rnd = random.Random(7)
-    lines = [b"%05d " % i + bytes(rnd.choice(b"abcdef ") for _ in range(rnd.randint(0, 300))) + b"\n"
-             for i in range(5000)]
+    lines = [
+        b"%05d " % i + bytes(rnd.choice(b"abcdef ") for _ in range(rnd.randint(0, 300))) + b"\n" for i in range(5000)
+    ]
     lines[10] = b"\n"  # empty lines are lines too
     content = b"".join(lines)
     store = _store(tmp_path)
@@ -82,7 +85,7 @@ def test_cursor_chain_reconstructs_content_exactly(tmp_path: Path) -> None:
         assert p["start_line"] == expected_start
         assert 1 <= p["end_line"] - p["start_line"] + 1 <= 37
         assert len(p["text"].encode()) <= 1000
-        assert p["text"].encode() == b"".join(lines[p["start_line"] - 1:p["end_line"]])
+        assert p["text"].encode() == b"".join(lines[p["start_line"] - 1 : p["end_line"]])
         assert (p["total_lines"], p["bytes"], p["finished"], p["truncated"]) == (5000, len(content), True, False)
         expected_start = p["end_line"] + 1
     assert pages[-1]["end_line"] == 5000
@@ -101,7 +104,12 @@ def test_page_from_line_and_tail(tmp_path: Path) -> None:
     oid = _put(store, b"".join(b"L%d\n" % i for i in range(1, 101)))
     assert store.page(oid, line=50, max_lines=2)["text"] == "L50\nL51\n"
     tail = store.page(oid, line=-3)
-    assert (tail["text"], tail["start_line"], tail["end_line"], tail["next_cursor"]) == ("L98\nL99\nL100\n", 98, 100, None)
+    assert (tail["text"], tail["start_line"], tail["end_line"], tail["next_cursor"]) == (
+        "L98\nL99\nL100\n",
+        98,
+        100,
+        None,
+    )
     with pytest.raises(StoreError) as e:
         store.page(oid, line=500)
     assert _code(e) == "bad_argument"
@@ -146,7 +154,9 @@ def test_unterminated_last_line_and_partial_line_cursor(tmp_path: Path) -> None:
 
 
 def test_unicode_and_invalid_utf8(tmp_path: Path) -> None:
-    content = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c\u8a9e\n".encode() + b"\xff\xfebad\n" + "emoji \U0001F600\n".encode()
+    content = (
+        "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c\u8a9e\n".encode() + b"\xff\xfebad\n" + "emoji \U0001f600\n".encode()
+    )
     store = _store(tmp_path)
     oid = _put(store, content)
     text = store.page(oid)["text"]
@@ -163,20 +173,20 @@ def test_paging_and_searching_while_writer_is_writing(tmp_path: Path) -> None:
     store = _store(tmp_path)
     w = store.create("cmd")
     oid = w.output_id
-    errors: List[BaseException] = []
+    errors: list[BaseException] = []
 
     def writer() -> None:
         rnd, pos = random.Random(3), 0
         while pos < len(content):
             n = rnd.randint(1, 6000)
-            w.write(content[pos:pos + n])
+            w.write(content[pos : pos + n])
             pos += n
             if rnd.random() < 0.2:
                 time.sleep(0.0005)
         w.close(exit_status=0)
 
-    def pager(parts: List[str], unfinished_pages: List[int]) -> None:
-        cursor: Optional[str] = None
+    def pager(parts: list[str], unfinished_pages: list[int]) -> None:
+        cursor: str | None = None
         while True:
             p = store.page(oid, cursor, max_bytes=3000, max_lines=50)
             parts.append(p["text"])
@@ -190,8 +200,8 @@ def test_paging_and_searching_while_writer_is_writing(tmp_path: Path) -> None:
             if not p["text"]:
                 time.sleep(0.0005)
 
-    def searcher(hits: List[int]) -> None:
-        cursor: Optional[str] = None
+    def searcher(hits: list[int]) -> None:
+        cursor: str | None = None
         while True:
             r = store.search(oid, r"^\d+:y{96}$", max_matches=7, cursor=cursor)
             hits.extend(m["line"] for m in r["matches"])
@@ -206,11 +216,12 @@ def test_paging_and_searching_while_writer_is_writing(tmp_path: Path) -> None:
                 fn(*args)
             except BaseException as e:  # surfaced in the main thread
                 errors.append(e)
+
         return threading.Thread(target=run)
 
-    parts: List[str] = []
-    unfinished: List[int] = []
-    hits: List[int] = []
+    parts: list[str] = []
+    unfinished: list[int] = []
+    hits: list[int] = []
     threads = [guard(writer), guard(pager, parts, unfinished), guard(searcher, hits)]
     for t in threads:
         t.start()
@@ -223,6 +234,7 @@ def test_paging_and_searching_while_writer_is_writing(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- search
+
 
 def _log_output() -> bytes:
     out = []
@@ -238,9 +250,12 @@ def test_search_context_max_matches_ignore_case_and_resume(tmp_path: Path) -> No
 
     r = store.search(oid, "error", context=2, max_matches=3, ignore_case=True)
     assert [m["line"] for m in r["matches"]] == [10, 20, 30]
-    assert r["matches"][0] == {"line": 10, "text": "Error line 10",
-                               "before": ["info line 8", "info line 9"],
-                               "after": ["info line 11", "info line 12"]}
+    assert r["matches"][0] == {
+        "line": 10,
+        "text": "Error line 10",
+        "before": ["info line 8", "info line 9"],
+        "after": ["info line 11", "info line 12"],
+    }
     assert (r["more"], r["total_lines"], r["scanned_lines"]) == (True, 200, 30)
     assert r["next_cursor"] is not None and r["pattern"] == "error"
 
@@ -254,8 +269,14 @@ def test_search_context_max_matches_ignore_case_and_resume(tmp_path: Path) -> No
     assert [m["line"] for m in upper] == list(range(20, 201, 20))
 
     last = store.search(oid, "line 200$", context=3)
-    assert last["matches"] == [{"line": 200, "text": "ERROR line 200",
-                                "before": ["info line 197", "info line 198", "info line 199"], "after": []}]
+    assert last["matches"] == [
+        {
+            "line": 200,
+            "text": "ERROR line 200",
+            "before": ["info line 197", "info line 198", "info line 199"],
+            "after": [],
+        }
+    ]
     assert (last["more"], last["next_cursor"]) == (False, None)
     start = store.search(oid, "line 1$", context=2)["matches"][0]
     assert start["before"] == [] and start["after"] == ["info line 2", "info line 3"]
@@ -292,16 +313,34 @@ def test_block_scan_finds_exactly_what_the_line_loop_finds(tmp_path: Path) -> No
     store = _store(tmp_path)
     lines = [b"alpha beta", b"", b"  gamma\tdelta  ", b"beta", b"caf\xc3\xa9 \xff broken", b"end beta"] * 5000
     oid = _put(store, b"\n".join(lines) + b"\r\nlast beta")
-    patterns = ["beta", "^beta$", "a\\s+b", "^$", "\\s$", "beta$", "caf\u00e9", "\ufffd", "(?i:ALPHA)", "a.*b",
-                "\\bend\\b", "x^", "a\\s*$", "[^a-z]+$"]
+    patterns = [
+        "beta",
+        "^beta$",
+        "a\\s+b",
+        "^$",
+        "\\s$",
+        "beta$",
+        "caf\u00e9",
+        "\ufffd",
+        "(?i:ALPHA)",
+        "a.*b",
+        "\\bend\\b",
+        "x^",
+        "a\\s*$",
+        "[^a-z]+$",
+    ]
     for pattern in patterns:
         for max_matches in (1, 7, 1000):
             fast = store.search(oid, pattern, max_matches=max_matches)
             slow = store.search(oid, "(?=)(?:" + pattern + ")", max_matches=max_matches)  # a lookaround: line loop
-            assert [(m["line"], m["text"]) for m in fast["matches"]] == \
-                [(m["line"], m["text"]) for m in slow["matches"]], (pattern, max_matches)
-            assert (fast["more"], fast["next_cursor"], fast["scanned_lines"]) == \
-                (slow["more"], slow["next_cursor"], slow["scanned_lines"]), (pattern, max_matches)
+            assert [(m["line"], m["text"]) for m in fast["matches"]] == [
+                (m["line"], m["text"]) for m in slow["matches"]
+            ], (pattern, max_matches)
+            assert (fast["more"], fast["next_cursor"], fast["scanned_lines"]) == (
+                slow["more"],
+                slow["next_cursor"],
+                slow["scanned_lines"],
+            ), (pattern, max_matches)
 
 
 def test_search_on_unfinished_output_skips_partial_line(tmp_path: Path) -> None:
@@ -325,13 +364,18 @@ def test_search_argument_errors(tmp_path: Path) -> None:
         store.search(oid, "(unclosed")
     assert _code(e) == "bad_regex"
     assert "missing )" in e.value.message and "(unclosed" in e.value.message
-    bad_kwargs: List[Dict[str, Any]] = [{"context": 21}, {"context": -1}, {"max_matches": 0},
-                                        {"max_matches": 1001}, {"time_budget": 0}]
+    bad_kwargs: list[dict[str, Any]] = [
+        {"context": 21},
+        {"context": -1},
+        {"max_matches": 0},
+        {"max_matches": 1001},
+        {"time_budget": 0},
+    ]
     for kw in bad_kwargs:
         with pytest.raises(StoreError) as e:
             store.search(oid, "x", **kw)
         assert _code(e) == "bad_argument"
-    bad_page: List[Dict[str, Any]] = [{"max_bytes": 0}, {"max_lines": 0}, {"max_bytes": True}]
+    bad_page: list[dict[str, Any]] = [{"max_bytes": 0}, {"max_lines": 0}, {"max_bytes": True}]
     for kw in bad_page:
         with pytest.raises(StoreError) as e:
             store.page(oid, **kw)
@@ -340,12 +384,13 @@ def test_search_argument_errors(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- caps and quota
 
+
 def test_per_output_truncation_marker_flag_and_sha256(tmp_path: Path) -> None:
     store = _store(tmp_path, max_output_bytes=1000)
     w = store.create("cmd")
     content = b"".join(b"%03d" % i + b"z" * 146 + b"\n" for i in range(20))  # 150-byte lines
     for i in range(0, len(content), 250):
-        w.write(content[i:i + 250])
+        w.write(content[i : i + 250])
     w.write(b"dropped\n")
     meta = w.close(exit_status=0)
 
@@ -367,13 +412,13 @@ def test_per_output_truncation_marker_flag_and_sha256(tmp_path: Path) -> None:
 
 def test_total_quota_evicts_oldest_finished_never_unfinished(tmp_path: Path) -> None:
     store = _store(tmp_path, max_total_bytes=10000)
-    u = store.create("u")               # oldest, but never finished
+    u = store.create("u")  # oldest, but never finished
     u.write(b"u" * 999 + b"\n")
     a = _put(store, b"a" * 3000)
     b = _put(store, b"b" * 3000)
     assert store.total_bytes() == 3 * 8 + 1000 + 8 + 3000 + 3000
     c = store.create("c")
-    c.write(b"c" * 3000)                # needs room: evicts a, the oldest finished
+    c.write(b"c" * 3000)  # needs room: evicts a, the oldest finished
     with pytest.raises(StoreError) as e:
         store.info(a)
     assert _code(e) == "unknown_output"
@@ -382,7 +427,7 @@ def test_total_quota_evicts_oldest_finished_never_unfinished(tmp_path: Path) -> 
     assert store.info(c.output_id)["truncated"] is False
     assert store.total_bytes() <= 10000
 
-    u.write(b"v" * 20000)               # evicts b, then nothing finished is left
+    u.write(b"v" * 20000)  # evicts b, then nothing finished is left
     assert [m["output_id"] for m in store.list()] == [c.output_id, u.output_id]
     meta = u.close()
     assert meta["truncated"] is True
@@ -392,7 +437,7 @@ def test_total_quota_evicts_oldest_finished_never_unfinished(tmp_path: Path) -> 
     c.close()
 
     smaller = Store(str(tmp_path / "store"), max_total_bytes=4000)
-    smaller.create("d").close()         # create evicts the oldest finished (u) until under the cap
+    smaller.create("d").close()  # create evicts the oldest finished (u) until under the cap
     assert [m["kind"] for m in smaller.list()] == ["d", "c"]
     assert smaller.total_bytes() <= 4000
 
@@ -416,8 +461,9 @@ def test_reload_after_restart_marks_interrupted_and_repairs_index(tmp_path: Path
     done.write(b"kept\nalso\n")
     done_meta = done.close(exit_status=0)
     page_cursor = store.page(done.output_id, max_lines=1)["next_cursor"]
-    oid = subprocess.run([sys.executable, "-c", _CRASHING_WRITER, root], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    oid = subprocess.run(
+        [sys.executable, "-c", _CRASHING_WRITER, root], check=True, capture_output=True, text=True
+    ).stdout.strip()
     index = Path(root, oid, "index")
     assert len(index.read_bytes()) == 24
     with open(index, "r+b") as f:  # simulate dying between the data and index writes
@@ -445,6 +491,7 @@ def test_root_created_private(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- errors and lifecycle
 
+
 def test_ids_cursors_and_errors(tmp_path: Path) -> None:
     store = _store(tmp_path)
     a = _put(store, b"".join(b"%d\n" % i for i in range(100)))
@@ -466,7 +513,7 @@ def test_ids_cursors_and_errors(tmp_path: Path) -> None:
     cur_a = store.page(a, max_lines=10)["next_cursor"]
     assert store.page(a, cur_a, max_lines=1)["text"] == "10\n"
     with pytest.raises(StoreError) as e:
-        store.page(b, cur_a)             # foreign cursor
+        store.page(b, cur_a)  # foreign cursor
     assert _code(e) == "bad_cursor" and "start over" in e.value.message
     with pytest.raises(StoreError) as e:
         store.search(a, "1", cursor=cur_a)  # page cursor handed to search
@@ -504,8 +551,8 @@ def test_lifecycle_list_delete_context_manager(tmp_path: Path) -> None:
     before = store.total_bytes()
     live = store.create("live")
     live.write(b"data\n")
-    store.delete(live.output_id)          # delete while a writer is still attached
-    live.write(b"more\n")                 # counted, not stored, no error
+    store.delete(live.output_id)  # delete while a writer is still attached
+    live.write(b"more\n")  # counted, not stored, no error
     assert live.close()["bytes_seen"] == 10
     assert not (tmp_path / "store" / live.output_id).exists()
     assert store.total_bytes() == before
@@ -561,11 +608,17 @@ def test_big_output_page_and_search_memory(tmp_path: Path) -> None:
     assert (last["end_line"], last["next_cursor"], last["text"][-16:]) == (n, None, "the needle line\n")
     assert peak < 1 << 20 and page_s < 0.5
 
-    res = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "store"), w.output_id],
-                         check=True, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path / "store"), w.output_id],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     got = json.loads(res.stdout)
     assert (got["page_next"], got["page_end"], got["hits"], got["more"], got["scanned"]) == (None, n, [n], False, n)
     assert got["rss_growth_kb"] < 20 * 1024
-    print("\n200MB output, %d lines: last page %.2f ms (tracemalloc peak %d KB); "
-          "full search %.2f s; RSS growth page+search %d KB"
-          % (n, got["page_s"] * 1000, peak // 1024, got["search_s"], got["rss_growth_kb"]))
+    print(
+        "\n200MB output, %d lines: last page %.2f ms (tracemalloc peak %d KB); "
+        "full search %.2f s; RSS growth page+search %d KB"
+        % (n, got["page_s"] * 1000, peak // 1024, got["search_s"], got["rss_growth_kb"])
+    )

@@ -15,9 +15,26 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
     tree.mkdir()
     for package in ("controller", "agent", "inventory"):
         (tree / package).symlink_to(ROOT / package)
-    out = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-                          "--cache-dir", str(ROOT / ".mypy_cache"), "-p", "crashfleet.controller",
-                          "-p", "crashfleet.inventory", "-p", "crashfleet.agent"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                         env={**os.environ, "MYPYPATH": str(tmp_path)})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "-p",
+            "crashfleet.controller",
+            "-p",
+            "crashfleet.inventory",
+            "-p",
+            "crashfleet.agent",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "MYPYPATH": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
