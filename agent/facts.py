@@ -13,15 +13,10 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import AGENT_VERSION, PROTOCOL_VERSION, profiles, sandbox
+from . import AGENT_VERSION, PROTOCOL_VERSION, domains, profiles, sandbox
 from .dumps import drgn_pick
 
-TOOLS: Dict[str, List[str]] = {
-    "crash": ["--version"],
-    "bpftrace": ["--version"],
-    "tcpdump": ["--version"],
-    "drgn": ["--version"],
-}
+TOOLS: Dict[str, List[str]] = domains.tools()  # what the domains run, by name: argv printing its version
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROBING = threading.Lock()
 VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+.][0-9A-Za-z.]+)?)")

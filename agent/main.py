@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 from typing import List, Optional
 
+from . import domains
 from . import policy as policy_mod
 from .audit import FILENAME as AUDIT_FILE
 from .audit import RefusalLog
@@ -21,6 +23,9 @@ from .rpc import Channel, Server
 from .service import Agent
 from .store import Store
 
+# What the agent itself needs; each domain adds its own (agent/domains/*.py).
+CORE_PACKAGES = {"Debian": ["python3", "sudo"], "RedHat": ["python3", "sudo"]}
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="crashfleet-agent")
@@ -29,9 +34,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve.add_argument("--dir", default="~/.cache/crashfleet", help="agent dir (store lives in DIR/store)")
     serve.add_argument("--policy", default=None, help="policy file (default %s)" % policy_mod.DEFAULT_PATH)
     sub.add_parser("version", help="print the build hash")
+    packages = sub.add_parser("packages", help="print the packages the domains need, as JSON (the role installs them)")
+    packages.add_argument("--family", required=True, help="OS family, as Ansible names it: Debian, RedHat")
     args = parser.parse_args(argv)
     if args.cmd == "version":
         print(build_hash())
+        return 0
+    if args.cmd == "packages":
+        print(json.dumps(CORE_PACKAGES.get(args.family, []) + domains.packages(args.family)))
         return 0
     try:
         return serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)

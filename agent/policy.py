@@ -10,10 +10,11 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from . import domains
 from .errors import AgentError
 
 DEFAULT_PATH = "/etc/crashfleet/agent-policy.json"
-DEFAULTS: Dict[str, Any] = {
+CORE: Dict[str, Any] = {
     "allow_commands": None,  # None: the whole catalogue
     "deny_commands": [],
     "max_duration": 600.0,  # seconds, any job
@@ -21,30 +22,6 @@ DEFAULTS: Dict[str, Any] = {
     "max_store_bytes": 1 << 30,  # all outputs together
     "job_lease": 120.0,  # seconds jobs outlive a dropped controller link (0: they end with it)
     "max_jobs": 16,  # jobs running at once (commands, captures, bpftrace, long crash commands)
-    "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
-    "capture_user": None,  # tcpdump drops root to this user (None: tcpdump, else nobody)
-    "capture_ring_bytes": 64 << 20,  # disk cap of one capture (a ring of 4 files)
-    "capture_keep": 8,  # finished captures kept on disk, newest first
-    "max_captures": 2,  # captures running at once
-    "capture_total_bytes": 512 << 20,  # running rings plus kept captures; the oldest kept go first
-    "capture_min_free_bytes": 64 << 20,  # a capture stops when its filesystem has less free
-    "dump_dirs": None,  # dirs dumps may be read from; None: /var/crash + kdump's path
-    "vmlinux_dirs": [],  # extra dirs searched for a dump's vmlinux
-    "live_kernel": False,  # True: crash_open(live=true) reads the running kernel (/proc/kcore)
-    "drgn_code": True,  # False: drgn runs only the bundled analysis scripts
-    "drgn_python": None,  # interpreter for drgn workers; None: the agent's own
-    "debuginfod_urls": None,  # servers for a dump's vmlinux by build id; None: /etc/debuginfod/*.urls + DEBUGINFOD_URLS
-    "debuginfod_cache_dir": "/var/cache/crashfleet/debuginfod",  # where fetched debuginfo is kept
-    "debuginfod_cache_bytes": 4 << 30,  # the cache's quota; the oldest entries go first to make room
-    "max_dump_sessions": 8,  # crash/drgn sessions open at once
-    "dump_session_idle": 1800.0,  # seconds before an unused session is closed
-    "bpftrace_enabled": True,
-    "bpftrace_max_duration": 60.0,  # seconds per bpftrace run (also capped by max_duration)
-    "bpftrace_max_output_bytes": 8 << 20,  # a run writing more is stopped
-    "bpftrace_mount_tracefs": True,  # mount tracefs when missing (bpftrace needs it)
-    "bpftrace_strlen": 64,  # BPFTRACE_STRLEN
-    "bpftrace_map_keys_max": 4096,  # BPFTRACE_MAP_KEYS_MAX
-    "bpftrace_max_probes": 512,  # BPFTRACE_MAX_PROBES and BPFTRACE_MAX_BPF_PROGS
     "sandbox": True,  # False runs tools without the OS sandbox (benchmarks, debugging only)
     "require_sandbox": False,  # True: refuse to start tools when the sandbox is only partial
     "sandbox_cpu_seconds": 7200,  # CPU a crash or drgn session may use in its life
@@ -53,6 +30,9 @@ DEFAULTS: Dict[str, Any] = {
     "sandbox_processes": 64,  # processes of drgn's user (nobody) while a worker runs
     "regex_cpu_seconds": 5,  # CPU one regex search or grep filter may use
 }
+# Each domain adds its own keys (agent/domains/*.py).
+DEFAULTS: Dict[str, Any] = dict(CORE, **domains.policy_defaults())
+assert len(DEFAULTS) == len(CORE) + len(domains.policy_defaults()), "a domain redeclares a core policy key"
 
 
 class Policy:

@@ -66,7 +66,8 @@ class Server:
         self.refusals = refusals
         self.methods: Dict[str, Handler] = {}
         self.intercept: Optional[Intercept] = None
-        self.more_methods: Optional[Callable[[], Dict[str, Handler]]] = None  # loaded at the first miss
+        # method -> the handlers of the domain serving it, loaded at its first call
+        self.more_methods: Optional[Callable[[str], Dict[str, Handler]]] = None
         self._loading = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
 
@@ -157,9 +158,8 @@ class Server:
         handler = self.methods.get(method)
         if handler is None and self.more_methods is not None:
             with self._loading:
-                if self.more_methods is not None:
-                    self.methods.update(self.more_methods())
-                    self.more_methods = None
+                if method not in self.methods:
+                    self.methods.update(self.more_methods(method))
             handler = self.methods.get(method)
         return handler
 

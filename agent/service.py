@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import shutil
 import time
-from typing import Any, Callable, Dict, Tuple, TypeVar
+from typing import Any, Callable, Dict, TypeVar
 
-from . import AGENT_VERSION, PROTOCOL_VERSION, commands, facts, profiles, regexbox, sandbox
+from . import AGENT_VERSION, PROTOCOL_VERSION, commands, domains, facts, profiles, regexbox, sandbox
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import Job, JobManager
@@ -20,8 +19,6 @@ T = TypeVar("T")
 PAGE_BYTES = 16000  # ~4,000 tokens
 MAX_PAGE_BYTES = 100000  # ~25,000 tokens: the hard cap
 MAX_WAIT = 120.0
-# Domain modules (agent/<name>.py); each has `methods(agent) -> {rpc name: handler}`.
-DOMAINS: Tuple[str, ...] = ("bpftrace", "capture", "dumps")
 
 
 class Agent:
@@ -36,15 +33,20 @@ class Agent:
         self.lifeline: Any = None  # agent.lease.Lifeline, set by main
 
     def methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
-        return dict(self.core_methods(), **self.domain_methods())
-
-    def domain_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
-        """The domains' methods, imported on the first call that needs one: an agent that only
-        says hello (a fleet_check of hundreds of hosts) never pays for importing them."""
-        methods: Dict[str, Callable[[Dict[str, Any]], Any]] = {}
-        for name in DOMAINS:
-            methods.update(importlib.import_module("." + name, __package__).methods(self))
+        """Every method, the domains' included (tests; the server loads domains lazily)."""
+        methods = self.core_methods()
+        for domain in domains.declared():
+            methods.update(domains.load(domain, self))
         return methods
+
+    def domain_methods(self, method: str) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
+        """The methods of the domain serving `method`, imported at its first call: an agent that
+        only says hello (a fleet_check of hundreds of hosts) never pays for importing domains."""
+        try:
+            domain = domains.owner(method)
+        except KeyError:
+            return {}
+        return domains.load(domain, self)
 
     def core_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
         return {

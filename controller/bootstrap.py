@@ -54,6 +54,20 @@ HEADER = "# Managed by crashfleet bootstrap"
 PasswordPrompt = Callable[[str], str]
 
 
+def _extra_policy(host: Host) -> dict[str, Any]:
+    """crashfleet_agent_policy: any other policy key (a domain's), as the role's template merges it."""
+    extra = host.vars.get("crashfleet_agent_policy") or {}
+    if not isinstance(extra, dict):
+        raise CrashfleetError(f"{host.name}: crashfleet_agent_policy must be a mapping of policy keys")
+    unknown = sorted(set(extra) - set(POLICY_DEFAULTS))
+    if unknown:
+        raise CrashfleetError(
+            f"{host.name}: crashfleet_agent_policy has unknown keys: {', '.join(unknown)}",
+            "known keys: " + ", ".join(sorted(POLICY_DEFAULTS)),
+        )
+    return dict(extra)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to install where: the role's variables, read from the same inventory."""
@@ -82,6 +96,7 @@ class Plan:
                 f"{public} does not exist", f"create the key pair: ssh-keygen -t ed25519 -f {installed.key_file}"
             )
         policy = {key: host.vars.get(f"crashfleet_{key}", POLICY_DEFAULTS[key]) for key in POLICY_KEYS}
+        policy |= _extra_policy(host)
         return cls(
             installed,
             str(host.vars.get("crashfleet_home") or DEFAULT_HOME),

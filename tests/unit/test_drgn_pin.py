@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from crashfleet.agent import domains
 from crashfleet.agent.dumps import drgn_pick
 from crashfleet.controller.bootstrap import Plan
 
@@ -19,8 +20,8 @@ def test_role_bootstrap_and_agent_pin_the_same_drgn() -> None:
     assert Plan.__dataclass_fields__["drgn_version"].default == drgn_pick.PINNED
     assert drgn_pick.version_key(drgn_pick.PINNED) >= drgn_pick.version_key(drgn_pick.MIN_VERSION)
     assert f"drgn=={drgn_pick.PINNED}" in drgn_pick.INSTALL_HINT and drgn_pick.VENV in drgn_pick.INSTALL_HINT
-    packages = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["crashfleet_packages"]
-    assert "python3-drgn" not in packages["Debian"] and "python3-venv" in packages["Debian"]
+    packages = domains.packages("Debian")  # what the role installs (agent.pyz packages)
+    assert "python3-drgn" not in packages and "python3-venv" in packages
 
 
 def test_versions_order_as_drgn_releases_do() -> None:

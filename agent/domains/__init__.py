@@ -1,0 +1,69 @@
+"""The agent's domains: each module here declares one (bpftrace, capture, dumps, ...).
+
+A declaration is cheap to import. The domain's code is imported at the first call of one of its
+methods (NAME.method), so an agent that only says hello never pays for it. A new domain is one
+module here: nothing else in the agent lists domains (CONTRIBUTING.md, "Adding a domain").
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+
+Handler = Callable[[Dict[str, Any]], Any]
+
+
+class Domain(NamedTuple):
+    name: str  # its methods are NAME.method
+    load: Callable[[Any], Dict[str, Handler]]  # agent -> {method: handler}; imports the domain's code
+    policy: Dict[str, Any] = {}  # the policy keys it adds, with their defaults
+    tools: Dict[str, List[str]] = {}  # commands it runs: name -> argv that prints the version (facts)
+    packages: Dict[str, List[str]] = {}  # OS family (Debian, RedHat) -> packages the role installs
+
+
+@functools.lru_cache(maxsize=None)
+def declared() -> Tuple[Domain, ...]:
+    """Every domain in this package, by name."""
+    found = [importlib.import_module("%s.%s" % (__name__, m.name)).DOMAIN for m in pkgutil.iter_modules(__path__)]
+    return tuple(sorted(found, key=lambda domain: domain.name))
+
+
+def owner(method: str) -> Domain:
+    """The domain serving a method (KeyError: none does)."""
+    prefix = method.partition(".")[0]
+    for domain in declared():
+        if domain.name == prefix:
+            return domain
+    raise KeyError(method)
+
+
+def load(domain: Domain, agent: Any) -> Dict[str, Handler]:
+    """The domain's handlers; each must be NAME.something."""
+    handlers = domain.load(agent)
+    stray = [name for name in handlers if not name.startswith(domain.name + ".")]
+    if stray:
+        raise ValueError("domain %s serves methods outside its prefix: %s" % (domain.name, ", ".join(stray)))
+    return handlers
+
+
+def policy_defaults() -> Dict[str, Any]:
+    merged: Dict[str, Any] = {}
+    for domain in declared():
+        taken = set(merged) & set(domain.policy)
+        if taken:
+            raise ValueError("domain %s redeclares policy keys: %s" % (domain.name, ", ".join(sorted(taken))))
+        merged.update(domain.policy)
+    return merged
+
+
+def tools() -> Dict[str, List[str]]:
+    merged: Dict[str, List[str]] = {}
+    for domain in declared():
+        merged.update(domain.tools)
+    return merged
+
+
+def packages(family: str) -> List[str]:
+    return [package for domain in declared() for package in domain.packages.get(family, [])]

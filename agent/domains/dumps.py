@@ -1,0 +1,36 @@
+"""dumps: kernel crash dumps where they lie, read with crash and drgn (agent/dumps/)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import Domain, Handler
+
+
+def _load(agent: Any) -> Dict[str, Handler]:
+    from .. import dumps
+
+    return dumps.methods(agent)
+
+
+DOMAIN = Domain(
+    name="dumps",
+    load=_load,
+    policy={
+        "dump_dirs": None,  # dirs dumps may be read from; None: /var/crash + kdump's path
+        "vmlinux_dirs": [],  # extra dirs searched for a dump's vmlinux
+        "live_kernel": False,  # True: crash_open(live=true) reads the running kernel (/proc/kcore)
+        "drgn_code": True,  # False: drgn runs only the bundled analysis scripts
+        "drgn_python": None,  # interpreter for drgn workers; None: the agent's own
+        # servers for a dump's vmlinux by build id; None: /etc/debuginfod/*.urls + DEBUGINFOD_URLS
+        "debuginfod_urls": None,
+        "debuginfod_cache_dir": "/var/cache/crashfleet/debuginfod",  # where fetched debuginfo is kept
+        "debuginfod_cache_bytes": 4 << 30,  # the cache's quota; the oldest entries go first to make room
+        "max_dump_sessions": 8,  # crash/drgn sessions open at once
+        "dump_session_idle": 1800.0,  # seconds before an unused session is closed
+    },
+    # drgn's version is probed by the interpreter that will import it (facts.py, drgn_pick).
+    tools={"crash": ["--version"], "drgn": ["--version"]},
+    # python3-venv: the pinned PyPI drgn's venv (ansible/roles/crashfleet_agent/tasks/drgn.yml)
+    packages={"Debian": ["crash", "makedumpfile", "python3-venv"], "RedHat": ["crash", "kexec-tools"]},
+)
