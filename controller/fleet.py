@@ -199,6 +199,20 @@ class Fleet:
             self._forget(host.name, link)
             self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")
 
+    def connected(self) -> list[str]:
+        """Hosts with a live agent link now."""
+        return [name for name, link in self.links.items() if link.alive]
+
+    async def checked_hello(self, host: Host, refresh: bool = False) -> dict[str, Any]:
+        """The host's hello with its facts whole: tool versions probed once (first contact leaves
+        them unprobed), re-probed on `refresh`; else a ping proves the agent still answers."""
+        link = await self.link(host)
+        if refresh or _unprobed(link.hello):
+            link.hello["facts"] = await self.call(host, "facts", {"refresh": refresh})
+        else:
+            await self.call(host, "ping")
+        return link.hello
+
     async def call(self, host: Host, method: str, params: dict[str, Any] | None = None) -> Any:
         """One agent call, audited. A dead link is reopened before the call, never after:
         re-sending a call the agent may have started would run it twice."""
@@ -291,3 +305,7 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
+
+
+def _unprobed(hello: dict[str, Any]) -> bool:
+    return any(tool.get("probed") is False for tool in hello.get("facts", {}).get("tools", {}).values())

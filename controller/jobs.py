@@ -52,6 +52,9 @@ class JobRegistry:
             job.state = state
             self.save()
 
+    def newest_first(self) -> list[FleetJob]:
+        return list(reversed(self.jobs.values()))
+
     def get(self, job_id: str) -> FleetJob:
         job = self.jobs.get(job_id)
         if job is None:

@@ -9,33 +9,20 @@ import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from types import ModuleType
-from typing import Annotated, Any
+from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult
-from pydantic import Field
 from starlette.responses import JSONResponse
 
 from crashfleet.agent import AGENT_VERSION
-from crashfleet.agent.commands import CATALOG
 
-from . import schemas
+from . import registry, schemas
 from .errors import CrashfleetError
-from .models import FanoutResult, HostList, JobList, Page, SearchResult
 from .runtime import Runtime
 from .settings import NO_INVENTORY, Settings, config_dir
 from .surface import CrashfleetServer
-from .tools import bpftrace as bpftrace_tools
-from .tools import capture as capture_tools
-from .tools import dumps as dump_tools
-from .tools import fleet as fleet_tools
-from .tools import jobs as job_tools
-from .tools import output as output_tools
-from .tools import report as report_tools
-from .wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, Timeout, answer, progress, sync
 
 log = logging.getLogger(__name__)
 INSTRUCTIONS = (
@@ -43,8 +30,6 @@ INSTRUCTIONS = (
     "Ansible patterns (all, web, web:&prod, web:!web03, ~regex). Results group hosts that answered "
     "the same; long outputs stay on the host: page them with output_page, grep with output_search."
 )
-# Domain tool modules (controller/tools/<name>.py) that add their tools with `register(mcp, rt)`.
-DOMAIN_TOOLS: tuple[ModuleType, ...] = (bpftrace_tools, capture_tools, dump_tools, report_tools)
 
 
 def build_server(rt: Runtime) -> MCPServer:
@@ -59,81 +44,8 @@ def build_server(rt: Runtime) -> MCPServer:
         middleware=[compact_schemas],
     )
 
-    @mcp.tool(description="List inventory hosts matching a pattern (no connection).", annotations=READ)
-    async def fleet_hosts(pattern: Pattern = "all") -> Annotated[CallToolResult, HostList]:
-        return await answer(lambda: sync(fleet_tools.fleet_hosts, rt, pattern))
-
-    @mcp.tool(
-        description="Connect to hosts (installing the agent if needed) and report their facts "
-        "(kernel, tools, BTF, tracefs), grouped.",
-        annotations=REMOTE_READ,
-    )
-    async def fleet_check(
-        ctx: Context,
-        pattern: Pattern = "all",
-        refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
-        timeout: Timeout = None,
-    ) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: fleet_tools.fleet_check(rt, pattern, refresh, timeout, progress(ctx)))
-
-    @mcp.tool(
-        description="Run a read-only catalogue command on hosts; identical outputs grouped. "
-        "Samplers (vmstat, dmesg-follow) run for `duration` seconds.",
-        annotations=STARTS_WORK,
-    )
-    async def fleet_run(
-        ctx: Context,
-        command: Annotated[str, Field(description=_commands_help())],
-        pattern: Pattern = "all",
-        duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
-        timeout: Timeout = None,
-    ) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: fleet_tools.fleet_run(rt, pattern, command, duration, timeout, progress(ctx)))
-
-    @mcp.tool(
-        description="Read a stored output page by page (output_id from a result; cursor from the last page).",
-        annotations=REMOTE_READ,
-    )
-    async def output_page(output_id: str, cursor: str | None = None) -> Annotated[CallToolResult, Page]:
-        return await answer(lambda: output_tools.output_page(rt, output_id, cursor))
-
-    @mcp.tool(
-        description="Regex-search a stored output on its host; returns matching lines with context.",
-        annotations=REMOTE_READ,
-    )
-    async def output_search(
-        output_id: str,
-        pattern: Annotated[str, Field(description="Python regex")],
-        context: int = 0,
-        max_matches: int = 50,
-        cursor: Annotated[str | None, Field(description="resume a search")] = None,
-    ) -> Annotated[CallToolResult, SearchResult]:
-        return await answer(lambda: output_tools.output_search(rt, output_id, pattern, context, max_matches, cursor))
-
-    @mcp.tool(description="List fleet jobs started by tools.", annotations=READ)
-    async def jobs_list() -> Annotated[CallToolResult, JobList]:
-        return await answer(lambda: sync(job_tools.jobs_list, rt))
-
-    @mcp.tool(
-        description="Each host's state of a job, grouped; finished hosts with their first page.",
-        annotations=REMOTE_READ,
-    )
-    async def job_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: job_tools.job_status(rt, job_id, progress(ctx)))
-
-    @mcp.tool(
-        description="Stop a job on every host (kills its processes); output so far is kept.", annotations=STOPS_WORK
-    )
-    async def job_cancel(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: job_tools.job_cancel(rt, job_id, progress(ctx)))
-
-    for module in DOMAIN_TOOLS:
-        module.register(mcp, rt)
+    registry.register_all(mcp, rt)
     return mcp
-
-
-def _commands_help() -> str:
-    return "catalogue command: " + ", ".join(sorted(CATALOG))
 
 
 async def compact_schemas(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:

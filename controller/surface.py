@@ -13,39 +13,6 @@ from . import prompts, resources
 from .icon import icons
 from .runtime import Runtime
 
-TITLES = {
-    "fleet_hosts": "List hosts",
-    "fleet_check": "Check hosts",
-    "fleet_run": "Run a command",
-    "output_page": "Read an output",
-    "output_search": "Search an output",
-    "jobs_list": "List jobs",
-    "job_status": "Job status",
-    "job_cancel": "Cancel a job",
-    "capture_interfaces": "Network interfaces",
-    "capture_start": "Start a capture",
-    "capture_status": "Capture status",
-    "capture_stop": "Stop a capture",
-    "capture_summary": "Capture summary",
-    "capture_packets": "Captured packets",
-    "dumps_list": "Find crash dumps",
-    "crash_open": "Open a crash dump",
-    "sessions_list": "List dump sessions",
-    "session_close": "Close a dump session",
-    "crash_run": "Run a crash command",
-    "drgn_run": "Run drgn code",
-    "analysis_scripts": "List analysis scripts",
-    "analysis_run": "Run an analysis script",
-    "analysis_fleet": "Run an analysis script fleet-wide",
-    "crash_triage": "Triage crash dumps",
-    "bpftrace_info": "bpftrace facts",
-    "bpftrace_probes": "List probes",
-    "bpftrace_tools": "bpftrace tool library",
-    "bpftrace_run": "Trace with bpftrace",
-    "bpftrace_result": "bpftrace result",
-    "report_build": "Build an incident report",
-}
-
 
 class CrashfleetServer(MCPServer[Any]):
     """MCPServer plus what crashfleet adds at the protocol level; tools stay plain functions elsewhere."""
@@ -57,9 +24,7 @@ class CrashfleetServer(MCPServer[Any]):
 
     async def list_tools(self) -> list[Tool]:
         listed = await super().list_tools()
-        return [
-            tool.model_copy(update={"title": tool.title or TITLES.get(tool.name), "icons": icons()}) for tool in listed
-        ]
+        return [tool.model_copy(update={"icons": icons()}) for tool in listed]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
         result = await super().call_tool(name, arguments, context)

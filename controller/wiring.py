@@ -63,8 +63,8 @@ def error(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
-async def sync(fn: Callable[..., M], *args: Any) -> M:
-    return fn(*args)
+async def sync(fn: Callable[..., M], *args: Any, **kwargs: Any) -> M:
+    return fn(*args, **kwargs)
 
 
 def progress(ctx: Context) -> Progress:

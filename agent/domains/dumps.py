@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any, Dict
 
 from . import Domain, Handler
@@ -34,3 +35,13 @@ DOMAIN = Domain(
     # python3-venv: the pinned PyPI drgn's venv (ansible/roles/crashfleet_agent/tasks/drgn.yml)
     packages={"Debian": ["crash", "makedumpfile", "python3-venv"], "RedHat": ["crash", "kexec-tools"]},
 )
+
+
+def describe_script(source: str) -> str:
+    """An analysis script's description: its docstring's first line (here, not in agent/dumps: the
+    controller describes its own scripts too, without importing the domain's code)."""
+    try:
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        return "(does not parse)"
+    return doc.strip().splitlines()[0] if doc.strip() else "(no description)"

@@ -6,7 +6,6 @@ vmlinux_dirs, drgn_code, drgn_python, max_dump_sessions and dump_session_idle.
 
 from __future__ import annotations
 
-import ast
 import functools
 import os
 import pkgutil
@@ -16,6 +15,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from .. import profiles, regexbox, sandbox
+from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
@@ -453,14 +453,6 @@ def drgn_status(python: str) -> Dict[str, Any]:
 
 def bundled_script(name: str) -> str:
     return (pkgutil.get_data(__name__, "scripts/%s.py" % name) or b"").decode()
-
-
-def describe_script(source: str) -> str:
-    try:
-        doc = ast.get_docstring(ast.parse(source)) or ""
-    except SyntaxError:
-        return "(does not parse)"
-    return doc.strip().splitlines()[0] if doc.strip() else "(no description)"
 
 
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:

@@ -12,8 +12,6 @@ import time
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult
 from pydantic import Field
 
 from crashfleet.inventory import Host
@@ -23,8 +21,9 @@ from ..errors import AgentCallError, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
+from ..registry import tool
 from ..runtime import Runtime
-from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout, answer, progress
+from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, lost_job, outcome_from_job
 
@@ -42,10 +41,17 @@ PROGRAM_ERRORS = (
 MAX_DRIFT_LISTED = 30
 RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
+Program = Annotated[str | None, Field(description="bpftrace program text")]
+Tool = Annotated[str | None, Field(description="library tool name (see bpftrace_tools)")]
+Args = Annotated[
+    dict[str, str | int | float] | None, Field(description="tool arguments by name; for a program, '1'..'9' for $1..$9")
+]
+Duration = Annotated[float, Field(description="seconds to trace (hosts cap it, 60 s by default)")]
 
 
+@tool("bpftrace facts", "bpftrace version, features, BTF, tracefs and probe types per host, grouped.", REMOTE_READ)
 async def bpftrace_info(
-    rt: Runtime, pattern: str = "all", timeout: float | None = None, progress: Progress | None = None
+    rt: Runtime, pattern: Pattern = "all", timeout: Timeout = None, progress: Progress | None = None
 ) -> FanoutResult:
     """Version, features, BTF, tracefs and probe types per host, grouped."""
     mounted: list[str] = []
@@ -67,10 +73,16 @@ async def bpftrace_info(
     return result
 
 
+@tool(
+    "List probes",
+    "List the probes hosts offer (bpftrace -l), paged and grouped; names probes some hosts lack.",
+    REMOTE_READ,
+    hide=("timeout",),
+)
 async def bpftrace_probes(
     rt: Runtime,
-    pattern: str = "all",
-    filter: str | None = None,
+    pattern: Pattern = "all",
+    filter: Annotated[str | None, Field(description="probe glob, e.g. tracepoint:sched:*")] = None,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> BpftraceProbes:
@@ -132,8 +144,14 @@ async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list
     return sorted(drift, key=lambda d: -d.lacks_count)
 
 
+@tool(
+    "bpftrace tool library",
+    "The vetted bpftrace tool library, with the hosts each tool can run on.",
+    REMOTE_READ,
+    hide=("timeout",),
+)
 async def bpftrace_tools(
-    rt: Runtime, pattern: str = "all", timeout: float | None = None, progress: Progress | None = None
+    rt: Runtime, pattern: Pattern = "all", timeout: float | None = None, progress: Progress | None = None
 ) -> BpftraceTools:
     """The vetted tool library and, per tool, the hosts that can run it (and why others cannot)."""
 
@@ -148,22 +166,22 @@ async def bpftrace_tools(
     runs: dict[str, list[str]] = {}
     cannot: dict[str, dict[str, list[str]]] = {}
     for outcome in outcomes:
-        for tool in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
-            name = tool["name"]
+        for listed in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
+            name = listed["name"]
             entries.setdefault(
                 name,
                 ToolEntry(
                     name=name,
-                    source=tool["source"],
-                    description=tool["description"],
-                    args=[_arg_text(a) for a in tool["args"]],
+                    source=listed["source"],
+                    description=listed["description"],
+                    args=[_arg_text(a) for a in listed["args"]],
                     runs_on="",
                 ),
             )
-            if tool["runnable"]:
+            if listed["runnable"]:
                 runs.setdefault(name, []).append(outcome.host)
             else:
-                cannot.setdefault(name, {}).setdefault(tool["reason"], []).append(outcome.host)
+                cannot.setdefault(name, {}).setdefault(listed["reason"], []).append(outcome.host)
     for name, entry in entries.items():
         entry.runs_on = fold(runs.get(name, []))
         entry.cannot_run = [ToolHosts(hosts=fold(h), reason=r) for r, h in cannot.get(name, {}).items()]
@@ -178,13 +196,19 @@ async def bpftrace_tools(
     )
 
 
+@tool(
+    "Trace with bpftrace",
+    "Trace hosts for a bounded time with a program or library tool; maps merged fleet-wide with outliers.",
+    STARTS_WORK,
+    hide=("timeout",),
+)
 async def bpftrace_run(
     rt: Runtime,
-    pattern: str = "all",
-    program: str | None = None,
-    tool: str | None = None,
-    args: dict[str, Any] | None = None,
-    duration: float = 10.0,
+    pattern: Pattern = "all",
+    program: Program = None,
+    tool: Tool = None,
+    args: Args = None,
+    duration: Duration = 10.0,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> BpftraceRun:
@@ -238,7 +262,13 @@ async def bpftrace_run(
     return result
 
 
-async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0, progress: Progress | None = None) -> BpftraceRun:
+@tool("bpftrace result", "Merged result of a bpftrace_run job once its hosts are done.", REMOTE_READ)
+async def bpftrace_result(
+    rt: Runtime,
+    job_id: str,
+    wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+    progress: Progress | None = None,
+) -> BpftraceRun:
     """A bpftrace_run job's result: merged maps once hosts are done (waits up to `wait` s)."""
     job = rt.jobs.get(job_id)
     if job.tool != "bpftrace_run":
@@ -336,72 +366,3 @@ async def _ticking(work: Awaitable[T], progress: Progress | None, expected: floa
 
 def _arg_text(arg: dict[str, Any]) -> str:
     return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")
-
-
-Program = Annotated[str | None, Field(description="bpftrace program text")]
-Tool = Annotated[str | None, Field(description="library tool name (see bpftrace_tools)")]
-Args = Annotated[
-    dict[str, str | int | float] | None, Field(description="tool arguments by name; for a program, '1'..'9' for $1..$9")
-]
-Duration = Annotated[float, Field(description="seconds to trace (hosts cap it, 60 s by default)")]
-
-
-def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(
-        description="bpftrace version, features, BTF, tracefs and probe types per host, grouped.",
-        annotations=REMOTE_READ,
-    )
-    async def bpftrace_info(
-        ctx: Context, pattern: Pattern = "all", timeout: Timeout = None
-    ) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: _info(rt, pattern, timeout, progress(ctx)))
-
-    @mcp.tool(
-        description="List the probes hosts offer (bpftrace -l), paged and grouped; names probes some hosts lack.",
-        annotations=REMOTE_READ,
-    )
-    async def bpftrace_probes(
-        ctx: Context,
-        pattern: Pattern = "all",
-        filter: Annotated[str | None, Field(description="probe glob, e.g. tracepoint:sched:*")] = None,
-    ) -> Annotated[CallToolResult, BpftraceProbes]:
-        return await answer(lambda: _probes(rt, pattern, filter, None, progress(ctx)))
-
-    @mcp.tool(
-        description="The vetted bpftrace tool library, with the hosts each tool can run on.", annotations=REMOTE_READ
-    )
-    async def bpftrace_tools(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, BpftraceTools]:
-        return await answer(lambda: _tools(rt, pattern, None, progress(ctx)))
-
-    @mcp.tool(
-        description="Trace hosts for a bounded time with a program or library tool; maps merged "
-        "fleet-wide with outliers.",
-        annotations=STARTS_WORK,
-    )
-    async def bpftrace_run(
-        ctx: Context,
-        pattern: Pattern = "all",
-        program: Program = None,
-        tool: Tool = None,
-        args: Args = None,
-        duration: Duration = 10.0,
-    ) -> Annotated[CallToolResult, BpftraceRun]:
-        return await answer(lambda: _run(rt, pattern, program, tool, args, duration, None, progress(ctx)))
-
-    @mcp.tool(description="Merged result of a bpftrace_run job once its hosts are done.", annotations=REMOTE_READ)
-    async def bpftrace_result(
-        ctx: Context,
-        job_id: str,
-        wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
-    ) -> Annotated[CallToolResult, BpftraceRun]:
-        return await answer(lambda: _result_tool(rt, job_id, wait, progress(ctx)))
-
-
-# The MCP functions above shadow the module's names inside register(); these aliases keep them reachable.
-_info, _probes, _tools, _run, _result_tool = (
-    bpftrace_info,
-    bpftrace_probes,
-    bpftrace_tools,
-    bpftrace_run,
-    bpftrace_result,
-)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult
 from pydantic import Field
 
 from crashfleet.inventory import Host
@@ -16,8 +14,9 @@ from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, HostFailure, Page
+from ..registry import tool
 from ..runtime import Runtime
-from ..wiring import REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, answer, progress
+from ..wiring import REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern
 from .capture_models import CaptureSummary
 from .common import output_ref
 
@@ -29,7 +28,8 @@ LOSS_EVIDENCE_FLOWS = 3  # flows whose packets are matched one by one across hos
 LOSS_PACKETS_SHOWN = 8
 
 
-async def capture_interfaces(rt: Runtime, pattern: str, progress: Progress | None = None) -> FanoutResult:
+@tool("Network interfaces", "Network interfaces of hosts: addresses, state, default route.", REMOTE_READ)
+async def capture_interfaces(rt: Runtime, pattern: Pattern, progress: Progress | None = None) -> FanoutResult:
     """Interfaces, addresses, state and the default route of every matching host."""
 
     async def ask(host: Host) -> HostOutcome:
@@ -40,14 +40,20 @@ async def capture_interfaces(rt: Runtime, pattern: str, progress: Progress | Non
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
 
+@tool(
+    "Start a capture",
+    "Start tcpdump on hosts for `duration` s; mode: auto, host, port, web, dns, diagnosis.",
+    STARTS_WORK,
+    hide=("ring_bytes",),
+)
 async def capture_start(
     rt: Runtime,
-    pattern: str,
+    pattern: Pattern,
     mode: str = "auto",
-    target: str | None = None,
+    target: Annotated[str | None, Field(description="IP, host name or port")] = None,
     duration: float = 30,
     interface: str | None = None,
-    filter: str | None = None,
+    filter: Annotated[str | None, Field(description="BPF filter (overrides mode)")] = None,
     snaplen: int | None = None,
     max_packets: int | None = None,
     ring_bytes: int | None = None,
@@ -91,10 +97,12 @@ async def capture_start(
     return result
 
 
+@tool("Capture status", "State of a capture on each host.", REMOTE_READ)
 async def capture_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     return await _each(rt, _job(rt, job_id), "capture.status", progress)
 
 
+@tool("Stop a capture", "Stop a capture early; what was captured is kept.", STOPS_WORK)
 async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
     job = _job(rt, job_id)
@@ -103,6 +111,12 @@ async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = Non
     return result
 
 
+@tool(
+    "Capture summary",
+    "Diagnostic summary of a capture per host, with ranked problems and cross-host loss.",
+    REMOTE_READ,
+    hide=("max_tokens",),
+)
 async def capture_summary(
     rt: Runtime, job_id: str, max_tokens: int | None = None, progress: Progress | None = None
 ) -> CaptureSummary:
@@ -127,7 +141,7 @@ async def capture_summary(
         for o in outcomes
         if o.status != "ok"
     ]
-    lost = await correlate(rt, job, [h for h in hosts if h.name in summaries]) if len(summaries) > 1 else []
+    lost = await _correlate(rt, job, [h for h in hosts if h.name in summaries]) if len(summaries) > 1 else []
     problems = _rank(summaries, lost)
     note = None
     if any(s.get("state") == "running" for s in summaries.values()):
@@ -137,6 +151,11 @@ async def capture_summary(
     )
 
 
+@tool(
+    "Captured packets",
+    "Header-only packet lines of one host's capture, paged; filter e.g. 'c3', 'port 53'.",
+    REMOTE_READ,
+)
 async def capture_packets(
     rt: Runtime, job_id: str, host: str, filter: str | None = None, cursor: str | None = None
 ) -> Page:
@@ -169,7 +188,7 @@ Direction = tuple[str, str, str]  # proto, source endpoint, destination endpoint
 Seen = tuple[int, float, float]  # packets in that direction, the conversation's first and last packet time
 
 
-async def correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[str, Any]]:
+async def _correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[str, Any]]:
     """Packets one host sent to another that the other never saw: lost between them.
 
     Only traffic inside the receiver's capture window counts: a flow sent before the receiver's tcpdump
@@ -356,64 +375,3 @@ def _status_outcome(host: str, status: dict[str, Any]) -> HostOutcome:
         stderr_tail=status.get("stderr_tail"),
         extra={"job_id": status.get("job_id")},
     )
-
-
-def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(description="Network interfaces of hosts: addresses, state, default route.", annotations=REMOTE_READ)
-    async def capture_interfaces(ctx: Context, pattern: Pattern) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: _interfaces(rt, pattern, progress(ctx)))
-
-    @mcp.tool(
-        description="Start tcpdump on hosts for `duration` s; mode: auto, host, port, web, dns, diagnosis.",
-        annotations=STARTS_WORK,
-    )
-    async def capture_start(
-        ctx: Context,
-        pattern: Pattern,
-        mode: str = "auto",
-        target: Annotated[str | None, Field(description="IP, host name or port")] = None,
-        duration: float = 30,
-        interface: str | None = None,
-        filter: Annotated[str | None, Field(description="BPF filter (overrides mode)")] = None,
-        snaplen: int | None = None,
-        max_packets: int | None = None,
-    ) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(
-            lambda: _start(
-                rt, pattern, mode, target, duration, interface, filter, snaplen, max_packets, progress=progress(ctx)
-            )
-        )
-
-    @mcp.tool(description="State of a capture on each host.", annotations=REMOTE_READ)
-    async def capture_status(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: _status(rt, job_id, progress(ctx)))
-
-    @mcp.tool(description="Stop a capture early; what was captured is kept.", annotations=STOPS_WORK)
-    async def capture_stop(ctx: Context, job_id: str) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: _stop(rt, job_id, progress(ctx)))
-
-    @mcp.tool(
-        description="Diagnostic summary of a capture per host, with ranked problems and cross-host loss.",
-        annotations=REMOTE_READ,
-    )
-    async def capture_summary(ctx: Context, job_id: str) -> Annotated[CallToolResult, CaptureSummary]:
-        return await answer(lambda: _summary(rt, job_id, None, progress(ctx)))
-
-    @mcp.tool(
-        description="Header-only packet lines of one host's capture, paged; filter e.g. 'c3', 'port 53'.",
-        annotations=REMOTE_READ,
-    )
-    async def capture_packets(
-        job_id: str, host: str, filter: str | None = None, cursor: str | None = None
-    ) -> Annotated[CallToolResult, Page]:
-        return await answer(lambda: _packets(rt, job_id, host, filter, cursor))
-
-
-_interfaces, _start, _status, _stop, _summary, _packets = (
-    capture_interfaces,
-    capture_start,
-    capture_status,
-    capture_stop,
-    capture_summary,
-    capture_packets,
-)

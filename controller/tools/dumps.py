@@ -9,19 +9,18 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult
 from pydantic import Field
 
-from crashfleet.agent.dumps import describe_script
+from crashfleet.agent.domains.dumps import describe_script
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError, HostError, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
+from ..registry import tool
 from ..runtime import Runtime
-from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern, answer, progress
+from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern
 from .common import output_ref, split_ref
 from .dumps_models import (
     CommandResult,
@@ -35,6 +34,8 @@ from .dumps_models import (
     TriageResult,
 )
 
+SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
+Seconds = Annotated[float, Field(description="per-command timeout; the command is interrupted after it")]
 DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
 OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
 FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress
@@ -78,7 +79,8 @@ async def _call(
         raise UsageError(f"{where}: {exc.message}", exc.hint) from None
 
 
-async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> FanoutResult:
+@tool("Find crash dumps", "Find kernel crash dumps on hosts: format, kernel, debuginfo.", REMOTE_READ)
+async def dumps_list(rt: Runtime, pattern: Pattern = "all", progress: Progress | None = None) -> FanoutResult:
     """Each host's dumps (newest first) with format, arch, release and debuginfo, grouped."""
 
     async def scan(host: Host) -> HostOutcome:
@@ -184,6 +186,12 @@ def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
     )
 
 
+@tool(
+    "Open a crash dump",
+    "Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running "
+    "kernel; modules = the modules' debuginfo from debuginfod too).",
+    STARTS_WORK,
+)
 async def crash_open(
     rt: Runtime,
     host: str,
@@ -242,9 +250,10 @@ async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Pro
             )
 
 
+@tool("List dump sessions", "List open dump sessions.", READ)
 async def sessions_list(rt: Runtime) -> SessionList:
     """Open sessions on every host the controller is connected to."""
-    links = [name for name, link in rt.fleet.links.items() if link.alive]
+    links = rt.fleet.connected()
     answers = await asyncio.gather(
         *(rt.fleet.call(rt.fleet.host(n), "dumps.sessions") for n in links), return_exceptions=True
     )
@@ -259,14 +268,16 @@ async def sessions_list(rt: Runtime) -> SessionList:
     return SessionList(sessions=sessions, note=note)
 
 
-async def session_close(rt: Runtime, session_id: str) -> SessionInfo:
+@tool("Close a dump session", "Close a dump session and its processes.", STOPS_WORK)
+async def session_close(rt: Runtime, session_id: SessionId) -> SessionInfo:
     """Close a session: its crash and drgn processes end."""
     host, sid = _split_session(session_id)
     info = await _call(rt, rt.fleet.host(host), "dumps.close", {"session_id": sid}, session_id)
     return _session(host, info)
 
 
-async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float = 60.0) -> CommandResult:
+@tool("Run a crash command", "Run a crash command (pipes to grep/head/tail/wc allowed) in a session.", REMOTE_READ)
+async def crash_run(rt: Runtime, session_id: SessionId, command: str, timeout: Seconds = 60.0) -> CommandResult:
     """One crash command; one still running after command_wait becomes a job (job_status, job_cancel).
     A cancelled call interrupts the command on the host (the session lives on)."""
     host, sid = _split_session(session_id)
@@ -303,7 +314,8 @@ async def crash_run(rt: Runtime, session_id: str, command: str, timeout: float =
     return _result(host, command, r)
 
 
-async def drgn_run(rt: Runtime, session_id: str, code: str, timeout: float = 60.0) -> CommandResult:
+@tool("Run drgn code", "Run drgn Python in a session (prog ready, Linux helpers imported).", REMOTE_READ)
+async def drgn_run(rt: Runtime, session_id: SessionId, code: str, timeout: Seconds = 60.0) -> CommandResult:
     """Python in the session's drgn worker (`prog` ready, helpers imported); the namespace persists."""
     host, sid = _split_session(session_id)
     params = {"session_id": sid, "code": code, "timeout": timeout, "page_bytes": rt.settings.page_chars}
@@ -320,6 +332,7 @@ def local_scripts(rt: Runtime) -> dict[str, Path]:
     return found
 
 
+@tool("List analysis scripts", "List drgn analysis scripts available for a host.", READ)
 async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
     r = await _call(rt, rt.fleet.host(host), "dumps.scripts", {})
     scripts = [ScriptInfo(name=s["name"], description=s["description"], source="bundled") for s in r["scripts"]]
@@ -332,8 +345,9 @@ async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
     return ScriptList(host=host, scripts=scripts, drgn_code=r["drgn_code"])
 
 
+@tool("Run an analysis script", "Run a drgn analysis script in a session.", REMOTE_READ, hide=("timeout",))
 async def analysis_run(
-    rt: Runtime, session_id: str, name: str, args: list[str] | None = None, timeout: float = 120.0
+    rt: Runtime, session_id: SessionId, name: str, args: list[str] | None = None, timeout: float = 120.0
 ) -> CommandResult:
     """Run an analysis script in the session; bundled names win over CRASHFLEET_DRGN_SCRIPTS ones."""
     host, _ = _split_session(session_id)
@@ -359,9 +373,15 @@ async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | Non
     return await _call(rt, target, "dumps.script", params, session_id)
 
 
+@tool(
+    "Run an analysis script fleet-wide",
+    "Run one analysis script in many sessions (one per host); hosts with the same output grouped.",
+    REMOTE_READ,
+    hide=("timeout",),
+)
 async def analysis_fleet(
     rt: Runtime,
-    sessions: list[str],
+    sessions: Annotated[list[str], Field(description="HOST:ID each")],
     name: str,
     args: list[str] | None = None,
     timeout: float = 120.0,
@@ -432,7 +452,8 @@ def _strip(text: str) -> str:
     return text.replace("Kernel panic - not syncing: ", "").strip()
 
 
-async def crash_triage(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> TriageResult:
+@tool("Triage crash dumps", "Open the newest dump on every host and group hosts by panic signature.", STARTS_WORK)
+async def crash_triage(rt: Runtime, pattern: Pattern = "all", progress: Progress | None = None) -> TriageResult:
     """Open the newest dump on every host in parallel and group hosts by panic signature."""
     started = time.monotonic()
 
@@ -488,95 +509,6 @@ async def crash_triage(rt: Runtime, pattern: str = "all", progress: Progress | N
     )
 
 
-SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
-Seconds = Annotated[float, Field(description="per-command timeout; the command is interrupted after it")]
-
-
-def register(mcp: MCPServer, rt: Runtime) -> None:
-    @mcp.tool(
-        name="dumps_list",
-        description="Find kernel crash dumps on hosts: format, kernel, debuginfo.",
-        annotations=REMOTE_READ,
-    )
-    async def dumps_list_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: dumps_list(rt, pattern, progress(ctx)))
-
-    @mcp.tool(
-        name="crash_open",
-        description="Open (or reuse) a crash session on a host's dump (null vmcore = newest; live = the running "
-        "kernel; modules = the modules' debuginfo from debuginfod too).",
-        annotations=STARTS_WORK,
-    )
-    async def crash_open_tool(
-        ctx: Context,
-        host: str,
-        vmcore: str | None = None,
-        vmlinux: str | None = None,
-        live: bool = False,
-        modules: bool = False,
-    ) -> Annotated[CallToolResult, CrashOpen]:
-        return await answer(lambda: crash_open(rt, host, vmcore, vmlinux, progress(ctx), live, modules))
-
-    @mcp.tool(name="sessions_list", description="List open dump sessions.", annotations=READ)
-    async def sessions_list_tool() -> Annotated[CallToolResult, SessionList]:
-        return await answer(lambda: sessions_list(rt))
-
-    @mcp.tool(name="session_close", description="Close a dump session and its processes.", annotations=STOPS_WORK)
-    async def session_close_tool(session_id: SessionId) -> Annotated[CallToolResult, SessionInfo]:
-        return await answer(lambda: session_close(rt, session_id))
-
-    @mcp.tool(
-        name="crash_run",
-        description="Run a crash command (pipes to grep/head/tail/wc allowed) in a session.",
-        annotations=REMOTE_READ,
-    )
-    async def crash_run_tool(
-        session_id: SessionId, command: str, timeout: Seconds = 60.0
-    ) -> Annotated[CallToolResult, CommandResult]:
-        return await answer(lambda: crash_run(rt, session_id, command, timeout))
-
-    @mcp.tool(
-        name="drgn_run",
-        description="Run drgn Python in a session (prog ready, Linux helpers imported).",
-        annotations=REMOTE_READ,
-    )
-    async def drgn_run_tool(
-        session_id: SessionId, code: str, timeout: Seconds = 60.0
-    ) -> Annotated[CallToolResult, CommandResult]:
-        return await answer(lambda: drgn_run(rt, session_id, code, timeout))
-
-    @mcp.tool(name="analysis_scripts", description="List drgn analysis scripts available for a host.", annotations=READ)
-    async def analysis_scripts_tool(host: str) -> Annotated[CallToolResult, ScriptList]:
-        return await answer(lambda: analysis_scripts(rt, host))
-
-    @mcp.tool(name="analysis_run", description="Run a drgn analysis script in a session.", annotations=REMOTE_READ)
-    async def analysis_run_tool(
-        session_id: SessionId, name: str, args: list[str] | None = None
-    ) -> Annotated[CallToolResult, CommandResult]:
-        return await answer(lambda: analysis_run(rt, session_id, name, args))
-
-    @mcp.tool(
-        name="analysis_fleet",
-        description="Run one analysis script in many sessions (one per host); hosts with the same output grouped.",
-        annotations=REMOTE_READ,
-    )
-    async def analysis_fleet_tool(
-        ctx: Context,
-        sessions: Annotated[list[str], Field(description="HOST:ID each")],
-        name: str,
-        args: list[str] | None = None,
-    ) -> Annotated[CallToolResult, FanoutResult]:
-        return await answer(lambda: analysis_fleet(rt, sessions, name, args, progress=progress(ctx)))
-
-    @mcp.tool(
-        name="crash_triage",
-        description="Open the newest dump on every host and group hosts by panic signature.",
-        annotations=STARTS_WORK,
-    )
-    async def crash_triage_tool(ctx: Context, pattern: Pattern = "all") -> Annotated[CallToolResult, TriageResult]:
-        return await answer(lambda: crash_triage(rt, pattern, progress(ctx)))
-
-
 __all__ = [
     "analysis_fleet",
     "analysis_run",
@@ -586,7 +518,6 @@ __all__ = [
     "crash_triage",
     "drgn_run",
     "dumps_list",
-    "register",
     "session_close",
     "sessions_list",
 ]

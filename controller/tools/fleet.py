@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from crashfleet.agent.commands import CATALOG
 from crashfleet.inventory import Host
@@ -12,15 +14,19 @@ from ..errors import LinkClosed, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
+from ..registry import tool
 from ..runtime import Runtime
 from ..settings import NO_INVENTORY
+from ..wiring import READ, REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .common import digest, host_deadline, outcome_from_job
 
+Command = Annotated[str, Field(description="catalogue command: " + ", ".join(sorted(CATALOG)))]
 MAX_DETAILS = 50
 VOLATILE_FACTS = ("hostname", "boot_id", "uptime_s", "store")
 
 
-def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
+@tool("List hosts", "List inventory hosts matching a pattern (no connection).", READ)
+def fleet_hosts(rt: Runtime, pattern: Pattern = "all") -> HostList:
     """Hosts matching an Ansible pattern, from the inventory alone (no connection)."""
     hosts = rt.fleet.match(pattern)
     names = {h.name for h in hosts}
@@ -54,35 +60,42 @@ def fleet_hosts(rt: Runtime, pattern: str = "all") -> HostList:
     )
 
 
+@tool(
+    "Check hosts",
+    "Connect to hosts (installing the agent if needed) and report their facts (kernel, tools, BTF, tracefs), grouped.",
+    REMOTE_READ,
+)
 async def fleet_check(
     rt: Runtime,
-    pattern: str = "all",
-    refresh: bool = False,
-    timeout: float | None = None,
+    pattern: Pattern = "all",
+    refresh: Annotated[bool, Field(description="re-probe instead of cached facts")] = False,
+    timeout: Timeout = None,
     progress: Progress | None = None,
 ) -> FanoutResult:
     """Connect (pushing the agent when needed) and report each host's facts, grouped."""
     deadline = host_deadline(rt, timeout)
 
     async def check(host: Host) -> HostOutcome:
-        link = await rt.fleet.link(host)
-        if refresh or _unprobed(link.hello):  # first contact leaves tool versions unprobed (cheap hello)
-            link.hello["facts"] = await rt.fleet.call(host, "facts", {"refresh": refresh})
-        else:
-            await rt.fleet.call(host, "ping")  # cached facts, but a real round trip proves the agent lives
-        data = summarise_facts(link.hello)
+        data = summarise_facts(await rt.fleet.checked_hello(host, refresh))
         return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline, progress=progress)
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
 
+@tool(
+    "Run a command",
+    "Run a read-only catalogue command on hosts; identical outputs grouped. "
+    "Samplers (vmstat, dmesg-follow) run for `duration` seconds.",
+    STARTS_WORK,
+    defaults={"pattern": "all"},
+)
 async def fleet_run(
     rt: Runtime,
-    pattern: str,
-    command: str,
-    duration: float | None = None,
-    timeout: float | None = None,
+    pattern: Pattern,
+    command: Command,
+    duration: Annotated[float | None, Field(description="seconds, samplers only")] = None,
+    timeout: Timeout = None,
     progress: Progress | None = None,
 ) -> FanoutResult:
     """Run a catalogue command on every host; still-running hosts leave a job to poll."""
@@ -137,10 +150,6 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
         for name, tool in facts.get("tools", {}).items()
     }
     return facts
-
-
-def _unprobed(hello: dict[str, Any]) -> bool:
-    return any(tool.get("probed") is False for tool in hello.get("facts", {}).get("tools", {}).values())
 
 
 def _members(inventory: Any, group: str) -> list[str]:

@@ -11,19 +11,24 @@ from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, JobInfo, JobList
+from ..registry import tool
 from ..runtime import Runtime
+from ..wiring import READ, REMOTE_READ, STOPS_WORK
 from .common import lost_job, outcome_from_job
 
 
+@tool("List jobs", "List fleet jobs started by tools.", READ)
 def jobs_list(rt: Runtime) -> JobList:
-    return JobList(jobs=[_info(job) for job in reversed(rt.jobs.jobs.values())])
+    return JobList(jobs=[_info(job) for job in rt.jobs.newest_first()])
 
 
+@tool("Job status", "Each host's state of a job, grouped; finished hosts with their first page.", REMOTE_READ)
 async def job_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Each host's state of the job, grouped; finished hosts come with their first page."""
     return await _each_host(rt, rt.jobs.get(job_id), "job.status", progress)
 
 
+@tool("Cancel a job", "Stop a job on every host (kills its processes); output so far is kept.", STOPS_WORK)
 async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop the job on every host (its whole process group); finished hosts keep their output."""
     job = rt.jobs.get(job_id)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from ..errors import AgentCallError, UsageError
 from ..models import Page, SearchMatch, SearchResult
+from ..registry import tool
 from ..runtime import Runtime
+from ..wiring import REMOTE_READ
 from .common import output_ref, split_ref
 
 
+@tool(
+    "Read an output",
+    "Read a stored output page by page (output_id from a result; cursor from the last page).",
+    REMOTE_READ,
+)
 async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) -> Page:
     """One page of a stored output; pass next_cursor back for the next one."""
     host_name, agent_id = split_ref(output_id)
@@ -27,8 +38,14 @@ async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) ->
     )
 
 
+@tool("Search an output", "Regex-search a stored output on its host; returns matching lines with context.", REMOTE_READ)
 async def output_search(
-    rt: Runtime, output_id: str, pattern: str, context: int = 0, max_matches: int = 50, cursor: str | None = None
+    rt: Runtime,
+    output_id: str,
+    pattern: Annotated[str, Field(description="Python regex")],
+    context: int = 0,
+    max_matches: int = 50,
+    cursor: Annotated[str | None, Field(description="resume a search")] = None,
 ) -> SearchResult:
     """Regex search run on the host; only matching lines (with context) come back."""
     if not 0 <= context <= 20:

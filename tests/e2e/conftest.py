@@ -30,38 +30,12 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
+from crashfleet.controller import registry
 from tests.helpers import agent_pids, alive
 from tests.rig import Rig
 
 CRASHFLEET = Path(sys.executable).parent / "crashfleet"
-TOOLS = {
-    "fleet_hosts",
-    "fleet_check",
-    "fleet_run",
-    "output_page",
-    "output_search",
-    "jobs_list",
-    "job_status",
-    "job_cancel",
-    "capture_interfaces",
-    "capture_start",
-    "capture_status",
-    "capture_stop",
-    "capture_summary",
-    "capture_packets",
-    "dumps_list",
-    "crash_open",
-    "sessions_list",
-    "session_close",
-    "crash_run",
-    "drgn_run",
-    "analysis_scripts",
-    "analysis_run",
-    "analysis_fleet",
-    "crash_triage",
-}
-TOOLS |= {"bpftrace_info", "bpftrace_probes", "bpftrace_tools", "bpftrace_run", "bpftrace_result"}
-TOOLS |= {"report_build"}
+TOOLS = {spec.name for spec in registry.discover()}  # what the server must list: every tool the modules declare
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"  # what Client(mode="legacy") offers
 MODERN = "2026-07-28"  # Client(mode=MODERN): no handshake at all
