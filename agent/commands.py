@@ -66,10 +66,3 @@ def resolve(name: str, allowed: Optional[List[str]], denied: List[str]) -> Comma
             hint="the host's /etc/crashfleet/agent-policy.json decides this",
         )
     return CATALOG[name]
-
-
-def describe() -> List[Dict[str, object]]:
-    return [
-        {"name": name, "description": cmd.description, "follow": cmd.follow, "default_duration": cmd.default_duration}
-        for name, cmd in sorted(CATALOG.items())
-    ]

@@ -317,7 +317,12 @@ class JobManager:
                 last = now
                 self.notify(
                     "job.progress",
-                    {"job_id": job.id, "output_id": job.output_id, "elapsed": round(time.time() - job.started, 3)},
+                    {
+                        "job_id": job.id,
+                        "output_id": job.output_id,
+                        "elapsed": round(time.time() - job.started, 3),
+                        "bytes": written,
+                    },
                 )
         if capped:
             past.feed(b"\n")  # a last line without its newline

@@ -55,8 +55,6 @@ class Agent:
             "facts": self.facts,
             "page": self.page,
             "search": self.search,
-            "outputs.list": lambda p: {"outputs": self.store.list()},
-            "commands.list": lambda p: {"commands": commands.describe()},
             "run": self.run,
             "job.status": self.job_status,
             "job.cancel": self.job_cancel,

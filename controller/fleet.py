@@ -18,13 +18,13 @@ from .audit import AuditLog
 from .errors import CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
+from .progress import FanoutProgress, Progress, watching
 from .provision import open_link
 from .settings import Settings
 from .window import AdaptiveWindow
 
 log = logging.getLogger(__name__)
 HostOp = Callable[[Host], Awaitable[HostOutcome]]
-Progress = Callable[[int, int, str], Awaitable[None]]
 SETUP_RETRY_KINDS = ("connect_lost",)  # set-up failures worth another try within the deadline
 RECONNECT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds between background reconnects
 ALIVE_PROBE = 5.0  # seconds a ping may take when a call timed out: alive but slow, or gone?
@@ -220,7 +220,7 @@ class Fleet:
         link = await self.link(host)
         stages.mark("call")
         try:
-            result = await link.call(method, params)
+            result = await link.call(method, params, on_progress=watching.get())
         except HostError as exc:
             self._audit(host.name, method, params, f"error: {exc.message}", error=exc)
             raise
@@ -234,15 +234,15 @@ class Fleet:
         started = time.monotonic()
         window = asyncio.Semaphore(self.settings.fanout)
         limit = deadline or self.settings.host_deadline
-        done = 0
+        reporter = FanoutProgress(progress, len(hosts)) if progress is not None else None
 
         async def one(host: Host) -> HostOutcome:
-            nonlocal done
+            if reporter is not None:  # this host's task only: its calls' jobs report through it
+                watching.set(reporter.watcher(host.name))
             async with window:
                 outcome = await self._bounded(host, op, limit)
-            done += 1
-            if progress is not None:
-                await progress(done, len(hosts), f"{host.name}: {outcome.status}")
+            if reporter is not None:
+                await reporter.host_done(host.name, outcome.status)
             return outcome
 
         outcomes = await asyncio.gather(*(one(host) for host in hosts))

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AgentCallError, LinkClosed
+from .progress import JobWatcher
 from .transport import AgentProcess, Transport
 
 log = logging.getLogger(__name__)
-Listener = Callable[[str, dict[str, Any]], None]
 LostHandler = Callable[[str], None]
 
 
@@ -28,7 +28,7 @@ class AgentLink:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._started: dict[int, str] = {}  # request id -> the job it started (agent's job.started)
-        self._listeners: list[Listener] = []
+        self._watchers: dict[int, JobWatcher] = {}  # request id -> told its job's progress
         self._closed: LinkClosed | None = None
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
         self.on_lost: LostHandler | None = None  # told when the connection (not just the agent) drops
@@ -44,17 +44,17 @@ class AgentLink:
         facts: dict[str, Any] = self.hello.get("facts", {})
         return facts
 
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Receive the agent's notifications; returns the function that stops it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, on_progress: JobWatcher | None = None
+    ) -> Any:
+        """One call; `on_progress` hears the progress of a job the call starts while it waits."""
         if self._closed is not None:
             raise self._closed
         req_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
+        if on_progress is not None:
+            self._watchers[req_id] = on_progress
         line = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}})
         try:
             await self.process.write(line.encode() + b"\n")
@@ -76,6 +76,7 @@ class AgentLink:
         finally:
             self._pending.pop(req_id, None)
             self._started.pop(req_id, None)
+            self._watchers.pop(req_id, None)
 
     async def close(self, keep_jobs: bool = False) -> None:
         """Close stdin, then the transport. A controller that closes its links on purpose ends
@@ -124,9 +125,14 @@ class AgentLink:
             params = message.get("params") or {}
             if params.get("request") in self._pending:
                 self._started[params["request"]] = str(params.get("job_id"))
-        elif "method" in message:
-            for listener in list(self._listeners):
-                listener(message["method"], message.get("params") or {})
+        elif message.get("method") == "job.progress":
+            self._job_progress(message.get("params") or {})
+
+    def _job_progress(self, params: dict[str, Any]) -> None:
+        for req_id, job_id in self._started.items():
+            watcher = self._watchers.get(req_id)
+            if job_id == str(params.get("job_id")) and watcher is not None:
+                watcher(params)
 
     async def _fail(self, reason: str) -> LinkClosed:
         if self._closed is None:

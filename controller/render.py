@@ -18,9 +18,10 @@ class ProgressBar:
         self.stream = stream
         self.enabled = stream.isatty()
 
-    async def __call__(self, done: int, total: int, message: str) -> None:
+    async def __call__(self, progress: float, total: int, message: str) -> None:
         if not self.enabled or total == 0:
             return
+        done = int(progress)  # hosts finished; the fraction is a running host's own progress
         filled = BAR_WIDTH * done // total
         line = f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {message[:40]:<40}"
         self.stream.write(line)

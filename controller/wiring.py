@@ -12,8 +12,8 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from .errors import CrashfleetError
-from .fleet import Progress
 from .models import FanoutResult
+from .progress import Progress
 from .recent import links
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ async def sync(fn: Callable[..., M], *args: Any, **kwargs: Any) -> M:
 
 
 def progress(ctx: Context) -> Progress:
-    async def report(done: int, total: int, message: str) -> None:
+    async def report(done: float, total: int, message: str) -> None:
         await ctx.report_progress(done, total, message)
 
     return report

@@ -18,9 +18,9 @@ from crashfleet.inventory import Host
 
 from ..bpfmaps import OUTLIER_RULE, merge_maps
 from ..errors import AgentCallError, UsageError
-from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
+from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout

@@ -10,10 +10,10 @@ from pydantic import Field
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError, UsageError
-from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, HostFailure, Page
+from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern

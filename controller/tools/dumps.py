@@ -15,9 +15,9 @@ from crashfleet.agent.domains.dumps import describe_script
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError, HostError, UsageError
-from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
+from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern

@@ -11,9 +11,9 @@ from crashfleet.agent.commands import CATALOG
 from crashfleet.inventory import Host
 
 from ..errors import LinkClosed, UsageError
-from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult, HostEntry, HostList
+from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..settings import NO_INVENTORY

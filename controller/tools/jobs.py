@@ -7,10 +7,10 @@ import time
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError
-from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, JobInfo, JobList
+from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STOPS_WORK

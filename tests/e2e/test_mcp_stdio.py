@@ -150,6 +150,26 @@ def test_fleet_check_groups_and_reports_progress(server: StdioServer) -> None:
     assert named == ["web01", "web02", "web03"], f"each host's progress message should name it: {events}"
 
 
+def test_a_running_jobs_progress_reaches_mcp_progress(server: StdioServer) -> None:
+    """The agents' job.progress (sent while a job writes output) comes through between hosts finishing."""
+    events: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total, message))
+
+    data = structured(
+        server.call("fleet_run", {"command": "vmstat", "pattern": "web01:web02", "duration": 5}, progress=on_progress)
+    )
+    assert data["summary"]["ok"] == 2, data["summary"]
+    wait_for(lambda: len([e for e in events if float(e[0]).is_integer()]) >= 2, 2.0)
+    running = [e for e in events if "running" in (e[2] or "")]
+    assert running, f"no job progress while vmstat ran: {events}"
+    assert all(0 < p < 2 and not float(p).is_integer() and "KB so far" in (m or "") for p, _, m in running), running
+    values = [p for p, _, _ in events]
+    assert values == sorted(set(values)), f"progress must increase: {events}"
+    assert events[-1][0] == 2, events
+
+
 def test_fleet_run_then_page_and_search(server: StdioServer) -> None:
     data = structured(server.call("fleet_run", {"command": "meminfo", "pattern": "web01:web02"}))
     assert data["summary"]["ok"] == 2, data["summary"]
