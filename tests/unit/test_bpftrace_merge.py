@@ -10,7 +10,7 @@ import pytest
 from crashfleet.agent.bpftrace import map_kinds, read_json_output
 from crashfleet.agent.bpftrace_safety import blank_comments_and_strings, check_program
 from crashfleet.agent.errors import AgentError
-from crashfleet.controller.bpfmaps import add_buckets, find_outliers, merge_maps, percentile
+from crashfleet.controller.tools.bpftrace_merge import add_buckets, find_outliers, merge_maps, percentile
 
 DATA = Path(__file__).parent / "data"
 # The program the captures came from (host 1 lacks @bycomm).
