@@ -16,7 +16,6 @@ from pydantic import Field
 
 from crashfleet.inventory import Host
 
-from ..bpfmaps import OUTLIER_RULE, merge_maps
 from ..errors import AgentCallError, UsageError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
@@ -24,6 +23,7 @@ from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
+from .bpftrace_merge import OUTLIER_RULE, merge_maps
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, lost_job, outcome_from_job
 

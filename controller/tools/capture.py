@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -10,22 +9,20 @@ from pydantic import Field
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError, UsageError
-from ..grouping import HostOutcome, fold, group_outcomes
+from ..grouping import HostOutcome, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, HostFailure, Page
 from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern
+from .capture_correlate import Loss, losses, missing_packets, rank
 from .capture_models import CaptureSummary
 from .common import output_ref
 
-SEVERITY = {"high": 3, "medium": 2, "low": 1}
 SUMMARY_TOKENS = 1500  # per host, for one host; shared out when there are several
 MIN_HOST_TOKENS = 250
-MAX_PROBLEMS = 12
 LOSS_EVIDENCE_FLOWS = 3  # flows whose packets are matched one by one across hosts
-LOSS_PACKETS_SHOWN = 8
 
 
 @tool("Network interfaces", "Network interfaces of hosts: addresses, state, default route.", REMOTE_READ)
@@ -142,7 +139,7 @@ async def capture_summary(
         if o.status != "ok"
     ]
     lost = await _correlate(rt, job, [h for h in hosts if h.name in summaries]) if len(summaries) > 1 else []
-    problems = _rank(summaries, lost)
+    problems = rank(summaries, lost)
     note = None
     if any(s.get("state") == "running" for s in summaries.values()):
         note = "some captures are still running: this summary covers what was captured so far"
@@ -182,135 +179,26 @@ async def capture_packets(
     )
 
 
-# -- correlation -------------------------------------------------------------
-
-Direction = tuple[str, str, str]  # proto, source endpoint, destination endpoint
-Seen = tuple[int, float, float]  # packets in that direction, the conversation's first and last packet time
+# -- correlation: the agent calls here, the analysis in capture_correlate ----
 
 
-async def _correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[str, Any]]:
-    """Packets one host sent to another that the other never saw: lost between them.
-
-    Only traffic inside the receiver's capture window counts: a flow sent before the receiver's tcpdump
-    opened its device (or after it stopped) was not captured there, which is not loss."""
-    views: dict[str, tuple[set[str], dict[Direction, Seen], tuple[float, float] | None]] = {}
+async def _correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[Loss]:
+    """Packets one host sent to another that the other never saw: lost between them."""
+    views: dict[str, dict[str, Any]] = {}
     for host in hosts:
-        found = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
-        window = found.get("window")
-        views[host.name] = (
-            set(found["addresses"]),
-            _directions(found["flows"]),
-            (float(window[0]), float(window[1])) if window else None,
-        )
-    losses: list[dict[str, Any]] = []
-    for sender, (addresses, sent, _) in views.items():
-        for key, (count, first, last) in sent.items():
-            if _ip(key[1]) not in addresses:
-                continue
-            for receiver, (their_addresses, seen, window) in views.items():
-                if receiver == sender or _ip(key[2]) not in their_addresses:
-                    continue
-                if window is not None and not window[0] <= first <= last <= window[1]:
-                    continue  # outside what the receiver captured: unknown, not lost
-                arrived = seen.get(key, (0, 0.0, 0.0))[0]
-                if arrived < count:
-                    losses.append(
-                        {
-                            "from": sender,
-                            "to": receiver,
-                            "flow": f"{key[0]} {key[1]}>{key[2]}",
-                            "sent": count,
-                            "arrived": arrived,
-                        }
-                    )
-    losses.sort(key=lambda loss: loss["arrived"] - loss["sent"])
-    for loss in losses[:LOSS_EVIDENCE_FLOWS]:
-        await _match_packets(rt, job, loss)
-    return [loss for loss in losses if loss.get("lost", 1)]
+        views[host.name] = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
+    found = losses(views)
+    for loss in found[:LOSS_EVIDENCE_FLOWS]:
+        sent = await _fingerprints(rt, job, loss["from"], loss["flow"])
+        seen = await _fingerprints(rt, job, loss["to"], loss["flow"])
+        loss["lost"], loss["packets"] = missing_packets(sent, seen)
+    return [loss for loss in found if loss.get("lost", 1)]
 
 
-async def _match_packets(rt: Runtime, job: FleetJob, loss: dict[str, Any]) -> None:
-    """Which packets exactly: match identities (IP id, seq, ack, flags, length) on both ends."""
-    params = {"flow": loss["flow"]}
-    sent = (
-        await _capture_call(
-            rt, rt.fleet.host(loss["from"]), "capture.fingerprints", {**params, "job_id": job.host_jobs[loss["from"]]}
-        )
-    )["packets"]
-    seen = (
-        await _capture_call(
-            rt, rt.fleet.host(loss["to"]), "capture.fingerprints", {**params, "job_id": job.host_jobs[loss["to"]]}
-        )
-    )["packets"]
-    arrived = collections.Counter(identity for _, identity in seen)
-    missing = []
-    for number, identity in sent:
-        if arrived[identity]:
-            arrived[identity] -= 1
-        else:
-            missing.append(number)
-    if seen:  # outside the receiver's window (first..last it saw) a packet may just be uncaptured
-        first = next((n for n, i in sent if i == seen[0][1]), None)
-        last = next((n for n, i in reversed(sent) if i == seen[-1][1]), None)
-        if first is not None and last is not None:
-            missing = [n for n in missing if first < n < last]
-    loss["lost"] = len(missing)
-    loss["packets"] = missing[:LOSS_PACKETS_SHOWN]
-
-
-def _directions(flows: list[dict[str, Any]]) -> dict[Direction, Seen]:
-    """(packets, first, last) per direction (the conversation's first and last packet time)."""
-    out: dict[Direction, Seen] = {}
-    for flow in flows:
-        proto, _, ends = flow["flow"].partition(" ")
-        client, _, server = ends.partition(">")
-        first, last = float(flow.get("first", 0.0)), float(flow.get("last", 0.0))
-        out[(proto, client, server)] = (flow["sent"], first, last)
-        out[(proto, server, client)] = (flow["returned"], first, last)
-    return out
-
-
-def _ip(endpoint: str) -> str:
-    if endpoint.startswith("["):
-        return endpoint[1 : endpoint.index("]")]
-    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
-
-
-def _rank(summaries: dict[str, dict[str, Any]], lost: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    problems = []
-    for loss in lost:
-        count = loss.get("lost", loss["sent"] - loss["arrived"])
-        text = (
-            f"{count} of {loss['sent']} packets {loss['from']} sent to {loss['to']} on {loss['flow']} never "
-            f"arrived at {loss['to']}: lost between {loss['from']} and {loss['to']}"
-        )
-        if loss["arrived"] == 0:
-            text = (
-                f"{loss['flow']} left {loss['from']} ({loss['sent']} packets) and never arrived at "
-                f"{loss['to']}: lost between {loss['from']} and {loss['to']}"
-            )
-        problems.append(
-            {
-                "severity": "high",
-                "kind": "lost_between_hosts",
-                "hosts": f"{loss['from']}>{loss['to']}",
-                "text": text,
-                "packets": loss.get("packets", []),
-            }
-        )
-    same: dict[str, dict[str, Any]] = {}  # one problem seen the same way on several hosts is listed once
-    for host, summary in summaries.items():
-        for problem in summary.get("problems", []):
-            if problem["text"] in same:
-                same[problem["text"]]["hosts"].append(host)
-            else:
-                same[problem["text"]] = {"hosts": [host], **problem}
-    for problem in same.values():
-        seen_on = problem.pop("hosts")
-        problem["host" if len(seen_on) == 1 else "hosts"] = fold(seen_on)
-        problems.append(problem)
-    problems.sort(key=lambda p: -SEVERITY.get(p.get("severity", "low"), 1))
-    return problems[:MAX_PROBLEMS]
+async def _fingerprints(rt: Runtime, job: FleetJob, host: str, flow: str) -> Any:
+    """The identities of the flow's packets in this host's capture."""
+    params = {"flow": flow, "job_id": job.host_jobs[host]}
+    return (await _capture_call(rt, rt.fleet.host(host), "capture.fingerprints", params))["packets"]
 
 
 # -- plumbing ---------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,22 +32,13 @@ from .dumps_models import (
     TriageHostError,
     TriageResult,
 )
+from .dumps_signature import signature
 
 SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
 Seconds = Annotated[float, Field(description="per-command timeout; the command is interrupted after it")]
 DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
 OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
 FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress
-FRAME = re.compile(r"^\s*#\d+\s+\[[0-9a-f]+\]\s+(\S+)\s+at\s", re.M)
-PANIC = re.compile(r'PANIC:\s+"(.*)"')
-# Frames that say how the kernel died, not why: left out of a signature.
-GENERIC = re.compile(
-    r"^(panic|vpanic|__crash_kexec|crash_kexec|machine_kexec|oops_end|die|__die|"
-    r"delay_tsc|__preempt_count_add|native_.*|do_trap|do_error_trap|exc_.*|asm_exc_.*|"
-    r"__warn|report_bug|handle_bug|dump_stack.*|show_stack|printk.*|_printk|vprintk.*)$"
-)
-USER_BOUNDARY = re.compile(r"^(do_syscall_64|do_syscall_x64|entry_SYSCALL.*|ret_from_fork.*)$")
-TOP_FRAMES = 4
 
 
 def _split_session(session_id: str) -> tuple[str, str]:
@@ -428,28 +418,6 @@ async def analysis_fleet(
         [rt.fleet.host(h) for h in by_host], run, deadline=timeout + 30.0, progress=progress
     )
     return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
-
-
-def signature(sys_text: str, bt_text: str) -> tuple[str | None, list[str], str]:
-    """(panic string, top meaningful frames, signature): addresses and offsets stripped."""
-    match = PANIC.search(sys_text)
-    panic = _strip(match.group(1)) if match else None
-    frames: list[str] = []
-    for name in FRAME.findall(bt_text):
-        name = re.sub(r"\.(cold|isra|constprop|part)(\.\d+)?$", "", name)
-        if USER_BOUNDARY.match(name):
-            break
-        if not GENERIC.match(name) and name not in frames:
-            frames.append(name)
-        if len(frames) == TOP_FRAMES:
-            break
-    return panic, frames, f"{panic or 'no panic string'} | {' < '.join(frames) or 'no frames'}"
-
-
-def _strip(text: str) -> str:
-    text = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", text)
-    text = re.sub(r"\b(0x)?[0-9a-f]{12,16}\b", "ADDR", text)
-    return text.replace("Kernel panic - not syncing: ", "").strip()
 
 
 @tool("Triage crash dumps", "Open the newest dump on every host and group hosts by panic signature.", STARTS_WORK)

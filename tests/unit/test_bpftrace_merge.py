@@ -1,7 +1,9 @@
-"""Merging bpftrace maps across hosts, on JSON captured from real bpftrace 0.17 runs on this kernel."""
+"""Merging bpftrace maps across hosts: on JSON captured from real bpftrace 0.17 runs on this kernel, and
+on the maps three rig hosts' agents parsed from one bpftrace_run (tests/unit/data/README.md)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from crashfleet.agent.bpftrace import map_kinds, read_json_output
 from crashfleet.agent.bpftrace_safety import blank_comments_and_strings, check_program
 from crashfleet.agent.errors import AgentError
-from crashfleet.controller.bpfmaps import add_buckets, find_outliers, merge_maps, percentile
+from crashfleet.controller.tools.bpftrace_merge import add_buckets, find_outliers, merge_maps, percentile
 
 DATA = Path(__file__).parent / "data"
 # The program the captures came from (host 1 lacks @bycomm).
@@ -106,6 +108,54 @@ def test_outlier_rule() -> None:
     assert find_outliers({"a": 1000, "b": 1001, "c": 1010}, "value") == []  # z high, but only 1% off
     assert [o.host for o in find_outliers({"a": 5, "b": 5, "c": 5, "d": 9}, "p99")] == ["d"]
     assert find_outliers({"a": 1, "b": 100}, "value") == []  # two hosts: no majority to stand out from
+
+
+@pytest.fixture
+def rig() -> dict[str, dict[str, Any]]:
+    """Each rig host's maps: web01 ran `uname -a` twice, web02 three times, web03 eight times and
+    `cat /proc/meminfo` four times; @execs counts the execs by comm, @write_bytes their write sizes."""
+    return {host: json.loads((DATA / f"bpftrace-maps-{host}.json").read_text()) for host in ("web01", "web02", "web03")}
+
+
+def test_rig_counts_sum_per_key_and_per_host(rig: dict[str, dict[str, Any]]) -> None:
+    execs = {m.name: m for m in merge_maps(rig)}["@execs"]
+    assert (execs.kind, execs.hosts, execs.value) == ("count", "web[01-03]", None)  # keyed: no single value
+    assert execs.keys == {"uname": 2 + 3 + 8, "cat": 4} and execs.key_count == 2
+    assert [(f.host, f.value) for f in execs.per_host] == [("web03", 12), ("web02", 3), ("web01", 2)]
+    # Totals 2, 3, 12: median 3, MAD = median(1, 0, 9) = 1, web03's z = 0.6745 * 9 / 1 = 6.1 > 3.5.
+    [outlier] = execs.outliers
+    assert (outlier.host, outlier.figure, outlier.value, outlier.fleet_median) == ("web03", "total", 12, 3)
+    assert "z-score 6.1" in outlier.why
+
+
+def test_rig_histograms_add_bucket_wise(rig: dict[str, dict[str, Any]]) -> None:
+    hist = {m.name: m for m in merge_maps(rig)}["@write_bytes"]
+    # uname writes one 64..127 byte line, cat one 1..2 KiB /proc/meminfo; web03's empty buckets stay.
+    assert [(b.min, b.max, b.count) for b in hist.histogram or []] == [
+        (64, 127, 2 + 3 + 8),
+        (128, 255, 0),
+        (256, 511, 0),
+        (512, 1023, 0),
+        (1024, 2047, 4),
+    ]
+    # Of 17 writes the 9th (p50) falls in 64..127, the 17th (p99: 16.83 rounded up) in 1024..2047.
+    assert (hist.count, hist.p50, hist.p99) == (17, 127, 2047)
+    figures = {f.host: (f.count, f.p50, f.p99) for f in hist.per_host}
+    assert figures == {"web01": (2, 127, 127), "web02": (3, 127, 127), "web03": (12, 127, 2047)}
+    assert hist.per_host[0].host == "web03"  # highest p99 first
+    # p99s 127, 127, 2047: MAD 0, so the 20% rule alone.
+    [outlier] = hist.outliers
+    assert (outlier.host, outlier.figure, outlier.value, outlier.fleet_median) == ("web03", "p99", 2047, 127)
+    assert "most hosts agree exactly" in outlier.why
+
+
+def test_rig_two_hosts_have_no_outlier(rig: dict[str, dict[str, Any]]) -> None:
+    merged = merge_maps({host: rig[host] for host in ("web01", "web03")})
+    assert [(m.name, m.hosts, m.outliers) for m in merged] == [
+        ("@execs", "web[01,03]", []),
+        ("@write_bytes", "web[01,03]", []),
+    ]
+    assert {m.name: m.count or m.keys for m in merged} == {"@execs": {"uname": 10, "cat": 4}, "@write_bytes": 14}
 
 
 @pytest.mark.parametrize(

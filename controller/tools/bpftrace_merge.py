@@ -10,8 +10,8 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .grouping import fold
-from .tools.bpftrace_models import Bucket, HostFigure, MergedMap, Outlier
+from ..grouping import fold
+from .bpftrace_models import Bucket, HostFigure, MergedMap, Outlier
 
 TOP_KEYS = 20
 MAX_HOSTS_LISTED = 50
