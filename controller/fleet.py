@@ -15,7 +15,7 @@ from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, 
 
 from . import stages
 from .audit import AuditLog
-from .errors import CrashfleetError, HostError, Unreachable, UsageError
+from .errors import ConnectLost, CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
 from .provision import open_link
@@ -25,7 +25,7 @@ from .window import AdaptiveWindow
 log = logging.getLogger(__name__)
 HostOp = Callable[[Host], Awaitable[HostOutcome]]
 Progress = Callable[[int, int, str], Awaitable[None]]
-SETUP_RETRY_KINDS = ("connect_lost",)  # set-up failures worth another try within the deadline
+SETUP_RETRY: tuple[type[HostError], ...] = (ConnectLost,)  # set-up failures worth another try within the deadline
 RECONNECT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds between background reconnects
 ALIVE_PROBE = 5.0  # seconds a ping may take when a call timed out: alive but slow, or gone?
 
@@ -114,7 +114,7 @@ class Fleet:
                     link = await open_link(host, self.settings)
                 break
             except HostError as exc:
-                if exc.kind in SETUP_RETRY_KINDS and attempt < 3:
+                if isinstance(exc, SETUP_RETRY) and attempt < 3:
                     await asyncio.sleep(0.2 * 2**attempt)
                     continue
                 self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)

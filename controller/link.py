@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AgentCallError, LinkClosed
+from .errors import AgentCallError, LinkClosed, agent_error
 from .transport import AgentProcess, Transport
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,6 @@ _SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).e
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:
     data = error.get("data") or {}
-    return AgentCallError(
+    return agent_error(
         str(error.get("message", "agent error")), data.get("hint"), str(data.get("kind", "agent_error")), data
     )

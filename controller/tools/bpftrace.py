@@ -19,7 +19,7 @@ from pydantic import Field
 from crashfleet.inventory import Host
 
 from ..bpfmaps import OUTLIER_RULE, merge_maps
-from ..errors import AgentCallError, UsageError
+from ..errors import AgentCallError, BadParams, PolicyDenied, ProgramRefused, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
@@ -29,16 +29,7 @@ from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDr
 from .common import digest, host_deadline, lost_job, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
-PROGRAM_ERRORS = (
-    "compile_error",
-    "unsafe_program",
-    "bad_params",
-    "bad_program",
-    "unknown_tool",
-    "unknown_probe",
-    "policy_denied",
-    "tool_cannot_run",
-)
+PROGRAM_ERRORS = (ProgramRefused, BadParams, PolicyDenied)
 MAX_DRIFT_LISTED = 30
 RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
@@ -301,16 +292,16 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceR
 
 def _refused(host: str, exc: AgentCallError) -> HostOutcome:
     """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
-    if exc.kind not in PROGRAM_ERRORS:
+    if not isinstance(exc, PROGRAM_ERRORS):
         raise exc
     return HostOutcome(
-        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"kind": exc.kind}
+        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"refused": exc}
     )
 
 
 def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
     """Every host refused the program for the same kind of reason: that is a tool error."""
-    failed = [o for o in outcomes if o.status == "failed" and o.extra.get("kind") in PROGRAM_ERRORS]
+    failed = [o for o in outcomes if o.status == "failed" and isinstance(o.extra.get("refused"), PROGRAM_ERRORS)]
     if outcomes and len(failed) == len(outcomes):
         first = failed[0]
         where = fold(o.host for o in failed if o.key == first.key)

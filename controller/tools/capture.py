@@ -11,7 +11,7 @@ from pydantic import Field
 
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, UsageError
+from ..errors import BadParams, JobGone, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
@@ -307,16 +307,14 @@ def _job(rt: Runtime, job_id: str) -> FleetJob:
 async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, Any]) -> Any:
     try:
         return await rt.fleet.call(host, method, params)
-    except AgentCallError as exc:
-        if exc.kind in ("unknown_job", "job_lost"):
-            raise UsageError(
-                f"the capture is gone from {host.name}: the agent that ran it ended (killed, or its "
-                f"job lease ran out with no controller attached): {exc.message}",
-                "start a new capture",
-            ) from None
-        if exc.kind == "bad_params":
-            raise UsageError(exc.message, exc.hint) from None
-        raise
+    except JobGone as exc:
+        raise UsageError(
+            f"the capture is gone from {host.name}: the agent that ran it ended (killed, or its "
+            f"job lease ran out with no controller attached): {exc.message}",
+            "start a new capture",
+        ) from exc
+    except BadParams as exc:
+        raise UsageError(exc.message, exc.hint) from exc
 
 
 async def _each(

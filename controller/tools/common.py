@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..errors import AgentCallError, UsageError
+from ..errors import AgentCallError, JobLost, UnknownJob, UsageError
 from ..grouping import HostOutcome
 from ..runtime import Runtime
 
@@ -74,7 +74,7 @@ def host_deadline(rt: Runtime, timeout: float | None) -> float:
 
 def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
     """A job its host no longer runs, as that host's outcome (None: the error is another one)."""
-    if exc.kind == "job_lost":  # an earlier agent in that dir ran it: its output so far is kept
+    if isinstance(exc, JobLost):  # an earlier agent in that dir ran it: its output so far is kept
         output_id = exc.data.get("output_id")
         return HostOutcome(
             host,
@@ -84,7 +84,7 @@ def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
             hint=exc.hint,
             output_id=output_ref(host, output_id) if output_id else None,
         )
-    if exc.kind == "unknown_job":
+    if isinstance(exc, UnknownJob):
         return HostOutcome(
             host,
             "failed",

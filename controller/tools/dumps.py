@@ -16,7 +16,7 @@ from pydantic import Field
 from crashfleet.agent.dumps import describe_script
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, HostError, UsageError
+from ..errors import AgentCallError, HostError, NoDump, UsageError
 from ..fleet import Progress
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
@@ -69,13 +69,17 @@ async def _call(
     method: str,
     params: dict[str, Any],
     session_id: str | None = None,
+    keep: tuple[type[AgentCallError], ...] = (),
 ) -> Any:
-    """An agent call whose errors name the session (or host) and what to do."""
+    """An agent call whose errors name the session (or host) and what to do; errors of the
+    `keep` classes stay as they are, for the caller to catch."""
     try:
         return await rt.fleet.call(host, method, params)
+    except keep:
+        raise
     except AgentCallError as exc:
         where = f"session {session_id}" if session_id else host.name
-        raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+        raise UsageError(f"{where}: {exc.message}", exc.hint) from exc
 
 
 async def dumps_list(rt: Runtime, pattern: str = "all", progress: Progress | None = None) -> FanoutResult:
@@ -438,11 +442,9 @@ async def crash_triage(rt: Runtime, pattern: str = "all", progress: Progress | N
 
     async def triage(host: Host) -> HostOutcome:
         try:
-            opened = await _call(rt, host, "dumps.open", {"dirs": _dirs(host), "page_bytes": 16000})
-        except UsageError as exc:
-            if "no dump in" in exc.message:
-                return HostOutcome(host.name, "ok", key="no_dump")
-            raise
+            opened = await _call(rt, host, "dumps.open", {"dirs": _dirs(host), "page_bytes": 16000}, keep=(NoDump,))
+        except NoDump:
+            return HostOutcome(host.name, "ok", key="no_dump")
         bt = await _call(rt, host, "dumps.crash", {"session_id": opened["session_id"], "command": "bt", "timeout": 60})
         panic, frames, sig = signature(opened["page"]["text"], bt["page"]["text"])
         return HostOutcome(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import AgentCallError, UsageError
+from ..errors import BadParams, StoreRefused, UsageError
 from ..models import Page, SearchMatch, SearchResult
 from ..runtime import Runtime
 from .common import output_ref, split_ref
@@ -64,10 +64,8 @@ async def _agent(call: object, output_id: str) -> dict:  # type: ignore[type-arg
     """Agent store errors become usage errors: the caller passed a bad id or cursor."""
     try:
         return await call  # type: ignore[no-any-return,misc]
-    except AgentCallError as exc:
-        if exc.kind in ("unknown_output", "bad_cursor", "stale_cursor", "bad_regex", "bad_argument", "bad_params"):
-            raise UsageError(f"{exc.message} (output_id {output_id})", exc.hint) from None
-        raise
+    except (StoreRefused, BadParams) as exc:
+        raise UsageError(f"{exc.message} (output_id {output_id})", exc.hint) from exc
 
 
 def _fit(matches: list[SearchMatch], budget: int) -> tuple[list[SearchMatch], str | None]:
