@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, load_inventory
 
 from . import stages
@@ -194,7 +195,7 @@ class Fleet:
         if link is None or not link.alive:
             return
         try:
-            await asyncio.wait_for(link.call("ping"), ALIVE_PROBE)
+            await asyncio.wait_for(link.call(protocol.PING), ALIVE_PROBE)
         except (TimeoutError, HostError):
             self._forget(host.name, link)
             self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")

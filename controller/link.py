@@ -7,7 +7,9 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+from crashfleet.agent import protocol
 
 from .errors import AgentCallError, LinkClosed, agent_error
 from .transport import AgentProcess, Transport
@@ -24,7 +26,7 @@ class AgentLink:
         self.host = host
         self.process = process
         self.transport = transport
-        self.hello: dict[str, Any] = {}
+        self.hello: protocol.Hello = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._started: dict[int, str] = {}  # request id -> the job it started (agent's job.started)
@@ -40,9 +42,8 @@ class AgentLink:
         return self._closed is None and not self._stopping
 
     @property
-    def facts(self) -> dict[str, Any]:
-        facts: dict[str, Any] = self.hello.get("facts", {})
-        return facts
+    def facts(self) -> protocol.Facts:
+        return self.hello.get("facts", {})
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Receive the agent's notifications; returns the function that stops it."""
@@ -118,10 +119,10 @@ class AgentLink:
                     future.set_exception(_call_error(message["error"]))
                 else:
                     future.set_result(message["result"])
-        elif message.get("method") == "agent.stopping":
+        elif message.get("method") == protocol.AGENT_STOPPING:
             self._stopping = True
-        elif message.get("method") == "job.started":
-            params = message.get("params") or {}
+        elif message.get("method") == protocol.JOB_STARTED:
+            params = cast(protocol.JobStarted, message.get("params") or {})
             if params.get("request") in self._pending:
                 self._started[params["request"]] = str(params.get("job_id"))
         elif "method" in message:
@@ -145,7 +146,7 @@ class AgentLink:
         return self._closed
 
 
-_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).encode() + b"\n"
+_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": protocol.SHUTDOWN, "params": {}}).encode() + b"\n"
 
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:

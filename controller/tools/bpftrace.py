@@ -16,6 +16,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
 from ..bpfmaps import OUTLIER_RULE, merge_maps
@@ -42,12 +43,12 @@ async def bpftrace_info(
     mounted: list[str] = []
 
     async def info(host: Host) -> HostOutcome:
-        data = await rt.fleet.call(host, "bpftrace.info")
+        data: protocol.BpftraceInfo = await rt.fleet.call(host, protocol.BPFTRACE_INFO)
         if data["tracefs"].pop("mounted_now", False):
             mounted.append(host.name)
         data.pop("path", None)
         data["features"] = {k: v for k, v in data.get("features", {}).items() if k != "System"}
-        return HostOutcome(host.name, "ok", key=digest(data), data=data)
+        return HostOutcome(host.name, "ok", key=digest(data), data=dict(data))
 
     outcomes, elapsed = await rt.fleet.fan_out(
         rt.fleet.match(pattern), info, deadline=host_deadline(rt, timeout), progress=progress
@@ -71,7 +72,7 @@ async def bpftrace_probes(
 
     async def listing(host: Host) -> HostOutcome:
         try:
-            found = await rt.fleet.call(host, "bpftrace.probes", params)
+            found: protocol.BpftraceProbes = await rt.fleet.call(host, protocol.BPFTRACE_PROBES, params)
         except AgentCallError as exc:
             return _refused(host.name, exc)
         page = found["page"]
@@ -107,8 +108,8 @@ async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list
         groups.setdefault(outcome.key, []).append(outcome.host)
 
     async def full(host: str) -> set[str]:
-        found = await rt.fleet.call(
-            rt.fleet.host(host), "bpftrace.probes", {"filter": filter, "full": True, "page_bytes": 256}
+        found: protocol.BpftraceProbes = await rt.fleet.call(
+            rt.fleet.host(host), protocol.BPFTRACE_PROBES, {"filter": filter, "full": True, "page_bytes": 256}
         )
         return set(found["probes"])
 
@@ -129,8 +130,8 @@ async def bpftrace_tools(
     """The vetted tool library and, per tool, the hosts that can run it (and why others cannot)."""
 
     async def tools(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "bpftrace.tools")
-        return HostOutcome(host.name, "ok", key="tools", data=found)
+        found: protocol.BpftraceTools = await rt.fleet.call(host, protocol.BPFTRACE_TOOLS)
+        return HostOutcome(host.name, "ok", key="tools", data=dict(found))
 
     hosts = rt.fleet.match(pattern)
     deadline = max(host_deadline(rt, timeout), 60.0)  # the first check of a boot compiles every tool
@@ -138,6 +139,7 @@ async def bpftrace_tools(
     entries: dict[str, ToolEntry] = {}
     runs: dict[str, list[str]] = {}
     cannot: dict[str, dict[str, list[str]]] = {}
+    tool: protocol.BpftraceTool
     for outcome in outcomes:
         for tool in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
             name = tool["name"]
@@ -207,7 +209,7 @@ async def bpftrace_run(
         await rt.fleet.link(host)
         left = max(0.0, min(wait, deadline - (time.monotonic() - started) - 5.0))
         try:
-            status = await rt.fleet.call(host, "bpftrace.run", {**params, "wait": left})
+            status: protocol.BpftraceStatus = await rt.fleet.call(host, protocol.BPFTRACE_RUN, {**params, "wait": left})
         except AgentCallError as exc:
             return _refused(host.name, exc)
         return _outcome(host.name, status)
@@ -241,7 +243,7 @@ async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0, progress:
         try:
             status = await rt.fleet.call(
                 host,
-                "bpftrace.result",
+                protocol.BPFTRACE_RESULT,
                 {"job_id": job.host_jobs[host.name], "wait": wait, "page_bytes": rt.settings.page_chars},
             )
         except AgentCallError as exc:
@@ -262,7 +264,7 @@ async def bpftrace_result(rt: Runtime, job_id: str, wait: float = 0.0, progress:
     return result
 
 
-def _outcome(host: str, status: dict[str, Any]) -> HostOutcome:
+def _outcome(host: str, status: protocol.BpftraceStatus) -> HostOutcome:
     """A run's status as this host's outcome: JSON runs group by what they printed, maps ride along."""
     outcome = outcome_from_job(host, status)
     error = status.get("error")
@@ -275,8 +277,8 @@ def _outcome(host: str, status: dict[str, Any]) -> HostOutcome:
         outcome.next_cursor = None
         outcome.key = hashlib.sha256(f"{status['state']}:{printed}".encode()).hexdigest()
         outcome.extra["maps"] = status.get("maps") or {}
-    if status.get("stop_reason") and outcome.status == "ok" and "output cap" in status["stop_reason"]:
-        outcome.message = status["stop_reason"]
+    if (reason := status.get("stop_reason")) and outcome.status == "ok" and "output cap" in reason:
+        outcome.message = reason
     return outcome
 
 
@@ -325,7 +327,7 @@ async def _ticking(work: Awaitable[T], progress: Progress | None, expected: floa
         task.cancel()
 
 
-def _arg_text(arg: dict[str, Any]) -> str:
+def _arg_text(arg: protocol.ToolArg) -> str:
     return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")
 
 

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
 from ..errors import BadParams, JobGone, UsageError
@@ -33,7 +34,7 @@ async def capture_interfaces(rt: Runtime, pattern: str, progress: Progress | Non
     """Interfaces, addresses, state and the default route of every matching host."""
 
     async def ask(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "capture.interfaces")
+        found = await rt.fleet.call(host, protocol.CAPTURE_INTERFACES)
         return HostOutcome(host.name, "ok", key=repr(found), data=found)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), ask, progress=progress)
@@ -75,7 +76,7 @@ async def capture_start(
         raise UsageError(f"no host matches {pattern!r}", "fleet_hosts lists the hosts")
 
     async def start(host: Host) -> HostOutcome:
-        status = await rt.fleet.call(host, "capture.start", params)
+        status = await rt.fleet.call(host, protocol.CAPTURE_START, params)
         return _status_outcome(host.name, status)
 
     outcomes, elapsed = await rt.fleet.fan_out(hosts, start, progress=progress)
@@ -92,13 +93,13 @@ async def capture_start(
 
 
 async def capture_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
-    return await _each(rt, _job(rt, job_id), "capture.status", progress)
+    return await _each(rt, _job(rt, job_id), protocol.CAPTURE_STATUS, progress)
 
 
 async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
     job = _job(rt, job_id)
-    result = await _each(rt, job, "job.cancel", progress, then="capture.status")
+    result = await _each(rt, job, protocol.JOB_CANCEL, progress, then=protocol.CAPTURE_STATUS)
     rt.jobs.set_state(job, "done")
     return result
 
@@ -113,10 +114,10 @@ async def capture_summary(
     summaries: dict[str, dict[str, Any]] = {}
 
     async def summarise(host: Host) -> HostOutcome:
-        found = await _capture_call(
-            rt, host, "capture.summary", {"job_id": job.host_jobs[host.name], "max_tokens": per_host}
+        found: protocol.CaptureReport = await _capture_call(
+            rt, host, protocol.CAPTURE_SUMMARY, {"job_id": job.host_jobs[host.name], "max_tokens": per_host}
         )
-        summaries[host.name] = found
+        summaries[host.name] = dict(found)
         return HostOutcome(host.name, "ok")
 
     outcomes, _ = await rt.fleet.fan_out(
@@ -144,10 +145,10 @@ async def capture_packets(
     job = _job(rt, job_id)
     if host not in job.host_jobs:
         raise UsageError(f"{host} is not part of capture {job_id}", f"its hosts: {', '.join(job.host_jobs)}")
-    page = await _capture_call(
+    page: protocol.Page = await _capture_call(
         rt,
         rt.fleet.host(host),
-        "capture.packets",
+        protocol.CAPTURE_PACKETS,
         {"job_id": job.host_jobs[host], "filter": filter, "cursor": cursor, "max_bytes": rt.settings.page_chars},
     )
     return Page(
@@ -176,12 +177,14 @@ async def correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[
     opened its device (or after it stopped) was not captured there, which is not loss."""
     views: dict[str, tuple[set[str], dict[Direction, Seen], tuple[float, float] | None]] = {}
     for host in hosts:
-        found = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
-        window = found.get("window")
+        found: protocol.CaptureFlows = await _capture_call(
+            rt, host, protocol.CAPTURE_FLOWS, {"job_id": job.host_jobs[host.name]}
+        )
+        span = found.get("window")
         views[host.name] = (
             set(found["addresses"]),
             _directions(found["flows"]),
-            (float(window[0]), float(window[1])) if window else None,
+            (float(span[0]), float(span[1])) if span else None,
         )
     losses: list[dict[str, Any]] = []
     for sender, (addresses, sent, _) in views.items():
@@ -213,16 +216,8 @@ async def correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[dict[
 async def _match_packets(rt: Runtime, job: FleetJob, loss: dict[str, Any]) -> None:
     """Which packets exactly: match identities (IP id, seq, ack, flags, length) on both ends."""
     params = {"flow": loss["flow"]}
-    sent = (
-        await _capture_call(
-            rt, rt.fleet.host(loss["from"]), "capture.fingerprints", {**params, "job_id": job.host_jobs[loss["from"]]}
-        )
-    )["packets"]
-    seen = (
-        await _capture_call(
-            rt, rt.fleet.host(loss["to"]), "capture.fingerprints", {**params, "job_id": job.host_jobs[loss["to"]]}
-        )
-    )["packets"]
+    sent = await _fingerprints(rt, rt.fleet.host(loss["from"]), {**params, "job_id": job.host_jobs[loss["from"]]})
+    seen = await _fingerprints(rt, rt.fleet.host(loss["to"]), {**params, "job_id": job.host_jobs[loss["to"]]})
     arrived = collections.Counter(identity for _, identity in seen)
     missing = []
     for number, identity in sent:
@@ -239,7 +234,7 @@ async def _match_packets(rt: Runtime, job: FleetJob, loss: dict[str, Any]) -> No
     loss["packets"] = missing[:LOSS_PACKETS_SHOWN]
 
 
-def _directions(flows: list[dict[str, Any]]) -> dict[Direction, Seen]:
+def _directions(flows: list[protocol.CaptureFlow]) -> dict[Direction, Seen]:
     """(packets, first, last) per direction (the conversation's first and last packet time)."""
     out: dict[Direction, Seen] = {}
     for flow in flows:
@@ -317,6 +312,12 @@ async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, 
         raise UsageError(exc.message, exc.hint) from exc
 
 
+async def _fingerprints(rt: Runtime, host: Host, params: dict[str, Any]) -> list[tuple[int, str]]:
+    """(packet number, identity) of the flow's packets on that host."""
+    found: protocol.CaptureFingerprints = await _capture_call(rt, host, protocol.CAPTURE_FINGERPRINTS, params)
+    return found["packets"]
+
+
 async def _each(
     rt: Runtime, job: FleetJob, method: str, progress: Progress | None, then: str | None = None
 ) -> FanoutResult:
@@ -335,7 +336,7 @@ async def _each(
     return result
 
 
-def _status_outcome(host: str, status: dict[str, Any]) -> HostOutcome:
+def _status_outcome(host: str, status: protocol.CaptureStatus) -> HostOutcome:
     brief = {
         k: status.get(k)
         for k in ("state", "elapsed", "files", "disk_bytes", "captured", "dropped_by_kernel", "stop_reason", "error")

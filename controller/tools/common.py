@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+from crashfleet.agent import protocol
+
 from ..errors import AgentCallError, JobLost, UnknownJob, UsageError
 from ..grouping import HostOutcome
 from ..runtime import Runtime
@@ -24,7 +26,7 @@ def split_ref(ref: str, what: str = "output_id", source: str = "a tool") -> tupl
     return host, local_id
 
 
-def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
+def outcome_from_job(host: str, status: protocol.JobStatus) -> HostOutcome:
     """An agent job status (with its first page when finished) as this host's outcome."""
     ref = output_ref(host, status["output_id"])
     if status["state"] == "running":
@@ -36,7 +38,7 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
             output=f"running for {status.get('elapsed', 0):.1f} s",
             extra={"job_id": status["job_id"]},
         )
-    page = status.get("page") or {}
+    page: protocol.Page | dict[str, None] = status.get("page") or {}  # a running job has none
     ok = status["state"] != "aborted" and (status["state"] in ("done", "cancelled") or status.get("exit_status") == 0)
     key = f"{status.get('sha256')}:{status.get('exit_status')}:{status['state']}"
     message = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from crashfleet.agent import protocol
 from crashfleet.agent.commands import CATALOG
 from crashfleet.inventory import Host
 
@@ -67,9 +68,9 @@ async def fleet_check(
     async def check(host: Host) -> HostOutcome:
         link = await rt.fleet.link(host)
         if refresh or _unprobed(link.hello):  # first contact leaves tool versions unprobed (cheap hello)
-            link.hello["facts"] = await rt.fleet.call(host, "facts", {"refresh": refresh})
+            link.hello["facts"] = await rt.fleet.call(host, protocol.FACTS, {"refresh": refresh})
         else:
-            await rt.fleet.call(host, "ping")  # cached facts, but a real round trip proves the agent lives
+            await rt.fleet.call(host, protocol.PING)  # cached facts, but a real round trip proves the agent lives
         data = summarise_facts(link.hello)
         return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
@@ -101,7 +102,7 @@ async def fleet_run(
         left = deadline - (time.monotonic() - started)
         wait = max(0.0, min(rt.settings.command_wait, left - 1.0))
         try:
-            return outcome_from_job(host.name, await rt.fleet.call(host, "run", {**params, "wait": wait}))
+            return outcome_from_job(host.name, await rt.fleet.call(host, protocol.RUN, {**params, "wait": wait}))
         except LinkClosed as exc:
             if exc.started_job is None:
                 raise
@@ -124,9 +125,9 @@ async def fleet_run(
     return result
 
 
-def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
+def summarise_facts(hello: protocol.Hello) -> dict[str, Any]:
     """The facts worth comparing across hosts: volatile ones (hostname, uptime...) left out."""
-    facts = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
+    facts: dict[str, Any] = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
     agent = facts.pop("agent", {})
     facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"), "protocol": hello.get("protocol")}
     if hello.get("installed"):
@@ -139,7 +140,7 @@ def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def _unprobed(hello: dict[str, Any]) -> bool:
+def _unprobed(hello: protocol.Hello) -> bool:
     return any(tool.get("probed") is False for tool in hello.get("facts", {}).get("tools", {}).values())
 
 
