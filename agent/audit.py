@@ -17,11 +17,19 @@ import threading
 import time
 from typing import Any
 
+from . import protocol
 from .errors import AgentError
 
 FILENAME = "audit.jsonl"
 MAX_BYTES = 8 << 20
-REFUSAL_KINDS = ("policy_denied", "quota_exceeded", "refused", "unsafe_program", "unsafe_dir", "too_many_sessions")
+REFUSAL_KINDS = (
+    protocol.POLICY_DENIED,
+    protocol.QUOTA_EXCEEDED,
+    protocol.REFUSED,
+    protocol.UNSAFE_PROGRAM,
+    protocol.UNSAFE_DIR,
+    protocol.TOO_MANY_SESSIONS,
+)
 
 
 def is_refusal(error: AgentError) -> bool:

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import bpftrace_ast, facts, profiles, sandbox
+from . import bpftrace_ast, facts, profiles, protocol, sandbox
 from . import bpftrace_safety as safety
 from .errors import AgentError
 from .params import bounded, param
@@ -49,11 +49,11 @@ _TRACEPOINT_RE = re.compile(r"(?:^|[\s,{}])(tracepoint|t):", re.M)
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     bt = Bpftrace(agent)
     return {
-        "bpftrace.info": bt.info,
-        "bpftrace.probes": bt.probes,
-        "bpftrace.tools": bt.tools,
-        "bpftrace.run": bt.run,
-        "bpftrace.result": bt.result,
+        protocol.BPFTRACE_INFO: bt.info,
+        protocol.BPFTRACE_PROBES: bt.probes,
+        protocol.BPFTRACE_TOOLS: bt.tools,
+        protocol.BPFTRACE_RUN: bt.run,
+        protocol.BPFTRACE_RESULT: bt.result,
     }
 
 
@@ -99,14 +99,14 @@ class Bpftrace:
         if pattern:
             if not _FILTER_RE.match(pattern) or pattern.startswith("-"):
                 raise AgentError(
-                    "bad_params",
+                    protocol.BAD_PARAMS,
                     "filter %r is not a probe glob" % pattern[:60],
                     hint="e.g. tracepoint:sched:* or *tcp*",
                 )
             argv.append(pattern)
         status, out, err = self._run(argv)
         if status != 0:
-            raise AgentError("bpftrace_failed", "bpftrace -l failed: %s" % _errors(err)[-300:])
+            raise AgentError(protocol.BPFTRACE_FAILED, "bpftrace -l failed: %s" % _errors(err)[-300:])
         probes = sorted(set(line.strip() for line in out.splitlines() if line.strip()))
         text = "".join(p + "\n" for p in probes)
         writer = self.agent.store.create("bpftrace-probes", {"argv": argv})
@@ -166,7 +166,7 @@ class Bpftrace:
         duration = float(bounded(params, "duration", 10.0, 0.001, 1e9))
         if duration > self._max_duration():
             raise AgentError(
-                "policy_denied",
+                protocol.POLICY_DENIED,
                 "duration %gs is over this host's bpftrace cap of %gs" % (duration, self._max_duration()),
                 hint="ask for %gs or less (policy key bpftrace_max_duration)" % self._max_duration(),
                 rule="policy.bpftrace_max_duration",
@@ -174,13 +174,13 @@ class Bpftrace:
         missing = _tracefs_missing(program, self._tracefs())
         if missing:
             raise AgentError(
-                "tracefs_missing",
+                protocol.TRACEFS_MISSING,
                 missing,
                 hint="mount tracefs on this host, or allow the agent to (policy key bpftrace_mount_tracefs)",
             )
         fmt = param(params, "format", str, "auto")
         if fmt not in ("auto", "json", "text"):
-            raise AgentError("bad_params", "format must be auto, json or text, got %r" % fmt)
+            raise AgentError(protocol.BAD_PARAMS, "format must be auto, json or text, got %r" % fmt)
         kinds = map_kinds(program)
         if fmt == "auto":
             fmt = "json" if kinds else "text"
@@ -219,7 +219,7 @@ class Bpftrace:
         """A run's status; once finished, with its maps (JSON runs) and its printed lines."""
         job = self.agent.jobs.get(param(params, "job_id", str))
         if job.kind != "bpftrace":
-            raise AgentError("bad_params", "job %s is not a bpftrace run" % job.id)
+            raise AgentError(protocol.BAD_PARAMS, "job %s is not a bpftrace run" % job.id)
         return self._settle(job, params)
 
     # -- helpers
@@ -241,12 +241,12 @@ class Bpftrace:
         tool = param(params, "tool", str, None)
         raw = param(params, "args", dict, {})
         if (program is None) == (tool is None):
-            raise AgentError("bad_params", "give exactly one of program or tool")
+            raise AgentError(protocol.BAD_PARAMS, "give exactly one of program or tool")
         if program is not None:
             unknown = [k for k in raw if k.lstrip("$") not in [str(i) for i in range(1, 10)]]
             if unknown:
                 raise AgentError(
-                    "bad_params",
+                    protocol.BAD_PARAMS,
                     "args of a program are positional: keys 1..9 (for $1..$9), not %s" % ", ".join(sorted(unknown)),
                 )
             values = {int(k.lstrip("$")): v for k, v in raw.items()}
@@ -255,7 +255,7 @@ class Bpftrace:
         library = _library()
         if tool not in library:
             raise AgentError(
-                "unknown_tool",
+                protocol.UNKNOWN_TOOL,
                 "no bpftrace tool %r" % tool,
                 hint="bpftrace_tools lists them: " + ", ".join(sorted(library)),
             )
@@ -264,7 +264,7 @@ class Bpftrace:
         unknown = sorted(set(raw) - set(names))
         if unknown:
             raise AgentError(
-                "bad_params",
+                protocol.BAD_PARAMS,
                 "tool %s has no argument %s" % (tool, ", ".join(unknown)),
                 hint="its arguments: %s" % (", ".join(names) or "none"),
             )
@@ -283,7 +283,7 @@ class Bpftrace:
         check = (cached or {}).get("checks", {}).get(name) or self._can_run(binary, library[name], tracefs)
         if not check[0]:
             raise AgentError(
-                "tool_cannot_run",
+                protocol.TOOL_CANNOT_RUN,
                 "tool %s cannot run on this host: %s" % (name, check[1]),
                 hint="bpftrace_tools says which tools each host can run",
             )
@@ -323,7 +323,7 @@ class Bpftrace:
         status, out, err = self._run([binary, "-d", "-e", safety.as_run(program), "--"] + args)
         if bpftrace_ast.read_dump(out) is None:
             error = _compile_error(err) or {
-                "kind": "bpftrace_failed",
+                "kind": protocol.BPFTRACE_FAILED,
                 "message": "bpftrace -d (exit status %d) printed no AST this agent reads (bpftrace 0.17's)" % status,
             }
             raise AgentError(
@@ -350,13 +350,13 @@ class Bpftrace:
                 ),
             )
         except subprocess.TimeoutExpired:
-            raise AgentError("timeout", "%s took over %gs" % (" ".join(argv[:2]), timeout)) from None
+            raise AgentError(protocol.TIMEOUT, "%s took over %gs" % (" ".join(argv[:2]), timeout)) from None
         return (proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
     def _binary(self) -> str:
         if not self.policy.settings["bpftrace_enabled"]:
             raise AgentError(
-                "policy_denied",
+                protocol.POLICY_DENIED,
                 "policy on this host disables bpftrace",
                 rule="policy.bpftrace_enabled",
                 hint="the host's /etc/crashfleet/agent-policy.json decides this",
@@ -364,7 +364,7 @@ class Bpftrace:
         path = shutil.which("bpftrace", path=facts.SBIN_PATH)
         if path is None:
             raise AgentError(
-                "not_installed",
+                protocol.NOT_INSTALLED,
                 "bpftrace is not installed on this host",
                 hint="install it (Debian: apt-get install bpftrace)",
             )
@@ -592,25 +592,25 @@ def _compile_error(stderr: str) -> Optional[Dict[str, Any]]:
     found = _ERROR_RE.search(stderr)
     if found is not None:
         line, column, message = int(found.group(1)), int(found.group(2)), found.group(3).strip()
-        kind, hint = "compile_error", "fix the program at line %s, column %s" % (line, column)
-        if "not found" in message and ("tracepoint" in message or "probe" in message):
-            kind, hint = "unknown_probe", "bpftrace_probes lists the probes each host offers"
+        probe = "not found" in message and ("tracepoint" in message or "probe" in message)
         return {
-            "kind": kind,
+            "kind": protocol.UNKNOWN_PROBE if probe else protocol.COMPILE_ERROR,
             "message": "line %d, column %d: %s" % (line, column, message),
             "line": line,
             "column": column,
-            "hint": hint,
+            "hint": "bpftrace_probes lists the probes each host offers"
+            if probe
+            else "fix the program at line %s, column %s" % (line, column),
         }
     errors = _errors(stderr)
     if "Error attaching probe" in errors or "attach" in errors.lower():
         return {
-            "kind": "attach_failed",
+            "kind": protocol.ATTACH_FAILED,
             "message": errors[-500:],
             "hint": "the probe exists in the program but not on this kernel; see bpftrace_probes",
         }
     if errors:
-        return {"kind": "bpftrace_failed", "message": errors[-500:]}
+        return {"kind": protocol.BPFTRACE_FAILED, "message": errors[-500:]}
     return None
 
 

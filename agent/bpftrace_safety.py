@@ -30,6 +30,7 @@ import pkgutil
 import re
 from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
+from . import protocol
 from .bpftrace_lexer import CALL_BUILTINS, CALLS, Token, code, position, tokenize
 from .errors import AgentError
 
@@ -247,10 +248,14 @@ def check_program(program: str) -> None:
     try:
         size = len(program.encode("utf-8"))
     except UnicodeEncodeError:
-        raise AgentError("bad_program", "program is not valid Unicode text", hint="send plain UTF-8 text") from None
+        raise AgentError(
+            protocol.BAD_PROGRAM, "program is not valid Unicode text", hint="send plain UTF-8 text"
+        ) from None
     if size > MAX_PROGRAM_BYTES:
         raise AgentError(
-            "bad_program", "program is over %d KiB" % (MAX_PROGRAM_BYTES // 1024), hint="trace less in one program"
+            protocol.BAD_PROGRAM,
+            "program is over %d KiB" % (MAX_PROGRAM_BYTES // 1024),
+            hint="trace less in one program",
         )
     findings = problems(program)
     if findings:
@@ -293,7 +298,7 @@ def refusal(program: str, finding: Finding) -> AgentError:
     """The AgentError for a finding: `line L, column C: ...` plus line, column, construct and rule."""
     line, column = position(program, finding.offset)
     return AgentError(
-        "unsafe_program",
+        protocol.UNSAFE_PROGRAM,
         "line %d, column %d: %s" % (line, column, finding.message),
         hint=HINTS[finding.rule],
         line=line,
@@ -690,15 +695,15 @@ def blank_comments_and_strings(program: str) -> str:
 def check_args(args: Any) -> List[str]:
     """Positional parameters ($1..): short plain words, never something bpftrace could read as an option."""
     if not isinstance(args, list) or len(args) > MAX_ARGS:
-        raise AgentError("bad_params", "args must be a list of at most %d values" % MAX_ARGS)
+        raise AgentError(protocol.BAD_PARAMS, "args must be a list of at most %d values" % MAX_ARGS)
     out = []
     for value in args:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise AgentError("bad_params", "argument %r must be a string or a number" % (value,))
+            raise AgentError(protocol.BAD_PARAMS, "argument %r must be a string or a number" % (value,))
         text = str(value)
         if len(text) > MAX_ARG_CHARS or not _ARG_RE.match(text):
             raise AgentError(
-                "bad_params",
+                protocol.BAD_PARAMS,
                 "argument %r has characters other than letters, digits and "
                 "_.:/@%%+=,-, or is over %d characters" % (text[:40], MAX_ARG_CHARS),
             )

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import profiles, sandbox
+from . import profiles, protocol, sandbox
 from .errors import AgentError, bad_params
 from .jobs import Job, _clean_env
 from .params import bounded, param
@@ -81,10 +81,10 @@ class CaptureService:
     def start(self, params: Dict[str, Any]) -> Dict[str, Any]:
         tcpdump = shutil.which("tcpdump", path=SBIN_PATH)
         if tcpdump is None:
-            raise AgentError("no_tcpdump", "tcpdump is not installed on this host", hint=INSTALL_HINT)
+            raise AgentError(protocol.NO_TCPDUMP, "tcpdump is not installed on this host", hint=INSTALL_HINT)
         if os.geteuid() != 0:
             raise AgentError(
-                "not_root",
+                protocol.NOT_ROOT,
                 "capturing needs root; the agent runs as uid %d" % os.geteuid(),
                 hint="set ansible_become for this host",
             )
@@ -249,7 +249,7 @@ class CaptureService:
         capture = self.captures.get(job_id)
         if capture is None:
             raise AgentError(
-                "unknown_job",
+                protocol.UNKNOWN_JOB,
                 "no capture %r on this host" % job_id,
                 hint="known captures: %s" % (", ".join(self.captures) or "none"),
             )
@@ -263,7 +263,7 @@ class CaptureService:
             try:
                 cached = pcap_summary.summarise(capture.records())
             except reader.PcapError as exc:
-                raise AgentError("bad_capture", str(exc)) from None
+                raise AgentError(protocol.BAD_CAPTURE, str(exc)) from None
             if capture.job.done.is_set():
                 capture.cache = {k: v for k, v in capture.cache.items() if k[0] != "summary"}
                 capture.cache[key] = cached
@@ -275,7 +275,7 @@ class CaptureService:
             return default_interface() or "any"
         if name != "any" and name not in names:
             raise AgentError(
-                "unknown_interface",
+                protocol.UNKNOWN_INTERFACE,
                 "no interface %r on this host" % name,
                 hint="interfaces here: " + ", ".join(names + ["any"]),
             )
@@ -290,7 +290,7 @@ class CaptureService:
             except KeyError:
                 continue
         raise AgentError(
-            "no_capture_user",
+            protocol.NO_CAPTURE_USER,
             "no unprivileged user to run tcpdump as (%s)" % (wanted or "tcpdump, nobody"),
             hint="create the user, or set capture_user in the host's policy",
         )
@@ -306,7 +306,7 @@ class CaptureService:
         most = int(self.settings["max_captures"])
         if len(running) >= most:
             raise AgentError(
-                "quota_exceeded",
+                protocol.QUOTA_EXCEEDED,
                 "%d captures are running on this host, its cap (policy max_captures)" % len(running),
                 rule="quota.captures",
                 hint="wait for one to end, or stop one: job_cancel %s" % ", ".join(c.job.id for c in running),
@@ -314,7 +314,7 @@ class CaptureService:
         held, total = sum(int(c.meta["ring_bytes"]) for c in running), int(self.settings["capture_total_bytes"])
         if held + ring > total:
             raise AgentError(
-                "quota_exceeded",
+                protocol.QUOTA_EXCEEDED,
                 "a ring of %d bytes does not fit: running captures hold %d of this "
                 "host's %d (policy capture_total_bytes)" % (ring, held, total),
                 rule="quota.capture_bytes",
@@ -435,7 +435,7 @@ def _host_expr(target: str) -> str:
         found = sorted({info[4][0] for info in socket.getaddrinfo(target, None)})
     except socket.gaierror as exc:
         raise AgentError(
-            "unresolved",
+            protocol.UNRESOLVED,
             "cannot resolve %r on this host: %s" % (target, exc.strerror),
             hint="pass an IP address instead",
         ) from None
@@ -460,11 +460,11 @@ def compile_filter(
             preexec_fn=preexec,
         )
     except subprocess.TimeoutExpired:
-        raise AgentError("bad_filter", "tcpdump -d did not finish compiling the filter in 20 s") from None
+        raise AgentError(protocol.BAD_FILTER, "tcpdump -d did not finish compiling the filter in 20 s") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise AgentError(
-            "bad_filter",
+            protocol.BAD_FILTER,
             "the filter does not compile: %s" % (message[-1] if message else "?"),
             hint="BPF syntax as in man pcap-filter, e.g. 'tcp port 443 and host 10.0.0.5'",
         )
@@ -570,11 +570,11 @@ def _read(path: str) -> str:
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     service = CaptureService(agent)
     return {
-        "capture.interfaces": service.interfaces,
-        "capture.start": service.start,
-        "capture.status": service.status,
-        "capture.summary": service.summary,
-        "capture.flows": service.flows,
-        "capture.fingerprints": service.fingerprints,
-        "capture.packets": service.packets,
+        protocol.CAPTURE_INTERFACES: service.interfaces,
+        protocol.CAPTURE_START: service.start,
+        protocol.CAPTURE_STATUS: service.status,
+        protocol.CAPTURE_SUMMARY: service.summary,
+        protocol.CAPTURE_FLOWS: service.flows,
+        protocol.CAPTURE_FINGERPRINTS: service.fingerprints,
+        protocol.CAPTURE_PACKETS: service.packets,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Optional
 
+from . import protocol
 from .errors import AgentError
 
 
@@ -54,13 +55,13 @@ def resolve(name: str, allowed: Optional[List[str]], denied: List[str]) -> Comma
     """The command called `name`, if it exists and policy allows it."""
     if name not in CATALOG:
         raise AgentError(
-            "unknown_command",
+            protocol.UNKNOWN_COMMAND,
             "no command %r in the catalogue" % name,
             hint="known commands: " + ", ".join(sorted(CATALOG)),
         )
     if name in denied or (allowed is not None and name not in allowed):
         raise AgentError(
-            "policy_denied",
+            protocol.POLICY_DENIED,
             "policy on this host forbids command %r" % name,
             rule="policy.commands",
             hint="the host's /etc/crashfleet/agent-policy.json decides this",

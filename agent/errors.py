@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from . import protocol
+
 # JSON-RPC reserved codes, then the agent's own (stable; the controller maps them).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -35,4 +37,4 @@ class AgentError(Exception):
 
 
 def bad_params(message: str, hint: Optional[str] = None) -> AgentError:
-    return AgentError("bad_params", message, hint, code=INVALID_PARAMS)
+    return AgentError(protocol.BAD_PARAMS, message, hint, code=INVALID_PARAMS)

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, TypeVar, cast
 
+from . import protocol
 from .errors import AgentError
 from .policy import DEFAULTS
 from .rpc import current_request_id
@@ -131,7 +132,7 @@ class JobManager:
         With `max_output`, the job is stopped once it has written that many bytes; past
         that, only the lines `keep_past_cap` accepts are still written (up to KEPT_PAST_CAP)."""
         if self._closing:
-            raise AgentError("shutting_down", "the agent is shutting down")
+            raise AgentError(protocol.SHUTTING_DOWN, "the agent is shutting down")
         writer = self.store.create(kind, {"argv": argv, **(meta or {})})
         job = Job(self._new_id(), kind, argv, writer, duration, meta or {})
         job.max_output, job.keep_past_cap = max_output, keep_past_cap
@@ -150,7 +151,7 @@ class JobManager:
         except (OSError, subprocess.SubprocessError) as exc:
             writer.close(error=str(exc))
             raise AgentError(
-                "exec_failed",
+                protocol.EXEC_FAILED,
                 "cannot start %s: %s" % (argv[0], getattr(exc, "strerror", None) or exc),
                 hint="is %s installed on this host?" % os.path.basename(argv[0]),
             ) from None
@@ -170,7 +171,7 @@ class JobManager:
         """A job done by the caller's own thread (e.g. a command in a crash session): it writes
         into job.writer and calls finish(); cancel and shutdown call stopper()."""
         if self._closing:
-            raise AgentError("shutting_down", "the agent is shutting down")
+            raise AgentError(protocol.SHUTTING_DOWN, "the agent is shutting down")
         job = Job(self._new_id(), kind, [], self.store.create(kind, meta), None, meta)
         job.stopper = stopper
         with self._lock:
@@ -194,7 +195,7 @@ class JobManager:
         still knows the job's id and can reattach to it."""
         self._record(job)
         self.notify(
-            "job.started",
+            protocol.JOB_STARTED,
             {"job_id": job.id, "request": current_request_id(), "output_id": job.output_id, "kind": job.kind},
         )
 
@@ -205,7 +206,7 @@ class JobManager:
             running = sum(1 for job in self.jobs.values() if job.state == "running") + self._starting
             if running >= self.max_jobs:
                 raise AgentError(
-                    "quota_exceeded",
+                    protocol.QUOTA_EXCEEDED,
                     "%d jobs are running on this host, its cap (policy max_jobs)" % running,
                     rule="quota.jobs",
                     hint="wait for one to end or cancel one (job_cancel); job_status lists them",
@@ -228,13 +229,15 @@ class JobManager:
             old = self.table.lost(job_id) if self.table is not None else None
             if old is not None:
                 raise AgentError(
-                    "job_lost",
+                    protocol.JOB_LOST,
                     old["message"],
                     hint="its output so far is kept: output_page reads it",
                     output_id=old.get("output_id"),
                 )
             raise AgentError(
-                "unknown_job", "no job %r on this host" % job_id, hint="jobs.list shows the jobs this agent knows"
+                protocol.UNKNOWN_JOB,
+                "no job %r on this host" % job_id,
+                hint="jobs.list shows the jobs this agent knows",
             )
         return job
 
@@ -316,7 +319,7 @@ class JobManager:
             if now - last >= PROGRESS_EVERY:
                 last = now
                 self.notify(
-                    "job.progress",
+                    protocol.JOB_PROGRESS,
                     {
                         "job_id": job.id,
                         "output_id": job.output_id,
@@ -352,7 +355,7 @@ class JobManager:
         }
         self._record(job)  # before done is set: shutdown waits on done, then the process ends
         job.done.set()
-        self.notify("job.done", job.status())
+        self.notify(protocol.JOB_DONE, job.status())
 
 
 class JobTable:

@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import List, Optional
 
-from . import domains
+from . import domains, protocol
 from . import policy as policy_mod
 from .audit import FILENAME as AUDIT_FILE
 from .audit import RefusalLog
@@ -80,7 +80,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     for name, handler in agent.core_methods().items():
         server.register(name, handler)
     server.more_methods = agent.domain_methods
-    server.register("shutdown", lifeline.release)
+    server.register(protocol.SHUTDOWN, lifeline.release)
     reattach = Reattach(base_dir, server, channel, lifeline)
     server.intercept = reattach.intercept
     _on_signals(jobs, channel)
@@ -103,7 +103,7 @@ def check_base_dir(base_dir: str) -> None:
     problem = dir_problem(base_dir)
     if problem:
         raise AgentError(
-            "unsafe_dir",
+            protocol.UNSAFE_DIR,
             "refusing agent dir %s: %s" % (base_dir, problem),
             rule="agent.dir",
             hint="use a dir only root can write (chown root:root, chmod go-w on it and above)",
@@ -114,7 +114,7 @@ def _on_signals(jobs: JobManager, channel: Channel) -> None:
     def stop(signum: int, _frame: object) -> None:
         # Said first, so the controller knows before any answer the shutdown causes
         # that this agent takes no more calls.
-        channel.notify("agent.stopping", {"signal": signum})
+        channel.notify(protocol.AGENT_STOPPING, {"signal": signum})
         sys.stderr.write(
             "crashfleet-agent: stopping on signal %d, killing %d job(s)\n"
             % (signum, sum(1 for j in jobs.jobs.values() if j.state == "running"))

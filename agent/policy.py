@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from . import domains
+from . import domains, protocol
 from .errors import AgentError
 
 DEFAULT_PATH = "/etc/crashfleet/agent-policy.json"
@@ -55,10 +55,10 @@ class Policy:
 
     def check_duration(self, duration: float) -> float:
         if duration <= 0:
-            raise AgentError("bad_params", "duration must be positive, got %s" % duration)
+            raise AgentError(protocol.BAD_PARAMS, "duration must be positive, got %s" % duration)
         if duration > self.max_duration:
             raise AgentError(
-                "policy_denied",
+                protocol.POLICY_DENIED,
                 "duration %ss is over this host's cap of %ss" % (duration, self.max_duration),
                 hint="ask for %ss or less" % self.max_duration,
                 rule="policy.duration",
@@ -79,11 +79,11 @@ def load(path: Optional[str] = None) -> Policy:
         with open(path) as handle:
             data = json.load(handle)
     except ValueError as exc:
-        raise AgentError("bad_policy", "policy file %s is not valid JSON: %s" % (path, exc)) from None
+        raise AgentError(protocol.BAD_POLICY, "policy file %s is not valid JSON: %s" % (path, exc)) from None
     unknown = set(data) - set(DEFAULTS)
     if unknown:
         raise AgentError(
-            "bad_policy",
+            protocol.BAD_POLICY,
             "policy file %s has unknown keys: %s" % (path, ", ".join(sorted(unknown))),
             hint="known keys: " + ", ".join(sorted(DEFAULTS)),
         )
@@ -95,6 +95,6 @@ def _check_owner(path: str) -> None:
     trusted = {0, os.geteuid()}
     if info.st_uid not in trusted or info.st_mode & 0o022:
         raise AgentError(
-            "bad_policy",
+            protocol.BAD_POLICY,
             "policy file %s must be owned by root (or the agent's user) and not writable by group or others" % path,
         )

@@ -9,7 +9,7 @@ import socket
 import threading
 from typing import Any, BinaryIO, Dict, Optional
 
-from . import lease
+from . import lease, protocol
 from .buildinfo import build_hash
 from .rpc import Channel, Server
 
@@ -38,7 +38,7 @@ class Reattach:
     def intercept(self, request: Dict[str, Any], line: bytes, stream: BinaryIO) -> bool:
         """At `hello` from a controller that names itself: relay to its older agent if one
         lives (True: this agent is only a relay now), else listen for its later attaches."""
-        key = (request.get("params") or {}).get("controller") if request.get("method") == "hello" else None
+        key = (request.get("params") or {}).get("controller") if request.get("method") == protocol.HELLO else None
         if not isinstance(key, str) or not lease.KEY_RE.match(key) or self.lifeline.lease <= 0:
             return False
         with self._lock:

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from . import profiles, sandbox
+from . import profiles, protocol, sandbox
 from .errors import AgentError
 from .store import StoreError
 
@@ -28,7 +28,7 @@ def is_literal(pattern: str) -> bool:
 
 def too_costly(policy: Any, pattern: str, why: str) -> AgentError:
     return AgentError(
-        "pattern_too_costly",
+        protocol.PATTERN_TOO_COSTLY,
         "the pattern %r was stopped: %s (this host allows a regex %ss of "
         "CPU)" % (pattern[:200], why, policy.settings["regex_cpu_seconds"]),
         hint="search a plain string, or a regex without nested repetition like (a+)+",

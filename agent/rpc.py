@@ -9,6 +9,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable, Dict, Optional
 
+from . import protocol
 from .audit import RefusalLog, is_refusal
 from .errors import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, AgentError
 
@@ -84,7 +85,7 @@ class Server:
             if len(line) > MAX_LINE and not line.endswith(b"\n"):
                 self._skip_rest(stream)
                 self._reply_error(
-                    None, AgentError("too_large", "request line over 1 MiB", code=INVALID_REQUEST).to_rpc()
+                    None, AgentError(protocol.TOO_LARGE, "request line over 1 MiB", code=INVALID_REQUEST).to_rpc()
                 )
                 continue
             if line.strip() and self._accept(line, stream, live):
@@ -105,12 +106,18 @@ class Server:
         try:
             request = json.loads(line)
         except ValueError as exc:
-            self._reply_error(None, {"code": PARSE_ERROR, "message": "invalid JSON: %s" % exc})
+            self._reply_error(
+                None, {"code": PARSE_ERROR, "message": "invalid JSON: %s" % exc, "data": {"kind": protocol.BAD_REQUEST}}
+            )
             return False
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             self._reply_error(
                 request.get("id") if isinstance(request, dict) else None,
-                {"code": INVALID_REQUEST, "message": "not a JSON-RPC 2.0 request"},
+                {
+                    "code": INVALID_REQUEST,
+                    "message": "not a JSON-RPC 2.0 request",
+                    "data": {"kind": protocol.BAD_REQUEST},
+                },
             )
             return False
         if self.intercept is not None and self.intercept(request, line, stream):
@@ -126,13 +133,13 @@ class Server:
             handler = self._handler(request["method"])
             if handler is None:
                 raise AgentError(
-                    "unknown_method",
+                    protocol.UNKNOWN_METHOD,
                     "unknown method %r" % request["method"],
                     hint="methods: " + ", ".join(sorted(self.methods)),
                     code=METHOD_NOT_FOUND,
                 )
             if not isinstance(params, dict):
-                raise AgentError("bad_params", "params must be an object", code=-32602)
+                raise AgentError(protocol.BAD_PARAMS, "params must be an object", code=-32602)
             result = handler(params)
         except AgentError as exc:
             if self.refusals is not None and is_refusal(exc):
@@ -147,7 +154,7 @@ class Server:
                 {
                     "code": INTERNAL_ERROR,
                     "message": "%s: %s" % (type(exc).__name__, exc),
-                    "data": {"kind": "internal", "traceback_tail": tail},
+                    "data": {"kind": protocol.INTERNAL, "traceback_tail": tail},
                 },
             )
         else:

@@ -32,6 +32,7 @@ import struct
 import time
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
+from . import protocol
 from .errors import AgentError
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -221,7 +222,7 @@ def require(policy_settings: Dict[str, Any]) -> None:
     """Refuse to start a tool when policy demands the full sandbox and this host lacks it."""
     if policy_settings.get("require_sandbox") and status()["sandbox"] != "full":
         raise AgentError(
-            "sandbox_unavailable",
+            protocol.SANDBOX_UNAVAILABLE,
             "this host's policy requires the full sandbox, and it is partial: %s" % "; ".join(status()["missing"]),
             hint="run the agent as root on a kernel with Landlock, or set require_sandbox false in the host's policy",
             rule="sandbox.required",

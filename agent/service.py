@@ -7,7 +7,7 @@ import shutil
 import time
 from typing import Any, Callable, Dict, TypeVar
 
-from . import AGENT_VERSION, PROTOCOL_VERSION, commands, domains, facts, profiles, regexbox, sandbox
+from . import AGENT_VERSION, PROTOCOL_VERSION, commands, domains, facts, profiles, protocol, regexbox, sandbox
 from .buildinfo import build_hash
 from .errors import AgentError
 from .jobs import Job, JobManager
@@ -50,15 +50,15 @@ class Agent:
 
     def core_methods(self) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
         return {
-            "hello": self.hello,
-            "ping": lambda p: {"time": time.time()},
-            "facts": self.facts,
-            "page": self.page,
-            "search": self.search,
-            "run": self.run,
-            "job.status": self.job_status,
-            "job.cancel": self.job_cancel,
-            "jobs.list": lambda p: {"jobs": self.jobs.list()},
+            protocol.HELLO: self.hello,
+            protocol.PING: lambda p: {"time": time.time()},
+            protocol.FACTS: self.facts,
+            protocol.PAGE: self.page,
+            protocol.SEARCH: self.search,
+            protocol.RUN: self.run,
+            protocol.JOB_STATUS: self.job_status,
+            protocol.JOB_CANCEL: self.job_cancel,
+            protocol.JOBS_LIST: lambda p: {"jobs": self.jobs.list()},
         }
 
     def hello(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -148,8 +148,8 @@ class Agent:
 
 
 _STORE_HINTS = {
-    "unknown_output": "the output may have been evicted; run the command again",
-    "bad_cursor": "pass the next_cursor exactly as a previous page returned it",
-    "stale_cursor": "call page without a cursor to start over",
-    "bad_regex": "use Python regular expression syntax",
+    protocol.UNKNOWN_OUTPUT: "the output may have been evicted; run the command again",
+    protocol.BAD_CURSOR: "pass the next_cursor exactly as a previous page returned it",
+    protocol.STALE_CURSOR: "call page without a cursor to start over",
+    protocol.BAD_REGEX: "use Python regular expression syntax",
 }

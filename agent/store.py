@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, BinaryIO, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Pattern, Tuple
 
-from . import blocksearch
+from . import blocksearch, protocol
 
 ID_LEN = 10
 MAX_PAGE_BYTES = 8 << 20
@@ -147,12 +147,12 @@ class _Output:
 
 
 def _bad(message: str) -> StoreError:
-    return StoreError("bad_argument", message)
+    return StoreError(protocol.BAD_ARGUMENT, message)
 
 
 def _gone(oid: str) -> StoreError:
     return StoreError(
-        "unknown_output",
+        protocol.UNKNOWN_OUTPUT,
         "no output %s (evicted, deleted or never existed); "
         "it was evicted or never existed; run the command again" % oid,
     )
@@ -596,7 +596,7 @@ class Store:
         try:
             rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         except re.error as e:
-            raise StoreError("bad_regex", "invalid regular expression %r: %s" % (pattern[:200], e)) from None
+            raise StoreError(protocol.BAD_REGEX, "invalid regular expression %r: %s" % (pattern[:200], e)) from None
         snap = out.snapshot()
         start = 1
         if cursor is not None:
@@ -708,20 +708,20 @@ class Store:
     def _parse_cursor(self, out: _Output, kind: str, cursor: Any) -> Tuple[int, int]:
         m = _CURSOR_RE.match(cursor) if isinstance(cursor, str) else None
         if m is None or int(m.group(1)) < 1:
-            raise StoreError("bad_cursor", "malformed cursor %r; %s" % (str(cursor)[:40], _RESTART_HINT))
+            raise StoreError(protocol.BAD_CURSOR, "malformed cursor %r; %s" % (str(cursor)[:40], _RESTART_HINT))
         line, off, tag = int(m.group(1)), int(m.group(2)), m.group(3)
         if tag != self._tag(kind, out.id, line, off):
             other = _SEARCH if kind == _PAGE else _PAGE
             if tag == self._tag(other, out.id, line, off):
                 what = "a %s cursor" % ("search" if other == _SEARCH else "page")
-                raise StoreError("bad_cursor", "this is %s; pass it back to the call that returned it" % what)
-            raise StoreError("bad_cursor", "cursor does not belong to output %s; %s" % (out.id, _RESTART_HINT))
+                raise StoreError(protocol.BAD_CURSOR, "this is %s; pass it back to the call that returned it" % what)
+            raise StoreError(protocol.BAD_CURSOR, "cursor does not belong to output %s; %s" % (out.id, _RESTART_HINT))
         return line, off
 
     @staticmethod
     def _stale(out: _Output, snap: _Snap) -> StoreError:
         return StoreError(
-            "stale_cursor",
+            protocol.STALE_CURSOR,
             "cursor is past the end of output %s (%d lines); %s" % (out.id, snap.total_lines, _RESTART_HINT),
         )
 

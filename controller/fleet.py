@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, load_inventory
 
 from . import stages
 from .audit import AuditLog
-from .errors import CrashfleetError, HostError, Unreachable, UsageError
+from .errors import ConnectLost, CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
 from .link import AgentLink
 from .progress import FanoutProgress, Progress, watching
@@ -25,7 +26,7 @@ from .window import AdaptiveWindow
 
 log = logging.getLogger(__name__)
 HostOp = Callable[[Host], Awaitable[HostOutcome]]
-SETUP_RETRY_KINDS = ("connect_lost",)  # set-up failures worth another try within the deadline
+SETUP_RETRY: tuple[type[HostError], ...] = (ConnectLost,)  # set-up failures worth another try within the deadline
 RECONNECT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds between background reconnects
 ALIVE_PROBE = 5.0  # seconds a ping may take when a call timed out: alive but slow, or gone?
 
@@ -114,7 +115,7 @@ class Fleet:
                     link = await open_link(host, self.settings)
                 break
             except HostError as exc:
-                if exc.kind in SETUP_RETRY_KINDS and attempt < 3:
+                if isinstance(exc, SETUP_RETRY) and attempt < 3:
                     await asyncio.sleep(0.2 * 2**attempt)
                     continue
                 self._audit(host.name, "connect", {"address": host.address}, f"error: {exc.message}", error=exc)
@@ -194,7 +195,7 @@ class Fleet:
         if link is None or not link.alive:
             return
         try:
-            await asyncio.wait_for(link.call("ping"), ALIVE_PROBE)
+            await asyncio.wait_for(link.call(protocol.PING), ALIVE_PROBE)
         except (TimeoutError, HostError):
             self._forget(host.name, link)
             self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")
@@ -203,14 +204,14 @@ class Fleet:
         """Hosts with a live agent link now."""
         return [name for name, link in self.links.items() if link.alive]
 
-    async def checked_hello(self, host: Host, refresh: bool = False) -> dict[str, Any]:
+    async def checked_hello(self, host: Host, refresh: bool = False) -> protocol.Hello:
         """The host's hello with its facts whole: tool versions probed once (first contact leaves
         them unprobed), re-probed on `refresh`; else a ping proves the agent still answers."""
         link = await self.link(host)
         if refresh or _unprobed(link.hello):
-            link.hello["facts"] = await self.call(host, "facts", {"refresh": refresh})
+            link.hello["facts"] = await self.call(host, protocol.FACTS, {"refresh": refresh})
         else:
-            await self.call(host, "ping")
+            await self.call(host, protocol.PING)
         return link.hello
 
     async def call(self, host: Host, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -307,5 +308,5 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _unprobed(hello: dict[str, Any]) -> bool:
+def _unprobed(hello: protocol.Hello) -> bool:
     return any(tool.get("probed") is False for tool in hello.get("facts", {}).get("tools", {}).values())

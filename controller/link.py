@@ -7,9 +7,11 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from .errors import AgentCallError, LinkClosed
+from crashfleet.agent import protocol
+
+from .errors import AgentCallError, LinkClosed, agent_error
 from .progress import JobWatcher
 from .transport import AgentProcess, Transport
 
@@ -24,7 +26,7 @@ class AgentLink:
         self.host = host
         self.process = process
         self.transport = transport
-        self.hello: dict[str, Any] = {}
+        self.hello: protocol.Hello = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._started: dict[int, str] = {}  # request id -> the job it started (agent's job.started)
@@ -40,9 +42,8 @@ class AgentLink:
         return self._closed is None and not self._stopping
 
     @property
-    def facts(self) -> dict[str, Any]:
-        facts: dict[str, Any] = self.hello.get("facts", {})
-        return facts
+    def facts(self) -> protocol.Facts:
+        return self.hello.get("facts", {})
 
     async def call(
         self, method: str, params: dict[str, Any] | None = None, on_progress: JobWatcher | None = None
@@ -119,10 +120,10 @@ class AgentLink:
                     future.set_exception(_call_error(message["error"]))
                 else:
                     future.set_result(message["result"])
-        elif message.get("method") == "agent.stopping":
+        elif message.get("method") == protocol.AGENT_STOPPING:
             self._stopping = True
-        elif message.get("method") == "job.started":
-            params = message.get("params") or {}
+        elif message.get("method") == protocol.JOB_STARTED:
+            params = cast(protocol.JobStarted, message.get("params") or {})
             if params.get("request") in self._pending:
                 self._started[params["request"]] = str(params.get("job_id"))
         elif message.get("method") == "job.progress":
@@ -151,11 +152,11 @@ class AgentLink:
         return self._closed
 
 
-_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": "shutdown", "params": {}}).encode() + b"\n"
+_SHUTDOWN = json.dumps({"jsonrpc": "2.0", "method": protocol.SHUTDOWN, "params": {}}).encode() + b"\n"
 
 
 def _call_error(error: dict[str, Any]) -> AgentCallError:
     data = error.get("data") or {}
-    return AgentCallError(
+    return agent_error(
         str(error.get("message", "agent error")), data.get("hint"), str(data.get("kind", "agent_error")), data
     )

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crashfleet.agent import PROTOCOL_VERSION, launcher
+from crashfleet.agent import PROTOCOL_VERSION, launcher, protocol
 from crashfleet.inventory import Host
 
 from . import deployed, stages
@@ -50,7 +50,7 @@ async def _start(host: Host, transport: Transport, bundle: Bundle, settings: Set
         await _launch(host, process, bundle)
         stages.mark("hello")
         link = AgentLink(host.name, process, transport)
-        link.hello = await link.call("hello", hello_params(settings))
+        link.hello = await link.call(protocol.HELLO, hello_params(settings))
     except LinkClosed as exc:
         raise _start_error(host, exc) from None
     except BaseException:
@@ -103,7 +103,7 @@ async def _start_installed(
     link = AgentLink(host.name, await transport.start(installed.argv()), transport)
     try:
         stages.mark("hello")
-        link.hello = await link.call("hello", hello_params(settings))
+        link.hello = await link.call(protocol.HELLO, hello_params(settings))
     except LinkClosed as exc:
         raise deployed.start_error(host, installed, exc, settings.inventory) from None
     expected = agent_bundle().build
@@ -221,7 +221,7 @@ def _unsafe_dir_hint(host: Host) -> str:
     )
 
 
-def _check_protocol(host: Host, hello: dict[str, Any]) -> None:
+def _check_protocol(host: Host, hello: protocol.Hello) -> None:
     if hello.get("protocol") != PROTOCOL_VERSION:
         raise HostError(
             f"agent on {host.name} speaks protocol {hello.get('protocol')}, controller speaks {PROTOCOL_VERSION}",

@@ -19,7 +19,7 @@ import asyncssh
 from crashfleet.inventory import Host
 
 from . import stages
-from .errors import HostError, Unreachable
+from .errors import ConnectLost, HostError, Unreachable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class SshTransport:
         except (OSError, asyncssh.Error) as exc:
             # Dropped mid-handshake (sshd overloaded, MaxStartups): worth another try; refused is not.
             lost = isinstance(exc, (ConnectionResetError, BrokenPipeError, asyncssh.ConnectionLost))
-            raise Unreachable(
+            raise (ConnectLost if lost else Unreachable)(
                 f"cannot connect to {host.address}:{host.port or 22}: {_reason(exc)}",
                 "is the host up and sshd listening?",
                 kind="connect_lost" if lost else "connect",

@@ -14,7 +14,7 @@ import shutil
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import profiles, regexbox, sandbox
+from .. import profiles, protocol, regexbox, sandbox
 from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
@@ -51,7 +51,7 @@ class Dumps:
         if dirs is None:
             return self.roots()
         if not all(isinstance(d, str) and os.path.isabs(d) for d in dirs):
-            raise AgentError("bad_params", "dirs must be absolute paths, got %r" % (dirs,))
+            raise AgentError(protocol.BAD_PARAMS, "dirs must be absolute paths, got %r" % (dirs,))
         return list(dirs)
 
     def list(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -76,7 +76,7 @@ class Dumps:
             found = discovery.scan(self.dirs(params), self.roots())["dumps"]
             if not found:
                 raise AgentError(
-                    "no_dump",
+                    protocol.NO_DUMP,
                     "no dump in %s" % ", ".join(self.dirs(params)),
                     hint="dumps_list shows where the agent looks (policy key dump_dirs)",
                 )
@@ -84,11 +84,11 @@ class Dumps:
             return newest
         real = discovery.check_allowed(path, self.roots())
         if not os.path.isfile(real):
-            raise AgentError("not_found", "no dump at %s" % path, hint="dumps_list shows the dumps on this host")
+            raise AgentError(protocol.NOT_FOUND, "no dump at %s" % path, hint="dumps_list shows the dumps on this host")
         info = discovery.describe(real)
         if info is None:
             raise AgentError(
-                "not_a_dump",
+                protocol.NOT_A_DUMP,
                 "%s is not a kernel dump (not ELF, kdump-compressed or flattened)" % path,
                 hint="pass a vmcore as dumps_list reports it",
             )
@@ -212,7 +212,7 @@ class Dumps:
         try:
             return vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
         except AgentError as exc:
-            if exc.kind != "no_vmlinux":
+            if exc.kind != protocol.NO_VMLINUX:
                 raise
             return self.debuginfod.obtain(dump, exc, bounded(params, "fetch_wait", 0.0, 0.0, MAX_WAIT))
 
@@ -231,7 +231,7 @@ class Dumps:
                     answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
                     drgn_count = int(answer["value"]) if answer.get("ok") else None
                 except AgentError as exc:
-                    if exc.kind == "drgn_too_old":  # say it at open, not at the first drgn_run
+                    if exc.kind == protocol.DRGN_TOO_OLD:  # say it at open, not at the first drgn_run
                         session.warnings.append("%s (%s)" % (exc.message, exc.hint))
                 except (DrgnError, ValueError, TypeError):
                     pass  # drgn cannot read every dump (kdump-compressed, flattened): crash's word alone
@@ -251,10 +251,12 @@ class Dumps:
         timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
         crash = session.crash
         if crash is None:
-            raise AgentError("no_crash", "session %s has no crash process" % session.id, hint="open it with crash_open")
+            raise AgentError(
+                protocol.NO_CRASH, "session %s has no crash process" % session.id, hint="open it with crash_open"
+            )
         if not crash.lock.acquire(timeout=BUSY_WAIT):
             raise AgentError(
-                "busy",
+                protocol.BUSY,
                 "session %s is still running another command" % session.id,
                 hint="one command at a time per session: wait for it (job_status) or stop it (job_cancel)",
             )
@@ -319,7 +321,7 @@ class Dumps:
     def drgn(self, params: Dict[str, Any]) -> Dict[str, Any]:
         if not self.policy.settings["drgn_code"]:
             raise AgentError(
-                "policy_denied",
+                protocol.POLICY_DENIED,
                 "this host's policy forbids running drgn code (drgn_code: false)",
                 hint="the bundled analysis scripts still run: analysis_run",
                 rule="policy.drgn_code",
@@ -341,12 +343,12 @@ class Dumps:
         if code is None:
             if name not in SCRIPTS:
                 raise AgentError(
-                    "unknown_script", "no analysis script %r" % name, hint="scripts: " + ", ".join(SCRIPTS)
+                    protocol.UNKNOWN_SCRIPT, "no analysis script %r" % name, hint="scripts: " + ", ".join(SCRIPTS)
                 )
             code = bundled_script(name)
         elif not self.policy.settings["drgn_code"]:
             raise AgentError(
-                "policy_denied",
+                protocol.POLICY_DENIED,
                 "this host's policy forbids drgn code, and %r is not bundled" % name,
                 hint="bundled scripts: " + ", ".join(SCRIPTS),
                 rule="policy.drgn_code",
@@ -436,7 +438,9 @@ def crash_binary(dump: Dict[str, Any]) -> str:
             % (arch, arch.upper(), name, arch)
         )
         raise AgentError(
-            "no_crash", "%s is not installed on this host (the dump is %s, the host %s)" % (name, arch, host), hint=hint
+            protocol.NO_CRASH,
+            "%s is not installed on this host (the dump is %s, the host %s)" % (name, arch, host),
+            hint=hint,
         )
     return path
 
@@ -458,13 +462,13 @@ def bundled_script(name: str) -> str:
 def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
     dumps = Dumps(agent)
     return {
-        "dumps.list": dumps.list,
-        "dumps.open": dumps.open,
-        "dumps.crash": dumps.crash,
-        "dumps.interrupt": dumps.interrupt,
-        "dumps.drgn": dumps.drgn,
-        "dumps.sessions": lambda p: {"sessions": dumps.sessions.list()},
-        "dumps.close": lambda p: dumps.sessions.close(param(p, "session_id", str)),
-        "dumps.scripts": dumps.scripts,
-        "dumps.script": dumps.script,
+        protocol.DUMPS_LIST: dumps.list,
+        protocol.DUMPS_OPEN: dumps.open,
+        protocol.DUMPS_CRASH: dumps.crash,
+        protocol.DUMPS_INTERRUPT: dumps.interrupt,
+        protocol.DUMPS_DRGN: dumps.drgn,
+        protocol.DUMPS_SESSIONS: lambda p: {"sessions": dumps.sessions.list()},
+        protocol.DUMPS_CLOSE: lambda p: dumps.sessions.close(param(p, "session_id", str)),
+        protocol.DUMPS_SCRIPTS: dumps.scripts,
+        protocol.DUMPS_SCRIPT: dumps.script,
     }

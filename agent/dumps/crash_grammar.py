@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from .. import protocol
 from ..errors import AgentError
 
 MAX_LINE = 1024  # crash stops at 1500 bytes (cmdline.c:process_command_line, BUFSIZE); aliases lengthen lines
@@ -47,7 +48,7 @@ class Token(NamedTuple):
 
 
 def refuse(rule: str, message: str, hint: str) -> AgentError:
-    return AgentError("refused", message, hint=hint, rule="crash." + rule)
+    return AgentError(protocol.REFUSED, message, hint=hint, rule="crash." + rule)
 
 
 # -- 1. characters

@@ -18,7 +18,7 @@ import threading
 import urllib.parse
 from typing import Any, Dict, List, Optional
 
-from .. import profiles, sandbox
+from .. import profiles, protocol, sandbox
 from ..errors import AgentError
 from ..jobs import _clean_env
 from . import formats
@@ -162,7 +162,7 @@ class Debuginfod:
 
     def start(self, build_id: str, servers: List[str]) -> Fetch:
         if not valid_build_id(build_id):  # it names a dir under the cache: hex, nothing else
-            raise AgentError("bad_params", "not a build id: %r" % (build_id,)[:80])
+            raise AgentError(protocol.BAD_PARAMS, "not a build id: %r" % (build_id,)[:80])
         with self._lock:
             running = self.fetches.get(build_id)
             if running is not None:
@@ -215,7 +215,7 @@ class Debuginfod:
                 else "the download %s (%s)" % (job.state, job.stop_reason or "exit %s" % job.exit_status)
             )
             return AgentError(
-                "debuginfod_failed",
+                protocol.DEBUGINFOD_FAILED,
                 why,
                 hint="check the servers (policy debuginfod_urls), or "
                 "install the debuginfo package; dumps_list says which",
@@ -224,7 +224,7 @@ class Debuginfod:
         found = _build_id(fetch.part)
         if found != fetch.build_id:
             return AgentError(
-                "debuginfod_wrong_file",
+                protocol.DEBUGINFOD_WRONG_FILE,
                 "a debuginfod server (%s) sent a file whose build id is "
                 "%s, not the dump's %s: it was removed" % (", ".join(fetch.servers), found, fetch.build_id),
                 hint="the server's index is wrong or it is not a debuginfod server",

@@ -6,6 +6,7 @@ import os
 import re
 from typing import Any, Dict, Iterator, List, Optional
 
+from .. import protocol
 from ..errors import AgentError
 from . import dmesg, formats
 
@@ -47,13 +48,13 @@ def check_allowed(path: str, roots: List[str], what: str = "dump") -> str:
     """The real path of `path` if it lies inside an allowed dir (symlinks resolved first)."""
     if not os.path.isabs(path):
         raise AgentError(
-            "bad_params",
+            protocol.BAD_PARAMS,
             "%s path %r is not absolute" % (what, path),
             hint="pass the path exactly as dumps_list reported it",
         )
     if not inside(path, roots):
         raise AgentError(
-            "policy_denied",
+            protocol.POLICY_DENIED,
             "%s %s is outside this host's dump dirs (%s)" % (what, path, ", ".join(roots)),
             hint="move the dump under an allowed dir, or add its dir to `dump_dirs` "
             "in /etc/crashfleet/agent-policy.json",

@@ -10,6 +10,7 @@ import platform
 import struct
 from typing import Any, Dict, Optional
 
+from .. import protocol
 from ..errors import AgentError
 from . import formats
 
@@ -33,7 +34,7 @@ print("TASKS:", sum(1 for _ in for_each_task(prog)))
 def check(settings: Dict[str, Any]) -> None:
     if not settings.get("live_kernel"):
         raise AgentError(
-            "policy_denied",
+            protocol.POLICY_DENIED,
             "this host's policy does not allow reading the live kernel (live_kernel: false, the default)",
             hint='set "live_kernel": true in /etc/crashfleet/agent-policy.json on this host: '
             "live memory holds every running process's secrets",
@@ -41,7 +42,7 @@ def check(settings: Dict[str, Any]) -> None:
         )
     if not os.path.exists(KCORE):
         raise AgentError(
-            "no_kcore",
+            protocol.NO_KCORE,
             "%s does not exist on this host (a kernel without CONFIG_PROC_KCORE, or a container without it)" % KCORE,
             hint="analyse a dump instead (dumps_list), or run on a host whose kernel has /proc/kcore",
         )

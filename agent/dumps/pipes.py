@@ -14,6 +14,7 @@ import shlex
 from collections import deque
 from typing import Any, Deque, List, Optional, Tuple
 
+from .. import protocol
 from ..errors import AgentError
 from . import crash_grammar
 
@@ -27,7 +28,7 @@ FILTERS_HINT = (
 
 
 def refuse(why: str, rule: str = "pipe") -> AgentError:
-    return AgentError("refused", why, hint=FILTERS_HINT, rule="crash." + rule)
+    return AgentError(protocol.REFUSED, why, hint=FILTERS_HINT, rule="crash." + rule)
 
 
 def parse(line: str) -> Tuple[str, List[Filter]]:

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import protocol
 from ..errors import AgentError
 from . import drgn_pick
 from .crash_session import CrashError, CrashSession, Setup
@@ -87,7 +88,7 @@ class Sessions:
                 return session, True
             if len(self.by_id) >= self.max_sessions:
                 raise AgentError(
-                    "too_many_sessions",
+                    protocol.TOO_MANY_SESSIONS,
                     "%d dump sessions are open on this host (the policy's cap)" % len(self.by_id),
                     hint="close one with session_close; sessions_list shows them",
                     rule="quota.dump_sessions",
@@ -103,7 +104,7 @@ class Sessions:
         session = self.by_id.get(sid)
         if session is None:
             raise AgentError(
-                "unknown_session",
+                protocol.UNKNOWN_SESSION,
                 "no dump session %r on this host: it was closed, expired after "
                 "%ds idle, or the agent restarted" % (sid, self.idle),
                 hint="open it again with crash_open (sessions_list shows open ones)",
@@ -128,15 +129,15 @@ class Sessions:
                     if session.dump.get("truncated")
                     else "check that vmlinux matches the dump; dumps_list shows both"
                 )
-                raise AgentError("crash_failed", str(exc) + " (--minimal failed too)", hint=hint) from None
+                raise AgentError(protocol.CRASH_FAILED, str(exc) + " (--minimal failed too)", hint=hint) from None
             except OSError as exc:
                 self.close(session.id)
                 raise AgentError(
-                    "crash_failed", "cannot run %s: %s" % (binary, exc), hint="install crash on this host"
+                    protocol.CRASH_FAILED, "cannot run %s: %s" % (binary, exc), hint="install crash on this host"
                 ) from None
             if self._closed.is_set() or session.id not in self.by_id:  # closed while starting
                 crash.close()
-                raise AgentError("unknown_session", "session %s was closed while crash started" % session.id)
+                raise AgentError(protocol.UNKNOWN_SESSION, "session %s was closed while crash started" % session.id)
             session.crash = crash
             session.banner = started.get("banner") or ""
             if started.get("note"):
@@ -168,7 +169,9 @@ class Sessions:
             session = self.by_id.pop(sid, None)
             if session is None:
                 raise AgentError(
-                    "unknown_session", "no dump session %r on this host" % sid, hint="sessions_list shows the open ones"
+                    protocol.UNKNOWN_SESSION,
+                    "no dump session %r on this host" % sid,
+                    hint="sessions_list shows the open ones",
                 )
             self.by_key.pop((session.vmcore, session.vmlinux), None)
         info = session.info()
@@ -207,18 +210,18 @@ def _drgn_failed(session: Session, chosen: Dict[str, Any], exc: DrgnError) -> Ag
     fmt, python = session.dump.get("format"), chosen["python"]
     old = drgn_pick.too_old(chosen, fmt, str(exc).split(": ", 1)[-1])
     if old and "could not open the dump" in str(exc):
-        return AgentError("drgn_too_old", old, hint=drgn_pick.INSTALL_HINT)
+        return AgentError(protocol.DRGN_TOO_OLD, old, hint=drgn_pick.INSTALL_HINT)
     if fmt != "elf" and "could not open the dump" in str(exc):
         # drgn reads these through libkdumpfile, which needs what QEMU's and some kdump's files lack
         return AgentError(
-            "drgn_unsupported",
+            protocol.DRGN_UNSUPPORTED,
             "drgn cannot read this %s dump %s (%s); crash reads it"
             % (fmt, session.vmcore, str(exc).split(": ", 1)[-1]),
             hint="use crash_run on this session; drgn needs an ELF vmcore (have kdump write "
             "ELF, makedumpfile -E, for the next dumps)",
         )
     return AgentError(
-        "drgn_failed",
+        protocol.DRGN_FAILED,
         str(exc),
         hint="is drgn importable by %s? (pip install drgn; policy key drgn_python picks the interpreter)" % python,
     )

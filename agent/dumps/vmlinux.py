@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
+from .. import protocol
 from ..errors import AgentError
 from . import formats
 
@@ -35,7 +36,7 @@ def check(vmlinux: str, dump: Dict[str, Any]) -> str:
     """`vmlinux` (given by the caller) if it is an ELF file whose build id matches the dump's."""
     if not os.path.isfile(vmlinux):
         raise AgentError(
-            "not_found",
+            protocol.NOT_FOUND,
             "vmlinux %s does not exist" % vmlinux,
             hint="omit vmlinux to have the agent find the matching one",
         )
@@ -43,14 +44,14 @@ def check(vmlinux: str, dump: Dict[str, Any]) -> str:
         found = formats.elf_build_id(vmlinux)
     except (OSError, formats.NotADump) as exc:
         raise AgentError(
-            "wrong_vmlinux",
+            protocol.WRONG_VMLINUX,
             "%s is not a vmlinux (ELF) file: %s" % (vmlinux, exc),
             hint="pass the uncompressed vmlinux with debuginfo, not vmlinuz",
         ) from None
     want = dump.get("build_id")
     if want and found != want:
         raise AgentError(
-            "wrong_vmlinux",
+            protocol.WRONG_VMLINUX,
             "vmlinux %s does not match the dump: its build id is %s, the dump's "
             "kernel (%s) has %s" % (vmlinux, found, dump.get("release"), want),
             hint=install_hint(dump.get("release") or "?"),
@@ -63,7 +64,7 @@ def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
     release = dump.get("release")
     if not release:
         raise AgentError(
-            "no_release",
+            protocol.NO_RELEASE,
             "the dump %s carries no kernel release (no VMCOREINFO)" % dump["path"],
             hint="pass vmlinux explicitly",
         )
@@ -78,7 +79,7 @@ def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
             continue
         return {"path": os.path.realpath(path), "build_id": found, "checked": bool(dump.get("build_id"))}
     raise AgentError(
-        "no_vmlinux",
+        protocol.NO_VMLINUX,
         "no vmlinux matching kernel %s; looked in: %s" % (release, "; ".join(looked)),
         hint=install_hint(release),
         looked=looked,

@@ -10,13 +10,14 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, UsageError
+from ..errors import AgentCallError, BadParams, PolicyDenied, ProgramRefused, UsageError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
 from ..progress import Progress
@@ -28,16 +29,7 @@ from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDr
 from .common import digest, host_deadline, lost_job, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
-PROGRAM_ERRORS = (
-    "compile_error",
-    "unsafe_program",
-    "bad_params",
-    "bad_program",
-    "unknown_tool",
-    "unknown_probe",
-    "policy_denied",
-    "tool_cannot_run",
-)
+PROGRAM_ERRORS = (ProgramRefused, BadParams, PolicyDenied)
 MAX_DRIFT_LISTED = 30
 RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
@@ -57,12 +49,12 @@ async def bpftrace_info(
     mounted: list[str] = []
 
     async def info(host: Host) -> HostOutcome:
-        data = await rt.fleet.call(host, "bpftrace.info")
+        data: protocol.BpftraceInfo = await rt.fleet.call(host, protocol.BPFTRACE_INFO)
         if data["tracefs"].pop("mounted_now", False):
             mounted.append(host.name)
         data.pop("path", None)
         data["features"] = {k: v for k, v in data.get("features", {}).items() if k != "System"}
-        return HostOutcome(host.name, "ok", key=digest(data), data=data)
+        return HostOutcome(host.name, "ok", key=digest(data), data=dict(data))
 
     outcomes, elapsed = await rt.fleet.fan_out(
         rt.fleet.match(pattern), info, deadline=host_deadline(rt, timeout), progress=progress
@@ -92,7 +84,7 @@ async def bpftrace_probes(
 
     async def listing(host: Host) -> HostOutcome:
         try:
-            found = await rt.fleet.call(host, "bpftrace.probes", params)
+            found: protocol.BpftraceProbes = await rt.fleet.call(host, protocol.BPFTRACE_PROBES, params)
         except AgentCallError as exc:
             return _refused(host.name, exc)
         page = found["page"]
@@ -128,8 +120,8 @@ async def _drift(rt: Runtime, ok: list[HostOutcome], filter: str | None) -> list
         groups.setdefault(outcome.key, []).append(outcome.host)
 
     async def full(host: str) -> set[str]:
-        found = await rt.fleet.call(
-            rt.fleet.host(host), "bpftrace.probes", {"filter": filter, "full": True, "page_bytes": 256}
+        found: protocol.BpftraceProbes = await rt.fleet.call(
+            rt.fleet.host(host), protocol.BPFTRACE_PROBES, {"filter": filter, "full": True, "page_bytes": 256}
         )
         return set(found["probes"])
 
@@ -156,8 +148,8 @@ async def bpftrace_tools(
     """The vetted tool library and, per tool, the hosts that can run it (and why others cannot)."""
 
     async def tools(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "bpftrace.tools")
-        return HostOutcome(host.name, "ok", key="tools", data=found)
+        found: protocol.BpftraceTools = await rt.fleet.call(host, protocol.BPFTRACE_TOOLS)
+        return HostOutcome(host.name, "ok", key="tools", data=dict(found))
 
     hosts = rt.fleet.match(pattern)
     deadline = max(host_deadline(rt, timeout), 60.0)  # the first check of a boot compiles every tool
@@ -165,6 +157,7 @@ async def bpftrace_tools(
     entries: dict[str, ToolEntry] = {}
     runs: dict[str, list[str]] = {}
     cannot: dict[str, dict[str, list[str]]] = {}
+    listed: protocol.BpftraceTool
     for outcome in outcomes:
         for listed in (outcome.data or {}).get("tools", []) if outcome.status == "ok" else []:
             name = listed["name"]
@@ -240,7 +233,7 @@ async def bpftrace_run(
         await rt.fleet.link(host)
         left = max(0.0, min(wait, deadline - (time.monotonic() - started) - 5.0))
         try:
-            status = await rt.fleet.call(host, "bpftrace.run", {**params, "wait": left})
+            status: protocol.BpftraceStatus = await rt.fleet.call(host, protocol.BPFTRACE_RUN, {**params, "wait": left})
         except AgentCallError as exc:
             return _refused(host.name, exc)
         return _outcome(host.name, status)
@@ -280,7 +273,7 @@ async def bpftrace_result(
         try:
             status = await rt.fleet.call(
                 host,
-                "bpftrace.result",
+                protocol.BPFTRACE_RESULT,
                 {"job_id": job.host_jobs[host.name], "wait": wait, "page_bytes": rt.settings.page_chars},
             )
         except AgentCallError as exc:
@@ -301,7 +294,7 @@ async def bpftrace_result(
     return result
 
 
-def _outcome(host: str, status: dict[str, Any]) -> HostOutcome:
+def _outcome(host: str, status: protocol.BpftraceStatus) -> HostOutcome:
     """A run's status as this host's outcome: JSON runs group by what they printed, maps ride along."""
     outcome = outcome_from_job(host, status)
     error = status.get("error")
@@ -314,8 +307,8 @@ def _outcome(host: str, status: dict[str, Any]) -> HostOutcome:
         outcome.next_cursor = None
         outcome.key = hashlib.sha256(f"{status['state']}:{printed}".encode()).hexdigest()
         outcome.extra["maps"] = status.get("maps") or {}
-    if status.get("stop_reason") and outcome.status == "ok" and "output cap" in status["stop_reason"]:
-        outcome.message = status["stop_reason"]
+    if (reason := status.get("stop_reason")) and outcome.status == "ok" and "output cap" in reason:
+        outcome.message = reason
     return outcome
 
 
@@ -331,16 +324,16 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceR
 
 def _refused(host: str, exc: AgentCallError) -> HostOutcome:
     """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
-    if exc.kind not in PROGRAM_ERRORS:
+    if not isinstance(exc, PROGRAM_ERRORS):
         raise exc
     return HostOutcome(
-        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"kind": exc.kind}
+        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"refused": exc}
     )
 
 
 def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
     """Every host refused the program for the same kind of reason: that is a tool error."""
-    failed = [o for o in outcomes if o.status == "failed" and o.extra.get("kind") in PROGRAM_ERRORS]
+    failed = [o for o in outcomes if o.status == "failed" and isinstance(o.extra.get("refused"), PROGRAM_ERRORS)]
     if outcomes and len(failed) == len(outcomes):
         first = failed[0]
         where = fold(o.host for o in failed if o.key == first.key)
@@ -364,5 +357,5 @@ async def _ticking(work: Awaitable[T], progress: Progress | None, expected: floa
         task.cancel()
 
 
-def _arg_text(arg: dict[str, Any]) -> str:
+def _arg_text(arg: protocol.ToolArg) -> str:
     return f"{arg['name']}={arg['default']}" + (f" ({arg['help']})" if arg.get("help") else "")

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, UsageError
+from ..errors import BadParams, JobGone, UsageError
 from ..grouping import HostOutcome, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, HostFailure, Page
@@ -30,7 +31,7 @@ async def capture_interfaces(rt: Runtime, pattern: Pattern, progress: Progress |
     """Interfaces, addresses, state and the default route of every matching host."""
 
     async def ask(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "capture.interfaces")
+        found = await rt.fleet.call(host, protocol.CAPTURE_INTERFACES)
         return HostOutcome(host.name, "ok", key=repr(found), data=found)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), ask, progress=progress)
@@ -78,7 +79,7 @@ async def capture_start(
         raise UsageError(f"no host matches {pattern!r}", "fleet_hosts lists the hosts")
 
     async def start(host: Host) -> HostOutcome:
-        status = await rt.fleet.call(host, "capture.start", params)
+        status = await rt.fleet.call(host, protocol.CAPTURE_START, params)
         return _status_outcome(host.name, status)
 
     outcomes, elapsed = await rt.fleet.fan_out(hosts, start, progress=progress)
@@ -96,14 +97,14 @@ async def capture_start(
 
 @tool("Capture status", "State of a capture on each host.", REMOTE_READ)
 async def capture_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
-    return await _each(rt, _job(rt, job_id), "capture.status", progress)
+    return await _each(rt, _job(rt, job_id), protocol.CAPTURE_STATUS, progress)
 
 
 @tool("Stop a capture", "Stop a capture early; what was captured is kept.", STOPS_WORK)
 async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
     job = _job(rt, job_id)
-    result = await _each(rt, job, "job.cancel", progress, then="capture.status")
+    result = await _each(rt, job, protocol.JOB_CANCEL, progress, then=protocol.CAPTURE_STATUS)
     rt.jobs.set_state(job, "done")
     return result
 
@@ -124,10 +125,10 @@ async def capture_summary(
     summaries: dict[str, dict[str, Any]] = {}
 
     async def summarise(host: Host) -> HostOutcome:
-        found = await _capture_call(
-            rt, host, "capture.summary", {"job_id": job.host_jobs[host.name], "max_tokens": per_host}
+        found: protocol.CaptureReport = await _capture_call(
+            rt, host, protocol.CAPTURE_SUMMARY, {"job_id": job.host_jobs[host.name], "max_tokens": per_host}
         )
-        summaries[host.name] = found
+        summaries[host.name] = dict(found)
         return HostOutcome(host.name, "ok")
 
     outcomes, _ = await rt.fleet.fan_out(
@@ -160,10 +161,10 @@ async def capture_packets(
     job = _job(rt, job_id)
     if host not in job.host_jobs:
         raise UsageError(f"{host} is not part of capture {job_id}", f"its hosts: {', '.join(job.host_jobs)}")
-    page = await _capture_call(
+    page: protocol.Page = await _capture_call(
         rt,
         rt.fleet.host(host),
-        "capture.packets",
+        protocol.CAPTURE_PACKETS,
         {"job_id": job.host_jobs[host], "filter": filter, "cursor": cursor, "max_bytes": rt.settings.page_chars},
     )
     return Page(
@@ -186,7 +187,7 @@ async def _correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[Loss
     """Packets one host sent to another that the other never saw: lost between them."""
     views: dict[str, dict[str, Any]] = {}
     for host in hosts:
-        views[host.name] = await _capture_call(rt, host, "capture.flows", {"job_id": job.host_jobs[host.name]})
+        views[host.name] = await _capture_call(rt, host, protocol.CAPTURE_FLOWS, {"job_id": job.host_jobs[host.name]})
     found = losses(views)
     for loss in found[:LOSS_EVIDENCE_FLOWS]:
         sent = await _fingerprints(rt, job, loss["from"], loss["flow"])
@@ -195,10 +196,13 @@ async def _correlate(rt: Runtime, job: FleetJob, hosts: list[Host]) -> list[Loss
     return [loss for loss in found if loss.get("lost", 1)]
 
 
-async def _fingerprints(rt: Runtime, job: FleetJob, host: str, flow: str) -> Any:
-    """The identities of the flow's packets in this host's capture."""
+async def _fingerprints(rt: Runtime, job: FleetJob, host: str, flow: str) -> list[tuple[int, str]]:
+    """(packet number, identity) of the flow's packets in this host's capture."""
     params = {"flow": flow, "job_id": job.host_jobs[host]}
-    return (await _capture_call(rt, rt.fleet.host(host), "capture.fingerprints", params))["packets"]
+    found: protocol.CaptureFingerprints = await _capture_call(
+        rt, rt.fleet.host(host), protocol.CAPTURE_FINGERPRINTS, params
+    )
+    return found["packets"]
 
 
 # -- plumbing ---------------------------------------------------------------
@@ -214,16 +218,14 @@ def _job(rt: Runtime, job_id: str) -> FleetJob:
 async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, Any]) -> Any:
     try:
         return await rt.fleet.call(host, method, params)
-    except AgentCallError as exc:
-        if exc.kind in ("unknown_job", "job_lost"):
-            raise UsageError(
-                f"the capture is gone from {host.name}: the agent that ran it ended (killed, or its "
-                f"job lease ran out with no controller attached): {exc.message}",
-                "start a new capture",
-            ) from None
-        if exc.kind == "bad_params":
-            raise UsageError(exc.message, exc.hint) from None
-        raise
+    except JobGone as exc:
+        raise UsageError(
+            f"the capture is gone from {host.name}: the agent that ran it ended (killed, or its "
+            f"job lease ran out with no controller attached): {exc.message}",
+            "start a new capture",
+        ) from exc
+    except BadParams as exc:
+        raise UsageError(exc.message, exc.hint) from exc
 
 
 async def _each(
@@ -244,7 +246,7 @@ async def _each(
     return result
 
 
-def _status_outcome(host: str, status: dict[str, Any]) -> HostOutcome:
+def _status_outcome(host: str, status: protocol.CaptureStatus) -> HostOutcome:
     brief = {
         k: status.get(k)
         for k in ("state", "elapsed", "files", "disk_bytes", "captured", "dropped_by_kernel", "stop_reason", "error")

@@ -6,7 +6,9 @@ import hashlib
 import json
 from typing import Any
 
-from ..errors import AgentCallError, UsageError
+from crashfleet.agent import protocol
+
+from ..errors import AgentCallError, JobLost, UnknownJob, UsageError
 from ..grouping import HostOutcome
 from ..runtime import Runtime
 
@@ -24,7 +26,7 @@ def split_ref(ref: str, what: str = "output_id", source: str = "a tool") -> tupl
     return host, local_id
 
 
-def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
+def outcome_from_job(host: str, status: protocol.JobStatus) -> HostOutcome:
     """An agent job status (with its first page when finished) as this host's outcome."""
     ref = output_ref(host, status["output_id"])
     if status["state"] == "running":
@@ -36,7 +38,7 @@ def outcome_from_job(host: str, status: dict[str, Any]) -> HostOutcome:
             output=f"running for {status.get('elapsed', 0):.1f} s",
             extra={"job_id": status["job_id"]},
         )
-    page = status.get("page") or {}
+    page: protocol.Page | dict[str, None] = status.get("page") or {}  # a running job has none
     ok = status["state"] != "aborted" and (status["state"] in ("done", "cancelled") or status.get("exit_status") == 0)
     key = f"{status.get('sha256')}:{status.get('exit_status')}:{status['state']}"
     message = None
@@ -74,7 +76,7 @@ def host_deadline(rt: Runtime, timeout: float | None) -> float:
 
 def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
     """A job its host no longer runs, as that host's outcome (None: the error is another one)."""
-    if exc.kind == "job_lost":  # an earlier agent in that dir ran it: its output so far is kept
+    if isinstance(exc, JobLost):  # an earlier agent in that dir ran it: its output so far is kept
         output_id = exc.data.get("output_id")
         return HostOutcome(
             host,
@@ -84,7 +86,7 @@ def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
             hint=exc.hint,
             output_id=output_ref(host, output_id) if output_id else None,
         )
-    if exc.kind == "unknown_job":
+    if isinstance(exc, UnknownJob):
         return HostOutcome(
             host,
             "failed",

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.agent.domains.dumps import describe_script
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, HostError, UsageError
+from ..errors import AgentCallError, HostError, NoDump, UsageError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
 from ..progress import Progress
@@ -60,13 +61,17 @@ async def _call(
     method: str,
     params: dict[str, Any],
     session_id: str | None = None,
+    keep: tuple[type[AgentCallError], ...] = (),
 ) -> Any:
-    """An agent call whose errors name the session (or host) and what to do."""
+    """An agent call whose errors name the session (or host) and what to do; errors of the
+    `keep` classes stay as they are, for the caller to catch."""
     try:
         return await rt.fleet.call(host, method, params)
+    except keep:
+        raise
     except AgentCallError as exc:
         where = f"session {session_id}" if session_id else host.name
-        raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+        raise UsageError(f"{where}: {exc.message}", exc.hint) from exc
 
 
 @tool("Find crash dumps", "Find kernel crash dumps on hosts: format, kernel, debuginfo.", REMOTE_READ)
@@ -74,7 +79,7 @@ async def dumps_list(rt: Runtime, pattern: Pattern = "all", progress: Progress |
     """Each host's dumps (newest first) with format, arch, release and debuginfo, grouped."""
 
     async def scan(host: Host) -> HostOutcome:
-        found = await rt.fleet.call(host, "dumps.list", {"dirs": _dirs(host)})
+        found: protocol.DumpList = await rt.fleet.call(host, protocol.DUMPS_LIST, {"dirs": _dirs(host)})
         dumps = [
             {
                 k: d.get(k)
@@ -124,7 +129,7 @@ def _debuginfo(debug: dict[str, Any]) -> str:
     return f"missing ({debug.get('package_hint') or debug.get('hint')})"
 
 
-def _drgn_line(drgn: dict[str, Any]) -> str:
+def _drgn_line(drgn: protocol.DrgnInfo) -> str:
     if not drgn.get("importable"):
         return f"drgn: none ({drgn.get('hint') or drgn.get('error')})"
     kdump = "with" if drgn.get("libkdumpfile") else "without"
@@ -142,7 +147,7 @@ def _dump_line(d: dict[str, Any]) -> str:
     return line
 
 
-def _session(host: str, info: dict[str, Any]) -> SessionInfo:
+def _session(host: str, info: protocol.DumpSession) -> SessionInfo:
     return SessionInfo(
         session_id=f"{host}:{info['session_id']}",
         host=host,
@@ -158,7 +163,7 @@ def _session(host: str, info: dict[str, Any]) -> SessionInfo:
     )
 
 
-def _result(host: str, command: str, r: dict[str, Any]) -> CommandResult:
+def _result(host: str, command: str, r: protocol.CommandReply) -> CommandResult:
     page = r["page"]
     return CommandResult(
         session_id=f"{host}:{r['session_id']}",
@@ -219,15 +224,15 @@ async def crash_open(
         summary=_result(host, r.get("command", "sys"), r),
         notes=r.get("notes") or [],
         warnings=r.get("warnings") or [],
-        modules_loaded=(r.get("modules") or {}).get("loaded"),
-        modules_failed=(r.get("modules") or {}).get("failed") or {},
+        modules_loaded=r.get("modules", {}).get("loaded"),
+        modules_failed=r.get("modules", {}).get("failed") or {},
     )
 
 
-async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> Any:
+async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> protocol.DumpOpen:
     """dumps.open, again while the agent downloads the vmlinux (each call waits FETCH_WAIT on it)."""
     while True:
-        r = await _call(rt, target, "dumps.open", params)
+        r: protocol.DumpOpen = await _call(rt, target, protocol.DUMPS_OPEN, params)
         if not r.get("fetching"):
             return r
         if progress is not None:
@@ -245,7 +250,7 @@ async def sessions_list(rt: Runtime) -> SessionList:
     """Open sessions on every host the controller is connected to."""
     links = rt.fleet.connected()
     answers = await asyncio.gather(
-        *(rt.fleet.call(rt.fleet.host(n), "dumps.sessions") for n in links), return_exceptions=True
+        *(rt.fleet.call(rt.fleet.host(n), protocol.DUMPS_SESSIONS) for n in links), return_exceptions=True
     )
     sessions: list[SessionInfo] = []
     failed: list[str] = []
@@ -262,7 +267,7 @@ async def sessions_list(rt: Runtime) -> SessionList:
 async def session_close(rt: Runtime, session_id: SessionId) -> SessionInfo:
     """Close a session: its crash and drgn processes end."""
     host, sid = _split_session(session_id)
-    info = await _call(rt, rt.fleet.host(host), "dumps.close", {"session_id": sid}, session_id)
+    info = await _call(rt, rt.fleet.host(host), protocol.DUMPS_CLOSE, {"session_id": sid}, session_id)
     return _session(host, info)
 
 
@@ -281,11 +286,11 @@ async def crash_run(rt: Runtime, session_id: SessionId, command: str, timeout: S
     }
     if timeout > wait:  # else the command's own timeout ends it soon enough: no job
         params["wait"] = wait
-    call = asyncio.ensure_future(_call(rt, target, "dumps.crash", params, session_id))
+    call = asyncio.ensure_future(_call(rt, target, protocol.DUMPS_CRASH, params, session_id))
     try:
-        r = await asyncio.shield(call)
+        r: protocol.CommandReply = await asyncio.shield(call)
     except asyncio.CancelledError:
-        await rt.fleet.call(target, "dumps.interrupt", {"session_id": sid})
+        await rt.fleet.call(target, protocol.DUMPS_INTERRUPT, {"session_id": sid})
         await asyncio.wait([call], timeout=10)  # the agent answers once crash is back at its prompt
         raise
     if r.get("state") == "running":
@@ -309,7 +314,7 @@ async def drgn_run(rt: Runtime, session_id: SessionId, code: str, timeout: Secon
     """Python in the session's drgn worker (`prog` ready, helpers imported); the namespace persists."""
     host, sid = _split_session(session_id)
     params = {"session_id": sid, "code": code, "timeout": timeout, "page_bytes": rt.settings.page_chars}
-    r = await _call(rt, rt.fleet.host(host), "dumps.drgn", params, session_id)
+    r = await _call(rt, rt.fleet.host(host), protocol.DUMPS_DRGN, params, session_id)
     return _result(host, "drgn", r)
 
 
@@ -324,7 +329,7 @@ def local_scripts(rt: Runtime) -> dict[str, Path]:
 
 @tool("List analysis scripts", "List drgn analysis scripts available for a host.", READ)
 async def analysis_scripts(rt: Runtime, host: str) -> ScriptList:
-    r = await _call(rt, rt.fleet.host(host), "dumps.scripts", {})
+    r: protocol.DumpScripts = await _call(rt, rt.fleet.host(host), protocol.DUMPS_SCRIPTS, {})
     scripts = [ScriptInfo(name=s["name"], description=s["description"], source="bundled") for s in r["scripts"]]
     bundled = {s.name for s in scripts}
     for name, path in local_scripts(rt).items():
@@ -344,7 +349,9 @@ async def analysis_run(
     return _result(host, f"script {name}", await _script(rt, session_id, name, args, timeout))
 
 
-async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | None, timeout: float) -> Any:
+async def _script(
+    rt: Runtime, session_id: str, name: str, args: list[str] | None, timeout: float
+) -> protocol.CommandReply:
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
     params: dict[str, Any] = {
@@ -354,13 +361,15 @@ async def _script(rt: Runtime, session_id: str, name: str, args: list[str] | Non
         "timeout": timeout,
         "page_bytes": rt.settings.page_chars,
     }
-    bundled = {s["name"] for s in (await _call(rt, target, "dumps.scripts", {}))["scripts"]}
+    scripts: protocol.DumpScripts = await _call(rt, target, protocol.DUMPS_SCRIPTS, {})
+    bundled = {s["name"] for s in scripts["scripts"]}
     if name not in bundled:
         path = local_scripts(rt).get(name)
         if path is None:
             raise UsageError(f"no analysis script {name!r}", f"analysis_scripts('{host}') lists them")
         params["code"] = path.read_text()
-    return await _call(rt, target, "dumps.script", params, session_id)
+    reply: protocol.CommandReply = await _call(rt, target, protocol.DUMPS_SCRIPT, params, session_id)
+    return reply
 
 
 @tool(
@@ -427,12 +436,14 @@ async def crash_triage(rt: Runtime, pattern: Pattern = "all", progress: Progress
 
     async def triage(host: Host) -> HostOutcome:
         try:
-            opened = await _call(rt, host, "dumps.open", {"dirs": _dirs(host), "page_bytes": 16000})
-        except UsageError as exc:
-            if "no dump in" in exc.message:
-                return HostOutcome(host.name, "ok", key="no_dump")
-            raise
-        bt = await _call(rt, host, "dumps.crash", {"session_id": opened["session_id"], "command": "bt", "timeout": 60})
+            opened: protocol.DumpOpen = await _call(
+                rt, host, protocol.DUMPS_OPEN, {"dirs": _dirs(host), "page_bytes": 16000}, keep=(NoDump,)
+            )
+        except NoDump:
+            return HostOutcome(host.name, "ok", key="no_dump")
+        bt: protocol.CommandReply = await _call(
+            rt, host, protocol.DUMPS_CRASH, {"session_id": opened["session_id"], "command": "bt", "timeout": 60}
+        )
         panic, frames, sig = signature(opened["page"]["text"], bt["page"]["text"])
         return HostOutcome(
             host.name,

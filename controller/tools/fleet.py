@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from crashfleet.agent import protocol
 from crashfleet.agent.commands import CATALOG
 from crashfleet.inventory import Host
 
@@ -114,7 +115,7 @@ async def fleet_run(
         left = deadline - (time.monotonic() - started)
         wait = max(0.0, min(rt.settings.command_wait, left - 1.0))
         try:
-            return outcome_from_job(host.name, await rt.fleet.call(host, "run", {**params, "wait": wait}))
+            return outcome_from_job(host.name, await rt.fleet.call(host, protocol.RUN, {**params, "wait": wait}))
         except LinkClosed as exc:
             if exc.started_job is None:
                 raise
@@ -137,9 +138,9 @@ async def fleet_run(
     return result
 
 
-def summarise_facts(hello: dict[str, Any]) -> dict[str, Any]:
+def summarise_facts(hello: protocol.Hello) -> dict[str, Any]:
     """The facts worth comparing across hosts: volatile ones (hostname, uptime...) left out."""
-    facts = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
+    facts: dict[str, Any] = {k: v for k, v in hello.get("facts", {}).items() if k not in VOLATILE_FACTS}
     agent = facts.pop("agent", {})
     facts["agent"] = {"version": agent.get("version"), "build": hello.get("build"), "protocol": hello.get("protocol")}
     if hello.get("installed"):

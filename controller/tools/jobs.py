@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
 from ..errors import AgentCallError
@@ -25,14 +26,14 @@ def jobs_list(rt: Runtime) -> JobList:
 @tool("Job status", "Each host's state of a job, grouped; finished hosts with their first page.", REMOTE_READ)
 async def job_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Each host's state of the job, grouped; finished hosts come with their first page."""
-    return await _each_host(rt, rt.jobs.get(job_id), "job.status", progress)
+    return await _each_host(rt, rt.jobs.get(job_id), protocol.JOB_STATUS, progress)
 
 
 @tool("Cancel a job", "Stop a job on every host (kills its processes); output so far is kept.", STOPS_WORK)
 async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop the job on every host (its whole process group); finished hosts keep their output."""
     job = rt.jobs.get(job_id)
-    result = await _each_host(rt, job, "job.cancel", progress)
+    result = await _each_host(rt, job, protocol.JOB_CANCEL, progress)
     rt.jobs.set_state(job, "cancelled")
     return result
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from ..errors import AgentCallError, UsageError
+from crashfleet.agent import protocol
+
+from ..errors import BadParams, StoreRefused, UsageError
 from ..models import Page, SearchMatch, SearchResult
 from ..registry import tool
 from ..runtime import Runtime
@@ -24,7 +27,7 @@ async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) ->
     host_name, agent_id = split_ref(output_id)
     host = rt.fleet.host(host_name)
     params = {"output_id": agent_id, "cursor": cursor, "max_bytes": rt.settings.page_chars}
-    page = await _agent(rt.fleet.call(host, "page", params), output_id)
+    page: protocol.Page = await _agent(rt.fleet.call(host, protocol.PAGE, params), output_id)
     return Page(
         output_id=output_ref(host_name, page["output_id"]),
         host=host_name,
@@ -61,7 +64,7 @@ async def output_search(
         "max_matches": max_matches,
         "cursor": cursor,
     }
-    found = await _agent(rt.fleet.call(host, "search", params), output_id)
+    found: protocol.SearchResult = await _agent(rt.fleet.call(host, protocol.SEARCH, params), output_id)
     matches = [SearchMatch(**m) for m in found["matches"]]
     matches, note = _fit(matches, rt.settings.page_chars)
     return SearchResult(
@@ -77,14 +80,12 @@ async def output_search(
     )
 
 
-async def _agent(call: object, output_id: str) -> dict:  # type: ignore[type-arg]
+async def _agent(call: Awaitable[Any], output_id: str) -> Any:
     """Agent store errors become usage errors: the caller passed a bad id or cursor."""
     try:
-        return await call  # type: ignore[no-any-return,misc]
-    except AgentCallError as exc:
-        if exc.kind in ("unknown_output", "bad_cursor", "stale_cursor", "bad_regex", "bad_argument", "bad_params"):
-            raise UsageError(f"{exc.message} (output_id {output_id})", exc.hint) from None
-        raise
+        return await call
+    except (StoreRefused, BadParams) as exc:
+        raise UsageError(f"{exc.message} (output_id {output_id})", exc.hint) from exc
 
 
 def _fit(matches: list[SearchMatch], budget: int) -> tuple[list[SearchMatch], str | None]:

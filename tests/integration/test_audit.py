@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crashfleet.controller.errors import AgentCallError
+from crashfleet.controller.errors import StoreRefused
 from crashfleet.controller.runtime import Runtime
 from crashfleet.controller.settings import Settings
 from crashfleet.controller.tools.fleet import fleet_run
@@ -33,7 +33,7 @@ async def test_a_refused_call_is_in_both_audit_logs_with_its_rule(
     assert "cap of 600" in theirs[0]["message"] and "duration" not in theirs[0]  # a digest, not the params
 
     before = len(lines(agent_log))
-    with pytest.raises(AgentCallError):  # an error that is no refusal: the controller notes its kind only
+    with pytest.raises(StoreRefused):  # an error that is no refusal: the controller notes its kind only
         await runtime.fleet.call(runtime.fleet.host("web01"), "page", {"output_id": "0123456789"})
     [missing] = [e for e in lines(rig_settings.audit_log) if e["method"] == "page"]
     assert (missing["kind"], missing["rule"]) == ("unknown_output", None)

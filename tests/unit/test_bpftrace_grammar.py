@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from crashfleet.agent import bpftrace_ast, bpftrace_safety
+from crashfleet.agent import bpftrace_ast, bpftrace_safety, protocol
 from crashfleet.agent.bpftrace import Bpftrace
 from crashfleet.agent.bpftrace_lexer import tokenize
 from crashfleet.agent.bpftrace_safety import check_program, problems, summary
@@ -63,7 +63,7 @@ ONE_LINERS = [
 def refused(program: str) -> AgentError:
     with pytest.raises(AgentError) as caught:
         check_program(program)
-    assert caught.value.kind == "unsafe_program", caught.value.message
+    assert caught.value.kind == protocol.UNSAFE_PROGRAM, caught.value.message
     return caught.value
 
 
@@ -248,7 +248,7 @@ def test_each_hidden_construct_is_found_not_just_the_first() -> None:
 def test_text_that_is_not_unicode_is_a_bad_program() -> None:
     with pytest.raises(AgentError) as caught:
         check_program("BEGIN { exit(); } \udc80")
-    assert caught.value.kind == "bad_program"
+    assert caught.value.kind == protocol.BAD_PROGRAM
 
 
 def test_positions_are_bpftraces() -> None:
@@ -343,4 +343,4 @@ def test_run_checks_the_ast_only_of_programs_with_a_preprocessor_line(
     monkeypatch.setattr(bt, "_run", lambda argv, timeout=60.0: (1, "", "stdin:2:9-12: ERROR: Unknown identifier"))
     with pytest.raises(AgentError) as failed:  # no AST, no run: bpftrace's own error
         bt.run({"program": "#include <linux/sched.h>\nBEGIN { x; }"})
-    assert failed.value.kind == "compile_error" and failed.value.extra["line"] == 2
+    assert failed.value.kind == protocol.COMPILE_ERROR and failed.value.extra["line"] == 2

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from crashfleet.agent import protocol
 from crashfleet.agent.dumps import crash_grammar as g
 from crashfleet.agent.dumps import pipes
 from crashfleet.agent.errors import AgentError
@@ -374,7 +375,7 @@ def refused(line: str) -> AgentError:
     with pytest.raises(AgentError) as info:
         pipes.parse(line)
     err = info.value
-    assert err.kind == "refused" and err.extra["rule"].startswith("crash."), (line, err.extra)
+    assert err.kind == protocol.REFUSED and err.extra["rule"].startswith("crash."), (line, err.extra)
     assert err.message and err.hint, line
     return err
 
