@@ -1,6 +1,8 @@
 """Fleet jobs: work still running on some hosts after a tool returned.
 
-The registry is kept on disk beside the audit log, so a controller that restarts (or was
+The registry makes every change of a job's state, and polls a job's hosts: a host whose agent
+no longer has the job (it ended with an earlier agent) answers "lost" there, the same way for
+every tool. It is kept on disk beside the audit log, so a controller that restarts (or was
 killed) still knows its jobs; their hosts' agents keep them for the job lease (agent/lease.py).
 """
 
@@ -11,15 +13,35 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
-from .errors import UsageError
+from crashfleet.inventory import Host
+
+from .errors import JobGone, JobLost, UsageError
+from .fleet import Fleet
+from .grouping import HostOutcome
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 MAX_JOBS = 200  # oldest finished jobs are forgotten beyond this
-JobState = Literal["running", "done", "cancelled"]
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"  # every host ended (or a tool stopped it and kept what it made: capture_stop)
+    CANCELLED = "cancelled"  # job_cancel
+
+
+# The changes a job may go through; any other is ignored (a late poll cannot revive a job).
+TRANSITIONS = {
+    JobState.RUNNING: {JobState.DONE, JobState.CANCELLED},
+    JobState.DONE: {JobState.CANCELLED},  # job_cancel after it ended: as the caller asked
+    JobState.CANCELLED: set(),
+}
+HostAsk = Callable[[Host, str], Awaitable[HostOutcome]]  # a host and the agent's job id there -> its outcome
 
 
 @dataclass
@@ -29,16 +51,29 @@ class FleetJob:
     pattern: str
     host_jobs: dict[str, str]  # host -> the agent's job id
     started: float = field(default_factory=time.time)
-    state: JobState = "running"
+    state: JobState = JobState.RUNNING
     detail: dict[str, object] = field(default_factory=dict)
 
 
 class JobRegistry:
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, fleet: Fleet, path: Path | None = None) -> None:
+        self.fleet = fleet
         self.path = path
         self.jobs: dict[str, FleetJob] = self._load()
         start = max((int(j[1:]) for j in self.jobs if j[1:].isdigit()), default=0) + 1
         self._ids = itertools.count(start)
+
+    def start(
+        self, tool: str, pattern: str, outcomes: list[HostOutcome], *, every_started: bool = False, **detail: object
+    ) -> FleetJob | None:
+        """A fleet job for the hosts a tool left running (with every_started, all hosts that started
+        one: a capture is summarised on every host, finished or not); None when there are none."""
+        host_jobs = {
+            o.host: str(o.extra["job_id"])
+            for o in outcomes
+            if o.extra.get("job_id") is not None and (every_started or o.status == "running")
+        }
+        return self.add(tool, pattern, host_jobs, **detail) if host_jobs else None
 
     def add(self, tool: str, pattern: str, host_jobs: dict[str, str], **detail: object) -> FleetJob:
         job = FleetJob(f"J{next(self._ids)}", tool, pattern, host_jobs, detail=detail)
@@ -47,8 +82,33 @@ class JobRegistry:
         self.save()
         return job
 
-    def set_state(self, job: FleetJob, state: JobState) -> None:
-        if job.state != state:
+    async def each_host(
+        self, job: FleetJob, ask: HostAsk, *, progress: Progress | None = None, deadline: float | None = None
+    ) -> tuple[list[HostOutcome], int]:
+        """Ask every host of the job; a host whose agent lost the job says so. When no host runs it
+        any more, the job is done."""
+
+        async def one(host: Host) -> HostOutcome:
+            agent_job = job.host_jobs[host.name]
+            try:
+                return await ask(host, agent_job)
+            except JobGone as exc:
+                return _lost(host.name, agent_job, exc)
+
+        hosts = [self.fleet.host(name) for name in job.host_jobs]
+        outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress)
+        if all(o.status != "running" for o in outcomes):
+            self.finish(job)
+        return outcomes, elapsed
+
+    def finish(self, job: FleetJob) -> None:
+        self._move(job, JobState.DONE)
+
+    def cancel(self, job: FleetJob) -> None:
+        self._move(job, JobState.CANCELLED)
+
+    def _move(self, job: FleetJob, state: JobState) -> None:
+        if state in TRANSITIONS[job.state]:
             job.state = state
             self.save()
 
@@ -78,13 +138,27 @@ class JobRegistry:
             return {}
         try:
             entries = json.loads(self.path.read_text())
-            jobs = [FleetJob(**entry) for entry in entries]
-        except (OSError, ValueError, TypeError) as exc:
+            jobs = [FleetJob(**dict(entry, state=JobState(entry["state"]))) for entry in entries]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring the job registry %s: %s", self.path, exc)
             return {}
         return {job.job_id: job for job in jobs}
 
     def _trim(self) -> None:
-        finished = [j for j in self.jobs.values() if j.state != "running"]
+        finished = [j for j in self.jobs.values() if j.state is not JobState.RUNNING]
         for job in finished[: max(0, len(self.jobs) - MAX_JOBS)]:
             del self.jobs[job.job_id]
+
+
+def _lost(host: str, agent_job: str, exc: JobGone) -> HostOutcome:
+    """A job its host no longer runs: an earlier agent ran it (its output so far is kept), or the
+    agent that ran it ended with it."""
+    if isinstance(exc, JobLost):
+        output_id = exc.data.get("output_id")
+        ref = f"{host}:{output_id}" if output_id else None
+        return HostOutcome(host, "failed", key="lost", message=exc.message, hint=exc.hint, output_id=ref)
+    message = (
+        f"job {agent_job} is gone from {host}: the agent that ran it ended (killed, or its "
+        "job lease ran out with no controller attached)"
+    )
+    return HostOutcome(host, "failed", key="lost", message=message)

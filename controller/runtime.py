@@ -26,7 +26,8 @@ class Runtime:
         raise_fd_limit()
         audit = AuditLog(settings.audit_path(), who or getpass.getuser())
         # The controller's state lives beside its audit log (tests give each controller its own).
-        return cls(settings, Fleet(settings, audit), JobRegistry(settings.audit_path().with_name("jobs.json")))
+        fleet = Fleet(settings, audit)
+        return cls(settings, fleet, JobRegistry(fleet, settings.audit_path().with_name("jobs.json")))
 
     async def close(self) -> None:
         await self.fleet.close()

@@ -26,7 +26,7 @@ from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .bpftrace_merge import OUTLIER_RULE, merge_maps
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
-from .common import digest, host_deadline, lost_job, outcome_from_job
+from .common import digest, host_deadline, outcome_from_job
 
 # Errors about the program itself, not the host: when every host says so, the call was wrong.
 PROGRAM_ERRORS = (ProgramRefused, BadParams, PolicyDenied)
@@ -244,12 +244,11 @@ async def bpftrace_run(
     )
     _raise_if_program_error(outcomes)
     result = _result(rt, outcomes, elapsed)
-    running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
-    if running:
-        job = rt.jobs.add("bpftrace_run", pattern, running, run=tool or "program", duration=duration)
+    job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
+    if job is not None:
         result.job_id = job.job_id
         result.note = (
-            f"{len(running)} host(s) still tracing: bpftrace_result('{job.job_id}') merges the "
+            f"{len(job.host_jobs)} host(s) still tracing: bpftrace_result('{job.job_id}') merges the "
             f"maps when done; job_status and job_cancel work too"
         )
     return result
@@ -269,26 +268,12 @@ async def bpftrace_result(
     if not 0 <= wait <= 120:
         raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
 
-    async def ask(host: Host) -> HostOutcome:
-        try:
-            status = await rt.fleet.call(
-                host,
-                protocol.BPFTRACE_RESULT,
-                {"job_id": job.host_jobs[host.name], "wait": wait, "page_bytes": rt.settings.page_chars},
-            )
-        except AgentCallError as exc:
-            lost = lost_job(host.name, exc, "the run")
-            if lost is None:
-                raise
-            return lost
-        return _outcome(host.name, status)
+    async def ask(host: Host, agent_job: str) -> HostOutcome:
+        params = {"job_id": agent_job, "wait": wait, "page_bytes": rt.settings.page_chars}
+        return _outcome(host.name, await rt.fleet.call(host, protocol.BPFTRACE_RESULT, params))
 
-    hosts = [rt.fleet.host(name) for name in job.host_jobs]
-    outcomes, elapsed = await _ticking(
-        rt.fleet.fan_out(hosts, ask, deadline=wait + 30.0, progress=progress), progress, wait
-    )
-    if job.state == "running" and all(o.status != "running" for o in outcomes):
-        rt.jobs.set_state(job, "done")
+    polling = rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress)
+    outcomes, elapsed = await _ticking(polling, progress, wait)
     result = _result(rt, outcomes, elapsed)
     result.job_id = job.job_id
     return result

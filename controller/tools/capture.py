@@ -84,12 +84,11 @@ async def capture_start(
 
     outcomes, elapsed = await rt.fleet.fan_out(hosts, start, progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
-    started = {o.host: o.extra["job_id"] for o in outcomes if "job_id" in o.extra}
-    if started:
-        job = rt.jobs.add("capture", pattern, started, mode=mode, target=target, duration=duration)
+    job = rt.jobs.start("capture", pattern, outcomes, every_started=True, mode=mode, target=target, duration=duration)
+    if job is not None:
         result.job_id = job.job_id
         result.note = (
-            f"capturing on {len(started)} host(s) for {duration:g} s: capture_summary('{job.job_id}') "
+            f"capturing on {len(job.host_jobs)} host(s) for {duration:g} s: capture_summary('{job.job_id}') "
             "when done (capture_status to check, capture_stop to end early)"
         )
     return result
@@ -105,7 +104,7 @@ async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = Non
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
     job = _job(rt, job_id)
     result = await _each(rt, job, protocol.JOB_CANCEL, progress, then=protocol.CAPTURE_STATUS)
-    rt.jobs.set_state(job, "done")
+    rt.jobs.finish(job)
     return result
 
 
@@ -231,16 +230,14 @@ async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, 
 async def _each(
     rt: Runtime, job: FleetJob, method: str, progress: Progress | None, then: str | None = None
 ) -> FanoutResult:
-    async def ask(host: Host) -> HostOutcome:
-        params = {"job_id": job.host_jobs[host.name]}
+    async def ask(host: Host, agent_job: str) -> HostOutcome:
+        params = {"job_id": agent_job}
         status = await _capture_call(rt, host, method, params)
         if then:
             status = await _capture_call(rt, host, then, params)
         return _status_outcome(host.name, status)
 
-    outcomes, elapsed = await rt.fleet.fan_out([rt.fleet.host(n) for n in job.host_jobs], ask, progress=progress)
-    if job.state == "running" and all(o.status != "running" for o in outcomes):
-        rt.jobs.set_state(job, "done")
+    outcomes, elapsed = await rt.jobs.each_host(job, ask, progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result.job_id = job.job_id
     return result

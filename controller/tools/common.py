@@ -8,7 +8,7 @@ from typing import Any
 
 from crashfleet.agent import protocol
 
-from ..errors import AgentCallError, JobLost, UnknownJob, UsageError
+from ..errors import UsageError
 from ..grouping import HostOutcome
 from ..runtime import Runtime
 
@@ -72,26 +72,3 @@ def host_deadline(rt: Runtime, timeout: float | None) -> float:
     if not 1 <= timeout <= 600:
         raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
     return float(timeout)
-
-
-def lost_job(host: str, exc: AgentCallError, what: str) -> HostOutcome | None:
-    """A job its host no longer runs, as that host's outcome (None: the error is another one)."""
-    if isinstance(exc, JobLost):  # an earlier agent in that dir ran it: its output so far is kept
-        output_id = exc.data.get("output_id")
-        return HostOutcome(
-            host,
-            "failed",
-            key="lost",
-            message=exc.message,
-            hint=exc.hint,
-            output_id=output_ref(host, output_id) if output_id else None,
-        )
-    if isinstance(exc, UnknownJob):
-        return HostOutcome(
-            host,
-            "failed",
-            key="lost",
-            message=f"{what} is gone from {host}: the agent that ran it ended (killed, or its "
-            "job lease ran out with no controller attached)",
-        )
-    return None

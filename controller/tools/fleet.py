@@ -130,11 +130,10 @@ async def fleet_run(
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
-    running = {o.host: o.extra["job_id"] for o in outcomes if o.status == "running"}
-    if running:
-        job = rt.jobs.add("fleet_run", pattern, running, command=command)
+    job = rt.jobs.start("fleet_run", pattern, outcomes, command=command)
+    if job is not None:
         result.job_id = job.job_id
-        result.note = f"{len(running)} host(s) still running: job_status('{job.job_id}') or job_cancel"
+        result.note = f"{len(job.host_jobs)} host(s) still running: job_status('{job.job_id}') or job_cancel"
     return result
 
 

@@ -7,7 +7,6 @@ import time
 from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..jobs import FleetJob
 from ..models import FanoutResult, JobInfo, JobList
@@ -15,7 +14,7 @@ from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STOPS_WORK
-from .common import lost_job, outcome_from_job
+from .common import outcome_from_job
 
 
 @tool("List jobs", "List fleet jobs started by tools.", READ)
@@ -34,27 +33,16 @@ async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None)
     """Stop the job on every host (its whole process group); finished hosts keep their output."""
     job = rt.jobs.get(job_id)
     result = await _each_host(rt, job, protocol.JOB_CANCEL, progress)
-    rt.jobs.set_state(job, "cancelled")
+    rt.jobs.cancel(job)
     return result
 
 
 async def _each_host(rt: Runtime, job: FleetJob, method: str, progress: Progress | None) -> FanoutResult:
-    hosts = [rt.fleet.host(name) for name in job.host_jobs]
-
-    async def ask(host: Host) -> HostOutcome:
-        agent_job = job.host_jobs[host.name]
-        try:
-            status = await rt.fleet.call(host, method, {"job_id": agent_job, "page_bytes": rt.settings.page_chars})
-        except AgentCallError as exc:
-            lost = lost_job(host.name, exc, f"job {agent_job}")
-            if lost is None:
-                raise
-            return lost
+    async def ask(host: Host, agent_job: str) -> HostOutcome:
+        status = await rt.fleet.call(host, method, {"job_id": agent_job, "page_bytes": rt.settings.page_chars})
         return outcome_from_job(host.name, status)
 
-    outcomes, elapsed = await rt.fleet.fan_out(hosts, ask, progress=progress)
-    if job.state == "running" and all(o.status != "running" for o in outcomes):
-        rt.jobs.set_state(job, "done")
+    outcomes, elapsed = await rt.jobs.each_host(job, ask, progress=progress)
     result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result.job_id = job.job_id
     return result
@@ -66,7 +54,7 @@ def _info(job: FleetJob) -> JobInfo:
         tool=job.tool,
         pattern=job.pattern,
         hosts=fold(job.host_jobs),
-        state=job.state,
+        state=job.state.value,
         started=job.started,
         elapsed_s=round(time.time() - job.started, 1),
         detail=dict(job.detail),
