@@ -9,9 +9,9 @@ from . import Domain, Handler
 
 
 def _load(agent: Any) -> Dict[str, Handler]:
-    from .. import dumps
+    from ..dumps import service
 
-    return dumps.methods(agent)
+    return service.methods(agent)
 
 
 DOMAIN = Domain(

@@ -15,7 +15,7 @@ import json, sys, tempfile
 from crashfleet.agent import domains
 from crashfleet.agent.service import Agent
 agent = Agent(tempfile.mkdtemp(), None, None, None)
-loaded = lambda: sorted(m for m in ("bpftrace", "capture") if "crashfleet.agent." + m in sys.modules)
+loaded = lambda: sorted(m for m in ("bpftrace", "capture", "dumps.service") if "crashfleet.agent." + m in sys.modules)
 before = loaded()
 served = sorted(agent.domain_methods("bpftrace.info"))
 print(json.dumps({"before": before, "after": loaded(), "served": served, "none": agent.domain_methods("nosuch.x")}))
