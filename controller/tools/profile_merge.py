@@ -18,14 +18,15 @@ from .profile_models import FleetProfile, FleetStack, HostProfile, StandOut
 TOP_STACKS = 20  # fleet-wide stacks in an answer
 MAX_HOSTS_LISTED = 50
 MAX_OUTLIERS = 20
+PER_HOST = 3  # stacks named per host that stands out
 MAX_STACK_CHARS = 1000  # a longer stack is shown with its middle frames elided
 MIN_SHARE = 0.10  # a host stands out on a stack holding at least this share of its samples...
 RATIO = 3.0  # ...and this many times the stack's share of the other hosts' samples
 MIN_SAMPLES = 20  # hosts with fewer samples are not judged
 OUTLIER_RULE = (
-    f"a host stands out when one stack holds at least {MIN_SHARE:.0%} of its samples and over "
-    f"{RATIO:g} times that stack's share of the other hosts' samples (the stack with the largest "
-    f"difference is named); needs 2 or more hosts and {MIN_SAMPLES} samples on the host"
+    f"a host stands out on a stack that holds at least {MIN_SHARE:.0%} of its samples and over "
+    f"{RATIO:g} times that stack's share of the other hosts' samples (up to {PER_HOST} stacks a host, "
+    f"largest difference first); needs 2 or more hosts and {MIN_SAMPLES} samples on the host"
 )
 Counts = dict[str, dict[str, int]]  # stack -> host -> samples
 
@@ -56,7 +57,7 @@ def stack_counts(per_host: dict[str, protocol.ProfileStatus]) -> Counts:
 
 
 def find_outliers(counts: Counts, totals: dict[str, int]) -> list[StandOut]:
-    """Per host, the stack whose share of its samples is furthest above the other hosts' share."""
+    """Per host, the stacks whose share of its samples is furthest above their share on the other hosts."""
     fleet = sum(totals.values())
     if len(totals) < 2:
         return []
@@ -65,35 +66,29 @@ def find_outliers(counts: Counts, totals: dict[str, int]) -> list[StandOut]:
         others = fleet - total
         if total < MIN_SAMPLES or others <= 0:
             continue
-        best: tuple[float, str, float, float] | None = None
+        mine: list[tuple[float, StandOut]] = []
         for stack, by_host in counts.items():
-            mine = by_host.get(host, 0)
-            share, rest = mine / total, (sum(by_host.values()) - mine) / others
-            if share >= MIN_SHARE and share > RATIO * rest and (best is None or share - rest > best[0]):
-                best = (share - rest, stack, share, rest)
-        if best is not None:
-            excess, stack, share, rest = best
-            why = f"{share:.0%} of its {total} samples in this stack, {rest:.1%} of the other hosts' {others}"
-            found.append(
-                (
-                    excess,
-                    StandOut(
-                        host=host, stack=shown(stack), share=round(share, 4), others_share=round(rest, 4), why=why
-                    ),
+            share = by_host.get(host, 0) / total
+            rest = (sum(by_host.values()) - by_host.get(host, 0)) / others
+            if share >= MIN_SHARE and share > RATIO * rest:
+                why = f"{share:.0%} of its {total} samples in this stack, {rest:.1%} of the other hosts' {others}"
+                outlier = StandOut(
+                    host=host, stack=shown(stack), share=round(share, 4), others_share=round(rest, 4), why=why
                 )
-            )
+                mine.append((share - rest, outlier))
+        found += sorted(mine, key=lambda pair: -pair[0])[:PER_HOST]
     found.sort(key=lambda pair: (-pair[0], pair[1].host))
     return [outlier for _, outlier in found[:MAX_OUTLIERS]]
 
 
-def shown(stack: str) -> str:
-    """The stack, or past MAX_STACK_CHARS its comm, its outermost frames and as many of its innermost as fit."""
-    if len(stack) <= MAX_STACK_CHARS:
+def shown(stack: str, limit: int = MAX_STACK_CHARS) -> str:
+    """The stack, or past `limit` chars its comm, its 2 outermost frames and as many of its innermost as fit."""
+    if len(stack) <= limit:
         return stack
     frames = stack.split(";")
     head: list[str] = frames[:3]
     tail: list[str] = []
-    room = MAX_STACK_CHARS - len(";".join(head)) - 20
+    room = limit - len(";".join(head)) - 20
     for frame in reversed(frames[3:]):
         room -= len(frame) + 1
         if room < 0:
