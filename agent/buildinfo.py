@@ -21,7 +21,7 @@ def hash_members(members: Iterable[Tuple[str, bytes]]) -> str:
 def source_members(package_dir: str) -> Iterable[Tuple[str, bytes]]:
     """The agent's files (sources, sub-packages, data such as .bt tools), named as in the zipapp."""
     for root, dirs, files in os.walk(package_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))  # no tool caches
         for name in sorted(files):
             if name.endswith((".pyc", ".pyo")) or name == BUILD_FILE:
                 continue

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crashfleet.agent import profiles, sandbox  # noqa: E402
-from crashfleet.agent.dumps import drgn_status, worker_source  # noqa: E402
 from crashfleet.agent.dumps.crash_session import CrashSession  # noqa: E402
 from crashfleet.agent.dumps.drgn_client import DrgnWorker  # noqa: E402
+from crashfleet.agent.dumps.service import drgn_status, worker_source  # noqa: E402
 from crashfleet.agent.jobs import _clean_env  # noqa: E402
 from crashfleet.agent.policy import DEFAULTS, Policy  # noqa: E402
 from tests.dumps.fixture import ensure  # noqa: E402

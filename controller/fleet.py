@@ -229,9 +229,16 @@ class Fleet:
         return result
 
     async def fan_out(
-        self, hosts: list[Host], op: HostOp, *, deadline: float | None = None, progress: Progress | None = None
+        self,
+        hosts: list[Host],
+        op: HostOp,
+        *,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        ticking: float | None = None,
     ) -> tuple[list[HostOutcome], int]:
-        """Run op on every host within the window; each host ends with a status, never an exception."""
+        """Run op on every host within the window; each host ends with a status, never an exception.
+        `ticking`: the seconds the work is expected to take, for a progress step every second."""
         started = time.monotonic()
         window = asyncio.Semaphore(self.settings.fanout)
         limit = deadline or self.settings.host_deadline
@@ -246,7 +253,12 @@ class Fleet:
                 await reporter.host_done(host.name, outcome.status)
             return outcome
 
-        outcomes = await asyncio.gather(*(one(host) for host in hosts))
+        ticker = asyncio.ensure_future(reporter.ticking(ticking)) if reporter and ticking else None
+        try:
+            outcomes = await asyncio.gather(*(one(host) for host in hosts))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
         return list(outcomes), int((time.monotonic() - started) * 1000)
 
     async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:

@@ -83,7 +83,13 @@ class JobRegistry:
         return job
 
     async def each_host(
-        self, job: FleetJob, ask: HostAsk, *, progress: Progress | None = None, deadline: float | None = None
+        self,
+        job: FleetJob,
+        ask: HostAsk,
+        *,
+        progress: Progress | None = None,
+        deadline: float | None = None,
+        ticking: float | None = None,
     ) -> tuple[list[HostOutcome], int]:
         """Ask every host of the job; a host whose agent lost the job says so. When no host runs it
         any more, the job is done."""
@@ -96,7 +102,7 @@ class JobRegistry:
                 return _lost(host.name, agent_job, exc)
 
         hosts = [self.fleet.host(name) for name in job.host_jobs]
-        outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress)
+        outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress, ticking=ticking)
         if all(o.status != "running" for o in outcomes):
             self.finish(job)
         return outcomes, elapsed

@@ -36,17 +36,26 @@ class FanoutProgress:
         await self._report(float(self.done), f"{host}: {status}")
 
     def watcher(self, host: str) -> JobWatcher:
-        def on_job_progress(params: dict[str, Any]) -> None:
-            now = time.monotonic()
-            if now - self._last < EVERY:
-                return
-            self._last = now
-            step = (self.done + 1 - self.value) / 2  # half of what is left before the next host
-            task = asyncio.ensure_future(self._report(self.value + step, _describe(host, params)))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        return lambda params: self.step(_describe(host, params))
 
-        return on_job_progress
+    async def ticking(self, expected: float) -> None:
+        """A step every second until cancelled: work whose hosts all finish together (tracing for a
+        fixed time) still shows it is alive."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(EVERY)
+            self.step(f"tracing, {time.monotonic() - started:.0f} s of {expected:.0f}")
+
+    def step(self, message: str) -> None:
+        """Half of what is left before the next host's count, at most every EVERY seconds."""
+        now = time.monotonic()
+        if now - self._last < EVERY:
+            return
+        self._last = now
+        step = (self.done + 1 - self.value) / 2
+        task = asyncio.ensure_future(self._report(self.value + step, message))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _report(self, value: float, message: str) -> None:
         async with self._lock:

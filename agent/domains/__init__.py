@@ -13,11 +13,12 @@ import pkgutil
 from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 Handler = Callable[[Dict[str, Any]], Any]
+AGENT_PACKAGE = __name__.rpartition(".")[0]
 
 
 class Domain(NamedTuple):
     name: str  # its methods are NAME.method
-    load: Callable[[Any], Dict[str, Handler]]  # agent -> {method: handler}; imports the domain's code
+    code: str  # the module with `methods(agent) -> {method: handler}`, relative to crashfleet.agent
     policy: Dict[str, Any] = {}  # the policy keys it adds, with their defaults
     tools: Dict[str, List[str]] = {}  # commands it runs: name -> argv that prints the version (facts)
     packages: Dict[str, List[str]] = {}  # OS family (Debian, RedHat) -> packages the role installs
@@ -40,8 +41,8 @@ def owner(method: str) -> Domain:
 
 
 def load(domain: Domain, agent: Any) -> Dict[str, Handler]:
-    """The domain's handlers; each must be NAME.something."""
-    handlers = domain.load(agent)
+    """The domain's handlers (its code imported now, not before); each must be NAME.something."""
+    handlers: Dict[str, Handler] = importlib.import_module(domain.code, AGENT_PACKAGE).methods(agent)
     stray = [name for name in handlers if not name.startswith(domain.name + ".")]
     if stray:
         raise ValueError("domain %s serves methods outside its prefix: %s" % (domain.name, ", ".join(stray)))

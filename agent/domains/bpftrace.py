@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
-from . import Domain, Handler
-
-
-def _load(agent: Any) -> Dict[str, Handler]:
-    from .. import bpftrace
-
-    return bpftrace.methods(agent)
-
+from . import Domain
 
 DOMAIN = Domain(
     name="bpftrace",
-    load=_load,
+    code=".bpftrace",
     policy={
         "bpftrace_enabled": True,
         "bpftrace_max_duration": 60.0,  # seconds per bpftrace run (also capped by max_duration)

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
-from . import Domain, Handler
-
-
-def _load(agent: Any) -> Dict[str, Handler]:
-    from .. import capture
-
-    return capture.methods(agent)
-
+from . import Domain
 
 DOMAIN = Domain(
     name="capture",
-    load=_load,
+    code=".capture",
     policy={
         "capture_dir": "/var/tmp/crashfleet-captures",  # pcap rings; each capture's dir belongs to capture_user
         "capture_user": None,  # tcpdump drops root to this user (None: tcpdump, else nobody)

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import ast
-from typing import Any, Dict
 
-from . import Domain, Handler
-
-
-def _load(agent: Any) -> Dict[str, Handler]:
-    from .. import dumps
-
-    return dumps.methods(agent)
-
+from . import Domain
 
 DOMAIN = Domain(
     name="dumps",
-    load=_load,
+    code=".dumps.service",
     policy={
         "dump_dirs": None,  # dirs dumps may be read from; None: /var/crash + kdump's path
         "vmlinux_dirs": [],  # extra dirs searched for a dump's vmlinux

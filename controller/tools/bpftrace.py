@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
 from pydantic import Field
@@ -239,9 +238,7 @@ async def bpftrace_run(
         return _outcome(host.name, status)
 
     hosts = rt.fleet.match(pattern)
-    outcomes, elapsed = await _ticking(
-        rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress), progress, wait
-    )
+    outcomes, elapsed = await rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress, ticking=wait)
     _raise_if_program_error(outcomes)
     result = _result(rt, outcomes, elapsed)
     job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
@@ -272,8 +269,7 @@ async def bpftrace_result(
         params = {"job_id": agent_job, "wait": wait, "page_bytes": rt.settings.page_chars}
         return _outcome(host.name, await rt.fleet.call(host, protocol.BPFTRACE_RESULT, params))
 
-    polling = rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress)
-    outcomes, elapsed = await _ticking(polling, progress, wait)
+    outcomes, elapsed = await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress, ticking=wait)
     result = _result(rt, outcomes, elapsed)
     result.job_id = job.job_id
     return result
@@ -323,23 +319,6 @@ def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
         first = failed[0]
         where = fold(o.host for o in failed if o.key == first.key)
         raise UsageError(f"{first.message} (on {where})", first.hint)
-
-
-async def _ticking(work: Awaitable[T], progress: Progress | None, expected: float) -> T:
-    """MCP progress every second while hosts trace (fan-out progress only comes as hosts finish)."""
-    task = asyncio.ensure_future(work)
-    if progress is None:
-        return await task
-    started = time.monotonic()
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=1.0)
-            if done:
-                return task.result()
-            elapsed = time.monotonic() - started
-            await progress(int(min(elapsed, expected)), int(max(expected, 1)), f"tracing, {elapsed:.0f} s")
-    finally:
-        task.cancel()
 
 
 def _arg_text(arg: protocol.ToolArg) -> str:

@@ -19,7 +19,7 @@ from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern
 from .capture_correlate import Loss, losses, missing_packets, rank
 from .capture_models import CaptureSummary
-from .common import output_ref
+from .common import page_answer
 
 SUMMARY_TOKENS = 1500  # per host, for one host; shared out when there are several
 MIN_HOST_TOKENS = 250
@@ -166,17 +166,7 @@ async def capture_packets(
         protocol.CAPTURE_PACKETS,
         {"job_id": job.host_jobs[host], "filter": filter, "cursor": cursor, "max_bytes": rt.settings.page_chars},
     )
-    return Page(
-        output_id=output_ref(host, page["output_id"]),
-        host=host,
-        text=page["text"],
-        start_line=page["start_line"],
-        end_line=page["end_line"],
-        total_lines=page["total_lines"],
-        next_cursor=page.get("next_cursor"),
-        finished=page["finished"],
-        truncated=page.get("truncated", False),
-    )
+    return page_answer(host, page)
 
 
 # -- correlation: the agent calls here, the analysis in capture_correlate ----

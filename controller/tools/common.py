@@ -10,6 +10,7 @@ from crashfleet.agent import protocol
 
 from ..errors import UsageError
 from ..grouping import HostOutcome
+from ..models import Page
 from ..runtime import Runtime
 
 
@@ -72,3 +73,18 @@ def host_deadline(rt: Runtime, timeout: float | None) -> float:
     if not 1 <= timeout <= 600:
         raise UsageError(f"timeout must be between 1 and 600 s, got {timeout}")
     return float(timeout)
+
+
+def page_answer(host: str, page: protocol.Page) -> Page:
+    """An agent's page of one of its outputs, as tools answer it."""
+    return Page(
+        output_id=output_ref(host, page["output_id"]),
+        host=host,
+        text=page["text"],
+        start_line=page["start_line"],
+        end_line=page["end_line"],
+        total_lines=page["total_lines"],
+        next_cursor=page.get("next_cursor"),
+        finished=page["finished"],
+        truncated=page.get("truncated", False),
+    )

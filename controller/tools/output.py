@@ -14,7 +14,7 @@ from ..models import Page, SearchMatch, SearchResult
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ
-from .common import output_ref, split_ref
+from .common import page_answer, split_ref
 
 
 @tool(
@@ -28,17 +28,7 @@ async def output_page(rt: Runtime, output_id: str, cursor: str | None = None) ->
     host = rt.fleet.host(host_name)
     params = {"output_id": agent_id, "cursor": cursor, "max_bytes": rt.settings.page_chars}
     page: protocol.Page = await _agent(rt.fleet.call(host, protocol.PAGE, params), output_id)
-    return Page(
-        output_id=output_ref(host_name, page["output_id"]),
-        host=host_name,
-        text=page["text"],
-        start_line=page["start_line"],
-        end_line=page["end_line"],
-        total_lines=page["total_lines"],
-        next_cursor=page.get("next_cursor"),
-        finished=page["finished"],
-        truncated=page.get("truncated", False),
-    )
+    return page_answer(host_name, page)
 
 
 @tool("Search an output", "Regex-search a stored output on its host; returns matching lines with context.", REMOTE_READ)

@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from crashfleet.agent.dumps import SCRIPTS, drgn_pick
+from crashfleet.agent.dumps import drgn_pick
+from crashfleet.agent.dumps.service import SCRIPTS
 from crashfleet.controller.errors import UsageError
 from crashfleet.controller.tools import dumps as d
 from tests.dumps.fixture import Fixture

@@ -103,11 +103,21 @@ def test_tools_listed_with_annotations_and_output_schema(server: StdioServer) ->
 def test_bpftrace_run_merges_maps_over_mcp(server: StdioServer) -> None:
     if server.version != MODERN:
         pytest.skip("one protocol era is enough for this tool")
+    events: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total, message))
+
     result = server.call(
         "bpftrace_run",
-        {"pattern": "web01:web02", "duration": 1, "program": "tracepoint:sched:sched_switch { @switches = count(); }"},
+        {"pattern": "web01:web02", "duration": 3, "program": "tracepoint:sched:sched_switch { @switches = count(); }"},
+        progress=on_progress,
     )
     data = structured(result)
+    wait_for(lambda: len([e for e in events if e[0] == 2]) == 1, 2.0)
+    values = [p for p, _, _ in events]
+    assert values == sorted(set(values)) and values[-1] == 2, f"progress must increase to the host count: {events}"
+    assert any("tracing" in (m or "") for _, _, m in events), f"no progress while the hosts traced: {events}"
     [switches] = data["maps"]
     assert switches["name"] == "@switches" and switches["hosts"] == "web[01-02]" and switches["value"] > 0
     assert len(switches["per_host"]) == 2

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from crashfleet.agent import profiles, sandbox
-from crashfleet.agent.dumps import drgn_status, worker_source
 from crashfleet.agent.dumps.crash_session import CrashSession
 from crashfleet.agent.dumps.drgn_client import DrgnWorker
+from crashfleet.agent.dumps.service import drgn_status, worker_source
 from crashfleet.agent.jobs import _clean_env
 from crashfleet.agent.policy import DEFAULTS, Policy
 from tests.dumps.fixture import Fixture

@@ -15,7 +15,7 @@ import json, sys, tempfile
 from crashfleet.agent import domains
 from crashfleet.agent.service import Agent
 agent = Agent(tempfile.mkdtemp(), None, None, None)
-loaded = lambda: sorted(m for m in ("bpftrace", "capture") if "crashfleet.agent." + m in sys.modules)
+loaded = lambda: sorted(m for m in ("bpftrace", "capture", "dumps.service") if "crashfleet.agent." + m in sys.modules)
 before = loaded()
 served = sorted(agent.domain_methods("bpftrace.info"))
 print(json.dumps({"before": before, "after": loaded(), "served": served, "none": agent.domain_methods("nosuch.x")}))
@@ -42,9 +42,13 @@ def test_a_method_loads_only_its_domain() -> None:
 
 
 def test_a_domain_serving_outside_its_prefix_is_refused() -> None:
-    stray = domains.Domain(name="toy", load=lambda agent: {"toy.ok": print, "other.x": print})
+    stray = domains.Domain(name="toy", code="tests.unit.test_agent_domains")
     with pytest.raises(ValueError, match="outside its prefix: other.x"):
         domains.load(stray, None)
+
+
+def methods(agent: object) -> dict[str, object]:  # the toy domain's code (above)
+    return {"toy.ok": print, "other.x": print}
 
 
 def test_the_agent_prints_the_packages_the_role_installs(capsys: pytest.CaptureFixture[str]) -> None:

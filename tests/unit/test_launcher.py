@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from crashfleet.agent import launcher
-from crashfleet.agent.dumps import worker_source
 from crashfleet.agent.dumps.drgn_client import DrgnWorker
+from crashfleet.agent.dumps.service import worker_source
 from crashfleet.controller.bundle import agent_bundle
 from crashfleet.controller.provision import _launcher_line, launcher_source
 
