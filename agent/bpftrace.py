@@ -194,6 +194,7 @@ class Bpftrace:
                 missing,
                 hint="mount tracefs on this host, or allow the agent to (policy key bpftrace_mount_tracefs)",
             )
+        self.agent.settle_params(params)
         fmt = param(params, "format", str, "auto")
         if fmt not in ("auto", "json", "text"):
             raise AgentError(protocol.BAD_PARAMS, "format must be auto, json or text, got %r" % fmt)

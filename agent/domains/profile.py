@@ -6,20 +6,11 @@ and no package of its own (the bpftrace domain declares both).
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
-from . import Domain, Handler
-
-
-def _load(agent: Any) -> Dict[str, Handler]:
-    from .. import profile
-
-    return profile.methods(agent)
-
+from . import Domain
 
 DOMAIN = Domain(
     name="profile",
-    load=_load,
+    code=".profile",
     policy={
         "profile_max_duration": 30.0,  # seconds per profile (bpftrace_max_duration and max_duration cap it too)
     },

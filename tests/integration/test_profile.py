@@ -238,3 +238,21 @@ def test_only_the_agents_program_reaches_bpftrace(agent: PolicyAgent) -> None:
     for job_id in ("../../../etc/passwd", "j1; rm -rf /", "\x00"):
         assert agent.error(protocol.PROFILE_RESULT, job_id=job_id)["data"]["kind"] == protocol.UNKNOWN_JOB
     assert agent.error(protocol.PROFILE_RESULT, job_id=7)["data"]["kind"] == protocol.BAD_PARAMS
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        (protocol.BPFTRACE_RUN, {"program": "BEGIN { @x = count(); }", "duration": 5}),
+        (protocol.RUN, {"command": "vmstat", "duration": 5}),
+    ],
+    ids=["bpftrace.run", "run"],
+)
+@pytest.mark.parametrize("bad", [{"wait": -1}, {"wait": "soon"}, {"page_bytes": 10**9}], ids=str)
+def test_a_bad_wait_or_page_size_is_refused_before_the_job_starts(
+    agent: PolicyAgent, method: str, params: dict[str, object], bad: dict[str, object]
+) -> None:
+    """It was checked only once the job ran, so the refused call left the job running."""
+    error = agent.error(method, **params, **bad)
+    assert error["data"]["kind"] == protocol.BAD_PARAMS and f"'{next(iter(bad))}'" in error["message"], error
+    assert agent.result(protocol.JOBS_LIST)["jobs"] == [], "the refused call started a job"
