@@ -6,7 +6,6 @@ bpftrace checks and caps (agent/profile.py); here we fan out, poll and merge.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from pydantic import Field
@@ -14,19 +13,17 @@ from pydantic import Field
 from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, BadParams, PolicyDenied, ProgramRefused, UsageError
-from ..grouping import HostOutcome, fold, group_outcomes
+from ..errors import UsageError
+from ..grouping import HostOutcome, group_outcomes
 from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
-from .common import host_deadline, outcome_from_job, output_ref
+from .common import outcome_from_job, output_ref
 from .profile_merge import OUTLIER_RULE, merge_profiles
 from .profile_models import ProfileRun
+from .tracing import REFUSALS, failed_run, raise_if_all_refused, refused, timed_call, timed_wait
 
-# The agent refused the request itself: when every host does, the call was wrong.
-REFUSALS = (BadParams, PolicyDenied, ProgramRefused)
-RESULT_SLACK = 3.0  # seconds past the duration for bpftrace to print its map and the agent to fold it
 HOST_TOP = 200  # stacks each host sends (all of them stay in its store)
 Duration = Annotated[float, Field(description="seconds to sample (hosts cap it, 30 s by default)")]
 Hz = Annotated[int, Field(description="samples per second on each CPU, 1 to 999")]
@@ -55,22 +52,20 @@ async def profile_run(
         )
     # Short runs are awaited and answered whole; longer ones become a job after a moment
     # (long enough for bpftrace to refuse or fail, which it does within a second).
-    wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
-    deadline = max(host_deadline(rt, timeout), wait + 15.0)
+    wait, deadline = timed_wait(rt, duration, timeout)
+    params = {"hz": hz, "duration": duration, "top": HOST_TOP}
 
     async def run(host: Host) -> HostOutcome:
-        started = time.monotonic()
-        await rt.fleet.link(host)
-        left = max(0.0, min(wait, deadline - (time.monotonic() - started) - 5.0))
-        params = {"hz": hz, "duration": duration, "top": HOST_TOP, "wait": left}
         try:
-            status: protocol.ProfileStatus = await rt.fleet.call(host, protocol.PROFILE_START, params)
-        except AgentCallError as exc:
-            return _refused(host.name, exc)
+            status: protocol.ProfileStatus = await timed_call(
+                rt.fleet, host, protocol.PROFILE_START, params, wait, deadline
+            )
+        except REFUSALS as exc:
+            return refused(host.name, exc)
         return _outcome(host.name, status)
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
-    _raise_if_all_refused(outcomes)
+    raise_if_all_refused(outcomes)
     result = _result(rt, outcomes, elapsed, hz, duration)
     job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration)
     if job is not None:
@@ -116,11 +111,7 @@ async def profile_result(
 def _outcome(host: str, status: protocol.ProfileStatus) -> HostOutcome:
     """A profile's status as this host's outcome: finished hosts group together, their folded stacks ride along."""
     outcome = outcome_from_job(host, status)
-    error = status.get("error")
-    if error is not None:
-        outcome.status, outcome.message, outcome.hint = "failed", error["message"], error.get("hint")
-        outcome.key = f"{error['kind']}:{error['message']}"
-    elif status["state"] != "running":
+    if not failed_run(outcome, status.get("error")) and status["state"] != "running":
         folded = status.get("folded_output_id")
         outcome.output, outcome.next_cursor, outcome.total_lines = None, None, None
         outcome.output_id = output_ref(host, folded) if folded else outcome.output_id
@@ -137,21 +128,3 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int, hz: int, dur
         result.profile = merge_profiles(per_host)
         result.outlier_rule = OUTLIER_RULE
     return result
-
-
-def _refused(host: str, exc: AgentCallError) -> HostOutcome:
-    """The agent refused the request (a bad number, its policy): a failed host that remembers why."""
-    if not isinstance(exc, REFUSALS):
-        raise exc
-    return HostOutcome(
-        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"refused": exc}
-    )
-
-
-def _raise_if_all_refused(outcomes: list[HostOutcome]) -> None:
-    """Every host refused the request: that is a tool error, with the first reason and where."""
-    failed = [o for o in outcomes if o.status == "failed" and isinstance(o.extra.get("refused"), REFUSALS)]
-    if outcomes and len(failed) == len(outcomes):
-        first = failed[0]
-        where = fold(o.host for o in failed if o.key == first.key)
-        raise UsageError(f"{first.message} (on {where})", first.hint)
