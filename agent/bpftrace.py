@@ -158,10 +158,26 @@ class Bpftrace:
 
     def run(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """Start a program or tool as a job; a compile error comes back as an error with line and column."""
-        binary = self._binary()
+        self._binary()  # a host whose policy disables bpftrace says so before anything else
         program, args, label = self._program(params)
+        return self.start(program, args, label, params, tool_checked=label != "program")
+
+    def start(
+        self,
+        program: str,
+        args: List[str],
+        label: str,
+        params: Dict[str, Any],
+        meta: Optional[Dict[str, Any]] = None,
+        tool_checked: bool = False,
+    ) -> Dict[str, Any]:
+        """Run a program as a bpftrace job through every check and cap a caller's program gets: `run`
+        comes here, and so do domains that build their program themselves (agent/profile.py).
+        `label` names the run in the job's meta (`bpftrace`), `meta` adds to it; params give duration,
+        format, wait and page_bytes. A library tool (`tool_checked`) was checked by _check_tool."""
+        binary = self._binary()
         safety.check_program(program)
-        if label == "program" and safety.has_preprocessor(program):
+        if not tool_checked and safety.has_preprocessor(program):
             self._confirm(binary, program, args)
         duration = float(bounded(params, "duration", 10.0, 0.001, 1e9))
         if duration > self._max_duration():
@@ -178,6 +194,7 @@ class Bpftrace:
                 missing,
                 hint="mount tracefs on this host, or allow the agent to (policy key bpftrace_mount_tracefs)",
             )
+        self.agent.settle_params(params)
         fmt = param(params, "format", str, "auto")
         if fmt not in ("auto", "json", "text"):
             raise AgentError(protocol.BAD_PARAMS, "format must be auto, json or text, got %r" % fmt)
@@ -197,7 +214,7 @@ class Bpftrace:
             duration=duration + ATTACH_GRACE + KILL_GRACE,
             env=self._env(),
             preexec=preexec,
-            meta={"bpftrace": label, "format": fmt, "kinds": kinds, "duration": duration},
+            meta=dict(meta or {}, bpftrace=label, format=fmt, kinds=kinds, duration=duration),
             max_output=int(self.policy.settings["bpftrace_max_output_bytes"]),
             keep_past_cap=_map_line if fmt == "json" else None,
         )

@@ -47,12 +47,16 @@ DUMPS_CLOSE = "dumps.close"
 DUMPS_SCRIPTS = "dumps.scripts"
 DUMPS_SCRIPT = "dumps.script"
 
+PROFILE_START = "profile.start"
+PROFILE_RESULT = "profile.result"
+
 CORE_METHODS = (HELLO, PING, FACTS, PAGE, SEARCH, RUN, JOB_STATUS, JOB_CANCEL, JOBS_LIST)
 DOMAIN_METHODS = (
     (BPFTRACE_INFO, BPFTRACE_PROBES, BPFTRACE_TOOLS, BPFTRACE_RUN, BPFTRACE_RESULT)
     + (CAPTURE_INTERFACES, CAPTURE_START, CAPTURE_STATUS, CAPTURE_SUMMARY, CAPTURE_FLOWS, CAPTURE_FINGERPRINTS)
     + (CAPTURE_PACKETS, DUMPS_LIST, DUMPS_OPEN, DUMPS_CRASH, DUMPS_INTERRUPT, DUMPS_DRGN, DUMPS_SESSIONS)
     + (DUMPS_CLOSE, DUMPS_SCRIPTS, DUMPS_SCRIPT)
+    + (PROFILE_START, PROFILE_RESULT)
 )
 
 # Notifications (no id, no answer): the agent's, then the controller's one.
@@ -286,6 +290,24 @@ class BpftraceTools(TypedDict):
     """`bpftrace.tools`."""
 
     tools: List[BpftraceTool]
+
+
+class ProfileStack(TypedDict):
+    stack: str  # folded: comm;outermost frame;...;innermost frame (offsets stripped)
+    count: int  # samples
+
+
+class ProfileStatus(JobStatus, total=False):
+    """`profile.start`, `profile.result`: the bpftrace job's status; once it ended, its samples
+    folded into stacks (the largest `top` here, every one in the store as folded_output_id)."""
+
+    error: BpftraceError
+    lost_events: int
+    hz: int
+    samples: int
+    stacks: int  # distinct folded stacks
+    top: List[ProfileStack]
+    folded_output_id: str
 
 
 class CaptureStatus(JobStatus, total=False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 import time
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, Dict, Tuple, TypeVar
 
 from . import AGENT_VERSION, PROTOCOL_VERSION, commands, domains, facts, profiles, protocol, regexbox, sandbox
 from .buildinfo import build_hash
@@ -117,6 +117,7 @@ class Agent:
         duration = param(params, "duration", (int, float), spec.default_duration)
         if duration is not None:
             duration = self.policy.check_duration(float(duration))
+        self.settle_params(params)
         argv = list(spec.argv)
         argv[0] = shutil.which(argv[0], path=facts.SBIN_PATH) or argv[0]
         job = self.jobs.start(
@@ -136,13 +137,19 @@ class Agent:
         self.jobs.cancel(job_id)
         return self.settle(self.jobs.get(job_id), dict(params, wait=0))
 
+    @staticmethod
+    def settle_params(params: Dict[str, Any]) -> Tuple[float, int]:
+        """(wait, page_bytes), checked before a job starts too: a bad one must not leave it running."""
+        return bounded(params, "wait", 0.0, 0.0, MAX_WAIT), bounded(
+            params, "page_bytes", PAGE_BYTES, 256, MAX_PAGE_BYTES
+        )
+
     def settle(self, job: Job, params: Dict[str, Any]) -> Dict[str, Any]:
         """Wait up to `wait` seconds; a finished job comes with its first page."""
-        wait = bounded(params, "wait", 0.0, 0.0, MAX_WAIT)
+        wait, page_bytes = self.settle_params(params)
         self.jobs.wait(job, wait)
         status = job.status()
         if status["state"] != "running":
-            page_bytes = bounded(params, "page_bytes", PAGE_BYTES, 256, MAX_PAGE_BYTES)
             status["page"] = self.store.page(job.output_id, None, max_bytes=page_bytes)
         return status
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from typing import Annotated, TypeVar
 
 from pydantic import Field
@@ -16,7 +15,7 @@ from pydantic import Field
 from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, BadParams, PolicyDenied, ProgramRefused, UsageError
+from ..errors import UsageError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
 from ..progress import Progress
@@ -26,11 +25,9 @@ from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .bpftrace_merge import OUTLIER_RULE, merge_maps
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, outcome_from_job
+from .tracing import REFUSALS, failed_run, raise_if_all_refused, refused, timed_call, timed_wait
 
-# Errors about the program itself, not the host: when every host says so, the call was wrong.
-PROGRAM_ERRORS = (ProgramRefused, BadParams, PolicyDenied)
 MAX_DRIFT_LISTED = 30
-RESULT_SLACK = 3.0  # seconds past the duration we wait for bpftrace to print its maps and exit
 T = TypeVar("T")
 Program = Annotated[str | None, Field(description="bpftrace program text")]
 Tool = Annotated[str | None, Field(description="library tool name (see bpftrace_tools)")]
@@ -84,8 +81,8 @@ async def bpftrace_probes(
     async def listing(host: Host) -> HostOutcome:
         try:
             found: protocol.BpftraceProbes = await rt.fleet.call(host, protocol.BPFTRACE_PROBES, params)
-        except AgentCallError as exc:
-            return _refused(host.name, exc)
+        except REFUSALS as exc:
+            return refused(host.name, exc)
         page = found["page"]
         data = {"count": found["count"], "types": found["types"]}
         if found.get("tracefs_error"):
@@ -102,7 +99,7 @@ async def bpftrace_probes(
         )
 
     outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), listing, deadline=deadline, progress=progress)
-    _raise_if_program_error(outcomes)
+    raise_if_all_refused(outcomes)
     fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
     result = BpftraceProbes(**fanout.model_dump())
     ok = [o for o in outcomes if o.status == "ok"]
@@ -217,8 +214,7 @@ async def bpftrace_run(
             raise UsageError(f"args[{key!r}] must be a string or a number")
     # Short runs are awaited and answered whole; longer ones become a job after a moment
     # (long enough to catch compile errors, which come back within a second).
-    wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
-    deadline = max(host_deadline(rt, timeout), wait + 15.0)
+    wait, deadline = timed_wait(rt, duration, timeout)
     params = {
         "program": program,
         "tool": tool,
@@ -228,18 +224,17 @@ async def bpftrace_run(
     }
 
     async def run(host: Host) -> HostOutcome:
-        started = time.monotonic()
-        await rt.fleet.link(host)
-        left = max(0.0, min(wait, deadline - (time.monotonic() - started) - 5.0))
         try:
-            status: protocol.BpftraceStatus = await rt.fleet.call(host, protocol.BPFTRACE_RUN, {**params, "wait": left})
-        except AgentCallError as exc:
-            return _refused(host.name, exc)
+            status: protocol.BpftraceStatus = await timed_call(
+                rt.fleet, host, protocol.BPFTRACE_RUN, params, wait, deadline
+            )
+        except REFUSALS as exc:
+            return refused(host.name, exc)
         return _outcome(host.name, status)
 
     hosts = rt.fleet.match(pattern)
     outcomes, elapsed = await rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress, ticking=wait)
-    _raise_if_program_error(outcomes)
+    raise_if_all_refused(outcomes)
     result = _result(rt, outcomes, elapsed)
     job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
     if job is not None:
@@ -278,11 +273,8 @@ async def bpftrace_result(
 def _outcome(host: str, status: protocol.BpftraceStatus) -> HostOutcome:
     """A run's status as this host's outcome: JSON runs group by what they printed, maps ride along."""
     outcome = outcome_from_job(host, status)
-    error = status.get("error")
-    if error is not None:
-        outcome.status, outcome.message, outcome.hint = "failed", error["message"], error.get("hint")
-        outcome.key = f"{error['kind']}:{error['message']}"
-    elif status["state"] != "running" and status.get("meta", {}).get("format") == "json":
+    failed = failed_run(outcome, status.get("error"))
+    if not failed and status["state"] != "running" and status.get("meta", {}).get("format") == "json":
         printed = status.get("printed") or ""
         outcome.output = printed or None
         outcome.next_cursor = None
@@ -301,24 +293,6 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceR
         result.maps = merge_maps(per_host)
         result.outlier_rule = OUTLIER_RULE
     return result
-
-
-def _refused(host: str, exc: AgentCallError) -> HostOutcome:
-    """The agent refused the request itself (bad program, policy...): a failed host that remembers why."""
-    if not isinstance(exc, PROGRAM_ERRORS):
-        raise exc
-    return HostOutcome(
-        host, "failed", key=f"{exc.kind}:{exc.message}", message=exc.message, hint=exc.hint, extra={"refused": exc}
-    )
-
-
-def _raise_if_program_error(outcomes: list[HostOutcome]) -> None:
-    """Every host refused the program for the same kind of reason: that is a tool error."""
-    failed = [o for o in outcomes if o.status == "failed" and isinstance(o.extra.get("refused"), PROGRAM_ERRORS)]
-    if outcomes and len(failed) == len(outcomes):
-        first = failed[0]
-        where = fold(o.host for o in failed if o.key == first.key)
-        raise UsageError(f"{first.message} (on {where})", first.hint)
 
 
 def _arg_text(arg: protocol.ToolArg) -> str:

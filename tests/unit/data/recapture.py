@@ -2,8 +2,9 @@
 
     .venv/bin/python -m pytest -p no:cacheprovider tests/unit/data/recapture.py::test_bpftrace_maps
 
-and ::test_capture_views, ::test_dumps_sys_and_bt. Each part overwrites its files here. The unit tests'
-expected figures were read off these files: after a new capture, check them again (README.md).
+and ::test_capture_views, ::test_dumps_sys_and_bt, ::test_profile_stacks. Each part overwrites its files
+here. The unit tests' expected figures were read off these files: after a new capture, check them again
+(README.md).
 Not collected by a plain pytest run: its name is not test_*.py.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,45 @@ async def test_bpftrace_maps(runtime: Runtime) -> None:
         status = await runtime.fleet.call(runtime.fleet.host(host), "bpftrace.result", params)
         assert status["state"] != "running" and status["maps"], status
         save(f"bpftrace-maps-{host}.json", status["maps"])
+
+
+# -- profile: each host's folded kernel stacks, one host busy in the kernel ----
+
+# dd's name (so its comm) while it burns: a ';', a comma, then what looks like one of bpftrace's frame
+# lines, which folding must keep in the comm.
+BURNER = "dd;x,\n    y+1"
+PROFILE_TOP = 25  # stacks each saved answer keeps (the others count in its samples only)
+
+
+async def test_profile_stacks(runtime: Runtime, tmp_path: Path) -> None:
+    """web01 and web02 sample together; then web03 alone, while dd copies /dev/zero to /dev/null."""
+    quiet = await _profile(runtime, ["web01", "web02"])
+    exe = tmp_path / BURNER
+    shutil.copy(shutil.which("dd") or "/bin/dd", exe)
+    burner = subprocess.Popen([str(exe), "if=/dev/zero", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
+    try:
+        busy = await _profile(runtime, ["web03"])
+    finally:
+        burner.kill()
+        burner.wait()
+    for host, (answer, _raw) in {**quiet, **busy}.items():
+        save(f"profile-{host}.json", {key: answer[key] for key in ("hz", "samples", "stacks", "top")})
+    save("profile-raw-web03.jsonl", busy["web03"][1])
+
+
+async def _profile(rt: Runtime, hosts: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Each host's profile.start answer and bpftrace's raw output behind it."""
+
+    async def one(name: str) -> tuple[dict[str, Any], str]:
+        host = rt.fleet.host(name)
+        params = {"hz": 99, "duration": 2, "top": PROFILE_TOP, "wait": 20}
+        answer = await rt.fleet.call(host, "profile.start", params)
+        assert answer["state"] == "done" and answer["samples"], answer
+        raw = await rt.fleet.call(host, "page", {"output_id": answer["output_id"], "max_bytes": 100000})
+        assert raw["next_cursor"] is None, "raw output over one page"
+        return answer, raw["text"]
+
+    return dict(zip(hosts, await asyncio.gather(*(one(h) for h in hosts))))
 
 
 # -- capture: two hosts' flows and fingerprints, with loss between them --------

@@ -1,0 +1,130 @@
+"""profile_run, profile_result: CPU profiles of the fleet's kernels, folded stacks merged fleet-wide.
+
+The agent builds the bpftrace program from the numbers given here and runs it through its
+bpftrace checks and caps (agent/profile.py); here we fan out, poll and merge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from crashfleet.agent import protocol
+from crashfleet.inventory import Host
+
+from ..errors import UsageError
+from ..grouping import HostOutcome, group_outcomes
+from ..progress import Progress
+from ..registry import tool
+from ..runtime import Runtime
+from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
+from .common import outcome_from_job, output_ref
+from .profile_merge import OUTLIER_RULE, merge_profiles
+from .profile_models import ProfileRun
+from .tracing import REFUSALS, failed_run, raise_if_all_refused, refused, timed_call, timed_wait
+
+HOST_TOP = 200  # stacks each host sends (all of them stay in its store)
+Duration = Annotated[float, Field(description="seconds to sample (hosts cap it, 30 s by default)")]
+Hz = Annotated[int, Field(description="samples per second on each CPU, 1 to 999")]
+
+
+@tool(
+    "CPU profile",
+    "Sample the kernel stacks on every CPU of the hosts (bpftrace's profile probe) for a while; "
+    "folded stacks merged fleet-wide, each host's top stack, and the hosts that stand out.",
+    STARTS_WORK,
+    hide=("timeout",),
+)
+async def profile_run(
+    rt: Runtime,
+    pattern: Pattern = "all",
+    duration: Duration = 10.0,
+    hz: Hz = 49,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> ProfileRun:
+    """Profile every host for `duration` seconds at `hz`; short runs are answered merged, long ones become a job."""
+    if not 0 < duration <= 3600:
+        raise UsageError(
+            f"duration must be between 0 and 3600 s, got {duration}",
+            "hosts cap it lower (policy profile_max_duration, 30 s by default)",
+        )
+    # Short runs are awaited and answered whole; longer ones become a job after a moment
+    # (long enough for bpftrace to refuse or fail, which it does within a second).
+    wait, deadline = timed_wait(rt, duration, timeout)
+    params = {"hz": hz, "duration": duration, "top": HOST_TOP}
+
+    async def run(host: Host) -> HostOutcome:
+        try:
+            status: protocol.ProfileStatus = await timed_call(
+                rt.fleet, host, protocol.PROFILE_START, params, wait, deadline
+            )
+        except REFUSALS as exc:
+            return refused(host.name, exc)
+        return _outcome(host.name, status)
+
+    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
+    raise_if_all_refused(outcomes)
+    result = _result(rt, outcomes, elapsed, hz, duration)
+    job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration)
+    if job is not None:
+        result.job_id = job.job_id
+        result.note = (
+            f"{len(job.host_jobs)} host(s) still sampling: profile_result('{job.job_id}') merges their "
+            "stacks when done; job_status and job_cancel work too"
+        )
+    return result
+
+
+@tool("CPU profile result", "Merged stacks of a profile_run job once its hosts are done.", REMOTE_READ)
+async def profile_result(
+    rt: Runtime,
+    job_id: str,
+    wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+    progress: Progress | None = None,
+) -> ProfileRun:
+    """A profile_run job's result: its hosts' stacks merged once they are done (waits up to `wait` s)."""
+    job = rt.jobs.get(job_id)
+    if job.tool != "profile_run":
+        raise UsageError(f"job {job_id} is a {job.tool} job, not profile_run", "use job_status for it")
+    if not 0 <= wait <= 120:
+        raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
+
+    async def ask(host: Host, agent_job: str) -> HostOutcome:
+        params = {"job_id": agent_job, "wait": wait, "top": HOST_TOP}
+        return _outcome(host.name, await rt.fleet.call(host, protocol.PROFILE_RESULT, params))
+
+    outcomes, elapsed = await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress)
+    hz, duration = job.detail.get("hz"), job.detail.get("duration")
+    result = _result(
+        rt,
+        outcomes,
+        elapsed,
+        hz if isinstance(hz, int) else 0,
+        float(duration) if isinstance(duration, (int, float)) else 0.0,
+    )
+    result.job_id = job.job_id
+    return result
+
+
+def _outcome(host: str, status: protocol.ProfileStatus) -> HostOutcome:
+    """A profile's status as this host's outcome: finished hosts group together, their folded stacks ride along."""
+    outcome = outcome_from_job(host, status)
+    if not failed_run(outcome, status.get("error")) and status["state"] != "running":
+        folded = status.get("folded_output_id")
+        outcome.output, outcome.next_cursor, outcome.total_lines = None, None, None
+        outcome.output_id = output_ref(host, folded) if folded else outcome.output_id
+        outcome.key = f"{outcome.status}:{status['state']}"
+        outcome.extra["profile"] = status
+    return outcome
+
+
+def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int, hz: int, duration: float) -> ProfileRun:
+    fanout = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    result = ProfileRun(**fanout.model_dump(), hz=hz, duration=duration)
+    per_host = {o.host: o.extra["profile"] for o in outcomes if o.status == "ok" and "profile" in o.extra}
+    if per_host:
+        result.profile = merge_profiles(per_host)
+        result.outlier_rule = OUTLIER_RULE
+    return result
