@@ -121,11 +121,14 @@ class JobRegistry:
     def newest_first(self) -> list[FleetJob]:
         return list(reversed(self.jobs.values()))
 
-    def get(self, job_id: str) -> FleetJob:
+    def get(self, job_id: str, tool: str | None = None) -> FleetJob:
+        """The job; with `tool`, only a job that tool started (bpftrace_result reads bpftrace_run's)."""
         job = self.jobs.get(job_id)
         if job is None:
             known = ", ".join(self.jobs) or "none"
             raise UsageError(f"unknown job_id {job_id!r}", f"jobs_list shows the jobs (known: {known})")
+        if tool is not None and job.tool != tool:
+            raise UsageError(f"job {job_id} is a {job.tool} job, not {tool}", "job_status shows any job")
         return job
 
     def save(self) -> None:

@@ -254,9 +254,7 @@ async def bpftrace_result(
     progress: Progress | None = None,
 ) -> BpftraceRun:
     """A bpftrace_run job's result: merged maps once hosts are done (waits up to `wait` s)."""
-    job = rt.jobs.get(job_id)
-    if job.tool != "bpftrace_run":
-        raise UsageError(f"job {job_id} is a {job.tool} job, not bpftrace_run", "use job_status for it")
+    job = rt.jobs.get(job_id, "bpftrace_run")
     if not 0 <= wait <= 120:
         raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
 

@@ -96,13 +96,13 @@ async def capture_start(
 
 @tool("Capture status", "State of a capture on each host.", REMOTE_READ)
 async def capture_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
-    return await _each(rt, _job(rt, job_id), protocol.CAPTURE_STATUS, progress)
+    return await _each(rt, rt.jobs.get(job_id, "capture"), protocol.CAPTURE_STATUS, progress)
 
 
 @tool("Stop a capture", "Stop a capture early; what was captured is kept.", STOPS_WORK)
 async def capture_stop(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop every host's tcpdump; the rings stay for capture_summary and capture_packets."""
-    job = _job(rt, job_id)
+    job = rt.jobs.get(job_id, "capture")
     result = await _each(rt, job, protocol.JOB_CANCEL, progress, then=protocol.CAPTURE_STATUS)
     rt.jobs.finish(job)
     return result
@@ -118,7 +118,7 @@ async def capture_summary(
     rt: Runtime, job_id: str, max_tokens: int | None = None, progress: Progress | None = None
 ) -> CaptureSummary:
     """Each host summarises its own pcap; several hosts are correlated (packets lost between them)."""
-    job = _job(rt, job_id)
+    job = rt.jobs.get(job_id, "capture")
     hosts = [rt.fleet.host(name) for name in job.host_jobs]
     per_host = max_tokens or max(MIN_HOST_TOKENS, min(SUMMARY_TOKENS, 2 * SUMMARY_TOKENS // len(hosts)))
     summaries: dict[str, dict[str, Any]] = {}
@@ -157,7 +157,7 @@ async def capture_packets(
     rt: Runtime, job_id: str, host: str, filter: str | None = None, cursor: str | None = None
 ) -> Page:
     """Header-only packet lines of one host's capture, page by page."""
-    job = _job(rt, job_id)
+    job = rt.jobs.get(job_id, "capture")
     if host not in job.host_jobs:
         raise UsageError(f"{host} is not part of capture {job_id}", f"its hosts: {', '.join(job.host_jobs)}")
     page: protocol.Page = await _capture_call(
@@ -195,13 +195,6 @@ async def _fingerprints(rt: Runtime, job: FleetJob, host: str, flow: str) -> lis
 
 
 # -- plumbing ---------------------------------------------------------------
-
-
-def _job(rt: Runtime, job_id: str) -> FleetJob:
-    job = rt.jobs.get(job_id)
-    if job.tool != "capture":
-        raise UsageError(f"{job_id} is a {job.tool} job, not a capture", "job_status shows any job")
-    return job
 
 
 async def _capture_call(rt: Runtime, host: Host, method: str, params: dict[str, Any]) -> Any:
