@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 from crashfleet.agent.audit import params_digest
 
 from .errors import HostError
+
+log = logging.getLogger(__name__)
 
 
 class AuditLog:
@@ -45,11 +48,14 @@ class AuditLog:
         if error is not None:
             entry |= {"kind": error.kind, "rule": error.rule, "params_sha256": params_digest(params)}
         line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:  # a full disk must not fail the call it records
+            log.warning("audit log write failed: %s", exc)
 
 
 def _digest(result: Any) -> str | None:

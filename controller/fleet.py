@@ -297,20 +297,10 @@ class Fleet:
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
 
-    def _audit(
-        self,
-        host: str,
-        method: str,
-        params: dict[str, Any],
-        outcome: str,
-        result: Any = None,
-        error: HostError | None = None,
-    ) -> None:
+    def _audit(self, *args: Any, **kwargs: Any) -> None:
+        """AuditLog.record, when this fleet keeps one."""
         if self.audit is not None:
-            try:
-                self.audit.record(host, method, params, outcome, result, error)
-            except OSError as exc:
-                log.warning("audit log write failed: %s", exc)
+            self.audit.record(*args, **kwargs)
 
 
 def _mtime(path: Path) -> float | None:

@@ -25,7 +25,7 @@ from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .bpftrace_merge import OUTLIER_RULE, merge_maps
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, outcome_from_job
-from .tracing import REFUSALS, failed_run, raise_if_all_refused, refused, timed_call, timed_wait
+from .tracing import REFUSALS, Wait, failed_run, poll_timed, raise_if_all_refused, refused, timed_call, timed_wait
 
 MAX_DRIFT_LISTED = 30
 T = TypeVar("T")
@@ -250,19 +250,13 @@ async def bpftrace_run(
 async def bpftrace_result(
     rt: Runtime,
     job_id: str,
-    wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+    wait: Wait = 0.0,
     progress: Progress | None = None,
 ) -> BpftraceRun:
     """A bpftrace_run job's result: merged maps once hosts are done (waits up to `wait` s)."""
     job = rt.jobs.get(job_id, "bpftrace_run")
-    if not 0 <= wait <= 120:
-        raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
-
-    async def ask(host: Host, agent_job: str) -> HostOutcome:
-        params = {"job_id": agent_job, "wait": wait, "page_bytes": rt.settings.page_chars}
-        return _outcome(host.name, await rt.fleet.call(host, protocol.BPFTRACE_RESULT, params))
-
-    outcomes, elapsed = await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress, ticking=wait)
+    params = {"page_bytes": rt.settings.page_chars}
+    outcomes, elapsed = await poll_timed(rt, job, protocol.BPFTRACE_RESULT, params, wait, _outcome, progress)
     result = _result(rt, outcomes, elapsed)
     result.job_id = job.job_id
     return result

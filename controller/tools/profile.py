@@ -22,7 +22,7 @@ from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
 from .common import outcome_from_job, output_ref
 from .profile_merge import OUTLIER_RULE, merge_profiles
 from .profile_models import ProfileRun
-from .tracing import REFUSALS, failed_run, raise_if_all_refused, refused, timed_call, timed_wait
+from .tracing import REFUSALS, Wait, failed_run, poll_timed, raise_if_all_refused, refused, timed_call, timed_wait
 
 HOST_TOP = 200  # stacks each host sends (all of them stay in its store)
 Duration = Annotated[float, Field(description="seconds to sample (hosts cap it, 30 s by default)")]
@@ -81,19 +81,13 @@ async def profile_run(
 async def profile_result(
     rt: Runtime,
     job_id: str,
-    wait: Annotated[float, Field(description="seconds to wait for hosts")] = 0.0,
+    wait: Wait = 0.0,
     progress: Progress | None = None,
 ) -> ProfileRun:
     """A profile_run job's result: its hosts' stacks merged once they are done (waits up to `wait` s)."""
     job = rt.jobs.get(job_id, "profile_run")
-    if not 0 <= wait <= 120:
-        raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
-
-    async def ask(host: Host, agent_job: str) -> HostOutcome:
-        params = {"job_id": agent_job, "wait": wait, "top": HOST_TOP}
-        return _outcome(host.name, await rt.fleet.call(host, protocol.PROFILE_RESULT, params))
-
-    outcomes, elapsed = await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress)
+    params = {"top": HOST_TOP}
+    outcomes, elapsed = await poll_timed(rt, job, protocol.PROFILE_RESULT, params, wait, _outcome, progress)
     hz, duration = job.detail.get("hz"), job.detail.get("duration")
     result = _result(
         rt,

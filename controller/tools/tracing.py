@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from crashfleet.agent import protocol
 from crashfleet.inventory import Host
@@ -11,6 +14,8 @@ from crashfleet.inventory import Host
 from ..errors import BadParams, PolicyDenied, ProgramRefused, UsageError
 from ..fleet import Fleet
 from ..grouping import HostOutcome, fold
+from ..jobs import FleetJob
+from ..progress import Progress
 from ..runtime import Runtime
 from .common import host_deadline
 
@@ -60,3 +65,27 @@ def failed_run(outcome: HostOutcome, error: protocol.BpftraceError | None) -> bo
     outcome.status, outcome.message, outcome.hint = "failed", error["message"], error.get("hint")
     outcome.key = f"{error['kind']}:{error['message']}"
     return True
+
+
+Outcome = Callable[[str, Any], HostOutcome]  # host, the agent's status -> that host's outcome
+Wait = Annotated[float, Field(description="seconds to wait for hosts")]
+
+
+async def poll_timed(
+    rt: Runtime,
+    job: FleetJob,
+    method: str,
+    params: dict[str, Any],
+    wait: float,
+    outcome: Outcome,
+    progress: Progress | None,
+) -> tuple[list[HostOutcome], int]:
+    """A timed run's job, asked on every host (each waits up to `wait` s for it to end)."""
+    if not 0 <= wait <= 120:
+        raise UsageError(f"wait must be between 0 and 120 s, got {wait}")
+
+    async def ask(host: Host, agent_job: str) -> HostOutcome:
+        status = await rt.fleet.call(host, method, {**params, "job_id": agent_job, "wait": wait})
+        return outcome(host.name, status)
+
+    return await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress, ticking=wait)
