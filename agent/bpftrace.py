@@ -221,15 +221,7 @@ class Bpftrace:
         status = self._settle(job, params)
         error = status.get("error")
         if error is not None:
-            raise AgentError(
-                error["kind"],
-                error["message"],
-                hint=error.get("hint"),
-                line=error.get("line"),
-                column=error.get("column"),
-                output_id=job.output_id,
-                job_id=job.id,
-            )
+            raise _run_error(error, output_id=job.output_id, job_id=job.id)
         return status
 
     def result(self, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -343,13 +335,7 @@ class Bpftrace:
                 "kind": protocol.BPFTRACE_FAILED,
                 "message": "bpftrace -d (exit status %d) printed no AST this agent reads (bpftrace 0.17's)" % status,
             }
-            raise AgentError(
-                error["kind"],
-                error["message"],
-                hint=error.get("hint"),
-                line=error.get("line"),
-                column=error.get("column"),
-            )
+            raise _run_error(error)
         bpftrace_ast.check_dump(program, out)
 
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
@@ -602,6 +588,18 @@ def _weight(value: Any) -> float:
     if isinstance(value, dict):
         return float(value.get("count", 0))
     return 0.0
+
+
+def _run_error(error: Dict[str, Any], **data: Any) -> AgentError:
+    """A compile or run error (as a status carries it) raised to the caller, where in the program included."""
+    return AgentError(
+        error["kind"],
+        error["message"],
+        hint=error.get("hint"),
+        line=error.get("line"),
+        column=error.get("column"),
+        **data,
+    )
 
 
 def _compile_error(stderr: str) -> Optional[Dict[str, Any]]:
