@@ -31,8 +31,7 @@ CORE: Dict[str, Any] = {
     "regex_cpu_seconds": 5,  # CPU one regex search or grep filter may use
 }
 # Each domain adds its own keys (agent/domains/*.py).
-DEFAULTS: Dict[str, Any] = dict(CORE, **domains.policy_defaults())
-assert len(DEFAULTS) == len(CORE) + len(domains.policy_defaults()), "a domain redeclares a core policy key"
+DEFAULTS: Dict[str, Any] = domains.policy_defaults(CORE)
 
 
 class Policy:

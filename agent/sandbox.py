@@ -520,7 +520,7 @@ def fork_sandboxed(profile: Profile, keep: Iterable[int] = ()) -> int:
             for low, high in zip([2] + keep, keep + [plan.max_fd]):
                 os.closerange(low + 1, high)
             _enter(plan, fork_init=False)
-        except BaseException:
+        except BaseException:  # never run unsandboxed
             os._exit(1)
     return pid
 

@@ -285,7 +285,7 @@ class Fleet:
             )
         except CrashfleetError as exc:
             return HostOutcome(host.name, "failed", key="error", message=exc.message, hint=exc.hint)
-        except Exception as exc:
+        except Exception as exc:  # one host's surprise must not sink the fan-out
             log.exception("%s: unexpected error", host.name)
             return HostOutcome(host.name, "failed", key="internal", message=f"{type(exc).__name__}: {exc}")
 

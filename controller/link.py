@@ -100,7 +100,7 @@ class AgentLink:
             while line := await self.process.readline():
                 self._dispatch(line)
             reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
-        except Exception as exc:
+        except Exception as exc:  # any transport failure ends the link the same way
             reason = f"the connection dropped ({type(exc).__name__}: {exc})"
         self._dropped = reason.startswith("the connection dropped") and not self._stopping
         await self._fail(reason)
@@ -126,7 +126,7 @@ class AgentLink:
             params = cast(protocol.JobStarted, message.get("params") or {})
             if params.get("request") in self._pending:
                 self._started[params["request"]] = str(params.get("job_id"))
-        elif message.get("method") == "job.progress":
+        elif message.get("method") == protocol.JOB_PROGRESS:
             self._job_progress(message.get("params") or {})
 
     def _job_progress(self, params: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ class FanoutProgress:
         await self._report(float(self.done), f"{host}: {status}")
 
     def watcher(self, host: str) -> JobWatcher:
-        return lambda params: self.step(_describe(host, params))
+        return lambda params: self.step(lambda: _describe(host, params))
 
     async def ticking(self, expected: float) -> None:
         """A step every second until cancelled: work whose hosts all finish together (tracing for a
@@ -44,16 +44,17 @@ class FanoutProgress:
         started = time.monotonic()
         while True:
             await asyncio.sleep(EVERY)
-            self.step(f"tracing, {time.monotonic() - started:.0f} s of {expected:.0f}")
+            self.step(lambda: f"tracing, {time.monotonic() - started:.0f} s of {expected:.0f}")
 
-    def step(self, message: str) -> None:
-        """Half of what is left before the next host's count, at most every EVERY seconds."""
+    def step(self, message: Callable[[], str]) -> None:
+        """Half of what is left before the next host's count, at most every EVERY seconds (the
+        message is made only then: hundreds of hosts notify twice a second)."""
         now = time.monotonic()
         if now - self._last < EVERY:
             return
         self._last = now
         step = (self.done + 1 - self.value) / 2
-        task = asyncio.ensure_future(self._report(self.value + step, message))
+        task = asyncio.ensure_future(self._report(self.value + step, message()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -66,6 +67,8 @@ class FanoutProgress:
 
 
 def _describe(host: str, params: dict[str, Any]) -> str:
-    written = params.get("bytes")
+    """What the agent said of its job; a field of the wrong type is left out, never raised on."""
+    written, elapsed = params.get("bytes"), params.get("elapsed")
     size = f", {written / 1024:.0f} KB so far" if isinstance(written, int) else ""
-    return f"{host}: running {float(params.get('elapsed') or 0):.0f} s{size}"
+    running = f" {elapsed:.0f} s" if isinstance(elapsed, (int, float)) else ""
+    return f"{host}: running{running}{size}"

@@ -86,14 +86,15 @@ def mcp_function(spec: ToolSpec, rt: Runtime) -> Callable[..., Any]:
     signature = inspect.signature(spec.fn)
     wants_progress = "progress" in signature.parameters
     params = [
-        _argument(p, hints[p.name], spec.defaults)
+        p.replace(
+            kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name], default=spec.defaults.get(p.name, p.default)
+        )
         for p in signature.parameters.values()
         if p.name not in SUPPLIED and p.name not in spec.hidden
     ]
     if wants_progress:
         params.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
-    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # required first, as Python wants
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # the schema lists required ones first
 
     async def call(**kwargs: Any) -> CallToolResult:
         ctx = kwargs.pop("ctx", None)
@@ -109,11 +110,6 @@ def mcp_function(spec: ToolSpec, rt: Runtime) -> Callable[..., Any]:
     call.__name__ = call.__qualname__ = spec.name
     call.__doc__ = spec.description
     return call
-
-
-def _argument(param: inspect.Parameter, hint: Any, defaults: dict[str, Any]) -> inspect.Parameter:
-    default = defaults.get(param.name, param.default)
-    return param.replace(annotation=hint, default=default)
 
 
 def _line(spec: ToolSpec) -> int:

@@ -37,7 +37,7 @@ async def answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
         return error(str(exc))
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the server must survive any tool bug
         log.exception("tool failed")
         return error(f"internal error: {type(exc).__name__}: {exc}")
     text = result.model_dump_json(exclude_none=True)

@@ -44,7 +44,7 @@ def parse_yaml(text: str, path: Path) -> Any:
     except ValueError:
         pass
     try:
-        return yaml.load(text, Loader=_AnsibleSafeLoader)
+        return yaml.load(text, Loader=_AnsibleSafeLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1

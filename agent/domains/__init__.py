@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 Handler = Callable[[Dict[str, Any]], Any]
 AGENT_PACKAGE = __name__.rpartition(".")[0]
@@ -49,8 +49,9 @@ def load(domain: Domain, agent: Any) -> Dict[str, Handler]:
     return handlers
 
 
-def policy_defaults() -> Dict[str, Any]:
-    merged: Dict[str, Any] = {}
+def policy_defaults(core: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The domains' policy keys (with `core`, added to it); a key declared twice is an error."""
+    merged: Dict[str, Any] = dict(core or {})
     for domain in declared():
         taken = set(merged) & set(domain.policy)
         if taken:
@@ -67,4 +68,5 @@ def tools() -> Dict[str, List[str]]:
 
 
 def packages(family: str) -> List[str]:
-    return [package for domain in declared() for package in domain.packages.get(family, [])]
+    """Each package once, in the domains' order (two domains may need the same one)."""
+    return list(dict.fromkeys(package for domain in declared() for package in domain.packages.get(family, [])))

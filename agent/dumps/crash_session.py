@@ -248,7 +248,7 @@ class CrashSession:
             pass
         try:
             child.close(force=True)
-        except Exception:
+        except Exception:  # already gone
             pass
 
     def _send(self, command: str) -> None:

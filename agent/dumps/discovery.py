@@ -109,7 +109,7 @@ def describe(path: str) -> Optional[Dict[str, Any]]:
         st = os.stat(path)
     except (formats.NotADump, OSError, ValueError, IndexError):
         return None
-    except Exception:
+    except Exception:  # struct.error on a damaged header: not a dump we can read
         return None
     truncated = st.st_size < info.get("expected_size", 0)
     info.update(

@@ -78,7 +78,7 @@ def run(code: str, namespace: Dict[str, Any]) -> Dict[str, Any]:
                 if result is not None:
                     namespace["_"] = result
                     value = _show(result)
-    except BaseException:
+    except BaseException:  # SystemExit too: the session lives on
         ok = False
         err.write(_traceback())
     return {"ok": ok, "stdout": out.getvalue(), "stderr": err.getvalue(), "value": value, "cut": out.cut or err.cut}
@@ -118,7 +118,7 @@ def main() -> int:
     os.dup2(2, 1)  # C-level prints must not corrupt the JSON channel
     try:
         namespace = load(vmcore, vmlinux)
-    except BaseException as exc:
+    except BaseException as exc:  # report whatever stops the load
         channel.write(json.dumps({"ready": False, "error": "%s: %s" % (type(exc).__name__, exc)}) + "\n")
         channel.flush()
         return 1

@@ -289,7 +289,7 @@ class Dumps:
             ended: Dict[str, Any] = {"ended": "failed"}
             try:
                 ended = crash.run(command, self.chain(filters), job.writer.write, timeout)
-            except Exception as exc:
+            except Exception as exc:  # the session was closed under the command
                 ended = {"ended": "failed", "note": "the command stopped: %s" % (exc or type(exc).__name__)}
             finally:
                 job.meta.update(ended)

@@ -25,7 +25,7 @@ from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
 from .bpftrace_merge import OUTLIER_RULE, merge_maps
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, outcome_from_job
-from .tracing import REFUSALS, Wait, failed_run, poll_timed, raise_if_all_refused, refused, timed_call, timed_wait
+from .tracing import REFUSALS, Wait, check_duration, failed_run, poll_timed, raise_if_all_refused, refused, run_timed
 
 MAX_DRIFT_LISTED = 30
 T = TypeVar("T")
@@ -204,17 +204,10 @@ async def bpftrace_run(
     """Run a program or a library tool for `duration` seconds on every host; maps merged fleet-wide."""
     if (program is None) == (tool is None):
         raise UsageError("give exactly one of program or tool", "bpftrace_tools lists the tools")
-    if not 0 < duration <= 3600:
-        raise UsageError(
-            f"duration must be between 0 and 3600 s, got {duration}",
-            "hosts cap it lower (policy bpftrace_max_duration, 60 s by default)",
-        )
+    check_duration(duration, "policy bpftrace_max_duration, 60 s by default")
     for key, value in (args or {}).items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise UsageError(f"args[{key!r}] must be a string or a number")
-    # Short runs are awaited and answered whole; longer ones become a job after a moment
-    # (long enough to catch compile errors, which come back within a second).
-    wait, deadline = timed_wait(rt, duration, timeout)
     params = {
         "program": program,
         "tool": tool,
@@ -222,19 +215,9 @@ async def bpftrace_run(
         "duration": duration,
         "page_bytes": rt.settings.page_chars,
     }
-
-    async def run(host: Host) -> HostOutcome:
-        try:
-            status: protocol.BpftraceStatus = await timed_call(
-                rt.fleet, host, protocol.BPFTRACE_RUN, params, wait, deadline
-            )
-        except REFUSALS as exc:
-            return refused(host.name, exc)
-        return _outcome(host.name, status)
-
-    hosts = rt.fleet.match(pattern)
-    outcomes, elapsed = await rt.fleet.fan_out(hosts, run, deadline=deadline, progress=progress, ticking=wait)
-    raise_if_all_refused(outcomes)
+    outcomes, elapsed = await run_timed(
+        rt, pattern, protocol.BPFTRACE_RUN, params, duration, timeout, _outcome, progress
+    )
     result = _result(rt, outcomes, elapsed)
     job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
     if job is not None:

@@ -11,9 +11,7 @@ from typing import Annotated
 from pydantic import Field
 
 from crashfleet.agent import protocol
-from crashfleet.inventory import Host
 
-from ..errors import UsageError
 from ..grouping import HostOutcome, group_outcomes
 from ..progress import Progress
 from ..registry import tool
@@ -22,7 +20,7 @@ from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
 from .common import outcome_from_job, output_ref
 from .profile_merge import OUTLIER_RULE, merge_profiles
 from .profile_models import ProfileRun
-from .tracing import REFUSALS, Wait, failed_run, poll_timed, raise_if_all_refused, refused, timed_call, timed_wait
+from .tracing import Wait, check_duration, failed_run, poll_timed, run_timed
 
 HOST_TOP = 200  # stacks each host sends (all of them stay in its store)
 Duration = Annotated[float, Field(description="seconds to sample (hosts cap it, 30 s by default)")]
@@ -45,27 +43,11 @@ async def profile_run(
     progress: Progress | None = None,
 ) -> ProfileRun:
     """Profile every host for `duration` seconds at `hz`; short runs are answered merged, long ones become a job."""
-    if not 0 < duration <= 3600:
-        raise UsageError(
-            f"duration must be between 0 and 3600 s, got {duration}",
-            "hosts cap it lower (policy profile_max_duration, 30 s by default)",
-        )
-    # Short runs are awaited and answered whole; longer ones become a job after a moment
-    # (long enough for bpftrace to refuse or fail, which it does within a second).
-    wait, deadline = timed_wait(rt, duration, timeout)
+    check_duration(duration, "policy profile_max_duration, 30 s by default")
     params = {"hz": hz, "duration": duration, "top": HOST_TOP}
-
-    async def run(host: Host) -> HostOutcome:
-        try:
-            status: protocol.ProfileStatus = await timed_call(
-                rt.fleet, host, protocol.PROFILE_START, params, wait, deadline
-            )
-        except REFUSALS as exc:
-            return refused(host.name, exc)
-        return _outcome(host.name, status)
-
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
-    raise_if_all_refused(outcomes)
+    outcomes, elapsed = await run_timed(
+        rt, pattern, protocol.PROFILE_START, params, duration, timeout, _outcome, progress
+    )
     result = _result(rt, outcomes, elapsed, hz, duration)
     job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration)
     if job is not None:

@@ -214,7 +214,7 @@ def test_drgn_code_cannot_escape_its_worker(
     try:
         answer = worker.call(code, timeout=60)
         assert answer["ok"], answer
-        found = eval(answer["value"])
+        found = eval(answer["value"])  # a dict repr our own code printed
         tree = procs.descendants([worker.pid]) if worker.pid else []
         assert tree, "the forked child should be alive while the worker is"
     finally:
