@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import pkgutil
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 Handler = Callable[[Dict[str, Any]], Any]
 AGENT_PACKAGE = __name__.rpartition(".")[0]
@@ -27,8 +28,26 @@ class Domain(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def declared() -> Tuple[Domain, ...]:
     """Every domain in this package, by name."""
-    found = [importlib.import_module("%s.%s" % (__name__, m.name)).DOMAIN for m in pkgutil.iter_modules(__path__)]
+    found = [importlib.import_module("%s.%s" % (__name__, name)).DOMAIN for name in module_names()]
     return tuple(sorted(found, key=lambda domain: domain.name))
+
+
+def module_names() -> List[str]:
+    """The modules in this package. Not pkgutil.iter_modules: it imports inspect, ~6 ms of every
+    agent start. Inside the zipapp, zipimport's own index of the archive is read (else pkgutil)."""
+    names: Set[str] = set()
+    for path in __path__:
+        if os.path.isdir(path):
+            entries = os.listdir(path)
+        else:
+            archive = getattr(__spec__.loader, "archive", None)
+            index = getattr(__spec__.loader, "_files", None)
+            if not archive or index is None or not path.startswith(archive + os.sep):
+                return sorted(m.name for m in pkgutil.iter_modules(__path__))
+            prefix = path[len(archive) + 1 :].replace(os.sep, "/") + "/"
+            entries = [name[len(prefix) :] for name in index if name.startswith(prefix)]
+        names.update(e[:-3] for e in entries if e.endswith(".py") and "/" not in e and not e.startswith("_"))
+    return sorted(names)
 
 
 def owner(method: str) -> Domain:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from crashfleet.agent import domains, facts, policy
+from crashfleet.controller.bundle import write_bundle
 
 LAZY = """
 import json, sys, tempfile
@@ -66,3 +69,26 @@ def test_the_server_does_not_import_the_agents_domains() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+IN_ZIPAPP = """
+import json, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+from crashfleet.agent import domains, main  # noqa: F401 - what an agent imports at start
+started_with_inspect = "inspect" in sys.modules
+listed = domains.module_names()
+print(json.dumps({"zip": domains.__file__.startswith(sys.argv[1]), "inspect": started_with_inspect,
+                  "listed": listed, "pkgutil": sorted(m.name for m in pkgutil.iter_modules(domains.__path__))}))
+"""
+
+
+def test_domains_are_listed_as_pkgutil_lists_them_in_the_tree_and_in_the_zipapp(tmp_path: Path) -> None:
+    assert domains.module_names() == sorted(m.name for m in pkgutil.iter_modules(domains.__path__))
+    pyz = tmp_path / "agent.pyz"
+    write_bundle(pyz)
+    out = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", IN_ZIPAPP, str(pyz)], capture_output=True, text=True, check=True, timeout=60
+    )
+    got = json.loads(out.stdout)
+    assert got["zip"] and got["listed"] == got["pkgutil"] and "dumps" in got["listed"], got
+    assert not got["inspect"], "an agent start imports inspect again (pkgutil.iter_modules)"
