@@ -34,7 +34,9 @@ from crashfleet.controller import registry
 from tests.helpers import agent_pids, alive
 from tests.rig import Rig
 
-CRASHFLEET = Path(sys.executable).parent / "crashfleet"
+# The crashfleet under test: this venv's (the editable tree), or an installed wheel's (./dev test runs
+# these tests a second time with TESTS_CRASHFLEET_COMMAND pointing at one; tests/packaging builds it).
+CRASHFLEET = Path(os.environ.get("TESTS_CRASHFLEET_COMMAND") or Path(sys.executable).parent / "crashfleet")
 TOOLS = {spec.name for spec in registry.discover()}  # what the server must list: every tool the modules declare
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"  # what Client(mode="legacy") offers
