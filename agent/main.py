@@ -44,10 +44,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(CORE_PACKAGES.get(args.family, []) + domains.packages(args.family)))
         return 0
     try:
-        return serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)
+        status = serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)
     except AgentError as exc:
         sys.stderr.write("crashfleet-agent: %s\n" % exc.message)
         return 2
+    # Everything is stopped and written. A superseded connection's reader thread may still block
+    # on stdin: a normal interpreter exit would then abort ("could not acquire lock for <stdin>
+    # at interpreter shutdown"), turning a clean end into a crash. Leave without that exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:

@@ -150,7 +150,7 @@ def serve(settings: Settings, transport: str) -> None:
 
 async def _serve(settings: Settings, transport: str) -> None:
     who = "stdio" if transport == "stdio" else "http"
-    rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}")
+    rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}", role="serve")
     if settings.inventory is None:
         print(f"crashfleet: {NO_INVENTORY}", file=sys.stderr)
     mcp = build_server(rt)
