@@ -12,7 +12,9 @@ from ..report.build import ReportResult
 from ..runtime import Runtime
 from ..wiring import STARTS_WORK
 
-Include = Annotated[list[str], Field(description="job ids (J3), session and output ids (HOST:ID) from tool results")]
+Include = Annotated[
+    list[str] | None, Field(description="job ids (J3), session and output ids (HOST:ID); none: all of this session")
+]
 
 
 @tool(
@@ -20,5 +22,5 @@ Include = Annotated[list[str], Field(description="job ids (J3), session and outp
     "Write an incident report (one offline HTML file): facts, triage, bpftrace charts, capture problems, timeline.",
     STARTS_WORK,
 )
-async def report_build(rt: Runtime, title: str, include: Include) -> ReportResult:
-    return await build.report_build(rt, title, include)
+async def report_build(rt: Runtime, title: str, include: Include = None) -> ReportResult:
+    return await build.report_build(rt, title, include if include is not None else build.session_ids(rt))
