@@ -57,8 +57,9 @@ class Dumps:
     def list(self, params: Dict[str, Any]) -> Dict[str, Any]:
         found = discovery.scan(self.dirs(params), self.roots())
         extra = self.policy.settings["vmlinux_dirs"]
+        standard = bool(self.policy.settings["vmlinux_standard_dirs"])
         for dump in found["dumps"]:
-            dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
+            dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra, standard)
             if not dump["debuginfo"]["present"]:
                 dump["debuginfo"] = self.debuginfod.status(dump) or dump["debuginfo"]
         found["allowed"] = self.roots()
@@ -210,7 +211,8 @@ class Dumps:
         if given:
             return vmlinux.check(given, dump)
         try:
-            return vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+            settings = self.policy.settings
+            return vmlinux.match(dump, settings["vmlinux_dirs"], bool(settings["vmlinux_standard_dirs"]))["path"]
         except AgentError as exc:
             if exc.kind != protocol.NO_VMLINUX:
                 raise
@@ -411,7 +413,7 @@ class Dumps:
     # -- drgn plumbing
 
     def chosen_drgn(self) -> Dict[str, Any]:
-        return drgn_pick.choose(self.policy.settings["drgn_python"])
+        return drgn_pick.choose(self.policy.settings["drgn_python"], self.policy.settings["drgn_venv"])
 
     def drgn_worker(self, session: Session) -> Any:
         """The session's drgn worker, started in its sandbox when it is not running."""
