@@ -8,9 +8,10 @@ repo, and rebuilt when a file is missing. The kernel is resolved by package name
 Panics built (each an ELF dump written by QEMU's `dump-guest-memory`):
   sysrq     init writes `c` to /proc/sysrq-trigger (sysrq_handle_crash)
   initexit  init exits: "Attempted to kill init!" (do_exit -> panic)
-and the sysrq dump in makedumpfile's kdump-compressed (`sysrq.kdump`) and flattened
-(`sysrq.flat`) formats, and cut short (`sysrq.truncated`, its first 64 MiB: a dump whose
-write was interrupted; crash's full init fails on it, `--minimal` reads it).
+each with the serial console log of its boot (`<panic>.serial.log`), and the sysrq dump in
+makedumpfile's kdump-compressed (`sysrq.kdump`) and flattened (`sysrq.flat`) formats, and
+cut short (`sysrq.truncated`, its first 64 MiB: a dump whose write was interrupted; crash's
+full init fails on it, `--minimal` reads it).
 Named processes run in the guest: cf-alpha, cf-beta, cf-gamma.
 """
 
@@ -51,6 +52,11 @@ class Fixture:
     def vmcore(self, panic: str) -> Path:
         return self.dir / f"{panic}.vmcore"
 
+    def serial(self, panic: str) -> Path:
+        """The guest's serial console of the boot that made `panic`'s vmcore: its kernel log as
+        a console shows it (what the oops titles are tested on)."""
+        return self.dir / f"{panic}.serial.log"
+
     @property
     def kdump(self) -> Path:
         return self.dir / "sysrq.kdump"
@@ -83,7 +89,7 @@ def ensure(rel: str | None = None) -> Fixture:
         if not fx.vmlinux.exists() or not (fx.dir / "vmlinuz").exists():
             _fetch_kernel(fx)
         for panic in PANICS:
-            if not fx.vmcore(panic).exists():
+            if not fx.vmcore(panic).exists() or not fx.serial(panic).exists():
                 _build_dump(fx, panic)
         if not fx.kdump.exists() or not fx.flat.exists():
             _build_kdump(fx)
@@ -229,13 +235,15 @@ def _build_dump(fx: Fixture, panic: str, compressed: bool = False) -> Path:
         work = Path(tmp)
         initrd = _initramfs(fx, panic, work)
         out = work / "dump"
-        panic_dump(fx, initrd, "console=ttyS0 nokaslr panic=0 quiet loglevel=7", out, compressed=compressed)
+        serial = panic_dump(fx, initrd, "console=ttyS0 nokaslr panic=0 quiet loglevel=7", out, compressed=compressed)
         if compressed:  # QEMU writes makedumpfile's flattened form; -R rebuilds the real file
             with open(out, "rb") as flat:
                 _run(["makedumpfile", "-R", str(out) + ".kdump"], stdin=flat)
             os.replace(out, fx.flat)
             out = Path(str(out) + ".kdump")
         os.replace(out, dest)
+        if not compressed:
+            shutil.copy2(serial, fx.serial(panic))
     return dest
 
 
