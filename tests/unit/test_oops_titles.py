@@ -1,0 +1,462 @@
+"""Crash titles from kernel logs (agent/dumps/oops.py): one case per kind, on real logs where this
+rig makes them (tests/unit/data/oops/, README.md there and in tests/unit/data/), on texts written
+from Linux v6.1's format strings for the others (tests/unit/oops_texts.py); then bad inputs: cut
+off, interleaved, several reports, bytes that are not UTF-8, 100 MB, prefixes, nothing at all.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crashfleet.agent.dumps.oops import parse, scan
+from tests.unit import oops_texts as texts
+
+DATA = Path(__file__).parent / "data"
+OOPS = DATA / "oops"
+# What a title must never hold: an address, an offset, a time, a CPU number, a kernel release.
+NUMBERY = re.compile(r"0x|\+0x|[0-9a-f]{6,}|\d+\.\d+|CPU#?\s*\d|PID|\[\s*\d")
+
+
+def expect(
+    title: str | None,
+    culprit: str | None = None,
+    module: str | None = None,
+    frames: list[str] | None = None,
+    taint: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    return {"title": title, "culprit": culprit, "module": module, "frames": frames, "taint": taint, "detail": detail}
+
+
+def check(answer: dict[str, Any], want: dict[str, Any]) -> None:
+    """One clean report: the title and what it came from, no note, nothing cut or mixed."""
+    assert answer["title"] == want["title"], answer
+    assert answer["culprit"] == want["culprit"]
+    assert answer["culprit_module"] == want["module"]
+    if want["frames"] is not None:
+        assert answer["frames"][: len(want["frames"])] == want["frames"]
+    assert answer["taint"] == want["taint"]
+    assert answer["detail"] == want["detail"]
+    assert (answer["oopses"], answer["truncated"], answer["interleaved"], answer["notes"]) == (1, False, False, [])
+    assert answer["modules"] == ([want["module"]] if want["module"] else [])
+    assert not NUMBERY.search(answer["title"]), answer["title"]
+    assert 1 <= len(answer["evidence"]) <= 2
+
+
+INSMOD = ["do_one_initcall", "do_init_module"]
+SYSRQ_FRAMES = ["sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger", "proc_reg_write", "vfs_write"]
+
+REAL = {
+    # The fixture's serial consoles (tests/dumps/fixture.py), CRLF and all, from "Linux version" on.
+    "serial-sysrq.log": expect("sysrq-triggered crash", "sysrq_handle_crash", None, SYSRQ_FRAMES, ""),
+    "serial-initexit.log": expect(
+        "Attempted to kill init", "do_exit", None, ["do_exit", "do_group_exit"], "", "exitcode=0x00000300"
+    ),
+    # crash's `log -m` of the same vmcores: "[time] <level>message".
+    "crash-log-sysrq.log": expect("sysrq-triggered crash", "sysrq_handle_crash", None, SYSRQ_FRAMES, ""),
+    "crash-log-initexit.log": expect(
+        "Attempted to kill init", "do_exit", None, ["do_exit", "do_group_exit"], "", "exitcode=0x00000300"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_logs(name: str) -> None:
+    check(scan(OOPS / name), REAL[name])
+
+
+WRITTEN = {
+    "rcu_stall": expect(
+        "INFO: rcu detected stall in cfx_rcu_spin [cfx_rcu]",
+        "cfx_rcu_spin",
+        "cfx_rcu",
+        ["cfx_rcu_spin", "cfx_rcu_init"],
+        "GOE",
+    ),
+    "hard_lockup": expect(
+        "hard LOCKUP in cfx_irqoff_spin [cfx_hard]",
+        "cfx_irqoff_spin",
+        "cfx_hard",
+        ["cfx_irqoff_spin", "cfx_hard_init"],
+        "GOE",
+    ),
+    "double_fault": expect(
+        "double fault in cfx_recurse [cfx_df]", "cfx_recurse", "cfx_df", ["cfx_recurse", "cfx_df_init", *INSMOD], "GOE"
+    ),
+    "stack_protector": expect(
+        "stack-protector: Kernel stack is corrupted in cfx_fill_buf [cfx_sp]",
+        "cfx_fill_buf",
+        "cfx_sp",
+        ["cfx_fill_buf", "cfx_sp_init", *INSMOD],
+        "GOE",
+    ),
+    "kasan": expect(
+        "KASAN: use-after-free Read in cfx_uaf_read [cfx_kasan]",
+        "cfx_uaf_read",
+        "cfx_kasan",
+        ["cfx_uaf_read", "cfx_kasan_init", *INSMOD],
+        "GOE",
+        "Read of size 8",
+    ),
+    "ubsan": expect(
+        "UBSAN: array-index-out-of-bounds in cfx_index_read [cfx_ubsan]",
+        "cfx_index_read",
+        "cfx_ubsan",
+        ["cfx_index_read", "cfx_ubsan_init"],
+        "GOE",
+        "/build/cfx/cfx_ubsan.c:14:9",
+    ),
+    "scheduling_while_atomic": expect(
+        "BUG: scheduling while atomic in cfx_atomic_sleep [cfx_atomic]",
+        "cfx_atomic_sleep",
+        "cfx_atomic",
+        ["cfx_atomic_sleep", "cfx_atomic_init"],
+        "GOE",
+        "task insmod",
+    ),
+    "sleeping_in_atomic": expect(
+        "BUG: sleeping function called from invalid context in cfx_locked_update [cfx_sleep]",
+        "cfx_locked_update",
+        "cfx_sleep",
+        ["cfx_locked_update", "cfx_sleep_init"],
+        "GOE",
+        "kernel/locking/mutex.c:580",
+    ),
+    "list_corruption": expect(
+        "list_del corruption in cfx_remove_node [cfx_list]",
+        "cfx_remove_node",
+        "cfx_list",
+        ["cfx_remove_node", "cfx_list_init"],
+        "GOE",
+        "list_del corruption, ADDR->next is LIST_POISON1 (ADDR)",
+    ),
+    "page_fault": expect(
+        "BUG: unable to handle page fault in cfx_scan_table [cfx_vm]",
+        "cfx_scan_table",
+        "cfx_vm",
+        ["cfx_scan_table", "cfx_scan_worker", "process_one_work", "worker_thread", "kthread"],
+        "GOE",
+        "kernel address",
+    ),
+    "vfs_panic": expect(
+        "panic: VFS: Unable to mount root fs on unknown-block(0,0)",
+        "mount_block_root",
+        None,
+        ["mount_block_root", "prepare_namespace", "kernel_init_freeable"],
+        "",
+    ),
+    # arm64 names its faults in its own words; the kinds are x86's, so mixed fleets group.
+    "arm64_null": expect(
+        "BUG: kernel NULL pointer dereference in cfx_flush_ring [cfx_ring]",
+        "cfx_flush_ring",
+        "cfx_ring",
+        ["cfx_flush_ring", "cfx_ring_init", *INSMOD, "load_module"],
+        "GOE",
+        "null address",
+    ),
+    "arm64_bug": expect(
+        "kernel BUG in cfx_check_state [cfx_bug]",
+        "cfx_check_state",
+        "cfx_bug",
+        ["cfx_check_state", "cfx_bug_init"],
+        "GOE",
+        "drivers/misc/cfx/cfx_bug.c:12",
+    ),
+    # 4.19's wording of the same NULL dereference: the same title.
+    "null_4_19": expect(
+        "BUG: kernel NULL pointer dereference in cfx_flush_ring [cfx_ring]",
+        "cfx_flush_ring",
+        "cfx_ring",
+        ["cfx_flush_ring", "cfx_ring_init", *INSMOD],
+        "GOE",
+        "null address",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", [name for name, _ in texts.WRITTEN])
+def test_written_reports(name: str) -> None:
+    check(parse(dict(texts.WRITTEN)[name]), WRITTEN[name])
+
+
+@pytest.mark.parametrize(
+    "case, title, culprit, module, frames",
+    [
+        ("sysrq", "sysrq-triggered crash", "sysrq_handle_crash", None, SYSRQ_FRAMES[:4]),
+        # crash lists stale frames after do_syscall_64: the stack stops there.
+        ("initexit", "Attempted to kill init", "do_group_exit", None, ["do_group_exit", "__x64_sys_exit_group"]),
+        # `[exception RIP: ...]` is the fault's RIP; .cold, .part.0 and .constprop.0 go.
+        (
+            "bug-ext4",
+            "kernel BUG in ext4_es_insert_delayed_block",
+            "ext4_es_insert_delayed_block",
+            None,
+            ["ext4_es_insert_delayed_block", "ext4_insert_delayed_block", "ext4_da_map_blocks"],
+        ),
+        # The exception RIP names no module: the frame of the same function does.
+        ("oops-module", "BUG: kernel NULL pointer dereference in cfx_ring_push [cfx]", "cfx_ring_push", "cfx", None),
+        (
+            "stackprot-kthread",
+            "stack-protector: Kernel stack is corrupted in cfx_poll_thread [cfx]",
+            "cfx_poll_thread",
+            "cfx",
+            ["cfx_poll_thread", "kthread"],
+        ),
+    ],
+)
+def test_crash_sys_and_bt(case: str, title: str, culprit: str, module: str | None, frames: list[str] | None) -> None:
+    """crash's `sys` (its PANIC: line) and `bt`, as dumps_signature reads them."""
+    text = (DATA / f"crash-{case}-sys.txt").read_text() + (DATA / f"crash-{case}-bt.txt").read_text()
+    answer = parse(text)
+    assert (answer["title"], answer["culprit"], answer["culprit_module"]) == (title, culprit, module)
+    assert answer["frames"][: len(frames or [])] == (frames or [])
+    assert not answer["truncated"] and answer["oopses"] == 1
+
+
+# -- the same bug gets one title, different bugs two ---------------------------------------------
+
+
+def rebuilt(text: str) -> str:
+    """The same report from another host and kernel build: other addresses, offsets, sizes, CPU,
+    PIDs, times, release and taint."""
+    text = re.sub(r"\b[0-9a-f]{8,16}\b", lambda m: m.group(0)[::-1], text)
+    text = re.sub(
+        r"\+0x[0-9a-f]+/0x[0-9a-f]+", lambda m: "+0x%x/0x%x" % (len(m.group(0)) * 3, len(m.group(0)) * 40), text
+    )
+    text = re.sub(r"\[ *(\d+)\.(\d+)\]", lambda m: "[%5d.%s]" % (int(m.group(1)) + 86400, m.group(2)), text)
+    text = re.sub(r"CPU#\d+", "CPU#7", text).replace("CPU: 0 ", "CPU: 7 ").replace("CPU: 1 ", "CPU: 7 ")
+    text = re.sub(r"PID: \d+|insmod:\d+", lambda m: m.group(0).split(":")[0] + ": 31337", text)
+    text = text.replace(texts.RELEASE, "6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1")
+    return text.replace("G           OE", "G        W  OE")
+
+
+def lockup_panic(cpu_n: int, pid: int, func: str, module: str) -> str:
+    lines = texts.soft_lockup(cpu_n, pid, func, module)
+    lines += ["Kernel panic - not syncing: softlockup: hung tasks", *texts.panic_end("softlockup: hung tasks")]
+    return texts.dmesg(lines, 17.299043)
+
+
+def test_the_same_lockup_on_two_builds_has_one_title() -> None:
+    text = lockup_panic(0, 89, "cfx_spin_wait", "cfx_spin")
+    other = rebuilt(text)
+    assert other != text and "6.1.0-28-amd64" in other and "+0x1a/0xfc0" not in other
+    first, second = parse(text), parse(other)
+    assert first["title"] == second["title"] == "BUG: soft lockup in cfx_spin_wait [cfx_spin]"
+    assert first["frames"] == second["frames"] and first["taint"] == "GOEL" and second["taint"] == "GWOEL"
+    assert first["evidence"] != second["evidence"]  # the lines themselves keep their addresses
+
+
+def test_two_lockups_in_two_modules_have_two_titles() -> None:
+    spin = parse(lockup_panic(0, 89, "cfx_spin_wait", "cfx_spin"))
+    poll = parse(lockup_panic(0, 89, "cfx_poll_hw", "cfx_poll"))
+    assert spin["title"] != poll["title"]
+    assert poll["title"] == "BUG: soft lockup in cfx_poll_hw [cfx_poll]"
+
+
+def test_the_same_null_dereference_on_x86_6_1_4_19_and_arm64_has_one_title() -> None:
+    titles = {parse(text)["title"] for text in (texts.NULL_4_19, texts.ARM64_NULL, rebuilt(texts.NULL_4_19))}
+    assert titles == {"BUG: kernel NULL pointer dereference in cfx_flush_ring [cfx_ring]"}
+
+
+# -- cut off, interleaved, several reports ------------------------------------------------------
+
+
+def cut(text: str, marker: str, keep: int = 0) -> str:
+    """The text up to the line holding `marker` (and `keep` characters of that line)."""
+    at = text.index(marker)
+    start = text.rindex("\n", 0, at) + 1
+    return text[: start + keep] if keep else text[:start]
+
+
+@pytest.mark.parametrize(
+    "marker, keep, culprit",
+    [
+        ("Oops: 0000 [#1]", 0, None),  # only the header survived: the kind alone, with a note
+        ("Code: 00 00 c3", 0, "cfx_scan_table"),  # the RIP survived
+        (" process_one_work+", 20, "cfx_scan_table"),  # cut inside a frame line
+    ],
+)
+def test_a_report_cut_off(marker: str, keep: int, culprit: str | None) -> None:
+    answer = parse(cut(texts.PAGE_FAULT, marker, keep))
+    kind = "BUG: unable to handle page fault"
+    assert answer["title"] == (kind + " in cfx_scan_table [cfx_vm]" if culprit else kind)
+    assert answer["culprit"] == culprit and answer["truncated"]
+    assert any("cut off" in note for note in answer["notes"])
+    if culprit is None:
+        assert "before its culprit was printed" in " ".join(answer["notes"])
+
+
+def test_a_panic_cut_off_in_its_stack_is_still_named() -> None:
+    text = (OOPS / "serial-sysrq.log").read_text()
+    answer = parse(cut(text, "sysrq_handle_crash+"))  # the stack stops at panic and _printk
+    assert answer["title"] == "sysrq-triggered crash" and answer["truncated"]
+    assert answer["culprit"] is None
+
+
+def test_a_hung_task_cut_off_in_the_scheduler_names_no_culprit() -> None:
+    text = texts.dmesg(
+        [
+            "INFO: task cfx-hang:93 blocked for more than 120 seconds.",
+            "      " + texts.tainted("OE") + " " + texts.RELEASE,
+            '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+            "task:cfx-hang        state:D stack:0     pid:93    ppid:2      flags:0x00004000",
+            "Call Trace:",
+            " <TASK>",
+            " __schedule+0x34d/0x9e0",
+            " schedule+0x5a/0xd0",
+        ],
+        247.178035,
+    )
+    answer = parse(text)
+    assert (answer["title"], answer["culprit"], answer["truncated"]) == ("INFO: task hung", None, True)
+    assert answer["taint"] == "GOE" and answer["detail"] == "task cfx-hang"
+
+
+def test_two_cpus_interleaved_with_caller_ids() -> None:
+    """printk's caller ids ("[    C0]") tell the CPUs' lines apart: the first report is whole."""
+    answer = parse(texts.lockups_at_once(with_ids=True))
+    assert answer["title"] == "BUG: soft lockup in cfx_spin_wait [cfx_spin]"
+    assert answer["frames"][:2] == ["cfx_spin_wait", "cfx_spin_init"] and "cfx_poll_init" not in answer["frames"]
+    assert answer["interleaved"] and answer["oopses"] == 2 and not answer["truncated"]
+    assert any("caller id set them aside" in note for note in answer["notes"])
+
+
+def test_two_cpus_interleaved_without_caller_ids() -> None:
+    answer = parse(texts.lockups_at_once(with_ids=False))
+    assert answer["title"] == "BUG: soft lockup in cfx_spin_wait [cfx_spin]"  # the first RIP after the header
+    assert answer["interleaved"] and answer["oopses"] == 2
+    assert any("may come from the other report" in note for note in answer["notes"])
+
+
+def test_several_reports_the_first_is_the_cause() -> None:
+    answer = parse(texts.UBSAN + texts.PAGE_FAULT)
+    assert answer["title"] == "UBSAN: array-index-out-of-bounds in cfx_index_read [cfx_ubsan]"
+    assert answer["oopses"] == 2 and not answer["interleaved"] and not answer["truncated"]
+    assert answer["notes"] == [
+        "The log holds 2 reports; the first (UBSAN: array-index-out-of-bounds) is taken as the cause, "
+        "later: BUG: unable to handle page fault."
+    ]
+
+
+def test_a_second_oops_is_counted_and_its_panic_is_not() -> None:
+    first = cut(texts.PAGE_FAULT, "Kernel panic - not syncing")  # the oops killed its task, no panic
+    second = texts.NULL_4_19.replace("Oops: 0000 [#1]", "Oops: 0000 [#2]")
+    answer = parse(first + second)
+    assert answer["title"] == "BUG: unable to handle page fault in cfx_scan_table [cfx_vm]"
+    assert answer["oopses"] == 2
+    assert "later: BUG: kernel NULL pointer dereference." in answer["notes"][0]
+
+
+def test_only_the_panic_survived() -> None:
+    answer = parse(cut(texts.PAGE_FAULT, "Kernel panic - not syncing").split("---[ end trace")[0][:0] + PANIC_ONLY)
+    assert answer["title"] == "panic: Fatal exception" and answer["culprit"] is None
+    assert "Only the panic survived: the report before it is missing from the text." in answer["notes"]
+
+
+PANIC_ONLY = texts.dmesg(["Kernel panic - not syncing: Fatal exception", *texts.panic_end("Fatal exception")], 5.0)
+
+
+# -- bytes, prefixes, big logs, nothing ---------------------------------------------------------
+
+
+def test_bytes_that_are_not_utf8() -> None:
+    raw = (OOPS / "serial-sysrq.log").read_bytes()
+    garbage = b"\xff\xfe\x00\xc3(\x1b[0m\xa0"
+    noisy = garbage + raw.replace(b"Run /init", b"Run \xff/init").replace(b" vfs_write+", b"\xc3\xa9 vfs_write+")
+    noisy = noisy.replace(b"Hardware name:", garbage + b"\nHardware name:")
+    answer = parse(noisy)
+    assert answer["title"] == "sysrq-triggered crash" and answer["frames"] == scan(OOPS / "serial-sysrq.log")["frames"]
+    assert parse(raw) == scan(OOPS / "serial-sysrq.log")
+
+
+def prefixed(text: str, form: str) -> str:
+    """The text as another tool logs it: a journal, syslog, /dev/kmsg, dmesg -T, a console."""
+    out = []
+    for n, line in enumerate(text.splitlines()):
+        message = re.sub(r"^\[ *\d+\.\d+\] ", "", line)
+        if form == "journal":
+            out.append("Dec 07 12:00:%02d web01 kernel: %s" % (n % 60, message))
+        elif form == "iso-syslog":
+            out.append("2026-12-07T12:00:00.%06d+00:00 web01 kernel: [ 412.%06d] %s" % (n, n, message))
+        elif form == "kmsg":
+            out.append("4,%d,%d,-,caller=T97;%s" % (n, 412000000 + n, message))
+        elif form == "dmesg-T":
+            out.append("[Mon Dec  7 12:00:00 2026] %s" % message)
+        elif form == "levels":
+            out.append("<4>[  412.%06d] %s" % (n, message))
+        elif form == "console":
+            out.append("\x1b[0m%s\r\r" % line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("form", ["journal", "iso-syslog", "kmsg", "dmesg-T", "levels", "console"])
+def test_line_prefixes(form: str) -> None:
+    plain = parse(texts.PAGE_FAULT)
+    answer = parse(prefixed(texts.PAGE_FAULT, form))
+    for key in ("title", "culprit", "culprit_module", "frames", "taint", "detail", "oopses", "truncated", "notes"):
+        assert answer[key] == plain[key], key
+
+
+def test_other_programs_lines_in_a_journal_are_not_reports() -> None:
+    journal = "Dec 07 11:59:58 web01 backup[4121]: BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+    journal += "Dec 07 11:59:59 web01 systemd[1]: WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2\n"
+    answer = parse(journal + prefixed(texts.PAGE_FAULT, "journal"))
+    assert answer["title"] == "BUG: unable to handle page fault in cfx_scan_table [cfx_vm]"
+    assert answer["oopses"] == 1
+
+
+def test_crash_log_format_has_levels_after_the_time() -> None:
+    assert "<0>Kernel panic" in (OOPS / "crash-log-sysrq.log").read_text()  # crash's `log -m`
+
+
+def test_no_report() -> None:
+    boot = cut((OOPS / "serial-sysrq.log").read_text(), "crashfleet fixture: panic")
+    for text in (boot, "", b"", "BUG\nWARNING\n"):
+        answer = parse(text)
+        assert answer["title"] is None and answer["kind"] is None and answer["oopses"] == 0
+        assert len(answer["notes"]) == 1 and answer["notes"][0].startswith("No kernel crash report found: looked for")
+
+
+FILLER = (
+    b"[%12.6f] EXT4-fs (vda1): mounted filesystem with ordered data mode. Quota mode: none.\n"
+    b'[%12.6f] audit: type=1400 audit(1700000000.123:45): apparmor="STATUS" operation="profile_load"\n'
+    b"[%12.6f] INFO: NMI handler (perf_event_nmi_handler) took too long to run: 1.234 msecs\n"
+    b"[%12.6f] systemd[1]: Started Session 12 of User root.\n" % (1.0, 2.0, 3.0, 4.0)
+)
+
+
+def test_a_100_mb_log() -> None:
+    """scan finds the first report of the last boot in 100 MB (the time is measured in bench/)."""
+    crash_boot = (OOPS / "serial-sysrq.log").read_bytes()
+    filler = FILLER * ((100 << 20) // len(FILLER))
+    head, tail = crash_boot.split(b"crashfleet fixture")
+    answer = scan(head + filler + b"[    7.552982] crashfleet fixture" + tail)
+    assert answer["title"] == "sysrq-triggered crash" and answer["notes"] == []
+    # A capture kernel (or a reboot) boots after the crash: the crash's boot is read.
+    kdump = b"[    0.000000] Linux version 6.1.0-57-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP\n" + filler
+    answer = scan(crash_boot + kdump)
+    assert answer["title"] == "sysrq-triggered crash"
+    assert answer["notes"][0].startswith("The last 1 boot(s) in the text hold no report")
+
+
+def test_the_last_boot_with_a_report_wins() -> None:
+    first = (OOPS / "serial-initexit.log").read_bytes()
+    second = (OOPS / "serial-sysrq.log").read_bytes()
+    assert scan(first + second)["title"] == "sysrq-triggered crash"
+    assert scan(second + first)["title"] == "Attempted to kill init"
+
+
+def test_scan_reads_a_file_and_its_tail(tmp_path: Path) -> None:
+    log = tmp_path / "dmesg.202612071200"
+    log.write_bytes(FILLER * 20000 + (OOPS / "serial-sysrq.log").read_bytes())
+    assert scan(log)["title"] == "sysrq-triggered crash"
+    size = log.stat().st_size >> 20
+    assert scan(str(log), max_bytes=1 << 20)["notes"] == ["Only the last 1 MiB of %d MiB were read." % size]
+    assert scan(str(log), max_bytes=1 << 20)["title"] == "sysrq-triggered crash"
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert scan(empty)["title"] is None
