@@ -57,7 +57,7 @@ from typing import Callable, Dict, List, Match, NamedTuple, Optional, Pattern, S
 
 MAX_BYTES = 256 << 20  # scan(): a bigger file is read from its end
 DIRECT = 1 << 20  # a region this small is searched whole; beyond it, near stacks and the tail
-TRACE_REACH = 256 << 10  # the farthest a header is printed before its "Call Trace" (RCU stalls list CPUs)
+TRACE_REACH = 64 << 10  # the farthest a header is printed before its "Call Trace" (an RCU stall lists its CPUs)
 BEFORE = 64 << 10  # context kept before the first header (a list corruption message, "sysrq: ...")
 AFTER = 512 << 10  # the report, its panic and later reports
 OOM_REACH = 8 << 20  # back from an OOM panic to its "invoked oom-killer" (the task table can be long)
@@ -412,7 +412,7 @@ def _panic(match: Match[str]) -> Header:
 
 
 def _die(match: Match[str]) -> Header:
-    what = match.group(1)
+    what = re.sub(r"^(?:Oops: )+(?=.)", "", match.group(1))  # 6.9+ puts "Oops: " before every die string
     for pattern, kind in DIE_KINDS:
         if re.match(pattern, what):
             detail = None

@@ -460,3 +460,9 @@ def test_scan_reads_a_file_and_its_tail(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert scan(empty)["title"] is None
+
+
+def test_newer_kernels_put_oops_before_the_die_line() -> None:
+    older = texts.DOUBLE_FAULT.split("\n", 1)[1]  # the die line alone, without "traps: PANIC: double fault"
+    newer = older.replace("double fault: 0000 [#1]", "Oops: double fault: 0000 [#1]")  # 6.9's __die_header()
+    assert parse(newer)["title"] == parse(older)["title"] == "double fault in cfx_recurse [cfx_df]"
