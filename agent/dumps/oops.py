@@ -875,7 +875,7 @@ def _culprit(result: Oops, lines: List[Line], start: int, report: Report, head: 
     result["frames"] = [name(frame.fn or "") for frame in frames]
     modules = [frame.module for frame in frames if frame.module]
     result["modules"] = sorted(set(modules), key=modules.index)
-    result["evidence"] = [lines[index].raw[:LINE_CHARS] for index in sorted(set(evidence))]
+    result["evidence"] = [lines[index].raw[:LINE_CHARS] for index in sorted(set(evidence), key=evidence.index)]
 
 
 def _title(kind: str, culprit: Optional[str], module: Optional[str], named: bool, detail: Optional[str]) -> str:
