@@ -50,7 +50,82 @@ def check(answer: dict[str, Any], want: dict[str, Any]) -> None:
 INSMOD = ["do_one_initcall", "do_init_module"]
 SYSRQ_FRAMES = ["sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger", "proc_reg_write", "vfs_write"]
 
+NULL_DEREF = expect(
+    "BUG: kernel NULL pointer dereference in cfx_flush_ring [cfx_ring]",
+    "cfx_flush_ring",
+    "cfx_ring",
+    ["cfx_flush_ring", "cfx_ring_init", *INSMOD],
+    "GOE",
+    "null address",
+)
 REAL = {
+    # tests/dumps/crash_kinds.py's kinds (oops/README.md): one module each, its bug in one function.
+    "null_deref.log": NULL_DEREF,
+    "bug_on.log": expect(
+        "kernel BUG in cfx_check_state [cfx_bug]",
+        "cfx_check_state",
+        "cfx_bug",
+        ["cfx_check_state", "cfx_bug_init", *INSMOD],
+        "GOE",
+        "cfx_bug.c:12",
+    ),
+    "softlockup_a.log": expect(
+        "BUG: soft lockup in cfx_spin_wait [cfx_spin]",
+        "cfx_spin_wait",
+        "cfx_spin",
+        ["cfx_spin_wait", "cfx_spin_init", *INSMOD],
+        "GOE",
+        "task insmod",
+    ),
+    "softlockup_b.log": expect(
+        "BUG: soft lockup in cfx_poll_hw [cfx_poll]",
+        "cfx_poll_hw",
+        "cfx_poll",
+        ["cfx_poll_hw", "cfx_poll_init", *INSMOD],
+        "GOE",
+        "task insmod",
+    ),
+    # The blocked task's stack: past __schedule, schedule_timeout and __wait_for_common.
+    "hung_task.log": expect(
+        "INFO: task hung in cfx_wait_reply [cfx_hang]",
+        "cfx_wait_reply",
+        "cfx_hang",
+        ["cfx_wait_reply", *INSMOD],
+        "GOE",
+        "task insmod",
+    ),
+    "warn.log": expect(
+        "WARNING in cfx_validate [cfx_warn]",
+        "cfx_validate",
+        "cfx_warn",
+        ["cfx_validate", *INSMOD],
+        "GOE",
+        "cfx_warn.c:11",
+    ),
+    "gpf.log": expect(
+        "general protection fault in cfx_walk_list [cfx_gpf]",
+        "cfx_walk_list",
+        "cfx_gpf",
+        ["cfx_walk_list", "cfx_gpf_init", *INSMOD],
+        "GOE",
+        "poison address",  # LIST_POISON1, 0xdead000000000100
+    ),
+    "divide.log": expect(
+        "divide error in cfx_ratio [cfx_div]", "cfx_ratio", "cfx_div", ["cfx_ratio", "cfx_div_init", *INSMOD], "GOE"
+    ),
+    # The task table's biggest rss, not the frames of the allocation that failed.
+    "oom.log": expect(
+        "Out of memory (panic_on_oom): cf-hog",
+        "cf-hog",
+        None,
+        ["__alloc_pages", "__folio_alloc"],
+        "",
+        "system-wide panic_on_oom",
+    ),
+    "sysrq.log": expect("sysrq-triggered crash", "sysrq_handle_crash", None, SYSRQ_FRAMES, ""),
+    "initexit.log": expect(
+        "Attempted to kill init", "do_exit", None, ["do_exit", "do_group_exit"], "", "exitcode=0x00000300"
+    ),
     # The fixture's serial consoles (tests/dumps/fixture.py), CRLF and all, from "Linux version" on.
     "serial-sysrq.log": expect("sysrq-triggered crash", "sysrq_handle_crash", None, SYSRQ_FRAMES, ""),
     "serial-initexit.log": expect(
@@ -61,12 +136,33 @@ REAL = {
     "crash-log-initexit.log": expect(
         "Attempted to kill init", "do_exit", None, ["do_exit", "do_group_exit"], "", "exitcode=0x00000300"
     ),
+    # The null_deref crash as kdump (makedumpfile's dmesg ends where kexec cut in) and ramoops
+    # ("Oops#1 Part1" then "<level>[time]" lines; the panic's record holds the oops too) kept it.
+    "kdump-null_deref.dmesg": NULL_DEREF,
+    "pstore-dmesg-ramoops-0": NULL_DEREF,
+    "pstore-dmesg-ramoops-1": NULL_DEREF,
 }
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_logs(name: str) -> None:
     check(scan(OOPS / name), REAL[name])
+
+
+def test_every_real_log_has_a_case() -> None:
+    logs = {path.name for path in OOPS.iterdir() if path.name != "README.md"}
+    assert logs == set(REAL) | {"kdump-null_deref.serial.log"}
+
+
+def test_a_capture_kernel_booting_after_the_crash() -> None:
+    """kdump's console: the crash, then the capture kernel's own boot (a "Linux version" line and no
+    report): the crash's boot is read, and a note says why."""
+    answer = scan(OOPS / "kdump-null_deref.serial.log")
+    assert answer["title"] == NULL_DEREF["title"] and answer["frames"] == scan(OOPS / "null_deref.log")["frames"]
+    assert answer["notes"] == [
+        "The last 1 boot(s) in the text hold no report (a capture kernel or a reboot): "
+        "this report is from the boot before them."
+    ]
 
 
 WRITTEN = {
@@ -234,27 +330,25 @@ def rebuilt(text: str) -> str:
     return text.replace("G           OE", "G        W  OE")
 
 
-def lockup_panic(cpu_n: int, pid: int, func: str, module: str) -> str:
-    lines = texts.soft_lockup(cpu_n, pid, func, module)
-    lines += ["Kernel panic - not syncing: softlockup: hung tasks", *texts.panic_end("softlockup: hung tasks")]
-    return texts.dmesg(lines, 17.299043)
+def real(name: str) -> str:
+    return (OOPS / name).read_text()
 
 
 def test_the_same_lockup_on_two_builds_has_one_title() -> None:
-    text = lockup_panic(0, 89, "cfx_spin_wait", "cfx_spin")
+    text = real("softlockup_a.log")
     other = rebuilt(text)
-    assert other != text and "6.1.0-28-amd64" in other and "+0x1a/0xfc0" not in other
+    assert other != text and "6.1.0-28-amd64" in other and "+0x1a/0xfc0" not in other and "CPU#7" in other
     first, second = parse(text), parse(other)
     assert first["title"] == second["title"] == "BUG: soft lockup in cfx_spin_wait [cfx_spin]"
-    assert first["frames"] == second["frames"] and first["taint"] == "GOEL" and second["taint"] == "GWOEL"
+    assert first["frames"] == second["frames"] and first["taint"] == "GOE" and second["taint"] == "GWOE"
     assert first["evidence"] != second["evidence"]  # the lines themselves keep their addresses
 
 
 def test_two_lockups_in_two_modules_have_two_titles() -> None:
-    spin = parse(lockup_panic(0, 89, "cfx_spin_wait", "cfx_spin"))
-    poll = parse(lockup_panic(0, 89, "cfx_poll_hw", "cfx_poll"))
+    """The watchdog's frames are the same in both: the interrupted code tells them apart."""
+    spin, poll = parse(real("softlockup_a.log")), parse(real("softlockup_b.log"))
     assert spin["title"] != poll["title"]
-    assert poll["title"] == "BUG: soft lockup in cfx_poll_hw [cfx_poll]"
+    assert "watchdog_timer_fn" in real("softlockup_b.log") and "watchdog_timer_fn" not in poll["frames"]
 
 
 def test_the_same_null_dereference_on_x86_6_1_4_19_and_arm64_has_one_title() -> None:
@@ -288,6 +382,16 @@ def test_a_report_cut_off(marker: str, keep: int, culprit: str | None) -> None:
     assert any("cut off" in note for note in answer["notes"])
     if culprit is None:
         assert "before its culprit was printed" in " ".join(answer["notes"])
+
+
+def test_a_real_oops_cut_off() -> None:
+    text = real("null_deref.log")
+    before_rip = parse(cut(text, "RIP: 0010:"))
+    assert before_rip["title"] == "BUG: kernel NULL pointer dereference" and before_rip["truncated"]
+    assert before_rip["detail"] == "null address" and before_rip["taint"] == "GOE"
+    in_trace = parse(cut(text, " do_init_module+", 9))
+    assert in_trace["title"] == NULL_DEREF["title"] and in_trace["truncated"]
+    assert in_trace["frames"] == ["cfx_flush_ring", "cfx_ring_init", "do_one_initcall"]
 
 
 def test_a_panic_cut_off_in_its_stack_is_still_named() -> None:
@@ -342,6 +446,13 @@ def test_several_reports_the_first_is_the_cause() -> None:
     ]
 
 
+def test_a_warning_then_an_oops() -> None:
+    warning = cut(real("warn.log"), "Kernel panic - not syncing")  # no panic_on_warn: the host ran on
+    answer = parse(warning + real("null_deref.log"))
+    assert answer["title"] == "WARNING in cfx_validate [cfx_warn]" and answer["oopses"] == 2
+    assert "later: BUG: kernel NULL pointer dereference." in answer["notes"][0]
+
+
 def test_a_second_oops_is_counted_and_its_panic_is_not() -> None:
     first = cut(texts.PAGE_FAULT, "Kernel panic - not syncing")  # the oops killed its task, no panic
     second = texts.NULL_4_19.replace("Oops: 0000 [#1]", "Oops: 0000 [#2]")
@@ -358,6 +469,25 @@ def test_only_the_panic_survived() -> None:
 
 
 PANIC_ONLY = texts.dmesg(["Kernel panic - not syncing: Fatal exception", *texts.panic_end("Fatal exception")], 5.0)
+
+
+def test_out_of_memory_with_nothing_to_kill() -> None:
+    """mm/oom_kill.c out_of_memory(): no killable task, "System is deadlocked on memory"."""
+    text = real("oom.log").replace(
+        "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled",
+        "Out of memory and no killable processes...\n"
+        "[   13.176708] Kernel panic - not syncing: System is deadlocked on memory",
+    )
+    answer = parse(text)
+    assert answer["title"] == "Out of memory (System is deadlocked on memory): cf-hog"
+    assert answer["evidence"][1].endswith(" cf-hog") and "65" not in answer["title"]
+
+
+def test_out_of_memory_without_a_task_table() -> None:
+    """vm.oom_dump_tasks=0: the task that invoked the OOM killer is named instead."""
+    lines = real("oom.log").replace("cf-hog invoked oom-killer", "kworker/u8:2 invoked oom-killer").splitlines()
+    text = "\n".join(line for line in lines if not re.search(r"\] \[ *(pid|\d+) *\]|Tasks state", line))
+    assert parse(text)["title"] == "Out of memory (panic_on_oom): kworker"
 
 
 # -- bytes, prefixes, big logs, nothing ---------------------------------------------------------
