@@ -596,3 +596,93 @@ def test_newer_kernels_put_oops_before_the_die_line() -> None:
     older = texts.DOUBLE_FAULT.split("\n", 1)[1]  # the die line alone, without "traps: PANIC: double fault"
     newer = older.replace("double fault: 0000 [#1]", "Oops: double fault: 0000 [#1]")  # 6.9's __die_header()
     assert parse(newer)["title"] == parse(older)["title"] == "double fault in cfx_recurse [cfx_df]"
+
+
+# -- culprit rules -----------------------------------------------------------------------------
+
+
+def test_a_lockup_spinning_on_a_lock_is_named_after_the_lock_taker() -> None:
+    """The CPU spins in the qspinlock slow path: the culprit is who took the lock."""
+    text = real("softlockup_a.log")
+    rip = "RIP: 0010:cfx_spin_wait+0x1a/0xfc0 [cfx_spin]"
+    text = text.replace(rip, "RIP: 0010:native_queued_spin_lock_slowpath+0x63/0x1e0")
+    text = text.replace(
+        " cfx_spin_init+",
+        " _raw_spin_lock+0x25/0x30\n"
+        "[   17.309750]  cfx_spin_wait+0x1a/0xfc0 [cfx_spin]\n"
+        "[   17.309751]  cfx_spin_init+",
+    )
+    answer = parse(text)
+    assert answer["title"] == "BUG: soft lockup in cfx_spin_wait [cfx_spin]"
+    assert answer["frames"][:2] == ["cfx_spin_wait", "cfx_spin_init"]
+
+
+def test_a_task_hung_on_a_mutex_is_named_after_the_waiter() -> None:
+    """kernel/hung_task.c check_hung_task() and sched_show_task(): the scheduler, the mutex slow
+    path and their wrappers are how it waited; the first other frame is who waited."""
+    text = texts.dmesg(
+        [
+            "INFO: task cfx-hang:93 blocked for more than 120 seconds.",  # check_hung_task()
+            "      " + texts.tainted("OE") + " " + texts.RELEASE,  # "      %s %s %.*s"
+            '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+            "task:cfx-hang        state:D stack:0     pid:93    ppid:2      flags:0x00004000",  # sched_show_task()
+            "Call Trace:",
+            " <TASK>",
+            " __schedule+0x34d/0x9e0",
+            " schedule+0x5a/0xd0",
+            " schedule_preempt_disabled+0x11/0x20",
+            " __mutex_lock.constprop.0+0x399/0x700",
+            " cfx_wait_reply+0x1a/0x30 [cfx_hang]",
+            " cfx_hang_thread+0x2e/0x40 [cfx_hang]",
+            " ? cfx_wait_reply+0x30/0x30 [cfx_hang]",
+            " kthread+0xd7/0x100",
+            " ? kthread_complete_and_exit+0x20/0x20",
+            " ret_from_fork+0x22/0x30",
+            " </TASK>",
+        ],
+        247.178035,
+    )
+    check(
+        parse(text),
+        expect(
+            "INFO: task hung in cfx_wait_reply [cfx_hang]",
+            "cfx_wait_reply",
+            "cfx_hang",
+            ["cfx_wait_reply", "cfx_hang_thread", "kthread"],
+            "GOE",
+            "task cfx-hang",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "message, title",
+    [
+        (
+            "corrupted stack end detected inside scheduler",  # kernel/sched/core.c schedule_debug()
+            "panic: corrupted stack end detected inside scheduler",
+        ),
+        (
+            # mm/memblock.c memblock_alloc_or_panic(): "%s: Failed to allocate %lu bytes align=0x%lx"
+            "alloc_large_system_hash: Failed to allocate 4096 bytes align=0x1000",
+            "panic: alloc_large_system_hash: Failed to allocate 4096 bytes align=ADDR",
+        ),
+        (
+            "VFS: Unable to mount root fs on unknown-block(0,0)",
+            "panic: VFS: Unable to mount root fs on unknown-block(0,0)",
+        ),
+        ("Fatal exception in interrupt", "panic: Fatal exception in interrupt"),
+    ],
+)
+def test_other_panics_are_named_by_their_message(message: str, title: str) -> None:
+    text = texts.dmesg(["Kernel panic - not syncing: " + message, *texts.panic_end(message)], 2.5)
+    answer = parse(text)
+    assert answer["title"] == title and answer["kind"] == title and not NUMBERY.search(title.replace("4096", ""))
+
+
+def test_compiler_suffixes_are_stripped() -> None:
+    text = texts.PAGE_FAULT.replace("cfx_scan_table+", "cfx_scan_table.constprop.0.cold+").replace(
+        " cfx_scan_worker+", " cfx_scan_worker.llvm.8817342114+"
+    )
+    answer = parse(text.replace(" process_one_work+", " process_one_work.isra.0+"))
+    assert answer["frames"][:3] == ["cfx_scan_table", "cfx_scan_worker", "process_one_work"]
