@@ -86,7 +86,7 @@ class Oops(TypedDict):
 
 # -- finding the first report in a big log, on bytes --------------------------------------------
 
-BOOT = re.compile(rb"Linux version \d")
+BOOT = re.compile(r"Linux version \d\S* \(")  # "Linux version 6.1.0-57-cloud-amd64 (debian-kernel@..."
 TRACE = re.compile(rb"Call [Tt]race")  # a literal prefix: re scans for it at memchr speed
 # Every header line holds one of these; each is verified by header() on its decoded line.
 ANCHORS = (
@@ -152,8 +152,11 @@ def _boot_before(buf: Buffer, lo: int, end: int) -> int:
         at = buf.rfind(b"Linux version ", lo, at)
         if at < 0:
             return lo
-        if BOOT.match(buf, at):  # the kernel's banner, not a mention
-            return max(lo, buf.rfind(b"\n", lo, at) + 1)
+        start = max(lo, buf.rfind(b"\n", lo, at) + 1)
+        line_end = buf.find(b"\n", at, end)
+        line = _line(bytes(buf[start : end if line_end < 0 else line_end]).decode("utf-8", "replace"))
+        if BOOT.match(line.body):  # the kernel's banner starts its message; a mention does not
+            return start
 
 
 def _first_header(buf: Buffer, lo: int, hi: int) -> Optional[int]:
@@ -471,7 +474,7 @@ PANICS: Tuple[Tuple[Pattern[str], Callable[[Match[str]], Header]], ...] = (
 HEADERS = (
     (re.compile(PR_FMT + r"BUG: (.*)"), _bug),
     (re.compile(r"kernel BUG at ([^:\s]+):(\d+)"), _kernel_bug),
-    (re.compile(r"Kernel BUG at (\S+) \[verbose debug info unavailable\]"), _kernel_bug_sym),
+    (re.compile(r"Kernel BUG at (.+?) \[verbose debug info unavailable\]"), _kernel_bug_sym),
     (re.compile(r"WARNING: (?:CPU: \d+ PID: \d+ )?at (.*)"), _warning),
     (
         re.compile(

@@ -578,6 +578,8 @@ def test_the_last_boot_with_a_report_wins() -> None:
     second = (OOPS / "serial-sysrq.log").read_bytes()
     assert scan(first + second)["title"] == "sysrq-triggered crash"
     assert scan(second + first)["title"] == "Attempted to kill init"
+    mention = b"[   31.000000] cfx-agent: Linux version 6.1.0-57-cloud-amd64 (debian) is supported\n"
+    assert scan(second + mention)["notes"] == []  # only the kernel's banner starts a boot
 
 
 def test_scan_reads_a_file_and_its_tail(tmp_path: Path) -> None:
