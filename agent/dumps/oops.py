@@ -58,7 +58,7 @@ from typing import Callable, Dict, List, Match, NamedTuple, Optional, Pattern, S
 MAX_BYTES = 256 << 20  # scan(): a bigger file is read from its end
 DIRECT = 1 << 20  # a region this small is searched whole; beyond it, near stacks and the tail
 TRACE_REACH = 64 << 10  # the farthest a header is printed before its "Call Trace" (an RCU stall lists its CPUs)
-BEFORE = 64 << 10  # context kept before the first header (a list corruption message, "sysrq: ...")
+BEFORE = 8 << 10  # context kept before the first header (a list corruption message printed before BUG())
 AFTER = 512 << 10  # the report, its panic and later reports
 OOM_REACH = 8 << 20  # back from an OOM panic to its "invoked oom-killer" (the task table can be long)
 MAX_FRAMES = 6
@@ -288,11 +288,12 @@ def _line(raw: str) -> Line:
 class Header(NamedTuple):
     family: str  # "pre": a fault's first line, its die() line follows; "die"; "panic"; "report"
     kind: str
-    strategy: str  # where the culprit is: "rip" (the running code), "stack" (the first stack), "oom"
+    strategy: str  # where the culprit is: "rip" (the running code), "stack" (the first stack), "oom", "none"
     detail: Optional[str] = None
     func: Optional[str] = None  # a function the line names itself (WARNING, KASAN, stack-protector)
     module: Optional[str] = None
     named: bool = True  # False: the title is the kind alone (sysrq, init, generic panics)
+    lost: bool = False  # a panic naming a report whose own lines are missing from the text
 
 
 SYM = r"(?P<fn>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\(\))?(?:\s+\[(?P<mod>[\w-]+)[^\]]*\])?"
@@ -333,12 +334,12 @@ def _bug(match: Match[str]) -> Header:
     if text.startswith("soft lockup"):
         comm = re.search(r"\[(.*):\d+\]", text)
         return Header("report", "BUG: soft lockup", "rip", "task " + _comm(comm.group(1)) if comm else None)
-    null = re.match(r"(?:unable to handle )?kernel NULL pointer dereference(?:, address:| at) *(\S*)", text)
-    if null:
-        return Header("pre", "BUG: kernel NULL pointer dereference", "rip", _address_class(null.group(1)))
-    paging = re.match(r"unable to handle (?:page fault for address:|kernel paging request at) *(\S*)", text)
-    if paging:
-        return Header("pre", "BUG: unable to handle page fault", "rip", _address_class(paging.group(1)))
+    address = re.search(r"(?:address:|at) *(\S+)", text)
+    where = _address_class(address.group(1)) if address else None
+    if re.match(r"(?:unable to handle )?kernel NULL pointer dereference", text):
+        return Header("pre", "BUG: kernel NULL pointer dereference", "rip", where)
+    if re.match(r"unable to handle (?:page fault|kernel paging request)", text):
+        return Header("pre", "BUG: unable to handle page fault", "rip", where)
     if "stack guard page was hit" in text:
         return Header("pre", "BUG: stack guard page was hit", "rip")
     sleeping = re.match(r"sleeping function called from invalid context at (\S+)", text)
@@ -461,13 +462,15 @@ PANICS: Tuple[Tuple[Pattern[str], Callable[[Match[str]], Header]], ...] = (
         re.compile(r"System is deadlocked on memory|Out of memory and no killable processes"),
         lambda m: Header("panic", "Out of memory (System is deadlocked on memory)", "oom", "no killable processes"),
     ),
-    (re.compile(r"softlockup: hung tasks"), lambda m: Header("panic", "BUG: soft lockup", "rip")),
-    (re.compile(r"Hard LOCKUP"), lambda m: Header("panic", "hard LOCKUP", "rip")),
-    (re.compile(r"hung_task: blocked tasks"), lambda m: Header("panic", "INFO: task hung", "stack")),
-    (re.compile(r"RCU Stall"), lambda m: Header("panic", "INFO: rcu detected stall", "rip")),
+    # Panics that end a report: first only when the report's own lines are lost. The panic's stack
+    # still holds the lockup's interrupted RIP or the WARN's; a hung task's panic is khungtaskd's.
+    (re.compile(r"softlockup: hung tasks"), lambda m: Header("panic", "BUG: soft lockup", "rip", lost=True)),
+    (re.compile(r"Hard LOCKUP"), lambda m: Header("panic", "hard LOCKUP", "rip", lost=True)),
+    (re.compile(r"hung_task: blocked tasks"), lambda m: Header("panic", "INFO: task hung", "none", lost=True)),
+    (re.compile(r"RCU Stall"), lambda m: Header("panic", "INFO: rcu detected stall", "rip", lost=True)),
     (
         re.compile(r"(?:(KASAN|UBSAN): )?(?:[\w ]+: )?panic_on_warn set"),
-        lambda m: Header("panic", m.group(1) or "WARNING", "rip" if not m.group(1) else "stack"),
+        lambda m: Header("panic", m.group(1) or "WARNING", "stack" if m.group(1) else "rip", lost=True),
     ),
 )
 
@@ -492,7 +495,8 @@ HEADERS = (
     (re.compile(PR_FMT + r"PANIC: double fault"), _double),
     (re.compile(r"(list_add|list_del) corruption.*"), _list),
     (re.compile(r"Kernel panic - not syncing: ?(.*)"), _panic),
-    (re.compile(r"([A-Za-z][^#\"'\[\]]*?): [0-9a-f]{3,16} \[#\d+\]"), _die),
+    # die()'s string has no colon but for arm64's "Internal error: " and 6.9's "Oops: " before it
+    (re.compile(r"((?:Oops: )*(?:Internal error: )?[A-Za-z][^#\"'\[\]:]*?): [0-9a-f]{3,16} \[#\d+\]"), _die),
 )
 
 
@@ -548,6 +552,7 @@ class Event(NamedTuple):
     module: Optional[str] = None
     unreliable: bool = False
     found: Optional[Header] = None  # a header line's header
+    garbled: bool = False  # a RIP line whose symbol lost its offset and module to noise
 
 
 # A frame line, after any bytes a noisy console mangled (not ASCII) before it.
@@ -559,7 +564,7 @@ CRASH_FRAME = re.compile(
 RIP = re.compile(
     r"^\s*(?:RIP|EIP|IP|pc|PC is at)\s?:?\s*(?:(?P<cs>[0-9a-f]{4}):)?(?:\[<[0-9a-f]+>\]\s*)*(?:"
     + SYM
-    + r"|(?P<raw>\S+))",
+    + r"|(?P<garbled>[A-Za-z_.$][\w.$]*)\+\S*|(?P<raw>\S+))",  # "name+" whose offset a noisy line lost
     re.A,
 )
 EXCEPTION_RIP = re.compile(r"^\s*\[exception RIP: (?P<fn>[A-Za-z_.$][\w.$]*)(?:\+\d+)?\]", re.A)
@@ -580,7 +585,8 @@ def _event(index: int, body: str) -> Event:
         return Event("blank", index)  # KASAN prints empty lines inside its report; consoles add some
     match = FRAME.match(body)
     if match:
-        return Event("frame", index, match.group("fn"), match.group("mod"), bool(match.group("q")))
+        garbled = match.group("mod") is None and "[" in body[match.end() :]  # "[cfx_ri": its module cut
+        return Event("frame", index, match.group("fn"), match.group("mod"), bool(match.group("q")), garbled=garbled)
     match = CRASH_FRAME.match(body)
     if match:
         return Event("frame", index, match.group("fn"), match.group("mod"))
@@ -612,7 +618,10 @@ def _rip_event(index: int, match: Match[str]) -> Event:
     if match.group("cs") in ("0033", "0023", "002b"):
         return Event("urip", index)
     if match.group("fn"):
-        return Event("rip", index, match.group("fn"), match.group("mod"))
+        garbled = match.group("mod") is None and "[" in match.string[match.end() :]
+        return Event("rip", index, match.group("fn"), match.group("mod"), garbled=garbled)
+    if match.group("garbled"):
+        return Event("rip", index, match.group("garbled"), garbled=True)
     if match.group("cs") == "0010":
         return Event("rip", index)  # "RIP: 0010:0x0": a call through a NULL pointer, no symbol
     return Event("other", index)
@@ -685,7 +694,10 @@ BOUNDARY = re.compile(
     r"ret_from_fork\w*|entry_SYSCALL\w*|entry_INT80\w*|entry_SYSENTER\w*|do_syscall_(?:64|x64|32_irqs_on)|"
     r"__?do_fast_syscall_32|do_int80_syscall_32|el0t_\w+|el0_svc\w*|do_el0_svc\w*|invoke_syscall\w*|"
     r"start_kernel|x86_64_start_\w+|secondary_startup_64\w*|start_secondary|secondary_start_kernel|"
-    r"cpu_startup_entry|do_idle|rest_init|arch_call_rest_init|kernel_init"
+    r"cpu_startup_entry|do_idle|rest_init|arch_call_rest_init|kernel_init|"
+    # the idle loop: a CPU idling is no culprit
+    r"default_idle\w*|arch_cpu_idle\w*|native_safe_halt|\w*mwait_idle\w*|acpi_idle_\w+|intel_idle\w*|"
+    r"cpuidle_enter\w*|poll_idle|cpu_idle_poll\w*"
 )
 _generic_cache: Dict[str, bool] = {}
 
@@ -700,6 +712,9 @@ def generic(fn: str) -> bool:
 
 # -- one report: its extent, culprit and title ---------------------------------------------------
 
+NO_RIP = "No RIP or pc line survived: the culprit is the innermost frame of the stack instead."
+NO_SYMBOL = "The RIP is in no known function (a call through a bad pointer?): the culprit is the frame below it."
+GARBLED = "The culprit's line is garbled: its name is what is left of it, its module unknown."
 NOTHING = (
     "No kernel crash report found: looked for BUG:, kernel BUG at, WARNING:, the Oops/die line "
     "('...: 0000 [#1]'), INFO: task ... blocked, INFO: rcu ... stall, hard LOCKUP, UBSAN:, "
@@ -720,7 +735,9 @@ class Report(NamedTuple):
 
 def _analyse(lines: List[Line], start: int, whole: bool) -> Oops:
     """The title of the first report at or after lines[start]."""
-    events = [_event(index, lines[index].body) for index in range(len(lines))]
+    first = max(0, start - LIST_MESSAGE)  # the lines before are context only: no need to classify them
+    events = [Event("other", index) for index in range(first)]
+    events += [_event(index, lines[index].body) for index in range(first, len(lines))]
     start = next((event.line for event in events[start:] if event.type == "header"), len(lines))
     if start == len(lines):
         return _empty([NOTHING])
@@ -831,6 +848,7 @@ class Head(NamedTuple):
     func: Optional[str]
     module: Optional[str]
     named: bool
+    lost: bool
 
 
 def _head(head: List[Header]) -> Head:
@@ -840,9 +858,11 @@ def _head(head: List[Header]) -> Head:
     extra = [found for found in head[1:] if found.family != "panic"]
     for found in [first, *extra]:
         if found.kind.endswith(" corruption"):
-            return Head(found.kind, "rip", found.detail, None, None, True)
+            return Head(found.kind, "rip", found.detail, None, None, True, False)
     detail = first.detail or next((found.detail for found in extra if found.kind == first.kind), None)
-    return Head(first.kind, first.strategy, detail, first.func, first.module, first.named)
+    # A die line makes any report a fault: its culprit is the faulting RIP.
+    strategy = "rip" if any(found.family == "die" for found in extra) else first.strategy
+    return Head(first.kind, strategy, detail, first.func, first.module, first.named, first.lost)
 
 
 def _culprit(result: Oops, lines: List[Line], start: int, report: Report, head: Head) -> None:
@@ -859,8 +879,17 @@ def _culprit(result: Oops, lines: List[Line], start: int, report: Report, head: 
         if kind.startswith("KASAN: "):
             access = _kasan_access(report.events, lines)
             kind, detail = (kind + " " + access.split()[0], access) if access else (kind, detail)
-        candidates = _rip(report.events) if head.strategy == "rip" else _stack(report.events)
+        candidates, ripped = (
+            _rip(report.events)
+            if head.strategy == "rip"
+            else (_stack(report.events) if head.strategy == "stack" else [], True)
+        )
         frames, unreliable = _pick(candidates)
+        if not ripped and frames and not head.func:
+            result["notes"].append(NO_RIP)
+        rips = [event for event in candidates[:1] if event.type == "rip"]
+        if ripped and head.strategy == "rip" and not rips and frames and not head.func:
+            result["notes"].append(NO_SYMBOL)
         if unreliable:
             result["notes"].append("Only unreliable ('?') stack entries were printed; the culprit comes from them.")
         if head.func and not generic(head.func):  # the function the header line names
@@ -872,6 +901,8 @@ def _culprit(result: Oops, lines: List[Line], start: int, report: Report, head: 
             result["culprit"] = name(frames[0].fn)
             result["culprit_module"] = frames[0].module or _module_of(frames[0].fn, candidates)
             evidence.append(frames[0].line)
+            if frames[0].garbled:
+                result["notes"].append(GARBLED)
         result["title"] = _title(kind, result["culprit"], result["culprit_module"], named, detail)
     result["kind"], result["detail"] = kind, detail
     frames = frames[:MAX_FRAMES]
@@ -899,15 +930,15 @@ def _module_of(fn: str, frames: Sequence[Event]) -> Optional[str]:
     return None
 
 
-def _rip(events: List[Event]) -> List[Event]:
-    """The running code: the first kernel RIP and the frames after it; without one, the frames
-    after the first stack's last </IRQ> or </NMI> (the context the interrupt stopped)."""
+def _rip(events: List[Event]) -> Tuple[List[Event], bool]:
+    """The running code: the first kernel RIP and the frames after it; without one (False), the
+    frames after the first stack's last </IRQ> or </NMI> (the context the interrupt stopped)."""
     for index, event in enumerate(events):
         if event.type == "rip":
-            return ([event] if event.fn else []) + _frames(events, index + 1)
+            return ([event] if event.fn else []) + _frames(events, index + 1), True
     stack = _frames(events, _stack_start(events), whole=True)
     exits = [i for i, event in enumerate(stack) if event.type == "close" and event.fn != "TASK"]
-    return [event for event in stack[exits[-1] + 1 :] if event.type == "frame"] if exits else _only(stack)
+    return ([event for event in stack[exits[-1] + 1 :] if event.type == "frame"] if exits else _only(stack)), False
 
 
 def _stack(events: List[Event]) -> List[Event]:
@@ -917,9 +948,14 @@ def _stack(events: List[Event]) -> List[Event]:
 
 
 def _stack_start(events: List[Event]) -> int:
-    starts = [index for index, event in enumerate(events) if event.type == "trace"]
-    frames = [index for index, event in enumerate(events) if event.type == "frame"]
-    return starts[0] if starts else frames[0] if frames else len(events)
+    """Where the first stack starts: its "Call Trace:" line, or its first two frames in a row when
+    that line is lost."""
+    for index, event in enumerate(events):
+        if event.type == "trace" or (
+            event.type == "frame" and index + 1 < len(events) and events[index + 1].type == "frame"
+        ):
+            return index
+    return next((index for index, event in enumerate(events) if event.type == "frame"), len(events))
 
 
 def _only(events: List[Event]) -> List[Event]:
@@ -933,7 +969,7 @@ def _frames(events: List[Event], index: int, whole: bool = False) -> List[Event]
     found: List[Event] = []
     framed = False
     for event in events[index:]:
-        if event.type in ("end", "urip") or (framed and event.type in ("other", "header")):
+        if event.type in ("end", "urip") or (framed and event.type in ("other", "header", "trace")):
             break
         if framed and not whole and (event.type == "rip" or event.type == "close"):
             break
@@ -1027,8 +1063,16 @@ def _notes(result: Oops, head: Head, others: List[Header], ctx: str) -> None:
     if result["truncated"]:
         missing = "" if result["culprit"] or not head.named else " before its culprit was printed"
         notes.append("The report is cut off%s: the title comes from what survived." % missing)
-    elif head.named and result["culprit"] is None and head.strategy != "oom":
-        notes.append("No frame names a culprit: the title is the kind alone.")
+    elif head.named and result["culprit"] is None:
+        notes.append(
+            "No OOM task table or 'invoked oom-killer' line names a task: the title is the kind alone."
+            if head.strategy == "oom"
+            else "No frame names a culprit: the title is the kind alone."
+        )
+    if head.kind in ("Oops", "Internal error: Oops"):
+        notes.append(
+            "The line naming the fault, printed before the Oops line, is missing: the kind is the Oops line's."
+        )
     if result["interleaved"]:
         if ctx:
             notes.append(
@@ -1039,6 +1083,8 @@ def _notes(result: Oops, head: Head, others: List[Header], ctx: str) -> None:
                 "Another report is interleaved with this one and the log has no printk caller ids: "
                 "the culprit may come from the other report's lines."
             )
+    if head.lost:
+        notes.append("Only the panic survived of this report: its own lines are missing, the kind is the panic's.")
     if head.kind.startswith("panic: ") and "Fatal exception" in head.kind:
         notes.append("Only the panic survived: the report before it is missing from the text.")
 
