@@ -688,3 +688,15 @@ def test_compiler_suffixes_are_stripped() -> None:
     )
     answer = parse(text.replace(" process_one_work+", " process_one_work.isra.0+"))
     assert answer["frames"][:3] == ["cfx_scan_table", "cfx_scan_worker", "process_one_work"]
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(REAL) if "-" not in name])  # crash_kinds.py's
+def test_every_cut_of_a_real_log_is_right_or_says_so(name: str) -> None:
+    """Cut after each line of the report (and inside its lines): the same title, none yet, or a
+    title with a note (cut off, garbled)."""
+    data = (OOPS / name).read_bytes()
+    start = data.index(scan(OOPS / name)["evidence"][0].encode()[:40])
+    lines = [i + 1 for i in range(start, len(data)) if data[i] == 10]
+    for cut_at in lines + [at - 7 for at in lines]:
+        answer = parse(data[:cut_at])
+        assert answer["title"] in (REAL[name]["title"], None) or answer["notes"], (cut_at, answer)
