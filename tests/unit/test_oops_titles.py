@@ -700,3 +700,53 @@ def test_every_cut_of_a_real_log_is_right_or_says_so(name: str) -> None:
     for cut_at in lines + [at - 7 for at in lines]:
         answer = parse(data[:cut_at])
         assert answer["title"] in (REAL[name]["title"], None) or answer["notes"], (cut_at, answer)
+
+
+def from_panic(name: str) -> str:
+    text = real(name)
+    return text[text.rindex("\n", 0, text.index("Kernel panic - not syncing")) + 1 :]
+
+
+@pytest.mark.parametrize(
+    "text, title, note",
+    [
+        # The report scrolled away (or a ring buffer lost it): only its panic is left.
+        (
+            from_panic("softlockup_a.log"),
+            "BUG: soft lockup in cfx_spin_wait [cfx_spin]",
+            "Only the panic survived of this report",
+        ),
+        (from_panic("hung_task.log"), "INFO: task hung", "Only the panic survived of this report"),  # khungtaskd's
+        (from_panic("warn.log"), "WARNING in cfx_validate [cfx_warn]", "Only the panic survived of this report"),
+        # The line naming the fault is gone: the Oops line's kind, and a note.
+        (
+            real("null_deref.log").replace("BUG: kernel NULL pointer dereference, address: 000000000000000c", "mm"),
+            "Oops in cfx_flush_ring [cfx_ring]",
+            "The line naming the fault, printed before the Oops line, is missing",
+        ),
+        # Noise ate the RIP's offset and module.
+        (
+            real("null_deref.log").replace(
+                "RIP: 0010:cfx_flush_ring+0x5/0xfc0 [cfx_ring]", "RIP: 0010:cfx_flush_ring+0 9"
+            ),
+            "BUG: kernel NULL pointer dereference in cfx_flush_ring",
+            "The culprit's line is garbled",
+        ),
+        # A call through a NULL function pointer: the RIP is 0, its caller is the culprit.
+        (
+            real("null_deref.log").replace("RIP: 0010:cfx_flush_ring+0x5/0xfc0 [cfx_ring]", "RIP: 0010:0x0"),
+            "BUG: kernel NULL pointer dereference in cfx_ring_init [cfx_ring]",
+            "The RIP is in no known function",
+        ),
+        # No RIP at all (a log that lost those lines): the stack's innermost frame.
+        (
+            re.sub(r".*RIP: 0010:.*\n", "", real("null_deref.log")),
+            "BUG: kernel NULL pointer dereference in cfx_ring_init [cfx_ring]",
+            "No RIP or pc line survived",
+        ),
+    ],
+)
+def test_what_a_damaged_log_still_says(text: str, title: str, note: str) -> None:
+    answer = parse(text)
+    assert answer["title"] == title
+    assert any(line.startswith(note) for line in answer["notes"]), answer["notes"]
