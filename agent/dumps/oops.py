@@ -6,11 +6,12 @@ lines behind it. Hosts whose logs give one title crashed of one bug, so a title 
 offset, CPU number, PID, time, line number or kernel release.
 
 The rules:
-- Which report. The text's LAST boot is read ("Linux version" starts one); when it holds no
-  report (a capture kernel's boot, a clean reboot), the last boot that does, with a note. Its
-  FIRST report is the cause; later ones are counted (`oopses`) and named in a note. A "Kernel
-  panic - not syncing" line, or the "Oops: ... [#1]" line of a fault, belongs to the report
-  before it: neither is a second report.
+- Which report. The text's LAST boot is read (the kernel's "Linux version N (" banner starts
+  one); when it holds no report (a capture kernel's boot, a clean reboot), the last boot that
+  does, with a note. Its FIRST report is the cause; later ones are counted (`oopses`) and named in
+  a note. A "Kernel panic - not syncing" line, or the "Oops: ... [#1]" line of a fault, belongs to
+  the report before it: neither is a second report. A panic alone names the report it ends
+  ("softlockup: hung tasks", "Hard LOCKUP", "RCU Stall", "panic_on_warn set"), with a note.
 - KIND comes from the report's header line: BUG: soft lockup; BUG: kernel NULL pointer
   dereference; BUG: unable to handle page fault (older kernels' "unable to handle kernel paging
   request", and arm64's "Unable to handle kernel ... at virtual address", name the same kinds);
@@ -23,8 +24,9 @@ The rules:
 - CULPRIT is the first frame that says WHY:
   - faults, BUG(), WARNING, soft and hard lockups, RCU stalls: the code that was running, i.e. the
     kernel `RIP:` (x86), `pc :` (arm64) or crash's `[exception RIP: ...]` line, then the frames
-    after it; with no RIP (cut off), the frames after the last </IRQ> or </NMI> (the interrupted
-    context), so a lockup is never named after the watchdog that caught it;
+    after it (a RIP in no function, "RIP: 0010:0x0", leaves its caller); with no RIP (cut off),
+    the frames after the last </IRQ> or </NMI> (the interrupted context): a lockup is never named
+    after the watchdog that caught it, nor after a CPU's idle loop;
   - WARNING, KASAN and stack-protector: the function their own line names, unless generic;
   - hung tasks, sleeping in atomic context, UBSAN, lockdep and panics: the report's stack;
   - OOM panics: the comm of the task with the most rss in the OOM task table, else the task
@@ -40,7 +42,8 @@ The rules:
   stamps, "<4>" levels, /dev/kmsg records, ANSI and CR noise) are removed; bytes are decoded with
   replacement; with caller ids another CPU's lines are set aside (`interleaved`), without them a
   second report inside the first is flagged; a report cut off is titled from what survived
-  (`truncated`); a title never comes from a guess without a note saying so.
+  (`truncated`); a garbled line still names its function; a title never comes from a guess (a
+  lost RIP, a garbled line, a lost header) without a note saying so.
 - Speed: `scan` never loops over lines in Python outside a bounded window. It finds the boots
   with one regex, a report's stack ("Call Trace") with one literal search, checks the bytes
   before each stack (and the text's tail) with one `find` per ANCHORS entry, and parses at most
