@@ -16,6 +16,7 @@ from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, 
 
 from . import stages
 from .audit import AuditLog
+from .budget import Rest
 from .errors import ConnectLost, CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
 from .identity import Identity
@@ -257,6 +258,23 @@ class Fleet:
     ) -> tuple[list[HostOutcome], int]:
         """Run op on every host within the window; each host ends with a status, never an exception.
         `ticking`: the seconds the work is expected to take, for a progress step every second."""
+        outcomes, elapsed, _ = await self.fan_out_within(
+            hosts, op, budget=None, deadline=deadline, progress=progress, ticking=ticking
+        )
+        return outcomes, elapsed
+
+    async def fan_out_within(
+        self,
+        hosts: list[Host],
+        op: HostOp,
+        *,
+        budget: float | None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        ticking: float | None = None,
+    ) -> tuple[list[HostOutcome], int, Rest | None]:
+        """fan_out that answers after `budget` seconds at most: the hosts done by then, and the
+        Rest (None when every host answered), whose hosts keep working (controller.budget)."""
         started = time.monotonic()
         window = asyncio.Semaphore(self.settings.fanout)
         limit = deadline or self.settings.host_deadline
@@ -271,13 +289,25 @@ class Fleet:
                 await reporter.host_done(host.name, outcome.status)
             return outcome
 
+        tasks = {host.name: asyncio.ensure_future(one(host)) for host in hosts}
         ticker = asyncio.ensure_future(reporter.ticking(ticking)) if reporter and ticking else None
         try:
-            outcomes = await asyncio.gather(*(one(host) for host in hosts))
+            if tasks:
+                await asyncio.wait(tasks.values(), timeout=budget)
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            raise
         finally:
             if ticker is not None:
                 ticker.cancel()
-        return list(outcomes), int((time.monotonic() - started) * 1000)
+        elapsed = int((time.monotonic() - started) * 1000)
+        if all(task.done() for task in tasks.values()):
+            return [task.result() for task in tasks.values()], elapsed, None
+        if reporter is not None:
+            reporter.close()  # the call answers now: its progress token ends with it
+        rest = Rest({name: task for name, task in tasks.items() if not task.done()}, started)
+        return [task.result() for task in tasks.values() if task.done()], elapsed, rest
 
     async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:
         stage = stages.begin()

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
 
+from . import budget
 from .runtime import Runtime
 from .wiring import answer, progress, sync
 
@@ -100,9 +101,10 @@ def mcp_function(spec: ToolSpec, rt: Runtime) -> Callable[..., Any]:
         ctx = kwargs.pop("ctx", None)
         if wants_progress:
             kwargs["progress"] = progress(ctx) if ctx is not None else None
-        if inspect.iscoroutinefunction(spec.fn):
-            return await answer(lambda: spec.fn(rt, **kwargs))
-        return await answer(lambda: sync(spec.fn, rt, **kwargs))
+        with budget.limit(rt.settings.call_budget):  # answer within the client's patience
+            if inspect.iscoroutinefunction(spec.fn):
+                return await answer(lambda: spec.fn(rt, **kwargs))
+            return await answer(lambda: sync(spec.fn, rt, **kwargs))
 
     returns = Annotated[CallToolResult, hints["return"]]
     call.__signature__ = signature.replace(parameters=params, return_annotation=returns)  # type: ignore[attr-defined]

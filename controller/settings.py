@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
     page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
     command_wait: float = Field(20.0, ge=0, le=120, description="seconds a command may run before it becomes a job")
+    call_budget: float = Field(
+        40.0,
+        ge=1,
+        le=3600,
+        description="seconds an MCP tool call may take: then it answers with what is done and a job for the rest "
+        "(Claude Desktop gives up on a call after ~60 s)",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None
