@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import write_bundle
-from .errors import CrashfleetError
+from .errors import CrashfleetError, UsageError
 from .models import FanoutResult
 from .render import ProgressBar, render_fanout, render_hosts
 from .runtime import Runtime
@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
     bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
     bundle.set_defaults(func=_bundle)
-    triage = sub.add_parser("triage", help="open the newest dump of every host; hosts grouped by panic")
-    triage.add_argument("pattern")
+    triage = sub.add_parser(
+        "triage", help="what killed each host (or each kernel log file given with --log), grouped by crash title"
+    )
+    triage.add_argument("pattern", nargs="?", help="hosts (their newest dump, pstore or previous boot's journal)")
+    triage.add_argument("--log", nargs="+", type=Path, metavar="FILE", help="kernel logs you have (console, dmesg...)")
+    triage.add_argument("--json", action="store_true", help="with --log: the groups as JSON")
     triage.set_defaults(func=_triage)
     trace = sub.add_parser("trace", help="run a vetted bpftrace tool (runqlat, biolatency...) merged fleet-wide")
     trace.add_argument("pattern")
@@ -117,11 +121,38 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _triage(args: argparse.Namespace, settings: Settings) -> int:
     from .render_people import render_triage
-    from .tools.dumps import crash_triage
+    from .tools.triage import crash_triage
 
+    if args.log:
+        return _triage_logs(args.log, args.json)
+    if args.pattern is None:
+        raise UsageError("give a host pattern, or kernel log files with --log", "crashfleet triage web, or --log FILE")
     result = _on_fleet(settings, lambda rt: crash_triage(rt, args.pattern, ProgressBar()))
     print(render_triage(result))
     return 0 if not result.errors else 1
+
+
+def _triage_logs(paths: list[Path], as_json: bool) -> int:
+    """Kernel logs people already have, grouped by crash title: the same rules as for hosts."""
+    import json
+
+    from crashfleet.agent.dumps import oops
+
+    from .render_people import render_log_triage
+    from .tools.triage_groups import group_files
+
+    reports, unreadable = {}, []
+    for path in paths:
+        try:
+            reports[str(path)] = oops.scan(path)
+        except (OSError, ValueError) as exc:
+            unreadable.append({"file": str(path), "why": getattr(exc, "strerror", None) or str(exc)})
+    groups = group_files(reports)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps({"groups": groups, "unreadable": unreadable}, indent=2))
+    else:
+        print(render_log_triage(groups, unreadable))
+    return 0 if not unreadable else 1
 
 
 def _trace(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,7 +256,6 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
     from .bootstrap import bootstrap
-    from .errors import UsageError
 
     hosts = Runtime.create(settings).fleet.match(args.host)
     if len(hosts) != 1:

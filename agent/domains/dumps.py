@@ -21,6 +21,8 @@ DOMAIN = Domain(
         "debuginfod_urls": None,
         "debuginfod_cache_dir": "/var/cache/crashfleet/debuginfod",  # where fetched debuginfo is kept
         "debuginfod_cache_bytes": 4 << 30,  # the cache's quota; the oldest entries go first to make room
+        "pstore_dirs": None,  # a dumpless host's crash records; None: /sys/fs/pstore and systemd-pstore's copies
+        "journal_dirs": None,  # journal dirs holding the previous boot's kernel log; None: the system journal
         "max_dump_sessions": 8,  # crash/drgn sessions open at once
         "dump_session_idle": 1800.0,  # seconds before an unused session is closed
     },

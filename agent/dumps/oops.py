@@ -85,6 +85,7 @@ class Oops(TypedDict):
     interleaved: bool
     notes: List[str]
     evidence: List[str]
+    span: Optional[List[int]]  # [start, end): the bytes of the source the report was read from
 
 
 # -- finding the first report in a big log, on bytes --------------------------------------------
@@ -226,6 +227,7 @@ def _window(buf: Buffer, lo: int, hi: int, at: int, notes: List[str]) -> Oops:
     before = _lines(bytes(buf[begin:at]))
     after = _lines(bytes(buf[at:end]))
     result = _analyse(before + after, len(before), whole)
+    result["span"] = [begin, end]
     if not whole:
         result["notes"].append("Reports were counted in the %d KiB after the first one only." % (AFTER >> 10))
     result["notes"][:0] = notes
@@ -781,6 +783,7 @@ def _empty(notes: List[str]) -> Oops:
         interleaved=False,
         notes=notes,
         evidence=[],
+        span=None,
     )
 
 

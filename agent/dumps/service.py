@@ -19,7 +19,7 @@ from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, triage, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -473,4 +473,5 @@ def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
         protocol.DUMPS_CLOSE: lambda p: dumps.sessions.close(param(p, "session_id", str)),
         protocol.DUMPS_SCRIPTS: dumps.scripts,
         protocol.DUMPS_SCRIPT: dumps.script,
+        protocol.DUMPS_TRIAGE: lambda p: triage.triage(dumps, p),
     }

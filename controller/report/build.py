@@ -23,13 +23,15 @@ class MissingId(BaseModel):
 
 
 class ReportResult(BaseModel):
-    path: str = Field(description="the HTML file; open it in a browser (works offline)")
+    path: str | None = Field(default=None, description="the HTML file; open it in a browser (works offline)")
     summary: str
     missing: list[MissingId] = Field(default_factory=list, description="ids not found (unknown or expired)")
+    job_id: str | None = Field(
+        default=None, description="still gathering when the call had to answer: job_status(job_id)"
+    )
 
 
-async def report_build(rt: Runtime, title: str, include: list[str], path: Path | None = None) -> ReportResult:
-    """One self-contained HTML file from the answers that name `include` (job, session and output ids)."""
+def check(title: str, include: list[str]) -> None:
     if not title.strip():
         raise UsageError("a report needs a title", "e.g. title='web latency 2026-12-01'")
     if len(include) > MAX_INCLUDE:
@@ -37,6 +39,11 @@ async def report_build(rt: Runtime, title: str, include: list[str], path: Path |
             f"include at most {MAX_INCLUDE} ids, got {len(include)}",
             "job ids (J3), session and output ids (HOST:ID) as tools returned them; none: the whole session",
         )
+
+
+async def report_build(rt: Runtime, title: str, include: list[str], path: Path | None = None) -> ReportResult:
+    """One self-contained HTML file from the answers that name `include` (job, session and output ids)."""
+    check(title, include)
     report = await gather(rt, title.strip(), include)
     target = path or _default_path(title)
     target.parent.mkdir(parents=True, exist_ok=True)

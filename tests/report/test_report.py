@@ -54,7 +54,7 @@ def report(server: StdioServer) -> dict[str, object]:
     assert {m["name"] for m in traced["maps"]} == {"@slice", "@switches"}, traced["maps"]
     uname = structured(server.call("fleet_run", {"pattern": "web01", "command": "uname"}))
     include = [
-        triage["groups"][0]["sessions"][0],
+        triage["groups"][0]["output_ids"][0],
         traced["groups"][0]["output_ids"][0],
         uname["groups"][0]["output_ids"][0],
         "J999",
@@ -79,8 +79,8 @@ def test_report_says_what_it_holds_and_what_is_missing(report: dict[str, object]
     assert "<script" not in html and "http://" not in html and "https://" not in html  # nothing to fetch
     triage = report["triage"]
     assert isinstance(triage, dict)
-    for frame in triage["groups"][0]["frames"][:3]:
-        assert frame in html, f"top frame {frame!r} not in the report"
+    for frame in triage["groups"][0]["data"]["frames"][:3]:
+        assert frame in html, f"culprit frame {frame!r} not in the report"
 
 
 def test_report_loads_in_chromium_with_sized_charts(report: dict[str, object], tmp_path: Path) -> None:
