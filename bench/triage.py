@@ -1,11 +1,12 @@
 """Fleet triage, measured against what it replaces: `crash` started on every dump to read its log.
 
-Per host (whole processes, timed side by side by any process timer, e.g. /usr/bin/time -v):
+Per host, whole processes timed side by side (any process timer, e.g. /usr/bin/time -v, or a
+harness that alternates two commands): `prepare` lays one host's dump out in DIR and prints the
+two commands to compare, the agent answering one dumps.triage (its start included) and the peer,
+`crash -s vmlinux vmcore` printing `log`:
 
-  bench/triage.py host --layout elf          one agent's dumps.triage (drgn reads the printk buffer)
-  bench/triage.py host --layout kdump-dmesg  ... (kdump's dmesg file)
-  bench/triage.py host --layout kdump        ... (makedumpfile --dump-dmesg)
-  bench/triage.py crash-log --kind KIND      the peer: `crash -s vmlinux vmcore` running `log`
+  bench/triage.py prepare --layout elf --kind softlockup_a --dir /var/tmp/bench-triage/elf
+      (elf: drgn reads the printk buffer; kdump-dmesg: kdump's dmesg file; kdump: makedumpfile)
 
 A fleet (the sshd rig, each host its own dump dir, crash_triage through the real MCP server):
 
@@ -19,6 +20,7 @@ Run from the repository root with the test venv (.venv/bin/python); the fixtures
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -27,46 +29,63 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
+if TYPE_CHECKING or sys.argv[1:2] != ["ask"]:  # `ask` is what is timed: stdlib only
+    import yaml
 
-from crashfleet.controller.bundle import write_bundle  # noqa: E402
-from tests.dumps.agentproc import spawn  # noqa: E402
-from tests.dumps.crash_kinds import KINDS, CrashKinds, ensure_kinds  # noqa: E402
-from tests.dumps.crash_scenes import Scene, lay_out  # noqa: E402
-from tests.e2e.conftest import LEGACY, StdioServer, structured  # noqa: E402
-from tests.rig import Rig, free_port  # noqa: E402
+    from crashfleet.controller.bundle import write_bundle
+    from tests.dumps.crash_kinds import KINDS, CrashKinds, ensure_kinds
+    from tests.dumps.crash_scenes import Scene, lay_out
+    from tests.e2e.conftest import LEGACY, StdioServer, structured
+    from tests.rig import Rig, free_port
 
 FLEET_LAYOUTS = ("kdump-dmesg", "kdump", "elf")  # cycled over the fleet's hosts
 
 
-def host(args: argparse.Namespace) -> None:
-    """One triage by a fresh agent (its start included), on one host's dump."""
+def prepare(args: argparse.Namespace) -> None:
+    """One host's dump, an agent zipapp, its policy and the requests; the two commands to time."""
     ck = ensure_kinds()
-    with tempfile.TemporaryDirectory(prefix="bench-triage-", dir="/var/tmp") as tmp:
-        work = Path(tmp)
-        lay_out(Scene(args.layout, args.kind), work / "crash", ck)
-        zipapp = work / "agent.pyz"
-        write_bundle(zipapp)
-        agent = spawn(zipapp, work, {"drgn_python": sys.executable}, work / "crash")
-        answer = agent.result("dumps.triage")
-        agent.stop()
-        print(answer["source"], "|", (answer["report"] or {}).get("title"))
+    work = Path(args.dir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    dump = lay_out(Scene(args.layout, args.kind), work / "crash", ck)
+    write_bundle(work / "agent.pyz")
+    policy = {"dump_dirs": [str(work / "crash")], "drgn_python": sys.executable, "vmlinux_standard_dirs": False}
+    (work / "policy.json").write_text(json.dumps(policy))
+    (work / "crash.in").write_text("log\nquit\n")
+    print(f"{sys.executable} {__file__} ask --dir {work}")
+    print(f"sh -c 'exec crash -s --no_crashrc --no_scroll {ck.vmlinux} {ck.vmcore(args.kind)} < {work}/crash.in'")
+    if dump is None:
+        print("(no dump laid out: this layout has none)")
 
 
-def crash_log(args: argparse.Namespace) -> None:
-    """The peer: crash started on the dump to print its log, as an engineer does on each host."""
-    ck = ensure_kinds()
-    subprocess.run(
-        ["crash", "-s", "--no_crashrc", "--no_scroll", str(ck.vmlinux), str(ck.vmcore(args.kind))],
-        input=b"log\nquit\n",
-        stdout=subprocess.DEVNULL,
-        check=True,
+def ask(args: argparse.Namespace) -> None:
+    """One dumps.triage from a fresh agent of the prepared DIR; stdin closed once it answered."""
+    work = Path(args.dir)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            str(work / "agent.pyz"),
+            "serve",
+            "--dir",
+            str(work / "agent"),
+            "--policy",
+            str(work / "policy.json"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
+    assert agent.stdin and agent.stdout
+    agent.stdin.write(b'{"jsonrpc": "2.0", "id": 1, "method": "dumps.triage", "params": {}}\n')
+    agent.stdin.flush()
+    answer = json.loads(agent.stdout.readline())["result"]
+    agent.stdin.close()
+    agent.wait()
+    print(answer["source"], "|", (answer["report"] or {}).get("title"))
 
 
 def _scenes(n: int) -> list[tuple[str, Scene]]:
@@ -166,13 +185,14 @@ def _crash(ck: CrashKinds, dump: Path) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    one = sub.add_parser("host")
+    one = sub.add_parser("prepare")
     one.add_argument("--layout", default="elf", choices=("elf", "kdump-dmesg", "kdump"))
     one.add_argument("--kind", default="softlockup_a")
-    one.set_defaults(func=host)
-    peer = sub.add_parser("crash-log")
-    peer.add_argument("--kind", default="softlockup_a")
-    peer.set_defaults(func=crash_log)
+    one.add_argument("--dir", default="/var/tmp/bench-triage")
+    one.set_defaults(func=prepare)
+    asked = sub.add_parser("ask")
+    asked.add_argument("--dir", default="/var/tmp/bench-triage")
+    asked.set_defaults(func=ask)
     many = sub.add_parser("fleet")
     many.add_argument("--hosts", type=int, default=14)
     many.add_argument("--budget", type=float, default=40.0)

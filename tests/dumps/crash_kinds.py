@@ -92,10 +92,17 @@ class Kind:
     params: str = ""  # boot parameters beyond APPEND
     setup: str = ""  # init's lines before the trigger
     trigger: str = ""  # init's trigger; default: insmod the module
+    append: str = APPEND  # the base boot parameters (KASLR_APPEND: randomized, as fleets boot)
 
     @property
     def init_trigger(self) -> str:
         return self.trigger or f"insmod /{self.module}.ko"
+
+
+# As a production kernel boots: KASLR on (text and the direct map randomized), and a log buffer the
+# kernel allocates at boot (log_buf_len, as on machines with many CPUs): both read by address
+# translation through the page tables, not the fixed kernel-image mapping.
+KASLR_APPEND = APPEND.replace("nokaslr ", "") + " log_buf_len=1M"
 
 
 def _module_kind(name: str, module: str, culprit: str, header: str, params: str, **more: str) -> Kind:
@@ -128,6 +135,14 @@ KINDS = {
             OOPS_PANIC,
         ),
         _module_kind("divide", "cfx_div", "cfx_ratio", "divide error: 0000", OOPS_PANIC),
+        _module_kind(  # the same bug as gpf, on a kernel booted as fleets boot it
+            "gpf_kaslr",
+            "cfx_gpf",
+            "cfx_walk_list",
+            "general protection fault, probably for non-canonical address 0xdead000000000100",
+            OOPS_PANIC,
+            append=KASLR_APPEND,
+        ),
         Kind(
             "oom",
             None,
@@ -303,7 +318,7 @@ def _build_kind(ck: CrashKinds, kind: Kind) -> None:
     with tempfile.TemporaryDirectory(dir=ck.dir) as tmp:
         work = Path(tmp)
         dump = work / "dump"
-        serial = panic_dump(ck.base, _initramfs(ck, kind, work), f"{APPEND} {kind.params}".strip(), dump)
+        serial = panic_dump(ck.base, _initramfs(ck, kind, work), f"{kind.append} {kind.params}".strip(), dump)
         _check_header(serial, kind)
         os.replace(serial, ck._serial(kind.name))
         os.replace(dump, ck.vmcore(kind.name))

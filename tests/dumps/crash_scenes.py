@@ -28,24 +28,22 @@ STAMP = "202612070312"  # kdump-tools' dir and file names
 class Scene:
     """`kind` crashed and left `layout`: elf (a vmcore and its vmlinux), kdump-dmesg (kdump-tools'
     dump and dmesg files), kdump (the dump alone), flat (makedumpfile's flattened file and the
-    vmlinux), bare (an ELF vmcore without any vmlinux), pstore, journal, or none (nothing kept)."""
+    vmlinux), bare (an ELF vmcore without any vmlinux), old and old-bare (an ELF vmcore whose
+    VMCOREINFO lacks the printk buffer's layout, as kernels before 5.10 write it, with or without
+    its vmlinux), pstore, journal, or none (nothing kept)."""
 
     layout: str
     kind: str | None = None
-
-    @property
-    def has_dump(self) -> bool:
-        return self.layout in ("elf", "kdump-dmesg", "kdump", "flat", "bare")
 
 
 def lay_out(scene: Scene, crash_dir: Path, ck: CrashKinds) -> Path | None:
     """The scene's dump files under crash_dir (the host's /var/crash); its dump's path, if any."""
     crash_dir.mkdir(parents=True, exist_ok=True)
     kind = scene.kind or ""
-    if scene.layout in ("elf", "bare"):
+    if scene.layout in ("elf", "bare", "old", "old-bare"):
         dump = crash_dir / f"vmcore-{kind}"
-        link_file(ck.vmcore(kind), dump)
-        if scene.layout == "elf":
+        link_file(ck.vmcore(kind) if scene.layout in ("elf", "bare") else before_510(ck, kind), dump)
+        if scene.layout in ("elf", "old"):
             link_file(ck.vmlinux, crash_dir / ck.vmlinux.name)
         return dump
     if scene.layout in ("kdump-dmesg", "kdump"):
@@ -139,3 +137,24 @@ def drgn_venv() -> Path:
                 timeout=600,
             )
     return venv
+
+
+# The printk buffer's layout in VMCOREINFO, which kernels before 5.10 do not write: renamed (same
+# length) in a copy, it is gone for a reader that looks for it, and the dump is otherwise intact.
+PRINTK_LAYOUT = b"OFFSET(prb_desc_ring.descs)="
+
+
+def before_510(ck: CrashKinds, kind: str) -> Path:
+    """A copy of the kind's vmcore whose VMCOREINFO lacks the printk buffer's layout (built once):
+    a kernel older than 5.10 cannot be booted here, its VMCOREINFO is what matters to the readers."""
+    copy = CACHE / ck.release / "before-5.10" / f"{kind}.vmcore"
+    with open(CACHE / ".before-510.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            data = ck.vmcore(kind).read_bytes()
+            at = data.index(PRINTK_LAYOUT, 0, 1 << 20)  # the notes come first
+            tmp = copy.with_name(copy.name + ".tmp")
+            tmp.write_bytes(data[:at] + b"OFFSET(prb_desc_ring.xxxxx)=" + data[at + len(PRINTK_LAYOUT) :])
+            os.replace(tmp, copy)
+    return copy

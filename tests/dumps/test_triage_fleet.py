@@ -1,8 +1,8 @@
-"""Fleet triage through the real MCP client, on crashes nobody here chose the answer for: 16 real
+"""Fleet triage through the real MCP client, on crashes nobody here chose the answer for: 18 real
 sshd hosts, each in its own mount namespace with its own /var/crash (and its own policy), laid out
 from real QEMU crashes of ten kinds (tests/dumps/crash_kinds.py). Every log source is used: kdump's
-dmesg files, makedumpfile, drgn, crash's log, a pstore record, a persistent journal; one host kept
-nothing. The answer must be what a kernel engineer would write: one group per bug, exactly its
+dmesg files, makedumpfile, the printk buffer read with VMCOREINFO, drgn, crash's log, a pstore
+record, a persistent journal; one host kept nothing. The answer must be what a kernel engineer would write: one group per bug, exactly its
 hosts, named after the function to blame."""
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ SCENES = {
     "t14": Scene("journal", "hung_task"),
     "t15": Scene("none"),
     "t16": Scene("flat", "sysrq"),
+    "t17": Scene("old", "hung_task"),  # a VMCOREINFO without the printk layout (before 5.10): drgn reads it
+    "t18": Scene("elf", "gpf_kaslr"),  # gpf's bug on a KASLR kernel whose log buffer was allocated at boot
 }
 ANSWER_WAIT = 600.0  # the complete answer of a job: crash's log on one host is the slow part
 
@@ -159,7 +161,7 @@ def test_each_bug_is_one_group_of_exactly_its_hosts_named_after_its_culprit(
         assert group["data"]["releases"] == [kinds.release], group["data"]
     assert set(NodeSet(found[None]["hosts"])) == {"t15"}
     sources = {source for g in found.values() for source in (g["data"].get("sources") or {})}
-    assert len(sources) == 6, sources  # dmesg file, makedumpfile, drgn, crash log, pstore, journal
+    assert len(sources) == 7, sources  # dmesg file, makedumpfile, printk, drgn, crash log, pstore, journal
     assert "crash_open(host=" in found[_title_of(kinds, "gpf")]["data"]["drill_down"]
 
 

@@ -59,7 +59,9 @@ def named(answer: dict[str, Any], kinds: CrashKinds, kind: str) -> None:
     [
         (Scene("kdump-dmesg", "null_deref"), triage.DMESG_FILE),
         (Scene("kdump", "softlockup_a"), triage.MAKEDUMPFILE),
-        (Scene("elf", "softlockup_b"), triage.DRGN),
+        (Scene("bare", "softlockup_b"), triage.PRINTK),  # no vmlinux needed
+        (Scene("elf", "gpf_kaslr"), triage.PRINTK),  # KASLR, a log buffer allocated at boot
+        (Scene("old", "hung_task"), triage.DRGN),  # no printk layout in VMCOREINFO: drgn and the vmlinux
     ],
     ids=lambda v: v.layout if isinstance(v, Scene) else "",
 )
@@ -83,20 +85,25 @@ def test_crash_log_is_the_last_resort(host: Any, kinds: CrashKinds, tmp_path: Pa
     agent = host()
     answer = agent.result("dumps.triage")
     assert answer["source"] == triage.CRASH, answer
-    assert [t["source"] for t in answer["tried"]] == [triage.DMESG_FILE, triage.MAKEDUMPFILE, triage.DRGN]
+    assert [t["source"] for t in answer["tried"]] == [
+        triage.DMESG_FILE,
+        triage.MAKEDUMPFILE,
+        triage.PRINTK,
+        triage.DRGN,
+    ]
     assert answer["report"]["title"] == "sysrq-triggered crash", answer["report"]
     assert len(agent.result("dumps.sessions")["sessions"]) == 1  # kept for a drill-down
     assert agent.stop() == 0
 
 
 def test_a_dump_no_source_can_read_says_what_was_tried(host: Any, kinds: CrashKinds, tmp_path: Path) -> None:
-    lay_out(Scene("bare", "gpf"), tmp_path / "crash", kinds)  # no vmlinux anywhere, no debuginfod
+    lay_out(Scene("old-bare", "gpf"), tmp_path / "crash", kinds)  # no printk layout, no vmlinux, no debuginfod
     agent = host()
     answer = agent.result("dumps.triage")
     assert answer["report"] is None and answer["dump"] is not None, answer
     tried = {t["source"]: t["why"] for t in answer["tried"]}
-    assert list(tried) == [triage.DMESG_FILE, triage.MAKEDUMPFILE, triage.DRGN, triage.CRASH]
-    assert "PT_LOAD" in tried[triage.MAKEDUMPFILE] and "no matching vmlinux" in tried[triage.DRGN], tried
+    assert list(tried) == [triage.DMESG_FILE, triage.MAKEDUMPFILE, triage.PRINTK, triage.DRGN, triage.CRASH]
+    assert "before 5.10" in tried[triage.PRINTK] and "no matching vmlinux" in tried[triage.DRGN], tried
     assert agent.result("dumps.sessions")["sessions"] == []  # nothing left open
     assert agent.stop() == 0
 
