@@ -85,7 +85,7 @@ class Memory:
         table = self.top
         shifts = (48, 39, 30, 21, 12)[5 - self.levels :]
         for level, shift in enumerate(shifts):
-            (entry,) = struct.unpack("<Q", self.phys(table + ((vaddr >> shift) & 0x1FF) * 8, 8))
+            entry = int(struct.unpack("<Q", self.phys(table + ((vaddr >> shift) & 0x1FF) * 8, 8))[0])
             if not entry & 1:
                 raise Unreadable("%#x is not mapped" % vaddr)
             frame = entry & 0x000FFFFFFFFFF000
@@ -118,35 +118,47 @@ def dmesg(path: str, limit: int = MAX_DATA) -> bytes:
         return b"".join(lines)
 
 
+class Layout:
+    """The ring buffer's structure offsets and sizes, as VMCOREINFO gives them."""
+
+    def __init__(self, fields: Dict[str, str]) -> None:
+        self.fields = fields
+
+    def off(self, name: str) -> int:
+        return _number(self.fields, "OFFSET(%s)" % name, None)
+
+    def size(self, name: str) -> int:
+        return _number(self.fields, "SIZE(%s)" % name, None)
+
+
 def _records(memory: Memory, fields: Dict[str, str]) -> Iterator[Tuple[int, bytes]]:
     """(ts_nsec, text) of each finalized record from the tail to the head of the ring."""
-    off = lambda name: _number(fields, "OFFSET(%s)" % name, None)  # noqa: E731
-    size = lambda name: _number(fields, "SIZE(%s)" % name, None)  # noqa: E731
+    at = Layout(fields)
     rb = memory.u64(_hex(fields, "SYMBOL(prb)") or 0)
-    descs_ring = rb + off("printk_ringbuffer.desc_ring")
-    data_ring = rb + off("printk_ringbuffer.text_data_ring")
-    count = 1 << min(memory.u32(descs_ring + off("prb_desc_ring.count_bits")), 24)
-    descs = memory.u64(descs_ring + off("prb_desc_ring.descs"))
-    infos = memory.u64(descs_ring + off("prb_desc_ring.infos"))
-    head = memory.u64(descs_ring + off("prb_desc_ring.head_id")) & ID_MASK
-    tail = memory.u64(descs_ring + off("prb_desc_ring.tail_id")) & ID_MASK
-    data_size = 1 << min(memory.u32(data_ring + off("prb_data_ring.size_bits")), 26)
-    data = memory.u64(data_ring + off("prb_data_ring.data"))
-    desc_size, info_size = size("prb_desc"), size("printk_info")
+    descs_ring = rb + at.off("printk_ringbuffer.desc_ring")
+    data_ring = rb + at.off("printk_ringbuffer.text_data_ring")
+    count = 1 << min(memory.u32(descs_ring + at.off("prb_desc_ring.count_bits")), 24)
+    descs = memory.u64(descs_ring + at.off("prb_desc_ring.descs"))
+    infos = memory.u64(descs_ring + at.off("prb_desc_ring.infos"))
+    head = memory.u64(descs_ring + at.off("prb_desc_ring.head_id")) & ID_MASK
+    tail = memory.u64(descs_ring + at.off("prb_desc_ring.tail_id")) & ID_MASK
+    data_size = 1 << min(memory.u32(data_ring + at.off("prb_data_ring.size_bits")), 26)
+    data = memory.u64(data_ring + at.off("prb_data_ring.data"))
+    desc_size, info_size = at.size("prb_desc"), at.size("printk_info")
     if (head - tail) & ID_MASK >= min(count, MAX_RECORDS):
         raise Unreadable("the ring's head and tail ids are inconsistent")
     record = tail
     while True:
         index = record % count
         desc = descs + index * desc_size
-        state_var = memory.u64(desc + off("prb_desc.state_var"))
+        state_var = memory.u64(desc + at.off("prb_desc.state_var"))
         if state_var & ID_MASK == record and state_var >> FLAGS_SHIFT in (COMMITTED, FINALIZED):
-            lpos = desc + off("prb_desc.text_blk_lpos")
-            begin = memory.u64(lpos + off("prb_data_blk_lpos.begin"))
-            after = memory.u64(lpos + off("prb_data_blk_lpos.next"))
+            lpos = desc + at.off("prb_desc.text_blk_lpos")
+            begin = memory.u64(lpos + at.off("prb_data_blk_lpos.begin"))
+            after = memory.u64(lpos + at.off("prb_data_blk_lpos.next"))
             info = infos + index * info_size
-            text_len = struct.unpack("<H", memory.read(info + off("printk_info.text_len"), 2))[0]
-            ts_nsec = memory.u64(info + off("printk_info.ts_nsec"))
+            text_len = int(struct.unpack("<H", memory.read(info + at.off("printk_info.text_len"), 2))[0])
+            ts_nsec = memory.u64(info + at.off("printk_info.ts_nsec"))
             text = _text(memory, data, data_size, begin, after, min(text_len, MAX_TEXT))
             if text is not None:
                 yield ts_nsec, text
@@ -200,4 +212,4 @@ def _number(fields: Dict[str, str], key: str, default: Optional[int]) -> int:
     except (KeyError, ValueError):
         if default is None:
             raise Unreadable("VMCOREINFO lacks %s" % key) from None
-        return default
+        return int(default)

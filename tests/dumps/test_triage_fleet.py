@@ -2,8 +2,8 @@
 sshd hosts, each in its own mount namespace with its own /var/crash (and its own policy), laid out
 from real QEMU crashes of ten kinds (tests/dumps/crash_kinds.py). Every log source is used: kdump's
 dmesg files, makedumpfile, the printk buffer read with VMCOREINFO, drgn, crash's log, a pstore
-record, a persistent journal; one host kept nothing. The answer must be what a kernel engineer would write: one group per bug, exactly its
-hosts, named after the function to blame."""
+record, a persistent journal; one host kept nothing. The answer must be what a kernel engineer
+would write: one group per bug, exactly its hosts, named after the function to blame."""
 
 from __future__ import annotations
 
