@@ -147,7 +147,7 @@ def _triage_logs(paths: list[Path], as_json: bool) -> int:
             reports[str(path)] = oops.scan(path)
         except (OSError, ValueError) as exc:
             unreadable.append({"file": str(path), "why": getattr(exc, "strerror", None) or str(exc)})
-    groups = group_files(reports)  # type: ignore[arg-type]
+    groups = group_files(reports)
     if as_json:
         print(json.dumps({"groups": groups, "unreadable": unreadable}, indent=2))
     else:
