@@ -319,6 +319,7 @@ class CaptureStatus(JobStatus, total=False):
     captured: int
     received_by_filter: int
     dropped_by_kernel: int
+    listening: bool  # tcpdump has opened the device: from now on its packets count
     error: str  # tcpdump's own error line, when it failed before writing anything
 
 
