@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from crashfleet.agent import AGENT_VERSION
 
-from . import registry, schemas
+from . import registry, schemas, views
 from .errors import CrashfleetError
 from .runtime import Runtime
 from .settings import NO_INVENTORY, Settings, config_dir
@@ -42,6 +42,7 @@ def build_server(rt: Runtime) -> MCPServer:
         version=AGENT_VERSION,
         log_level="WARNING",
         middleware=[compact_schemas],
+        extensions=[views.extension()],
     )
 
     registry.register_all(mcp, rt)

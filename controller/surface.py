@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, Resource, ResourceLink, ResourceTemplate, Tool
+from mcp.types import CallToolResult, InputRequiredResult, Resource, ResourceLink, ResourceTemplate, Tool
 
 from . import prompts, resources
 from .icon import icons
@@ -46,7 +46,9 @@ class CrashfleetServer(MCPServer[Any]):
         self,
         uri: Any,
         context: Context[Any, Any] | None = None,
-    ) -> Iterable[ReadResourceContents]:
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        if str(uri).startswith("ui://"):  # a view's page (controller/views)
+            return await super().read_resource(uri, context)
         text, meta = await resources.read(self.rt, str(uri))
         return [ReadResourceContents(content=text, mime_type="text/plain", meta=meta)]
 

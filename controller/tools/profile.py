@@ -18,7 +18,7 @@ from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
 from .common import outcome_from_job, output_ref
-from .profile_merge import OUTLIER_RULE, merge_profiles
+from .profile_merge import OUTLIER_RULE, flame_stacks, merge_profiles, stack_counts
 from .profile_models import ProfileRun
 from .tracing import Wait, check_duration, failed_run, poll_timed, run_timed
 
@@ -101,4 +101,5 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int, hz: int, dur
     if per_host:
         result.profile = merge_profiles(per_host)
         result.outlier_rule = OUTLIER_RULE
+        result.view = {"stacks": flame_stacks(stack_counts(per_host))}
     return result
