@@ -80,16 +80,47 @@ function hostTable(hosts) {
         el("td", { class: "num" }, fmt(s.bytes)),
         el("td", { class: "num" }, fmt(s.duration_s)),
         el("td", {}, Object.entries(s.protocols || {}).map(([k, v]) => k + " " + v).join(", ")),
-        el("td", {}, s.tcp ? JSON.stringify(s.tcp) : ""),
+        el("td", {}, figures(s.tcp)),
       ),
     ),
   );
 }
 
+// {"retransmissions": 3, "ended": {"closed": 6}} -> "retransmissions 3 · ended closed 6"
+function figures(tcp) {
+  if (!tcp || typeof tcp !== "object") return "";
+  const parts = [];
+  for (const [key, value] of Object.entries(tcp)) {
+    if (typeof value === "number") parts.push(key.replace(/_/g, " ") + " " + fmt(value));
+    else if (value && typeof value === "object") {
+      const inner = Object.entries(value).map(([k, v]) => k + " " + fmt(v)).join(", ");
+      if (inner) parts.push(key.replace(/_/g, " ") + ": " + inner);
+    }
+  }
+  return parts.join(" \u00b7 ");
+}
+
+// The names asked, failed ones first: "NAME TYPE" as the host's summary has them.
 function dnsNames(host, dns) {
-  const names = [].concat(dns.names || dns.queries || []).slice(0, 20);
-  if (!names.length) return null;
-  return el("section", { class: "dns" }, el("h4", {}, "DNS on ", name(host)), el("ul", { class: "chips" }, names.map((n) => el("li", {}, name(typeof n === "string" ? n : JSON.stringify(n))))));
+  const rows = [
+    ["NXDOMAIN", dns.nxdomain_names],
+    ["SERVFAIL", dns.servfail_names],
+    ["unanswered", dns.unanswered_names],
+    ["answered", dns.top_names],
+  ].filter(([, names]) => Array.isArray(names) && names.length);
+  if (!rows.length) return null;
+  return el(
+    "section",
+    { class: "dns" },
+    el("h4", {}, "DNS on ", name(host), " (" + fmt(dns.queries) + " queries)"),
+    el(
+      "table",
+      {},
+      rows.map(([label, names]) =>
+        el("tr", {}, el("th", {}, label), el("td", {}, el("ul", { class: "chips" }, names.slice(0, 20).map((n) => el("li", {}, name(n)))))),
+      ),
+    ),
+  );
 }
 
 mount(drawCapture);

@@ -54,7 +54,7 @@ function errorBox(message) {
 
 function fmt(value) {
   if (value === undefined || value === null) return "";
-  if (typeof value === "number") return Number.isInteger(value) ? value.toLocaleString("en") : value.toPrecision(4);
+  if (typeof value === "number") return Number.isInteger(value) ? value.toLocaleString("en") : String(+value.toPrecision(4));
   return String(value);
 }
 

@@ -173,7 +173,19 @@ class Chrome:
             )
 
     async def screenshot(self, path: Path) -> bytes:
-        shot = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        """The whole page: the window grown to it first, so frames below the fold are painted too."""
+        height = await self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
+        metrics = {"width": 1280, "height": max(900, int(height)), "deviceScaleFactor": 1, "mobile": False}
+        await self.send("Emulation.setDeviceMetricsOverride", metrics)
+        await self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        for frame in self.frames:  # and the view's own frame has painted since
+            await self.send(
+                "Runtime.evaluate",
+                {"expression": "new Promise(r => requestAnimationFrame(r))", "awaitPromise": True},
+                session=frame,
+            )
+        shot = await self.send("Page.captureScreenshot", {"format": "png"})
+        await self.send("Emulation.clearDeviceMetricsOverride")
         data = base64.b64decode(shot["data"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
