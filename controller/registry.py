@@ -74,6 +74,14 @@ def discover() -> list[ToolSpec]:
     return found
 
 
+def find(name: str) -> ToolSpec:
+    """The tool of that name (tasks and `crashfleet call` reach tools by name)."""
+    for spec in discover():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
 def register_all(mcp: MCPServer, rt: Runtime) -> None:
     for spec in discover():
         mcp.tool(

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="seconds an MCP tool call may take: then it answers with what is done and a job for the rest "
         "(Claude Desktop gives up on a call after ~60 s)",
     )
+    task_after: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="seconds a tool call of a client that opts into MCP tasks may take: then it answers with a task",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None

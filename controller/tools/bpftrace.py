@@ -219,7 +219,9 @@ async def bpftrace_run(
         rt, pattern, protocol.BPFTRACE_RUN, params, duration, timeout, _outcome, progress
     )
     result = _result(rt, outcomes, elapsed)
-    job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
+    job = rt.jobs.start(
+        "bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration, result_tool="bpftrace_result"
+    )
     if job is not None:
         result.job_id = job.job_id
         result.note = (

@@ -49,7 +49,7 @@ async def profile_run(
         rt, pattern, protocol.PROFILE_START, params, duration, timeout, _outcome, progress
     )
     result = _result(rt, outcomes, elapsed, hz, duration)
-    job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration)
+    job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration, result_tool="profile_result")
     if job is not None:
         result.job_id = job.job_id
         result.note = (
