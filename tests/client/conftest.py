@@ -17,7 +17,7 @@ import pytest
 from tests.bundle.conftest import CACHE, run
 from tests.client.chrome import Chrome, World, chrome
 from tests.dumps.conftest import dump_fixture, dump_fleet  # noqa: F401 - fixtures re-exported
-from tests.e2e.conftest import StdioServer
+from tests.e2e.conftest import StdioServer, http_servers  # noqa: F401 - http_servers: a fixture re-exported
 
 # Pinned: the host bridge and its peers (it imports @modelcontextprotocol/client, core and zod).
 # All run on Node 20 (their engines say >=20); esbuild bundles them for the browser.

@@ -7,19 +7,24 @@ consent_without_client. Every answer is in the audit log with who and when."""
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from tests.e2e.conftest import (
     CRASHFLEET,
     LEGACY,
     MODERN,
+    HttpServer,
     StdioServer,
     audit_entries,
     error_text,
@@ -171,3 +176,23 @@ def test_the_command_a_refusal_names_runs_from_a_terminal(rig: Rig, tmp_path: Pa
     assert ran.returncode == 0, ran.stderr[-2000:]
     answer = json.loads(ran.stdout)
     assert answer["summary"]["ok"] == 1 and answer["hz"] == 199 and answer["profile"]["samples"] > 0, answer
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_over_http_too(mode: str, http_servers: Callable[..., HttpServer]) -> None:
+    """2025-11-25 asks over the POST's event stream, 2026-07-28 with an InputRequiredResult."""
+    server = http_servers(secrets.token_urlsafe(24), **ENV)
+    person = Person()
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {server.token}"})
+    transport = streamable_http_client(server.url, http_client=http)
+    async with http, Client(transport, mode=mode, elicitation_callback=person) as client:
+        person.answer = ElicitResult(action="decline")
+        declined = await client.call_tool("capture_start", CAPTURE)
+        person.answer = ElicitResult(action="accept", content={"approve": True})
+        started = structured(await client.call_tool("capture_start", CAPTURE))
+        if started.get("job_id"):
+            await client.call_tool("capture_stop", {"job_id": started["job_id"]})
+    assert [p.message.splitlines()[0] for p in person.asked] == [QUESTION, QUESTION]
+    assert error_text(declined).startswith("not done: the person declined"), declined
+    assert [e["outcome"] for e in consents(server.home)] == ["declined", "approved"]
+    assert sorted(agent_calls(server.home, "capture.start")) == ["web01", "web02"]

@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from tests.client.tasks_client import TERMINAL, TaskHandle, Tasks, TaskState, cancel, get
-from tests.e2e.conftest import MODERN, HttpServer, http_servers, structured  # noqa: F401 - fixture
+from tests.e2e.conftest import MODERN, HttpServer, structured
 from tests.helpers import agent_pids, cmdline, descendants, wait_until
 from tests.rig import Rig
 
@@ -61,7 +61,7 @@ def bpftraces(rig: Rig) -> list[int]:
 
 
 @pytest.fixture
-def server(http_servers: Callable[..., HttpServer]) -> HttpServer:  # noqa: F811
+def server(http_servers: Callable[..., HttpServer]) -> HttpServer:
     return http_servers(secrets.token_urlsafe(24), CRASHFLEET_TASK_AFTER="1")
 
 
