@@ -59,6 +59,7 @@ class FleetJob:
     state: JobState = JobState.RUNNING
     detail: dict[str, object] = field(default_factory=dict)
     kind: str = "agent"  # agent: jobs on the hosts; answer: the controller's own work, in this process
+    lost: dict[str, str] = field(default_factory=dict)  # host -> why its work is gone (agent or controller ended)
 
 
 @dataclass
@@ -117,12 +118,16 @@ class JobRegistry:
             try:
                 return await ask(host, agent_job)
             except JobGone as exc:
-                return _lost(host.name, agent_job, exc)
+                lost = _lost(host.name, agent_job, exc)
+                job.lost[host.name] = lost.message or "lost"
+                return lost
 
         hosts = [self.fleet.host(name) for name in job.host_jobs]
         outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress, ticking=ticking)
         if all(o.status != "running" for o in outcomes):
             self.finish(job)
+        if job.lost:
+            self.save()
         return outcomes, elapsed
 
     def later(
@@ -148,7 +153,9 @@ class JobRegistry:
         """An answer job's complete answer (the same shape as its tool's), or what it has so far."""
         work = self.answers.get(job.job_id)
         if work is None:
-            return _answer_lost(job)
+            result = _answer_lost(job)
+            job.lost = dict.fromkeys(job.host_jobs, result.errors[0].message if result.errors else "lost")
+            return result
         if not work.task.done() or work.task.cancelled():
             result = work.so_far(job.job_id)
             result.job_id = job.job_id

@@ -160,5 +160,5 @@ async def single(
     def so_far(job_id: str) -> FanoutResult:
         return group_outcomes([budget.still_working(host, job_id)], 0, rt.settings.page_chars)
 
-    job = rt.jobs.later(tool, host, [host], complete(), so_far, task.cancel)
+    job = rt.jobs.later(tool, host, [host], complete(), so_far, task.cancel, single=True)
     return pending(job.job_id)
