@@ -71,7 +71,7 @@ class Server:
         self.more_methods: Optional[Callable[[str], Dict[str, Handler]]] = None
         self._loading = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
-        self._inflight: Set[Future[None]] = set()
+        self._inflight: "Set[Future[None]]" = set()  # noqa: UP037 - Future[...] is 3.9+ when evaluated
 
     def register(self, name: str, handler: Handler) -> None:
         self.methods[name] = handler

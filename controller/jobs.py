@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from crashfleet.inventory import Host
 
@@ -157,11 +158,7 @@ class JobRegistry:
             job.lost = dict.fromkeys(job.host_jobs, result.errors[0].message if result.errors else "lost")
             return result
         if not work.task.done() or work.task.cancelled():
-            result = work.so_far(job.job_id)
-            result.job_id = job.job_id
-            still = "was cancelled" if work.task.cancelled() else "is still working"
-            result.note = f"{job.tool} {still}; job_status('{job.job_id}') gives its complete answer when it ends"
-            return result
+            return noted(work.so_far(job.job_id), job, cancelled=work.task.cancelled())
         return work.task.result()  # its own error, if the work failed, as the tool would have raised it
 
     def cancel_answer(self, job: FleetJob) -> FanoutResult:
@@ -227,6 +224,17 @@ class JobRegistry:
         for job in finished[: max(0, len(self.jobs) - MAX_JOBS)]:
             del self.jobs[job.job_id]
             self.answers.pop(job.job_id, None)
+
+
+R = TypeVar("R", bound=FanoutResult)
+
+
+def noted(result: R, job: FleetJob, cancelled: bool = False) -> R:
+    """What an answer job has so far, saying where its complete answer will be."""
+    result.job_id = job.job_id
+    still = "was cancelled" if cancelled else "is still working"
+    result.note = f"{job.tool} {still}; job_status('{job.job_id}') gives its complete answer when it ends"
+    return result
 
 
 def _answer_lost(job: FleetJob) -> FanoutResult:
