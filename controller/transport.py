@@ -18,7 +18,7 @@ import asyncssh
 
 from crashfleet.inventory import Host
 
-from . import stages
+from . import sshpath, stages
 from .errors import ConnectLost, HostError, Unreachable
 from .settings import Settings
 
@@ -128,7 +128,7 @@ class SshTransport:
                 "is the host up and sshd listening?",
                 kind="connect_lost" if lost else "connect",
             ) from None
-        return cls(conn)
+        return cls(sshpath.lean(conn))
 
     async def start(self, argv: list[str]) -> AgentProcess:
         # The remote side always parses a command string with its shell: quote every word.
@@ -179,7 +179,7 @@ def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
         options["client_keys"] = _client_keys(str(settings.ssh_key.expanduser()))
     if settings.ssh_config is not None:
         options["config"] = [str(settings.ssh_config)]
-    return options
+    return options | sshpath.cipher_options(host.address, host.port, host.user, settings.ssh_config)
 
 
 async def accept_new_host_key(host: Host, settings: Settings) -> None:
