@@ -99,6 +99,9 @@ class Fleet:
     async def link(self, host: Host) -> AgentLink:
         """The host's live link, connecting (and provisioning) on first use or after a drop.
         A host known to be down answers at once; it is reconnected in the background."""
+        link = self.links.get(host.name)
+        if link is not None and link.alive and host.name not in self._probes:
+            return link  # the warm path: nothing to wait for, no lock to take
         probe = self._probes.get(host.name)
         if probe is not None:  # a timed-out call's ping is deciding: its answer, not our deadline
             stages.mark("liveness")
@@ -312,7 +315,8 @@ class Fleet:
     async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:
         stage = stages.begin()
         try:
-            return await asyncio.wait_for(op(host), limit)
+            async with asyncio.timeout(limit):  # in this task: wait_for would start another per host
+                return await op(host)
         except TimeoutError:
             self.timed_out(host, stage)
             return HostOutcome(
