@@ -10,6 +10,12 @@ Python work per packet, not bulk encryption. Two things halve it (bench/README.m
   encrypted: the countermeasure RFC 4251 (9.3.1) gives for CBC's predictable IVs. With an AEAD
   or CTR cipher it protects nothing (OpenSSH never sends it) and costs a second encryption, a
   second write and a second wake-up of the host's sshd per packet.
+- **No packet log lines formatted for nothing.** asyncssh formats a log line per packet (names,
+  sizes) before its logger drops it below debug level 3.
+
+These reach into asyncssh (pinned below 3): the connection and channel classes are swapped for
+subclasses that override one method each; tests/integration/test_ssh_path.py checks them on real
+connections.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
+from asyncssh.logging import logger as asyncssh_logger
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +54,24 @@ class LeanConnection(asyncssh.SSHClientConnection):
         super().send_packet(pkttype, *args, handler=handler)
 
 
+class LeanChannel(asyncssh.SSHClientChannel[bytes]):
+    """An asyncssh session channel that formats packet log lines only when they are logged."""
+
+    def log_sent_packet(self, pkttype: int, pktid: int | None, packet: Any, note: str = "") -> None:
+        if _packets_logged():
+            super().log_sent_packet(pkttype, pktid, packet, note)
+
+    def log_received_packet(self, pkttype: int, pktid: int | None, packet: Any, note: str = "") -> None:
+        if _packets_logged():
+            super().log_received_packet(pkttype, pktid, packet, note)
+
+
 def _cbc(conn: asyncssh.SSHClientConnection) -> bool:
     return str(conn.get_extra_info("send_cipher", "")).endswith("-cbc")
+
+
+def _packets_logged() -> bool:
+    return bool(asyncssh_logger._debug_level >= 3)  # asyncssh.set_debug_level(3): it logs packets
 
 
 def lean(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHClientConnection:
@@ -56,6 +79,13 @@ def lean(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHClientConnection:
     if type(conn) is asyncssh.SSHClientConnection:
         conn.__class__ = LeanConnection
     return conn
+
+
+def lean_channel(chan: asyncssh.SSHClientChannel[bytes]) -> asyncssh.SSHClientChannel[bytes]:
+    """The same channel, without per-packet log lines nobody reads."""
+    if type(chan) is asyncssh.SSHClientChannel:
+        chan.__class__ = LeanChannel
+    return chan
 
 
 def cipher_options(address: str, port: int | None, user: str | None, config: Path | None) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class SshTransport:
     async def start(self, argv: list[str]) -> AgentProcess:
         # The remote side always parses a command string with its shell: quote every word.
         process = SshProcess()
-        process.chan, _ = await self.conn.create_session(process.session, shlex.join(argv), encoding=None)
+        chan, _ = await self.conn.create_session(process.session, shlex.join(argv), encoding=None)
+        process.chan = sshpath.lean_channel(chan)
         return process
 
     async def close(self) -> None:
