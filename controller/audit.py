@@ -19,9 +19,9 @@ from crashfleet.agent.audit import params_digest
 from .errors import HostError
 
 log = logging.getLogger(__name__)
-_LINE = json.JSONEncoder(
-    default=str, separators=(",", ":")
-)  # built once: json.dumps(..., separators) builds one per call
+# Built once: json.dumps with any option builds a new encoder at every call.
+_LINE = json.JSONEncoder(default=str, separators=(",", ":"))
+_SORTED = json.JSONEncoder(default=str, sort_keys=True)
 
 
 class AuditLog:
@@ -95,4 +95,4 @@ def _digest(result: Any) -> str | None:
         return None
     if isinstance(result, dict) and isinstance(result.get("sha256"), str):
         return str(result["sha256"])  # the agent hashed the full output it stored
-    return hashlib.sha256(json.dumps(result, default=str, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(_SORTED.encode(result).encode()).hexdigest()

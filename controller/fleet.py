@@ -66,6 +66,7 @@ class Fleet:
         self._inventory_stamp: float | None = None
         self._background: set[asyncio.Future[None]] = set()  # fire-and-forget work, kept from the GC
         self._probes: dict[str, asyncio.Future[None]] = {}  # host -> its liveness ping, while it runs
+        self._probed: dict[str, object] = {}  # host -> its hello's facts, known to have every version probed
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -230,9 +231,11 @@ class Fleet:
         """The host's hello with its facts whole: tool versions probed once (first contact leaves
         them unprobed), re-probed on `refresh`; else a ping proves the agent still answers."""
         link = await self.link(host)
-        if refresh or _unprobed(link.hello):
+        facts = link.hello.get("facts")
+        if refresh or (self._probed.get(host.name) is not facts and _unprobed(link.hello)):
             link.hello["facts"] = await self.call(host, protocol.FACTS, {"refresh": refresh})
         else:
+            self._probed[host.name] = facts  # whole: not looked through again until it changes
             await self.call(host, protocol.PING)
         return link.hello
 
