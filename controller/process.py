@@ -104,6 +104,10 @@ class AgentProcess:
     async def write(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def write_nowait(self, data: bytes) -> None:
+        """Write without waiting for room (a worker forwarding the front's lines: they are small)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close stdin: the agent sees EOF, stops its children and exits."""
         raise NotImplementedError
@@ -130,6 +134,11 @@ class SshProcess(AgentProcess):
         self.chan.write(data)  # BrokenPipeError once the channel is closing, as a stream's write
         if self._unpaused is not None:
             await asyncio.shield(self._unpaused)
+
+    def write_nowait(self, data: bytes) -> None:
+        assert self.chan is not None
+        with contextlib.suppress(BrokenPipeError):  # a closing channel: its end is reported anyway
+            self.chan.write(data)
 
     def close(self) -> None:
         if self.chan is not None:
@@ -206,6 +215,11 @@ class LocalProcess(AgentProcess):
         stdin: Any = self.proc.stdin
         stdin.write(data)
         await stdin.drain()
+
+    def write_nowait(self, data: bytes) -> None:
+        stdin: Any = self.proc.stdin
+        if not stdin.is_closing():
+            stdin.write(data)
 
     def close(self) -> None:
         stdin: Any = self.proc.stdin
