@@ -23,6 +23,7 @@ from .rpc import Channel, Server
 from .service import Agent
 from .store import Store
 
+ANSWER_GRACE = 10.0  # seconds the requests in flight at stdin's end still get to answer
 # What the agent itself needs; each domain adds its own (agent/domains/*.py).
 CORE_PACKAGES = {"Debian": ["python3", "sudo"], "RedHat": ["python3", "sudo"]}
 
@@ -97,7 +98,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     finally:
         jobs.shutdown("the agent stopped: %s" % why)
         reattach.close()
-        server.stop()
+        server.stop(grace=ANSWER_GRACE)
     return 0
 
 

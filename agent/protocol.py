@@ -319,6 +319,7 @@ class CaptureStatus(JobStatus, total=False):
     captured: int
     received_by_filter: int
     dropped_by_kernel: int
+    listening: bool  # tcpdump has opened the device: from now on its packets count
     error: str  # tcpdump's own error line, when it failed before writing anything
 
 
@@ -469,7 +470,7 @@ class CommandReply(_CommandReply, total=False):
     privileges: Any
 
 
-class Report(TypedDict, total=False):
+class Report(TypedDict):
     """A kernel log's crash report, named as crash-report systems name crashes (agent/dumps/oops.py)."""
 
     title: Optional[str]  # "KIND in CULPRIT [module]": no address, CPU, PID, time or release
@@ -478,14 +479,14 @@ class Report(TypedDict, total=False):
     culprit_module: Optional[str]
     frames: List[str]
     modules: List[str]
-    taint: Optional[str]
+    taint: Optional[str]  # the Tainted: letters ("GO"); "" for "Not tainted"; None when not printed
     detail: Optional[str]
-    oopses: int
-    truncated: bool
-    interleaved: bool
+    oopses: int  # reports in the log: the first is the cause
+    truncated: bool  # the log ends inside the report: titled from what survived
+    interleaved: bool  # another CPU's lines are mixed in
     notes: List[str]
-    evidence: List[str]
-    span: Optional[List[int]]
+    evidence: List[str]  # the header line, then the culprit's, addresses kept
+    span: Optional[List[int]]  # [start, end): the bytes of the source the report was read from
 
 
 class TriageSource(TypedDict):

@@ -23,16 +23,30 @@ from .models import FanoutResult, Group, Summary
 
 T = TypeVar("T")
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("crashfleet_call_deadline", default=None)
+_sooner: contextvars.ContextVar[float | None] = contextvars.ContextVar("crashfleet_call_sooner", default=None)
 
 
 @contextlib.contextmanager
 def limit(seconds: float) -> Iterator[None]:
-    """The current call must answer within `seconds` (the MCP face sets it around each tool call)."""
-    token = _deadline.set(asyncio.get_running_loop().time() + seconds)
+    """The current call must answer within `seconds` (the MCP face sets it around each tool call),
+    or sooner when the caller asked for that (a client that takes a task handle instead)."""
+    sooner = _sooner.get()
+    token = _deadline.set(asyncio.get_running_loop().time() + min(seconds, sooner if sooner is not None else seconds))
     try:
         yield
     finally:
         _deadline.reset(token)
+
+
+@contextlib.contextmanager
+def sooner(seconds: float) -> Iterator[None]:
+    """Calls limited inside this block answer within `seconds` at most: what is not done by then
+    goes on as a job (an MCP task answers with that job instead of waiting the whole budget)."""
+    token = _sooner.set(seconds)
+    try:
+        yield
+    finally:
+        _sooner.reset(token)
 
 
 def left() -> float | None:

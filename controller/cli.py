@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--interface", default=None, help="default: the one carrying the default route")
     capture.add_argument("--filter", default=None, help="a BPF filter instead of the mode's")
     capture.set_defaults(func=_capture)
+    call = sub.add_parser("call", help="call one tool by name with JSON arguments, as the MCP server would")
+    call.add_argument("tool", help="a tool name, e.g. capture_start")
+    call.add_argument("arguments", nargs="?", default="{}", help="its arguments as a JSON object")
+    call.set_defaults(func=_call)
+
     report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
     report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
     report.add_argument("-t", "--title", required=True)
@@ -87,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
-    for sub_parser in (serve, hosts, check, run, triage, trace, capture, report, boot):
+    for sub_parser in (serve, hosts, check, run, triage, trace, capture, call, report, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -148,7 +153,7 @@ def _triage_logs(paths: list[Path], as_json: bool) -> int:
             reports[str(path)] = oops.scan(path)
         except (OSError, ValueError) as exc:
             unreadable.append({"file": str(path), "why": getattr(exc, "strerror", None) or str(exc)})
-    groups = group_files(reports)  # type: ignore[arg-type]
+    groups = group_files(reports)
     if as_json:
         print(json.dumps({"groups": groups, "unreadable": unreadable}, indent=2))
     else:
@@ -201,6 +206,37 @@ def _capture(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(render_capture(result))
     return 0 if not result.errors else 1
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> int:
+    """Any tool from a terminal (what a consent refusal names): a person typed it, nobody is asked."""
+    import inspect
+    import json
+
+    from . import registry
+
+    try:
+        spec = registry.find(args.tool)
+    except KeyError:
+        raise UsageError(f"no tool {args.tool!r}", "crashfleet serve lists them in tools/list") from None
+    try:
+        arguments = json.loads(args.arguments)
+    except ValueError as exc:
+        raise UsageError(f"arguments are not JSON: {exc}", 'give a JSON object, e.g. \'{"pattern": "web"}\'') from None
+    if not isinstance(arguments, dict):
+        raise UsageError("arguments must be a JSON object")
+    try:
+        inspect.signature(spec.fn).bind(None, **arguments)
+    except TypeError as exc:
+        raise UsageError(f"{args.tool}: {exc}") from None
+
+    async def go(rt: Runtime) -> Any:
+        answer = spec.fn(rt, **arguments)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    result = _on_fleet(settings, go)
+    print(result.model_dump_json(indent=2, exclude_none=True))
+    return 0
 
 
 def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> Any:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from crashfleet.inventory import Host
 
@@ -59,6 +60,7 @@ class FleetJob:
     state: JobState = JobState.RUNNING
     detail: dict[str, object] = field(default_factory=dict)
     kind: str = "agent"  # agent: jobs on the hosts; answer: the controller's own work, in this process
+    lost: dict[str, str] = field(default_factory=dict)  # host -> why its work is gone (agent or controller ended)
 
 
 @dataclass
@@ -117,12 +119,16 @@ class JobRegistry:
             try:
                 return await ask(host, agent_job)
             except JobGone as exc:
-                return _lost(host.name, agent_job, exc)
+                lost = _lost(host.name, agent_job, exc)
+                job.lost[host.name] = lost.message or "lost"
+                return lost
 
         hosts = [self.fleet.host(name) for name in job.host_jobs]
         outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress, ticking=ticking)
         if all(o.status != "running" for o in outcomes):
             self.finish(job)
+        if job.lost:
+            self.save()
         return outcomes, elapsed
 
     def later(
@@ -148,13 +154,11 @@ class JobRegistry:
         """An answer job's complete answer (the same shape as its tool's), or what it has so far."""
         work = self.answers.get(job.job_id)
         if work is None:
-            return _answer_lost(job)
-        if not work.task.done() or work.task.cancelled():
-            result = work.so_far(job.job_id)
-            result.job_id = job.job_id
-            still = "was cancelled" if work.task.cancelled() else "is still working"
-            result.note = f"{job.tool} {still}; job_status('{job.job_id}') gives its complete answer when it ends"
+            result = _answer_lost(job)
+            job.lost = dict.fromkeys(job.host_jobs, result.errors[0].message if result.errors else "lost")
             return result
+        if not work.task.done() or work.task.cancelled():
+            return noted(work.so_far(job.job_id), job, cancelled=work.task.cancelled())
         return work.task.result()  # its own error, if the work failed, as the tool would have raised it
 
     def cancel_answer(self, job: FleetJob) -> FanoutResult:
@@ -220,6 +224,17 @@ class JobRegistry:
         for job in finished[: max(0, len(self.jobs) - MAX_JOBS)]:
             del self.jobs[job.job_id]
             self.answers.pop(job.job_id, None)
+
+
+R = TypeVar("R", bound=FanoutResult)
+
+
+def noted(result: R, job: FleetJob, cancelled: bool = False) -> R:
+    """What an answer job has so far, saying where its complete answer will be."""
+    result.job_id = job.job_id
+    still = "was cancelled" if cancelled else "is still working"
+    result.note = f"{job.tool} {still}; job_status('{job.job_id}') gives its complete answer when it ends"
+    return result
 
 
 def _answer_lost(job: FleetJob) -> FanoutResult:

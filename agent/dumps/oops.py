@@ -56,7 +56,9 @@ import mmap
 import os
 import re
 import sys
-from typing import Callable, Dict, List, Match, NamedTuple, Optional, Pattern, Sequence, Tuple, TypedDict, Union
+from typing import Callable, Dict, List, Match, NamedTuple, Optional, Pattern, Sequence, Tuple, Union
+
+from .. import protocol
 
 MAX_BYTES = 256 << 20  # scan(): a bigger file is read from its end
 DIRECT = 1 << 20  # a region this small is searched whole; beyond it, near stacks and the tail
@@ -71,21 +73,7 @@ KIND_CHARS = 120
 Buffer = Union[bytes, mmap.mmap]
 
 
-class Oops(TypedDict):
-    title: Optional[str]
-    kind: Optional[str]
-    culprit: Optional[str]
-    culprit_module: Optional[str]
-    frames: List[str]
-    modules: List[str]
-    taint: Optional[str]  # the Tainted: letters ("GO"); "" for "Not tainted"; None when not printed
-    detail: Optional[str]
-    oopses: int
-    truncated: bool
-    interleaved: bool
-    notes: List[str]
-    evidence: List[str]
-    span: Optional[List[int]]  # [start, end): the bytes of the source the report was read from
+Oops = protocol.Report  # the answer's shape is the wire's
 
 
 # -- finding the first report in a big log, on bytes --------------------------------------------

@@ -22,7 +22,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import sandbox
+from .. import profiles, sandbox
 from ..jobs import _clean_env
 from . import discovery, dmesg, oops, printk, vmlinux
 
@@ -143,14 +143,7 @@ def _makedumpfile(dumps: Any, dump: Dict[str, Any], work: str) -> Log:
     if binary is None:
         raise Unavailable("not installed")
     out = os.path.join(work, "makedumpfile.log")
-    profile = sandbox.Profile(
-        "makedumpfile",
-        read=[dump["path"], work],
-        write=[work],
-        caps=(),
-        isolate=True,
-        rlimits=sandbox.rlimits(cpu=CHILD_TIMEOUT, fsize=LOG_BYTES),
-    )
+    profile = profiles.log_reader("makedumpfile", dump["path"], work, CHILD_TIMEOUT, LOG_BYTES)
     _child(dumps, [binary, "--dump-dmesg", dump["path"], out], profile, binary, work)
     return _written(MAKEDUMPFILE, out, dump["path"])
 
@@ -161,15 +154,7 @@ def _printk(dump: Dict[str, Any], work: str) -> Log:
     if dump.get("format") != "elf":
         raise Unavailable("reads ELF dumps, not %s" % dump.get("format"))
     out = os.path.join(work, "printk.log")
-    profile = sandbox.Profile(
-        "printk",
-        read=[dump["path"], work],
-        write=[work],
-        caps=(),
-        isolate=True,
-        pid_ns=False,
-        rlimits=sandbox.rlimits(cpu=CHILD_TIMEOUT, memory=1 << 30, fsize=LOG_BYTES),
-    )
+    profile = profiles.log_reader("printk", dump["path"], work, CHILD_TIMEOUT, LOG_BYTES, forked=True)
 
     def read() -> str:
         try:
@@ -201,8 +186,6 @@ def _drgn(dumps: Any, dump: Dict[str, Any], work: str) -> Log:
     if not chosen.get("importable") or not chosen.get("recent"):
         raise Unavailable("no drgn recent enough (%s)" % (chosen.get("error") or chosen.get("hint")))
     python = str(chosen["python"])
-    from .. import profiles  # the drgn profile: the dump, the vmlinux, drgn's own dirs
-
     profile = profiles.drgn(dumps.policy, linux, dump["path"], work, chosen.get("paths") or [])
     out = os.path.join(work, "drgn.log")
     _child(dumps, [python, "-I", "-c", DRGN_DMESG, dump["path"], linux], profile, python, work, stdout=out)
@@ -325,14 +308,7 @@ def _journalctl(dumps: Any) -> List[str]:
 
 def _journal_profile(dumps: Any, work: str) -> sandbox.Profile:
     dirs = [str(d) for d in dumps.policy.settings.get("journal_dirs") or []]
-    return sandbox.Profile(
-        "journal",
-        read=["/var/log/journal", "/run/log/journal", "/etc/machine-id", work, *dirs],
-        write=[work],
-        caps=(),
-        isolate=True,
-        rlimits=sandbox.rlimits(cpu=CHILD_TIMEOUT, fsize=LOG_BYTES),
-    )
+    return profiles.journal(dirs, work, CHILD_TIMEOUT, LOG_BYTES)
 
 
 # -- children ----------------------------------------------------------------------------------

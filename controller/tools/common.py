@@ -16,11 +16,13 @@ from .. import budget
 from ..errors import UsageError
 from ..fleet import HostOp
 from ..grouping import HostOutcome, group_outcomes
+from ..jobs import noted
 from ..models import FanoutResult, Page
 from ..progress import Progress
 from ..runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=FanoutResult)
 
 
 def output_ref(host: str, output_id: str) -> str:
@@ -105,14 +107,15 @@ async def fanned(
     pattern: str,
     hosts: list[Host],
     op: HostOp,
-    assemble: budget.Assemble,
+    assemble: Callable[[list[HostOutcome], int, bool], F],
     *,
     deadline: float | None = None,
     progress: Progress | None = None,
     ticking: float | None = None,
-) -> FanoutResult:
+) -> F:
     """A fan-out's answer, within the call's time: hosts still working then go on as a job whose
-    complete answer (assembled the same way) job_status gives; this answer has the rest."""
+    complete answer (assembled the same way) job_status gives; this answer has the rest.
+    `assemble(outcomes, elapsed_ms, final)`: final when every host answered (budget.Assemble)."""
     outcomes, elapsed, rest = await rt.fleet.fan_out_within(
         hosts, op, budget=budget.left(), deadline=deadline, progress=progress, ticking=ticking
     )
@@ -123,14 +126,14 @@ async def fanned(
     async def complete() -> FanoutResult:
         return assemble(outcomes + await waiting.outcomes(), waiting.elapsed_ms(), True)
 
-    def so_far(job_id: str) -> FanoutResult:
+    def so_far(job_id: str) -> F:
         finished = waiting.finished()
         answered = {o.host for o in finished}
         still = [budget.still_working(host, job_id) for host in waiting.hosts if host not in answered]
         return assemble(outcomes + finished + still, waiting.elapsed_ms(), False)
 
     job = rt.jobs.later(tool, pattern, rest.hosts, complete(), so_far, rest.cancel)
-    return rt.jobs.answer(job)
+    return noted(so_far(job.job_id), job)
 
 
 async def single(
@@ -160,5 +163,5 @@ async def single(
     def so_far(job_id: str) -> FanoutResult:
         return group_outcomes([budget.still_working(host, job_id)], 0, rt.settings.page_chars)
 
-    job = rt.jobs.later(tool, host, [host], complete(), so_far, task.cancel)
+    job = rt.jobs.later(tool, host, [host], complete(), so_far, task.cancel, single=True)
     return pending(job.job_id)

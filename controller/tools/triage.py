@@ -34,7 +34,9 @@ async def crash_triage(rt: Runtime, pattern: Pattern = "all", progress: Progress
         return triage_groups.outcome(host.name, answer, ref)
 
     def assemble(outcomes: list[HostOutcome], elapsed: int, final: bool) -> FanoutResult:
-        return group_outcomes(outcomes, elapsed, rt.settings.page_chars, merge=triage_groups.merge)
+        result = group_outcomes(outcomes, elapsed, rt.settings.page_chars, merge=triage_groups.merge)
+        result.view = {"dumps": triage_groups.dumps(outcomes)}  # a view opens crash on any of them
+        return result
 
     hosts = rt.fleet.match(pattern)
     return await fanned(rt, "crash_triage", pattern, hosts, one, assemble, deadline=TRIAGE_DEADLINE, progress=progress)

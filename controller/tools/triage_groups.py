@@ -81,6 +81,11 @@ def merge(members: list[HostOutcome]) -> dict[str, Any]:
     return merged
 
 
+def dumps(outcomes: list[HostOutcome]) -> dict[str, str]:
+    """host -> the dump its title came from, for the hosts that have one (crash_open opens it)."""
+    return {o.host: str(o.data["vmcore"]) for o in outcomes if o.data and o.data.get("vmcore")}
+
+
 def _notes(datas: list[dict[str, Any]]) -> list[str]:
     """What a person should know before trusting the title: cut-off logs, later reports."""
     notes: list[str] = []

@@ -308,7 +308,7 @@ async def test_triage_groups_hosts_by_crash(drt: Any, dump_fleet: DumpFleet) -> 
     assert (
         sysrq.data
         and sysrq.data["culprit"] == "sysrq_handle_crash"
-        and sysrq.data["sources"] == {"drgn (printk buffer)": 3}
+        and sysrq.data["sources"] == {"printk buffer (VMCOREINFO)": 3}
     ), sysrq.data
     assert initexit.data and initexit.data["frames"][0] == "do_exit", initexit.data
     assert not any("0xffff" in title for title in groups if title)

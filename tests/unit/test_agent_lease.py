@@ -124,3 +124,17 @@ async def test_a_dead_agents_socket_is_removed_never_connected(tmp_path: Path) -
         if later is not None and later.proc.poll() is None:
             later.proc.kill()
             later.proc.wait()
+
+
+def test_a_request_sent_just_before_stdin_ends_is_still_answered(tmp_path: Path) -> None:
+    """As sshd's forced command sees it: the request, then EOF at once."""
+    agent = PolicyAgent(tmp_path, job_lease=120.0)
+    try:
+        assert agent.proc.stdin and agent.proc.stdout
+        agent.proc.stdin.write(b'{"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}\n')
+        agent.proc.stdin.close()
+        answer = json.loads(agent.proc.stdout.readline())
+        assert answer["id"] == 1 and answer["result"]["build"], answer
+        assert agent.proc.wait(30) == 0
+    finally:
+        agent.kill()
