@@ -36,9 +36,20 @@ class Bundle:
         return f"crashfleet-agent-{self.build}.pyz"
 
 
+_adopted: list[Bundle] = []  # a worker process's: its front's build, not built again
+
+
+def adopt(bundle: Bundle) -> None:
+    """Use `bundle` (built by the front from the same sources) as this process's agent."""
+    _adopted[:] = [bundle]
+    agent_bundle.cache_clear()
+
+
 @functools.cache
 def agent_bundle() -> Bundle:
     """The zipapp for this controller's agent sources (cached per process)."""
+    if _adopted:
+        return _adopted[0]
     members = list(_members())
     members += _bytecode(members)
     build = buildinfo.hash_members(members)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from . import loop
 from .bundle import write_bundle
 from .errors import CrashfleetError, UsageError
 from .models import FanoutResult
@@ -246,7 +247,7 @@ def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> 
         finally:
             await rt.close()
 
-    return asyncio.run(go())
+    return loop.run(go())
 
 
 def _fanout(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> int:
@@ -265,7 +266,7 @@ def _bundle(args: argparse.Namespace, settings: Settings) -> int:
     from . import mcpb
     from .server import build_server
 
-    listed = asyncio.run(build_server(Runtime.create(settings)).list_tools())
+    listed = loop.run(build_server(Runtime.create(settings)).list_tools())
     size = mcpb.write(args.output, [{"name": t.name, "description": t.description or ""} for t in listed])
     print(f"wrote {args.output} ({size} bytes): open it with Claude Desktop to install crashfleet")
     return 0
@@ -281,7 +282,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await rt.close()
 
-    result = asyncio.run(go())
+    result = loop.run(go())
     print(f"wrote {result.path}\n{result.summary}")
     for missing in result.missing:
         print(f"  not included: {missing.id}: {missing.why}", file=sys.stderr)

@@ -24,6 +24,7 @@ from .link import AgentLink
 from .progress import FanoutProgress, Progress, watching
 from .provision import open_link
 from .settings import Settings
+from .shards import Shards, worker_count
 from .window import AdaptiveWindow
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class Fleet:
         self._inventory_stamp: float | None = None
         self._background: set[asyncio.Future[None]] = set()  # fire-and-forget work, kept from the GC
         self._probes: dict[str, asyncio.Future[None]] = {}  # host -> its liveness ping, while it runs
+        self._probed: dict[str, object] = {}  # host -> its hello's facts, known to have every version probed
+        self._shards: Shards | None = None
+        self._sharded: bool | None = None  # decided at the first connect, from the inventory's size
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -99,6 +103,9 @@ class Fleet:
     async def link(self, host: Host) -> AgentLink:
         """The host's live link, connecting (and provisioning) on first use or after a drop.
         A host known to be down answers at once; it is reconnected in the background."""
+        link = self.links.get(host.name)
+        if link is not None and link.alive and host.name not in self._probes:
+            return link  # the warm path: nothing to wait for, no lock to take
         probe = self._probes.get(host.name)
         if probe is not None:  # a timed-out call's ping is deciding: its answer, not our deadline
             stages.mark("liveness")
@@ -120,7 +127,7 @@ class Fleet:
         for attempt in range(4):
             try:
                 async with self.setup_window.slot():
-                    link = await open_link(host, self.settings, self.identity)
+                    link = await self._open_link(host)
                 break
             except HostError as exc:
                 if isinstance(exc, SETUP_RETRY) and attempt < 3:
@@ -133,6 +140,21 @@ class Fleet:
         self._adopt(host, link)
         self._audit(host.name, "connect", {"address": host.address}, "ok", link.hello.get("build"))
         return link
+
+    async def _open_link(self, host: Host) -> AgentLink:
+        """Connect and start the host's agent: in this process, or in the worker of its shard."""
+        shards = self.shards()
+        if shards is None or host.connection == "local":
+            return await open_link(host, self.settings, self.identity)
+        return await shards.open_link(host)
+
+    def shards(self) -> Shards | None:
+        """The worker processes holding the links' SSH side (controller.shards), if any."""
+        if self._sharded is None:
+            count = worker_count(self.settings.workers, len(self.inventory().hosts))
+            self._shards = Shards(self.settings, self.identity, count) if count else None
+            self._sharded = True
+        return self._shards
 
     def mark_down(self, host: Host, message: str) -> None:
         """Known unreachable: answer at once from now on, and reconnect in the background."""
@@ -148,9 +170,7 @@ class Fleet:
             await asyncio.sleep(RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)])
             stages.begin()
             try:
-                link = await asyncio.wait_for(
-                    open_link(host, self.settings, self.identity), self.settings.host_deadline
-                )
+                link = await asyncio.wait_for(self._open_link(host), self.settings.host_deadline)
             except HostError as exc:
                 if not isinstance(exc, Unreachable):  # reachable, but refused (host key, auth): say so at once
                     self.down.pop(host.name, None)
@@ -227,9 +247,11 @@ class Fleet:
         """The host's hello with its facts whole: tool versions probed once (first contact leaves
         them unprobed), re-probed on `refresh`; else a ping proves the agent still answers."""
         link = await self.link(host)
-        if refresh or _unprobed(link.hello):
+        facts = link.hello.get("facts")
+        if refresh or (self._probed.get(host.name) is not facts and _unprobed(link.hello)):
             link.hello["facts"] = await self.call(host, protocol.FACTS, {"refresh": refresh})
         else:
+            self._probed[host.name] = facts  # whole: not looked through again until it changes
             await self.call(host, protocol.PING)
         return link.hello
 
@@ -312,7 +334,8 @@ class Fleet:
     async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:
         stage = stages.begin()
         try:
-            return await asyncio.wait_for(op(host), limit)
+            async with asyncio.timeout(limit):  # in this task: wait_for would start another per host
+                return await op(host)
         except TimeoutError:
             self.timed_out(host, stage)
             return HostOutcome(
@@ -344,6 +367,8 @@ class Fleet:
                 down.retry.cancel()
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        if self._shards is not None:
+            await self._shards.close()
 
     def _audit(self, *args: Any, **kwargs: Any) -> None:
         """AuditLog.record, when this fleet keeps one."""

@@ -12,8 +12,9 @@ from typing import Any, cast
 from crashfleet.agent import protocol
 
 from .errors import AgentCallError, LinkClosed, agent_error
+from .process import AgentProcess
 from .progress import JobWatcher
-from .transport import AgentProcess, Transport
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 LostHandler = Callable[[str], None]
@@ -35,7 +36,8 @@ class AgentLink:
         self._stopping = False  # the agent said it is exiting: new calls go to a fresh agent
         self.on_lost: LostHandler | None = None  # told when the connection (not just the agent) drops
         self._dropped = False  # the connection dropped: the agent lives on, its jobs under their lease
-        self._reader = asyncio.ensure_future(self._read_loop())
+        self._ending: asyncio.Task[None] | None = None
+        process.listen(self._dispatch, self._stdout_ended)
 
     @property
     def alive(self) -> bool:
@@ -90,18 +92,20 @@ class AgentLink:
                 pass  # gone already: its lease ends what it ran
         self.process.close()
         await self.process.finish()
-        self._reader.cancel()
         await self.transport.close()
         if self._closed is None:
             self._closed = LinkClosed(f"agent link to {self.host} closed", kind="closed")
 
-    async def _read_loop(self) -> None:
-        try:
-            while line := await self.process.readline():
-                self._dispatch(line)
+    def _stdout_ended(self, error: BaseException | None) -> None:
+        """The agent's stdout ended: it exited, or the transport failed (`error`)."""
+        self._ending = asyncio.ensure_future(self._end(error))
+
+    async def _end(self, error: BaseException | None) -> None:
+        # Judged a loop turn later, once a connection that is going down says so (is_closed).
+        if error is not None:  # any transport failure ends the link the same way
+            reason = f"the connection dropped ({type(error).__name__}: {error})"
+        else:
             reason = "the connection dropped" if self.transport.dropped() else "the agent ended"
-        except Exception as exc:  # any transport failure ends the link the same way
-            reason = f"the connection dropped ({type(exc).__name__}: {exc})"
         self._dropped = reason.startswith("the connection dropped") and not self._stopping
         await self._fail(reason)
         if self._dropped and self.on_lost is not None:

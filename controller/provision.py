@@ -24,8 +24,9 @@ from .bundle import Bundle, agent_bundle
 from .errors import HostError, LinkClosed
 from .identity import Identity
 from .link import AgentLink
+from .process import AgentProcess
 from .settings import Settings
-from .transport import AgentProcess, LocalTransport, SshTransport, Transport
+from .transport import LocalTransport, SshTransport, Transport
 
 
 async def open_link(host: Host, settings: Settings, identity: Identity) -> AgentLink:

@@ -40,6 +40,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.fleet.close()
+        if self.fleet.audit is not None:
+            self.fleet.audit.close()
         self.fleet.identity.release()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import hmac
 import logging
@@ -19,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from crashfleet.agent import AGENT_VERSION
 
-from . import registry, schemas, views
+from . import loop, registry, schemas, views
 from .errors import CrashfleetError
 from .runtime import Runtime
 from .settings import NO_INVENTORY, Settings, config_dir
@@ -154,7 +153,7 @@ def serve(settings: Settings, transport: str) -> None:
             f"refusing to serve HTTP on {settings.http_host}: only loopback is allowed",
             "put an authenticating reverse proxy in front if you need remote access",
         )
-    asyncio.run(_serve(settings, transport))
+    loop.run(_serve(settings, transport))
 
 
 async def _serve(settings: Settings, transport: str) -> None:

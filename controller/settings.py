@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         "a silent partition is seen within interval x (count+1)",
     )
     fanout: int = Field(64, ge=1, le=4096, description="hosts worked on at once")
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="worker processes that own the hosts' SSH links, each with its own event loop and core; "
+        "0: the controller's own process; unset: one per core once the inventory has 1,000 hosts",
+    )
     host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
     page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
     command_wait: float = Field(20.0, ge=0, le=120, description="seconds a command may run before it becomes a job")

@@ -39,11 +39,16 @@ class Stage:
 _current: contextvars.ContextVar[Stage | None] = contextvars.ContextVar("crashfleet_stage", default=None)
 
 
-def begin() -> Stage:
-    """A fresh Stage for the current task (and the tasks it starts)."""
-    stage = Stage()
+def begin(stage: Stage | None = None) -> Stage:
+    """A fresh Stage (or `stage`) for the current task (and the tasks it starts)."""
+    stage = stage or Stage()
     _current.set(stage)
     return stage
+
+
+def current() -> Stage | None:
+    """The current task's Stage: a worker process's marks reach it (controller/shards.py)."""
+    return _current.get()
 
 
 def mark(name: str) -> None:

@@ -18,51 +18,12 @@ import asyncssh
 
 from crashfleet.inventory import Host
 
-from . import stages
+from . import sshpath, stages
 from .errors import ConnectLost, HostError, Unreachable
+from .process import AgentProcess, LocalProcess, SshProcess
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-STDERR_KEEP = 8192
-STREAM_LIMIT = 1 << 24  # a JSON line (one page) is far below this
-
-
-class AgentProcess:
-    """A started agent: line-oriented stdin/stdout, a bounded stderr tail."""
-
-    def __init__(self, stdin: Any, stdout: Any, stderr: Any, closer: Any, waiter: Any) -> None:
-        self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
-        self._close, self._wait = closer, waiter
-        self.stderr_tail = b""
-        self._stderr_task = asyncio.ensure_future(self._collect_stderr())
-
-    async def readline(self) -> bytes:
-        line: bytes = await self._stdout.readline()
-        return line
-
-    async def write(self, data: bytes) -> None:
-        self._stdin.write(data)
-        await self._stdin.drain()
-
-    async def _collect_stderr(self) -> None:
-        while chunk := await self._stderr.read(4096):
-            self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_KEEP:]
-
-    def stderr_text(self) -> str:
-        return self.stderr_tail.decode("utf-8", "replace").strip()
-
-    async def finish(self, timeout: float = 5.0) -> int | None:
-        """Wait for exit (stderr drained) and return the exit status."""
-        try:
-            status: int | None = await asyncio.wait_for(self._wait(), timeout)
-            await asyncio.wait_for(self._stderr_task, 1.0)
-        except (TimeoutError, OSError, asyncssh.Error):
-            return None
-        return status
-
-    def close(self) -> None:
-        """Close stdin: the agent sees EOF, stops its children and exits."""
-        self._close()
 
 
 class Transport(Protocol):
@@ -80,16 +41,9 @@ class LocalTransport:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            limit=STREAM_LIMIT,
             start_new_session=True,
         )
-        assert proc.stdin and proc.stdout and proc.stderr
-
-        def close() -> None:
-            if not proc.stdin.is_closing():  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-
-        return AgentProcess(proc.stdin, proc.stdout, proc.stderr, close, proc.wait)
+        return LocalProcess(proc)
 
     async def close(self) -> None:
         return None
@@ -128,12 +82,14 @@ class SshTransport:
                 "is the host up and sshd listening?",
                 kind="connect_lost" if lost else "connect",
             ) from None
-        return cls(conn)
+        return cls(sshpath.lean(conn))
 
     async def start(self, argv: list[str]) -> AgentProcess:
         # The remote side always parses a command string with its shell: quote every word.
-        proc = await self.conn.create_process(shlex.join(argv), encoding=None)
-        return AgentProcess(proc.stdin, proc.stdout, proc.stderr, proc.close, _ssh_waiter(proc))
+        process = SshProcess()
+        chan, _ = await self.conn.create_session(process.session, shlex.join(argv), encoding=None)
+        process.chan = sshpath.lean_channel(chan)
+        return process
 
     async def close(self) -> None:
         self.conn.close()
@@ -179,7 +135,7 @@ def connect_options(host: Host, settings: Settings) -> dict[str, Any]:
         options["client_keys"] = _client_keys(str(settings.ssh_key.expanduser()))
     if settings.ssh_config is not None:
         options["config"] = [str(settings.ssh_config)]
-    return options
+    return options | sshpath.cipher_options(host.address, host.port, host.user, settings.ssh_config)
 
 
 async def accept_new_host_key(host: Host, settings: Settings) -> None:
@@ -267,14 +223,6 @@ def _client_keys(path: str) -> list[Any]:
         return _loaded_keys(path, _stamp(Path(path)))
     except (OSError, ValueError, IndexError, asyncssh.Error):
         return [path]  # unreadable or passphrase-protected: asyncssh says why, per host, as before
-
-
-def _ssh_waiter(proc: asyncssh.SSHClientProcess[bytes]) -> Any:
-    async def wait() -> int | None:
-        completed = await proc.wait()
-        return completed.exit_status
-
-    return wait
 
 
 def _reason(exc: BaseException) -> str:
