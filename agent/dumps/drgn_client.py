@@ -26,6 +26,7 @@ LINE_CAP = 1 << 20  # bytes of one answer line (the worker sends 16 Ki character
 IDLE_CAP = 1 << 20  # bytes the code channel may hold between calls (a thread of earlier code writing)
 INTERNAL_CAP = 16 << 20  # bytes of output kept for a caller without a sink (the agent's own queries)
 ERR_TAIL = 4096
+ALIVE_EVERY = 0.5  # seconds between checks that the answering process is alive while a call runs
 Sink = Callable[[bytes], None]
 
 
@@ -203,11 +204,16 @@ class DrgnWorker:
     ) -> Dict[str, Any]:
         """The call's answer lines: output parts to `sink` (or stdout's into `kept`), then its end."""
         written, err = 0, b""
+        volume = channel.reader.volume + max_bytes * 2 + IDLE_CAP  # all it may send: its output, escaped
         while True:
-            line = channel.reader.readline(deadline)
+            if channel.reader.volume > volume:
+                raise CapExceeded("output", "sent over %d bytes" % (max_bytes * 2 + IDLE_CAP))
+            line = channel.reader.readline(min(deadline, time.monotonic() + ALIVE_EVERY))
             if line is None:
-                if channel.reader.eof or (self.proc is not None and self.proc.poll() is not None):
+                if channel.reader.eof or not self._alive(channel):
                     raise self._died("the drgn code killed the worker")
+                if time.monotonic() < deadline:
+                    continue
                 self.close()
                 raise DrgnError("the drgn code ran over its %s" % "time", "timeout")
             message = _message(line)
@@ -227,6 +233,15 @@ class DrgnWorker:
                 raise CapExceeded("output", "wrote over %d bytes of output" % max_bytes)
             if message.get("part") == "err":
                 err = (err + data)[-ERR_TAIL:]
+
+    def _alive(self, channel: _Channel) -> bool:
+        """Whether the process answering on `channel` is still there: its pipe may stay open in
+        processes it forked, so EOF alone does not tell."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        if channel is self._code and self.code_pid is not None:
+            return _running(self.code_pid)
+        return True
 
     def _died(self, message: str) -> DrgnError:
         """The worker ended under a call: which budget ended it, from its cgroups' counters."""
@@ -257,6 +272,14 @@ def _message(line: bytes) -> Optional[Dict[str, Any]]:
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _children(pid: int) -> List[int]:
