@@ -51,12 +51,16 @@ class LineReader:
             self._take(os.read(self.fd, READ_CHUNK))
         return self._ready.popleft()
 
-    def drain(self, limit: int) -> int:
-        """Throw away what is waiting (written outside a call); CapExceeded past `limit` bytes."""
+    def drain(self, limit: int, quiet: float = 0.05) -> int:
+        """Throw away what is waiting (written outside a call); CapExceeded past `limit` bytes. A
+        pipe found holding data is drained until it stays empty for `quiet` seconds (its writer may
+        be blocked on the full pipe); an empty one costs nothing."""
         dropped = len(b"".join(self._ready)) + self._size
         self._ready.clear()
         self._parts, self._size = [], 0
-        while not self.eof and select.select([self.fd], [], [], 0)[0]:
+        wait = quiet if dropped else 0.0
+        while not self.eof and select.select([self.fd], [], [], wait)[0]:
+            wait = quiet
             chunk = os.read(self.fd, READ_CHUNK)
             self.eof = not chunk
             dropped += len(chunk)

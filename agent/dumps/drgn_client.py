@@ -207,7 +207,7 @@ class DrgnWorker:
         volume = channel.reader.volume + max_bytes * 2 + IDLE_CAP  # all it may send: its output, escaped
         while True:
             if channel.reader.volume > volume:
-                raise CapExceeded("output", "sent over %d bytes" % (max_bytes * 2 + IDLE_CAP))
+                raise CapExceeded("output", "sent over %d bytes in one call" % (max_bytes * 2 + IDLE_CAP))
             line = channel.reader.readline(min(deadline, time.monotonic() + ALIVE_EVERY))
             if line is None:
                 if channel.reader.eof or not self._alive(channel):
