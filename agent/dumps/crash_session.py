@@ -215,10 +215,13 @@ class CrashSession:
             )
             return ended
         why = self._capped or ("cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout)
+        capped, self._capped = self._capped, None  # what crash still prints after ^C is read, not held against it
         self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
-        if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync():
+        stopped = self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync()
+        self._capped = capped
+        if stopped:
             return {
                 "ended": "interrupted",
                 "reason": why,
