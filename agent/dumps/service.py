@@ -199,6 +199,7 @@ class Dumps:
                 self._start_crash(session, binary)
             except AgentError as exc:  # start_crash closed the session: a drgn-only one replaces it
                 session, _ = self.sessions.get_or_create(dump, session.vmlinux)
+                self._budget(session)
                 session.notes.append(
                     "crash could not read the live kernel (%s): this session has drgn only "
                     "(drgn_run, analysis_run)" % exc.message[:300]
@@ -447,7 +448,7 @@ class Dumps:
         profile = profiles.drgn(
             self.policy, session.vmlinux, session.vmcore, session.workdir, chosen.get("paths") or [], session.group
         )
-        preexec = sandbox.child_setup(self.policy.settings, profile, python)
+        preexec = functools.partial(sandbox.child_setup, self.policy.settings, profile, python)
         return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec, self._code_group(session))
 
     def _code_group(self, session: Session) -> Any:

@@ -154,12 +154,14 @@ class Sessions:
         chosen: Dict[str, Any],
         worker: str,
         env: Dict[str, str],
-        preexec: Optional[Callable[[], None]],
+        setup: Callable[[], Optional[Callable[[], None]]],
         code_group: Any = None,
     ) -> DrgnWorker:
-        """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features); `code_group`: the
-        cgroup its code process is moved into."""
+        """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features); `setup()` gives
+        the sandbox's preexec, made only when a worker starts; `code_group`: the cgroup its code
+        process is moved into."""
         if session.drgn is None or session.drgn.proc is None:
+            preexec = setup()
             drgn = DrgnWorker(
                 str(chosen["python"]),
                 worker,
