@@ -226,7 +226,6 @@ class Tree:
         self.version = layout.version
         self.bases = bases  # hierarchy -> the agent's own dir (agent-PID-START)
         self._lock = threading.Lock()
-        self._enable = " ".join("+" + c for c in layout.controllers)
 
     def root(self) -> Group:
         return Group(dict(self.bases), self.version)
@@ -267,10 +266,19 @@ class Tree:
             self._limit(key, base, budget)
 
     def _enable_below(self, path: str) -> None:
-        if self.version == 2 and self._enable:
-            have = _read(os.path.join(path, "cgroup.subtree_control")).split()
-            if any(c not in have for c in self.layout.controllers):
-                _write(os.path.join(path, "cgroup.subtree_control"), self._enable)
+        """v2: the controllers for path's children, one by one: cpu may be refused (realtime
+        processes in other cgroups) and is optional; memory and pids are not."""
+        if self.version != 2:
+            return
+        have = _read(os.path.join(path, "cgroup.subtree_control")).split()
+        for controller in self.layout.controllers:
+            if controller in have:
+                continue
+            try:
+                _write(os.path.join(path, "cgroup.subtree_control"), "+" + controller)
+            except OSError:
+                if controller != "cpu":
+                    raise
 
     def _limit(self, key: str, path: str, budget: Budget) -> None:
         """Write a fresh group's limits; a controller this hierarchy lacks is skipped."""

@@ -10,8 +10,9 @@ a host name's length). What Ansible users write (``~web0[1-3]``, ``~(web|db)\\d+
 from __future__ import annotations
 
 import re
-import re._parser as sre  # the stdlib's own parse of a pattern (Python >= 3.11)
 from typing import Any
+
+sre: Any = re._parser  # type: ignore[attr-defined]  # the stdlib's own parse of a pattern (3.11+)
 
 MAX_REPEATS = 3
 MAX_LENGTH = 200

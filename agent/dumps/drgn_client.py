@@ -73,7 +73,7 @@ class DrgnWorker:
         """The worker's source goes on the command line (`python -I -c`): no script file that
         someone could have planted or changed runs as root. `code_group` gives the cgroup the
         code process is moved into (its session's drgn-code group), or None."""
-        self.python, self.source, self.vmcore, self.vmlinux = python, source, vmcore, vmlinux
+        self.argv = [python, "-I", "-c", source, vmcore, vmlinux]  # + the code channel's fds, at start
         self.workdir, self.env, self.preexec, self.code_group = workdir, env, preexec, code_group
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.ready: Dict[str, Any] = {}
@@ -91,7 +91,7 @@ class DrgnWorker:
     def start(self) -> Dict[str, Any]:
         code_in, to_code = os.pipe()
         from_code, code_out = os.pipe()
-        argv = [self.python, "-I", "-c", self.source, self.vmcore, self.vmlinux, str(code_in), str(code_out)]
+        argv = self.argv + [str(code_in), str(code_out)]
         try:
             proc = subprocess.Popen(
                 argv,
@@ -108,7 +108,7 @@ class DrgnWorker:
         except (OSError, subprocess.SubprocessError) as exc:
             for fd in (to_code, from_code):
                 os.close(fd)
-            raise DrgnError("cannot start the drgn worker with %s: %s" % (self.python, exc)) from None
+            raise DrgnError("cannot start the drgn worker with %s: %s" % (self.argv[0], exc)) from None
         finally:
             os.close(code_in)
             os.close(code_out)

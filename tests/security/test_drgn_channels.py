@@ -80,7 +80,8 @@ def test_code_writing_forged_answers_between_calls_is_stopped(hostile: Hostile) 
     while outcomes[-1]["ended"] == "done" and len(outcomes) < 5:
         outcomes.append(hostile.drgn("'the real answer'"))
     done, killed = outcomes[:-1], outcomes[-1]
-    assert [value(a) for a in done] == ["started", *["the real answer"] * (len(done) - 1)]
+    expected = ["started", *["the real answer"] * 4]  # a call may also be the one its flood ends
+    assert [value(a) for a in done] == expected[: len(done)]
     assert killed["ended"] == "killed" and killed["cap"] in ("idle", "output"), killed
     assert str(IDLE_CAP if killed["cap"] == "idle" else 2 * BUDGETS["max_output_bytes"] + IDLE_CAP) in killed["note"]
     assert "forged" not in str(outcomes)
