@@ -22,7 +22,7 @@ import pytest
 
 from crashfleet.agent import cgroups
 from tests.dumps.agentproc import Agent, sysrq_dumps
-from tests.dumps.fixture import Fixture
+from tests.dumps.fixture import Fixture, link_file
 from tests.rig import procs
 from tests.security.attack import wait_until
 from tests.security.hostile import (
@@ -105,10 +105,16 @@ n
 """
 
 
-def test_memfd_pages_end_at_the_session_memory_budget(hostile: Hostile) -> None:
+def test_memfd_pages_end_at_the_session_memory_budget(hostile: Hostile, dump_fixture: Fixture) -> None:
     """memfds are not in the tmpfs: the session's memory cgroup counts them. The code process is
     killed by the kernel at the budget, the answer says so, its pages are freed, the agent keeps
-    its memory and answers, crash is untouched, and the next drgn_run has a new worker."""
+    its memory and answers, crash and another session are untouched, and the next drgn_run has
+    a new worker."""
+    other = Path(hostile.vmcore).parent / "vmcore-other"  # the same dump by another name: a session of its own
+    link_file(dump_fixture.vmcore("sysrq"), other)
+    neighbour = hostile.agent.result("dumps.open", vmcore=str(other))["session_id"]
+    assert hostile.agent.result("dumps.drgn", session_id=neighbour, code="7 * 6")["value"] == "42"
+    neighbours = {s["session_id"]: s for s in hostile.agent.result("dumps.sessions")["sessions"]}[neighbour]
     crash_pid = _crash_pid(hostile)
     assert value(hostile.drgn("1")) == 1  # a worker to attack
     shmem, agent_rss = meminfo("Shmem"), rss(hostile.pid)
@@ -122,6 +128,10 @@ def test_memfd_pages_end_at_the_session_memory_budget(hostile: Hostile) -> None:
     assert worker is not None and wait_until(lambda: not procs.alive(worker), 30)
     assert value(hostile.drgn("sum(1 for _ in for_each_task(prog))")) > 40
     assert _crash_pid(hostile) == crash_pid  # first in line for the OOM killer: the code process, not crash
+    after = {s["session_id"]: s for s in hostile.agent.result("dumps.sessions")["sessions"]}[neighbour]
+    assert (after["drgn_pid"], after["crash_pid"]) == (neighbours["drgn_pid"], neighbours["crash_pid"])
+    assert hostile.agent.result("dumps.drgn", session_id=neighbour, code="7 * 6")["value"] == "42"
+    hostile.agent.result("dumps.close", session_id=neighbour)
 
 
 SYSV = """
