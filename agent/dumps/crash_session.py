@@ -26,7 +26,6 @@ INTERRUPT_GRACE = 5.0
 MODULE_TIMEOUT = 120.0  # gdb reads one module's DWARF
 READ_CHUNK = 1 << 16
 HELD_MAX = 1 << 16  # bytes of a line without its newline held back (it might be the prompt): past it, passed on
-RAW_FACTOR = 4  # what crash may print for one command, before its pipes: this many times the output cap
 Setup = Callable[[Callable[[], None]], Optional[Callable[[], None]]]
 
 
@@ -61,7 +60,6 @@ class CrashSession:
         self.restarts = 0
         self._syncs = 0
         self._capped: Optional[str] = None  # the cap the running command went over
-        self._raw_cap: Optional[int] = None
 
     @property
     def pid(self) -> Optional[int]:
@@ -135,10 +133,10 @@ class CrashSession:
     ) -> Dict[str, Any]:
         """Run one command, its output (through the chain) into write(); says how it ended.
         An interrupt() that came before this call (a cancel racing the job's start) counts.
-        Past `max_output` bytes written (or RAW_FACTOR times that read from crash) the command
-        is interrupted like a timeout, and the answer names the cap."""
+        Past `max_output` bytes written the command is interrupted like a timeout, and the answer
+        names the cap; what its pipes filter out is read (linearly, nothing held) until its timeout,
+        so `| grep -c` can count over a long output."""
         self._capped = None
-        self._raw_cap = max_output * RAW_FACTOR if max_output else None
         try:
             ended = self._run(command, chain, write, timeout, max_output)
         finally:
@@ -298,7 +296,7 @@ class CrashSession:
         cap. The last partial line is held back (it may be the prompt), at most HELD_MAX bytes: a
         longer one is passed on as it comes, so nothing is held or scanned twice."""
         assert self.child is not None
-        held, line_start, raw = b"", True, 0
+        held, line_start = b"", True
         while True:
             stop = interruptible and (self._interrupt.is_set() or self._capped)
             if stop or time.monotonic() >= deadline:
@@ -309,9 +307,6 @@ class CrashSession:
             except pexpect.EOF:
                 sink(held) if held else None
                 return False
-            raw += len(chunk)
-            if self._raw_cap is not None and raw > self._raw_cap and not self._capped:
-                self._capped = "crash printed over %d bytes for one command" % self._raw_cap
             if not chunk:
                 if line_start and (held == PROMPT or held.endswith(b"\n" + PROMPT)):
                     sink(held[: -len(PROMPT)])

@@ -189,7 +189,7 @@ class DrgnWorker:
             channel.reader.drain(IDLE_CAP)
             ident = os.urandom(8).hex()
             channel.send({"id": ident, "code": code, "fresh": fresh, "args": args or []})
-            answer = self._read(channel, ident, time.monotonic() + timeout, sink, kept, max_bytes)
+            answer = self._read(channel, ident, timeout, sink, kept, max_bytes)
         except CapExceeded as exc:
             self.close()
             raise DrgnError("the drgn code %s; the worker was stopped" % exc, exc.cap) from None
@@ -200,9 +200,10 @@ class DrgnWorker:
         return answer
 
     def _read(
-        self, channel: _Channel, ident: str, deadline: float, sink: Optional[Sink], kept: List[bytes], max_bytes: int
+        self, channel: _Channel, ident: str, timeout: float, sink: Optional[Sink], kept: List[bytes], max_bytes: int
     ) -> Dict[str, Any]:
         """The call's answer lines: output parts to `sink` (or stdout's into `kept`), then its end."""
+        deadline = time.monotonic() + timeout
         written, err = 0, b""
         volume = channel.reader.volume + max_bytes * 2 + IDLE_CAP  # all it may send: its output, escaped
         while True:
@@ -215,7 +216,7 @@ class DrgnWorker:
                 if time.monotonic() < deadline:
                     continue
                 self.close()
-                raise DrgnError("the drgn code ran over its %s" % "time", "timeout")
+                raise DrgnError("the drgn code ran over %gs; the worker was stopped" % timeout, "timeout")
             message = _message(line)
             if message is None or message.get("id") != ident:
                 continue  # not an answer to this call (code writing to its channel): dropped, counted
