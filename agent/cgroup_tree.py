@@ -111,13 +111,19 @@ class Tree:
         return Group({key: os.path.join(base, *rel) for key, base in self.bases.items()}, self.version)
 
     def group(self, rel: Rel, budget: Optional[Budget] = None) -> Group:
-        """The group at rel (created with its budget, or the existing one as it is)."""
+        """The group at rel (created with its budget, or the existing one as it is). Only a group
+        with a CPU budget is a CPU group of its own (v1: in the cpu hierarchy; v2: with the cpu
+        controller on above it): the scheduler weighs a group as one task, so a tool alone in one
+        would get less of a busy host than its threads did beside everyone else."""
+        cpu = budget is not None and budget.cpus is not None
         with self._lock:
             dirs = {}
             for key, base in self.bases.items():
+                if key == "cpu" and not (cpu or os.path.isdir(os.path.join(base, *rel))):
+                    continue
                 path = base
                 for depth, part in enumerate(rel, 1):
-                    self._enable_below(path)
+                    self._enable_below(path, cpu)
                     path = os.path.join(path, part)
                     if not os.path.isdir(path):
                         os.mkdir(path, 0o755)
@@ -141,14 +147,15 @@ class Tree:
         for key, base in self.bases.items():
             self._limit(key, base, budget)
 
-    def _enable_below(self, path: str) -> None:
-        """v2: the controllers for path's children, one by one: cpu may be refused (realtime
-        processes in other cgroups) and is optional; memory and pids are not."""
+    def _enable_below(self, path: str, cpu: bool = False) -> None:
+        """v2: the controllers for path's children, one by one: cpu only on the way to a group
+        with a CPU budget, and it may be refused (realtime processes in other cgroups): it is
+        optional, memory and pids are not."""
         if self.version != 2:
             return
         have = read(os.path.join(path, "cgroup.subtree_control")).split()
         for controller in self.layout.controllers:
-            if controller in have:
+            if controller in have or (controller == "cpu" and not cpu):
                 continue
             try:
                 write(os.path.join(path, "cgroup.subtree_control"), "+" + controller)
