@@ -73,12 +73,12 @@ def tree() -> Optional[Tree]:
 
 
 def close() -> None:
-    """Remove the agent's subtree (every group, every process left in one)."""
-    global _tree, _failed
+    """Remove the agent's subtree (every group, every process left in one). A child started after
+    this (none should be: the agent is stopping) would get a new subtree, which the next agent's
+    sweep removes."""
+    global _tree
     with _lock:
         current, _tree = _tree, None
-        if current is not None:
-            _failed = "the agent is stopping"  # no child is started past this point
     if current is not None:
         current.close()
         if current.layout.mode in ("root", "v1"):

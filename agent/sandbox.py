@@ -385,16 +385,16 @@ def child_setup(
 _unique = itertools.count(1)
 _own: Dict[cgroups.Rel, float] = {}  # children's own cgroups -> when made (sweep() removes forgotten ones)
 _own_lock = threading.Lock()
-_total_set = False
+_limited: List[cgroups.Tree] = []  # the subtrees given their total already (one per agent, in practice)
 
 
 def limit_total(settings: Dict[str, Any]) -> None:
-    """Once: all children together get sandbox_total_memory_bytes (default: half this host's RAM)."""
-    global _total_set
+    """Once a subtree: all children together get sandbox_total_memory_bytes (default: half this
+    host's RAM)."""
     tree = cgroups.tree()
-    if tree is None or _total_set:
+    if tree is None or tree in _limited:
         return
-    _total_set = True
+    _limited[:] = [tree]
     total = settings.get("sandbox_total_memory_bytes") or _memory_total() // 2
     tree.limit_root(cgroups.Budget(memory=int(total)))
 
