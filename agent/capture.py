@@ -173,6 +173,7 @@ class CaptureService:
         status["stop_reason"] = job.stop_reason
         stats = tcpdump_stats(job.stderr_tail())
         status.update(meta=capture.meta, files=len(capture.files()), disk_bytes=capture.disk_bytes(), **stats)
+        status["listening"] = "listening on" in job.stderr_tail()  # tcpdump has the device open: packets count
         if job.done.is_set():
             status["stderr_tail"] = job.stderr_tail()[-600:]
         if job.state == "failed" and not capture.files():

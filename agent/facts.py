@@ -26,7 +26,7 @@ def gather(
     store_dir: str,
     cache_path: Optional[str] = None,
     refresh: bool = False,
-    drgn_python: Optional[str] = None,
+    drgn: Tuple[Optional[str], str] = (None, drgn_pick.VENV),
     probe: bool = True,
 ) -> Dict[str, Any]:
     """All facts; tool versions come from a cache keyed by boot and binaries (and, for drgn, the
@@ -48,7 +48,7 @@ def gather(
         "store": store_space(store_dir),
         "sandbox": sandbox.summary(),
     }
-    facts["tools"] = tools(cache_path, refresh, facts["boot_id"], drgn_python, probe)
+    facts["tools"] = tools(cache_path, refresh, facts["boot_id"], drgn, probe)
     return facts
 
 
@@ -75,12 +75,16 @@ def store_space(store_dir: str) -> Dict[str, Any]:
 
 
 def tools(
-    cache_path: Optional[str], refresh: bool, boot_id: str, drgn_python: Optional[str] = None, probe: bool = True
+    cache_path: Optional[str],
+    refresh: bool,
+    boot_id: str,
+    drgn: Tuple[Optional[str], str] = (None, drgn_pick.VENV),
+    probe: bool = True,
 ) -> Dict[str, Any]:
     """Path and version of each tool; versions are cached since running them costs
     (~0.1-0.2 s of CPU: too much to spend before `hello` on hundreds of hosts at once)."""
     paths = {name: shutil.which(name, path=SBIN_PATH + ":" + os.environ.get("PATH", "")) for name in TOOLS}
-    pythons = drgn_pick.candidates(drgn_python)
+    pythons = drgn_pick.candidates(*drgn)
     key = _cache_key(dict(paths, **{"python:" + p: p for p in pythons}), boot_id)
     cached = None if refresh else _load_cache(cache_path, key)  # written whole (os.replace): no lock
     if cached is not None:
@@ -92,11 +96,11 @@ def tools(
         }
     with _PROBING:  # one probe at a time: a second caller waits, then finds the cache
         cached = None if refresh else _load_cache(cache_path, key)
-        return cached if cached is not None else _probe_all(cache_path, key, paths, drgn_python)
+        return cached if cached is not None else _probe_all(cache_path, key, paths, drgn)
 
 
 def _probe_all(
-    cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]], drgn_python: Optional[str]
+    cache_path: Optional[str], key: str, paths: Dict[str, Optional[str]], drgn: Tuple[Optional[str], str]
 ) -> Dict[str, Any]:
     found: Dict[str, Any] = {name: {"present": False} for name in TOOLS}
     threads = [
@@ -104,7 +108,7 @@ def _probe_all(
         for name, path in paths.items()
         if path and name != "drgn"
     ]
-    threads.append(threading.Thread(target=_drgn, args=(drgn_python, paths["drgn"], found)))
+    threads.append(threading.Thread(target=_drgn, args=(drgn, paths["drgn"], found)))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -113,10 +117,10 @@ def _probe_all(
     return found
 
 
-def _drgn(drgn_python: Optional[str], command: Optional[str], found: Dict[str, Any]) -> None:
+def _drgn(drgn: Tuple[Optional[str], str], command: Optional[str], found: Dict[str, Any]) -> None:
     """The drgn the agent's workers would use (interpreter, version, libkdumpfile), not the
     `drgn` command on PATH: that one may run on another python with another drgn."""
-    chosen = drgn_pick.public(drgn_pick.choose(drgn_python))
+    chosen = drgn_pick.public(drgn_pick.choose(*drgn))
     found["drgn"] = dict(chosen, present=bool(chosen.get("importable")), path=command)
 
 

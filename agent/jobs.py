@@ -7,6 +7,7 @@ kill it with everything it started; nothing outlives the agent.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import itertools
 import json
@@ -396,14 +397,24 @@ class JobTable:
             finished = [k for k, v in self._entries.items() if v["state"] != "running"]
             for key in finished[: -self.KEEP]:
                 del self._entries[key]
-            merged = dict(list(self._previous.items())[-self.KEEP :], **self._entries)
-            tmp = "%s.%d.tmp" % (self.path, os.getpid())
             try:
-                with open(tmp, "w") as handle:
-                    json.dump({"jobs": merged}, handle, separators=(",", ":"))
-                os.replace(tmp, self.path)
+                self._write()
             except OSError:
                 pass  # the table is a courtesy: a full disk must not fail the job
+
+    def _write(self) -> None:
+        """Merge ours into what is on disk, under a lock: agents of other controllers may share
+        this dir and write it too; theirs stay (running ones all, finished ones the newest)."""
+        with open(self.path + ".lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            others = [(k, v) for k, v in self._load().items() if v.get("pid") != os.getpid()]
+            kept = [(k, v) for k, v in others if v.get("state") == "running"]
+            kept += [(k, v) for k, v in others if v.get("state") != "running"][-self.KEEP :]
+            merged = dict(kept, **self._entries)
+            tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            with open(tmp, "w") as handle:
+                json.dump({"jobs": merged}, handle, separators=(",", ":"))
+            os.replace(tmp, self.path)
 
     def lost(self, job_id: str) -> Optional[Dict[str, Any]]:
         """A job of an earlier agent in this dir, described for the one who asks after it."""

@@ -9,10 +9,16 @@ its jobs, sessions and outputs are whole. Only the newest connection gets answer
 to requests of a superseded connection are dropped (that controller gave up on them).
 A different build never attaches (the socket's name holds the build): the old agent's jobs
 then end with its lease. Past the lease the agent stops its jobs, as at any exit.
+
+The key names one controller process (or its restart) and one inventory host: two controllers
+of one user, or one machine under two inventory names, never share an agent. A listening agent
+holds a lock on KEY-BUILD.lock for its life; a socket whose lock nobody holds belongs to an agent
+that died, and is removed without ever being connected to.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
@@ -24,12 +30,21 @@ KEY_RE = re.compile(r"[0-9a-f]{8,64}\Z")
 RELAY_CHUNK = 65536
 
 
+class Busy(Exception):
+    """Another agent of this key holds its lock: it is starting to listen, or listens."""
+
+
 class Listener:
     """The agent's attach socket; reached through /proc/self/fd so a long DIR still fits sun_path."""
 
     def __init__(self, run_dir: str, name: str, on_attach: Callable[[socket.socket], None]) -> None:
+        self._lock_fd = _hold(run_dir, name)
         self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
         self.path = os.path.join(run_dir, name)
+        try:
+            os.unlink(self.path)  # we hold its lock: a socket file there is a dead agent's
+        except FileNotFoundError:
+            pass
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -52,12 +67,14 @@ class Listener:
             self._on_attach(conn)
 
     def close(self) -> None:
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        for path in (self.path, _lock_path(self.path)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         self._sock.close()
         os.close(self._dir_fd)
+        os.close(self._lock_fd)
 
 
 def socket_name(key: str, build: str) -> str:
@@ -71,7 +88,9 @@ def run_dir(base_dir: str) -> str:
 
 
 def connect_existing(directory: str, name: str) -> Optional[socket.socket]:
-    """A live older agent of this controller, or None (a stale socket file is removed)."""
+    """A live older agent of this controller, or None. Stale sockets in the dir (their agent
+    died: nobody holds their lock) are removed first, never connected to."""
+    remove_stale(directory)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -193,6 +212,55 @@ class Lifeline:
 
     def status(self) -> Dict[str, Any]:
         return {"lease_s": self.lease, "attaches": self.attaches, "listening": self.listening}
+
+
+def remove_stale(directory: str) -> None:
+    """Remove the sockets of agents that died without closing their listener (SIGKILL, a crash)."""
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith(".sock"):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its agent lives
+        else:
+            for stale in (path, _lock_path(path)):
+                try:
+                    os.unlink(stale)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+
+
+def _hold(directory: str, name: str) -> int:
+    """Lock NAME's lock file for as long as this agent listens (the kernel drops it if we die).
+    Busy when another agent holds it. The lock must be on the file the path names (a sweeper may
+    have removed it meanwhile), or a later sweeper would take our live socket for a stale one."""
+    path = _lock_path(os.path.join(directory, name))
+    for _ in range(8):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise Busy(path) from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise Busy(path)
+
+
+def _lock_path(socket_path: str) -> str:
+    return socket_path[: -len(".sock")] + ".lock" if socket_path.endswith(".sock") else socket_path + ".lock"
 
 
 def _short(dir_fd: int, name: str) -> str:

@@ -23,6 +23,7 @@ from .rpc import Channel, Server
 from .service import Agent
 from .store import Store
 
+ANSWER_GRACE = 10.0  # seconds the requests in flight at stdin's end still get to answer
 # What the agent itself needs; each domain adds its own (agent/domains/*.py).
 CORE_PACKAGES = {"Debian": ["python3", "sudo"], "RedHat": ["python3", "sudo"]}
 
@@ -44,10 +45,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(CORE_PACKAGES.get(args.family, []) + domains.packages(args.family)))
         return 0
     try:
-        return serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)
+        status = serve_forever(os.path.abspath(os.path.expanduser(args.dir)), args.policy)
     except AgentError as exc:
         sys.stderr.write("crashfleet-agent: %s\n" % exc.message)
         return 2
+    # Everything is stopped and written. A superseded connection's reader thread may still block
+    # on stdin: a normal interpreter exit would then abort ("could not acquire lock for <stdin>
+    # at interpreter shutdown"), turning a clean end into a crash. Leave without that exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
@@ -91,7 +98,7 @@ def serve_forever(base_dir: str, policy_path: Optional[str]) -> int:
     finally:
         jobs.shutdown("the agent stopped: %s" % why)
         reattach.close()
-        server.stop()
+        server.stop(grace=ANSWER_GRACE)
     return 0
 
 

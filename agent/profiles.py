@@ -190,6 +190,37 @@ def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: 
     )
 
 
+JOURNAL_DIRS = ("/var/log/journal", "/run/log/journal", "/etc/machine-id")
+
+
+def log_reader(name: str, dump: str, workdir: str, seconds: float, file_bytes: int, forked: bool = False) -> Profile:
+    """A reader of a dump's kernel log for triage (makedumpfile --dump-dmesg; the agent's own printk
+    reader, `forked` without exec): the dump to read, its work dir to write one file, no
+    capabilities, no network, memory bounded (the dump's contents are untrusted)."""
+    return Profile(
+        name,
+        read=[dump, workdir],
+        write=[workdir],
+        caps=(),
+        isolate=True,
+        pid_ns=not forked,
+        rlimits=rlimits(cpu=seconds, memory=1 << 30, fsize=file_bytes),
+    )
+
+
+def journal(dirs: Iterable[str], workdir: str, seconds: float, file_bytes: int) -> Profile:
+    """journalctl reading the previous boot's kernel messages: the journal to read, its output file
+    in the work dir (its stdout), nothing else."""
+    return Profile(
+        "journal",
+        read=[*JOURNAL_DIRS, workdir, *dirs],
+        write=[workdir],
+        caps=(),
+        isolate=True,
+        rlimits=rlimits(cpu=seconds, fsize=file_bytes),
+    )
+
+
 def probe() -> Profile:
     """Fixed-argv probes the agent runs for its facts (`tool --version`, `ip -j addr`): read
     anything, write and exec nothing; one cgroup shared by all of them."""

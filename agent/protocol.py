@@ -46,6 +46,7 @@ DUMPS_SESSIONS = "dumps.sessions"
 DUMPS_CLOSE = "dumps.close"
 DUMPS_SCRIPTS = "dumps.scripts"
 DUMPS_SCRIPT = "dumps.script"
+DUMPS_TRIAGE = "dumps.triage"
 
 PROFILE_START = "profile.start"
 PROFILE_RESULT = "profile.result"
@@ -55,7 +56,7 @@ DOMAIN_METHODS = (
     (BPFTRACE_INFO, BPFTRACE_PROBES, BPFTRACE_TOOLS, BPFTRACE_RUN, BPFTRACE_RESULT)
     + (CAPTURE_INTERFACES, CAPTURE_START, CAPTURE_STATUS, CAPTURE_SUMMARY, CAPTURE_FLOWS, CAPTURE_FINGERPRINTS)
     + (CAPTURE_PACKETS, DUMPS_LIST, DUMPS_OPEN, DUMPS_CRASH, DUMPS_INTERRUPT, DUMPS_DRGN, DUMPS_SESSIONS)
-    + (DUMPS_CLOSE, DUMPS_SCRIPTS, DUMPS_SCRIPT)
+    + (DUMPS_CLOSE, DUMPS_SCRIPTS, DUMPS_SCRIPT, DUMPS_TRIAGE)
     + (PROFILE_START, PROFILE_RESULT)
 )
 
@@ -319,6 +320,7 @@ class CaptureStatus(JobStatus, total=False):
     captured: int
     received_by_filter: int
     dropped_by_kernel: int
+    listening: bool  # tcpdump has opened the device: from now on its packets count
     error: str  # tcpdump's own error line, when it failed before writing anything
 
 
@@ -381,6 +383,7 @@ class Debuginfo(TypedDict, total=False):
 class DmesgLog(TypedDict, total=False):
     path: str
     panic: Optional[str]
+    title: Optional[str]  # the crash's title (agent/dumps/oops.py)
 
 
 class DumpEntry(TypedDict, total=False):
@@ -467,6 +470,47 @@ class CommandReply(_CommandReply, total=False):
     value: Optional[str]
     error: str
     privileges: Any
+
+
+class Report(TypedDict):
+    """A kernel log's crash report, named as crash-report systems name crashes (agent/dumps/oops.py)."""
+
+    title: Optional[str]  # "KIND in CULPRIT [module]": no address, CPU, PID, time or release
+    kind: Optional[str]
+    culprit: Optional[str]
+    culprit_module: Optional[str]
+    frames: List[str]
+    modules: List[str]
+    taint: Optional[str]  # the Tainted: letters ("GO"); "" for "Not tainted"; None when not printed
+    detail: Optional[str]
+    oopses: int  # reports in the log: the first is the cause
+    truncated: bool  # the log ends inside the report: titled from what survived
+    interleaved: bool  # another CPU's lines are mixed in
+    notes: List[str]
+    evidence: List[str]  # the header line, then the culprit's, addresses kept
+    span: Optional[List[int]]  # [start, end): the bytes of the source the report was read from
+
+
+class TriageSource(TypedDict):
+    source: str
+    why: str
+
+
+class _DumpTriage(TypedDict):
+    dump: Optional[DumpEntry]
+    dumps: int
+    report: Optional[Report]
+    source: Optional[str]
+    tried: List[TriageSource]
+
+
+class DumpTriage(_DumpTriage, total=False):
+    """`dumps.triage`: what killed the host, from the cheapest kernel log that has it."""
+
+    origin: str  # the file or boot the log came from
+    stale: Optional[str]  # why this log is not the last boot's (a pstore record of an earlier crash)
+    output_id: str  # the report's part of the log, kept on the host
+    log_bytes: int
 
 
 class DumpModules(TypedDict):

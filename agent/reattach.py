@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any, BinaryIO, Dict, Optional
 
 from . import lease, protocol
 from .buildinfo import build_hash
 from .rpc import Channel, Server
+
+ATTACH_TRIES = 40  # x 50 ms: how long another agent of this key may take between its lock and its listen
 
 
 class Reattach:
@@ -44,18 +47,31 @@ class Reattach:
         with self._lock:
             if self.listener is not None:
                 return False  # we are the agent being attached to
-            directory = lease.run_dir(self.base_dir)
-            name = lease.socket_name(key, build_hash())
-            older = lease.connect_existing(directory, name)
+            older = self._older_or_listen(lease.run_dir(self.base_dir), lease.socket_name(key, build_hash()))
             if older is None:
-                self.listener = lease.Listener(directory, name, self._attached)
-                self.lifeline.listening = True
                 return False
         self.lifeline.relayed = True
         out = self.channel.out
         self.channel.closed = True  # from now on only the relay writes to our stdout
         lease.relay(older, line, stream, out)
         return True
+
+    def _older_or_listen(self, directory: str, name: str) -> Optional[socket.socket]:
+        """The live older agent of this key to relay to, else None once we listen ourselves. An
+        agent of the same key starting at this instant holds the lock before it listens: wait for
+        it briefly, then serve without a listener (jobs then end with this link)."""
+        for _ in range(ATTACH_TRIES):
+            older = lease.connect_existing(directory, name)
+            if older is not None:
+                return older
+            try:
+                self.listener = lease.Listener(directory, name, self._attached)
+            except lease.Busy:
+                time.sleep(0.05)
+                continue
+            self.lifeline.listening = True
+            return None
+        return None
 
     def _attached(self, conn: socket.socket) -> None:
         reader: Any = conn.makefile("rb")

@@ -6,8 +6,8 @@ import json
 import sys
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, Callable, Dict, Optional
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, BinaryIO, Callable, Dict, Optional, Set
 
 from . import protocol
 from .audit import RefusalLog, is_refusal
@@ -71,6 +71,7 @@ class Server:
         self.more_methods: Optional[Callable[[str], Dict[str, Handler]]] = None
         self._loading = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
+        self._inflight: "Set[Future[None]]" = set()  # noqa: UP037 - Future[...] is 3.9+ when evaluated
 
     def register(self, name: str, handler: Handler) -> None:
         self.methods[name] = handler
@@ -91,7 +92,11 @@ class Server:
             if line.strip() and self._accept(line, stream, live):
                 return
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0.0) -> None:
+        """No more requests; those in flight get `grace` seconds to answer (a request sent just
+        before the controller closed our stdin is still answered, as before)."""
+        if grace > 0 and self._inflight:
+            wait(list(self._inflight), timeout=grace)
         self._pool.shutdown(wait=False)
 
     @staticmethod
@@ -122,7 +127,9 @@ class Server:
             return False
         if self.intercept is not None and self.intercept(request, line, stream):
             return True
-        self._pool.submit(self._handle, request, live)
+        future = self._pool.submit(self._handle, request, live)
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
         return False
 
     def _handle(self, request: Dict[str, Any], live: Live = lambda: True) -> None:

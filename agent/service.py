@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 import time
-from typing import Any, Callable, Dict, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import AGENT_VERSION, PROTOCOL_VERSION, commands, domains, facts, profiles, protocol, regexbox, sandbox
 from .buildinfo import build_hash
@@ -67,16 +67,19 @@ class Agent:
             "build": build_hash(),
             "version": AGENT_VERSION,
             "policy": self.policy.summary(),
-            "facts": facts.gather(
-                self.store.root, self.facts_cache, drgn_python=self.policy.settings["drgn_python"], probe=False
-            ),
+            "facts": facts.gather(self.store.root, self.facts_cache, drgn=self.drgn(), probe=False),
             "lease": self.lifeline.status() if self.lifeline is not None else None,
             "running_jobs": self.jobs.running(),
         }
 
+    def drgn(self) -> Tuple[Optional[str], str]:
+        """Where drgn is looked for (policy drgn_python, else drgn_venv and the pythons found)."""
+        settings = self.policy.settings
+        return settings["drgn_python"], str(settings["drgn_venv"])
+
     def facts(self, params: Dict[str, Any]) -> Dict[str, Any]:
         refresh = param(params, "refresh", bool, False)
-        return facts.gather(self.store.root, self.facts_cache, refresh, self.policy.settings["drgn_python"])
+        return facts.gather(self.store.root, self.facts_cache, refresh, self.drgn())
 
     @staticmethod
     def store_call(call: Callable[[], T]) -> T:

@@ -99,6 +99,8 @@ class Plan:
                 f"{public} does not exist", f"create the key pair: ssh-keygen -t ed25519 -f {installed.key_file}"
             )
         policy = {key: host.vars.get(f"crashfleet_{key}", POLICY_DEFAULTS[key]) for key in POLICY_KEYS}
+        venv = str(host.vars.get("crashfleet_drgn_venv") or DRGN_VENV)
+        policy["drgn_venv"] = venv  # where the agent looks for the drgn installed below
         policy |= _extra_policy(host)
         return cls(
             installed,
@@ -106,7 +108,7 @@ class Plan:
             " ".join(public.read_text().split()[:3]),
             policy,
             str(host.vars.get("crashfleet_drgn_version") or PINNED_DRGN),
-            str(host.vars.get("crashfleet_drgn_venv") or DRGN_VENV),
+            venv,
             str(host.vars.get("crashfleet_slice_memory_max") or "50%"),
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import write_bundle
-from .errors import CrashfleetError
+from .errors import CrashfleetError, UsageError
 from .models import FanoutResult
 from .render import ProgressBar, render_fanout, render_hosts
 from .runtime import Runtime
@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     bundle = sub.add_parser("bundle", help="write an MCP Bundle (.mcpb) for one-click install in Claude Desktop")
     bundle.add_argument("-o", "--output", type=Path, default=Path("crashfleet.mcpb"))
     bundle.set_defaults(func=_bundle)
-    triage = sub.add_parser("triage", help="open the newest dump of every host; hosts grouped by panic")
-    triage.add_argument("pattern")
+    triage = sub.add_parser(
+        "triage", help="what killed each host (or each kernel log file given with --log), grouped by crash title"
+    )
+    triage.add_argument("pattern", nargs="?", help="hosts (their newest dump, pstore or previous boot's journal)")
+    triage.add_argument("--log", nargs="+", type=Path, metavar="FILE", help="kernel logs you have (console, dmesg...)")
+    triage.add_argument("--json", action="store_true", help="with --log: the groups as JSON")
     triage.set_defaults(func=_triage)
     trace = sub.add_parser("trace", help="run a vetted bpftrace tool (runqlat, biolatency...) merged fleet-wide")
     trace.add_argument("pattern")
@@ -74,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--interface", default=None, help="default: the one carrying the default route")
     capture.add_argument("--filter", default=None, help="a BPF filter instead of the mode's")
     capture.set_defaults(func=_capture)
+    call = sub.add_parser("call", help="call one tool by name with JSON arguments, as the MCP server would")
+    call.add_argument("tool", help="a tool name, e.g. capture_start")
+    call.add_argument("arguments", nargs="?", default="{}", help="its arguments as a JSON object")
+    call.set_defaults(func=_call)
+
     report = sub.add_parser("report", help="write an incident report (one HTML file) for output/job ids")
     report.add_argument("ids", nargs="+", help="output ids (HOST:ID) as tools printed them")
     report.add_argument("-t", "--title", required=True)
@@ -82,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("bootstrap", help="install the agent on one host without Ansible (the role's essentials)")
     boot.add_argument("host", help="an inventory host name")
     boot.set_defaults(func=_bootstrap)
-    for sub_parser in (serve, hosts, check, run, triage, trace, capture, report, boot):
+    for sub_parser in (serve, hosts, check, run, triage, trace, capture, call, report, boot):
         sub_parser.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (or CRASHFLEET_INVENTORY)")
     return parser
 
@@ -117,11 +126,38 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _triage(args: argparse.Namespace, settings: Settings) -> int:
     from .render_people import render_triage
-    from .tools.dumps import crash_triage
+    from .tools.triage import crash_triage
 
+    if args.log:
+        return _triage_logs(args.log, args.json)
+    if args.pattern is None:
+        raise UsageError("give a host pattern, or kernel log files with --log", "crashfleet triage web, or --log FILE")
     result = _on_fleet(settings, lambda rt: crash_triage(rt, args.pattern, ProgressBar()))
     print(render_triage(result))
     return 0 if not result.errors else 1
+
+
+def _triage_logs(paths: list[Path], as_json: bool) -> int:
+    """Kernel logs people already have, grouped by crash title: the same rules as for hosts."""
+    import json
+
+    from crashfleet.agent.dumps import oops
+
+    from .render_people import render_log_triage
+    from .tools.triage_groups import group_files
+
+    reports, unreadable = {}, []
+    for path in paths:
+        try:
+            reports[str(path)] = oops.scan(path)
+        except (OSError, ValueError) as exc:
+            unreadable.append({"file": str(path), "why": getattr(exc, "strerror", None) or str(exc)})
+    groups = group_files(reports)
+    if as_json:
+        print(json.dumps({"groups": groups, "unreadable": unreadable}, indent=2))
+    else:
+        print(render_log_triage(groups, unreadable))
+    return 0 if not unreadable else 1
 
 
 def _trace(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,6 +205,37 @@ def _capture(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(render_capture(result))
     return 0 if not result.errors else 1
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> int:
+    """Any tool from a terminal (what a consent refusal names): a person typed it, nobody is asked."""
+    import inspect
+    import json
+
+    from . import registry
+
+    try:
+        spec = registry.find(args.tool)
+    except KeyError:
+        raise UsageError(f"no tool {args.tool!r}", "crashfleet serve lists them in tools/list") from None
+    try:
+        arguments = json.loads(args.arguments)
+    except ValueError as exc:
+        raise UsageError(f"arguments are not JSON: {exc}", 'give a JSON object, e.g. \'{"pattern": "web"}\'') from None
+    if not isinstance(arguments, dict):
+        raise UsageError("arguments must be a JSON object")
+    try:
+        inspect.signature(spec.fn).bind(None, **arguments)
+    except TypeError as exc:
+        raise UsageError(f"{args.tool}: {exc}") from None
+
+    async def go(rt: Runtime) -> Any:
+        answer = spec.fn(rt, **arguments)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    result = _on_fleet(settings, go)
+    print(result.model_dump_json(indent=2, exclude_none=True))
+    return 0
 
 
 def _on_fleet(settings: Settings, tool: Callable[[Runtime], Awaitable[Any]]) -> Any:
@@ -225,7 +292,6 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
     from .bootstrap import bootstrap
-    from .errors import UsageError
 
     hosts = Runtime.create(settings).fleet.match(args.host)
     if len(hosts) != 1:

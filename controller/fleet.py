@@ -16,8 +16,10 @@ from crashfleet.inventory import Host, Inventory, InventoryError, PatternError, 
 
 from . import stages
 from .audit import AuditLog
+from .budget import Rest
 from .errors import ConnectLost, CrashfleetError, HostError, Unreachable, UsageError
 from .grouping import HostOutcome
+from .identity import Identity
 from .link import AgentLink
 from .progress import FanoutProgress, Progress, watching
 from .provision import open_link
@@ -51,9 +53,10 @@ class Down:
 class Fleet:
     """Keeps links alive across calls: the second call to a host costs one round trip."""
 
-    def __init__(self, settings: Settings, audit: AuditLog | None = None) -> None:
+    def __init__(self, settings: Settings, audit: AuditLog | None = None, identity: Identity | None = None) -> None:
         self.settings = settings
         self.audit = audit
+        self.identity = identity or Identity(settings.controller_key(), "unclaimed")
         self.links: dict[str, AgentLink] = {}
         self.down: dict[str, Down] = {}
         self.setup_window = AdaptiveWindow(settings.fanout)
@@ -62,6 +65,7 @@ class Fleet:
         self._inventory: Inventory | None = None
         self._inventory_stamp: float | None = None
         self._background: set[asyncio.Future[None]] = set()  # fire-and-forget work, kept from the GC
+        self._probes: dict[str, asyncio.Future[None]] = {}  # host -> its liveness ping, while it runs
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -95,6 +99,10 @@ class Fleet:
     async def link(self, host: Host) -> AgentLink:
         """The host's live link, connecting (and provisioning) on first use or after a drop.
         A host known to be down answers at once; it is reconnected in the background."""
+        probe = self._probes.get(host.name)
+        if probe is not None:  # a timed-out call's ping is deciding: its answer, not our deadline
+            stages.mark("liveness")
+            await asyncio.shield(probe)
         lock = self._locks.setdefault(host.name, asyncio.Lock())
         async with lock:
             link = self.links.get(host.name)
@@ -112,7 +120,7 @@ class Fleet:
         for attempt in range(4):
             try:
                 async with self.setup_window.slot():
-                    link = await open_link(host, self.settings)
+                    link = await open_link(host, self.settings, self.identity)
                 break
             except HostError as exc:
                 if isinstance(exc, SETUP_RETRY) and attempt < 3:
@@ -140,7 +148,9 @@ class Fleet:
             await asyncio.sleep(RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)])
             stages.begin()
             try:
-                link = await asyncio.wait_for(open_link(host, self.settings), self.settings.host_deadline)
+                link = await asyncio.wait_for(
+                    open_link(host, self.settings, self.identity), self.settings.host_deadline
+                )
             except HostError as exc:
                 if not isinstance(exc, Unreachable):  # reachable, but refused (host key, auth): say so at once
                     self.down.pop(host.name, None)
@@ -185,20 +195,29 @@ class Fleet:
             del self.links[name]
         self._spawn(link.close(keep_jobs=True))
 
-    async def timed_out(self, host: Host, stage: stages.Stage) -> None:
+    def timed_out(self, host: Host, stage: stages.Stage) -> None:
         """A host missed its deadline: before the call, it is down; during one, it is down only
-        if the agent does not answer a ping either (else the call was merely slow)."""
-        if stage.name != "call":
+        if the agent does not answer a ping either (else the call was merely slow). Calls that
+        start while the ping runs wait for its answer (link())."""
+        if stage.name not in ("call", "liveness"):
             self.mark_down(host, f"no answer within the deadline at stage {stage.name!r}")
             return
         link = self.links.get(host.name)
-        if link is None or not link.alive:
+        if link is None or not link.alive or host.name in self._probes:
             return
+        probe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[host.name] = probe
+        self._spawn(self._probe(host, link, probe))
+
+    async def _probe(self, host: Host, link: AgentLink, probe: asyncio.Future[None]) -> None:
         try:
             await asyncio.wait_for(link.call(protocol.PING), ALIVE_PROBE)
         except (TimeoutError, HostError):
             self._forget(host.name, link)
             self.mark_down(host, f"the agent stopped answering (no ping reply within {ALIVE_PROBE:g} s)")
+        finally:
+            del self._probes[host.name]
+            probe.set_result(None)
 
     def connected(self) -> list[str]:
         """Hosts with a live agent link now."""
@@ -239,6 +258,23 @@ class Fleet:
     ) -> tuple[list[HostOutcome], int]:
         """Run op on every host within the window; each host ends with a status, never an exception.
         `ticking`: the seconds the work is expected to take, for a progress step every second."""
+        outcomes, elapsed, _ = await self.fan_out_within(
+            hosts, op, budget=None, deadline=deadline, progress=progress, ticking=ticking
+        )
+        return outcomes, elapsed
+
+    async def fan_out_within(
+        self,
+        hosts: list[Host],
+        op: HostOp,
+        *,
+        budget: float | None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        ticking: float | None = None,
+    ) -> tuple[list[HostOutcome], int, Rest | None]:
+        """fan_out that answers after `budget` seconds at most: the hosts done by then, and the
+        Rest (None when every host answered), whose hosts keep working (controller.budget)."""
         started = time.monotonic()
         window = asyncio.Semaphore(self.settings.fanout)
         limit = deadline or self.settings.host_deadline
@@ -253,20 +289,32 @@ class Fleet:
                 await reporter.host_done(host.name, outcome.status)
             return outcome
 
+        tasks = {host.name: asyncio.ensure_future(one(host)) for host in hosts}
         ticker = asyncio.ensure_future(reporter.ticking(ticking)) if reporter and ticking else None
         try:
-            outcomes = await asyncio.gather(*(one(host) for host in hosts))
+            if tasks:
+                await asyncio.wait(tasks.values(), timeout=budget)
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            raise
         finally:
             if ticker is not None:
                 ticker.cancel()
-        return list(outcomes), int((time.monotonic() - started) * 1000)
+        elapsed = int((time.monotonic() - started) * 1000)
+        if all(task.done() for task in tasks.values()):
+            return [task.result() for task in tasks.values()], elapsed, None
+        if reporter is not None:
+            reporter.close()  # the call answers now: its progress token ends with it
+        rest = Rest({name: task for name, task in tasks.items() if not task.done()}, started)
+        return [task.result() for task in tasks.values() if task.done()], elapsed, rest
 
     async def _bounded(self, host: Host, op: HostOp, limit: float) -> HostOutcome:
         stage = stages.begin()
         try:
             return await asyncio.wait_for(op(host), limit)
         except TimeoutError:
-            self._spawn(self.timed_out(host, stage))
+            self.timed_out(host, stage)
             return HostOutcome(
                 host.name,
                 "timeout",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,12 @@ def fold(hosts: Iterable[str]) -> str:
     return str(NodeSet.fromlist(list(hosts))) if hosts else ""
 
 
-def group_outcomes(outcomes: list[HostOutcome], elapsed_ms: int, page_chars: int) -> FanoutResult:
+Merge = Callable[[list[HostOutcome]], dict[str, Any]]  # a group's data from its members' (default: the first's)
+
+
+def group_outcomes(
+    outcomes: list[HostOutcome], elapsed_ms: int, page_chars: int, merge: Merge | None = None
+) -> FanoutResult:
     """The fan-out result: grouped, errors listed, fitted to the page budget."""
     summary = Summary(total=len(outcomes), elapsed_ms=elapsed_ms)
     buckets: dict[tuple[str, str], list[HostOutcome]] = {}
@@ -45,7 +50,7 @@ def group_outcomes(outcomes: list[HostOutcome], elapsed_ms: int, page_chars: int
         setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
         buckets.setdefault((outcome.status, outcome.key), []).append(outcome)
     ordered = sorted(buckets.values(), key=lambda members: (STATUS_ORDER[members[0].status], -len(members)))
-    groups = [_group(members) for members in ordered]
+    groups = [_group(members, merge) for members in ordered]
     errors = [_failure(o) for o in outcomes if o.status not in ("ok", "running")]
     note = None
     if len(errors) > MAX_ERRORS:
@@ -55,7 +60,7 @@ def group_outcomes(outcomes: list[HostOutcome], elapsed_ms: int, page_chars: int
     return FanoutResult(summary=summary, groups=groups, errors=errors, note=note)
 
 
-def _group(members: list[HostOutcome]) -> Group:
+def _group(members: list[HostOutcome], merge: Merge | None) -> Group:
     first = members[0]
     output = first.output if first.output is not None else first.message
     return Group(
@@ -63,7 +68,7 @@ def _group(members: list[HostOutcome]) -> Group:
         count=len(members),
         status=first.status,
         output=output,
-        data=first.data,
+        data=merge(members) if merge is not None and first.data is not None else first.data,
         next_cursor=first.next_cursor,
         total_lines=first.total_lines,
         output_ids=[m.output_id for m in members if m.output_id][:16],

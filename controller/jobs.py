@@ -8,6 +8,7 @@ killed) still knows its jobs; their hosts' agents keep them for the job lease (a
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -17,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from crashfleet.inventory import Host
 
 from .errors import JobGone, JobLost, UsageError
 from .fleet import Fleet
-from .grouping import HostOutcome
+from .grouping import HostOutcome, group_outcomes
+from .models import FanoutResult
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -44,21 +47,36 @@ TRANSITIONS = {
 HostAsk = Callable[[Host, str], Awaitable[HostOutcome]]  # a host and the agent's job id there -> its outcome
 
 
+ANSWER = "answer"  # FleetJob.kind of a call's work that went on past its answer (controller.budget)
+
+
 @dataclass
 class FleetJob:
     job_id: str
     tool: str
     pattern: str
-    host_jobs: dict[str, str]  # host -> the agent's job id
+    host_jobs: dict[str, str]  # host -> the agent's job id ("answer": the controller still works on it)
     started: float = field(default_factory=time.time)
     state: JobState = JobState.RUNNING
     detail: dict[str, object] = field(default_factory=dict)
+    kind: str = "agent"  # agent: jobs on the hosts; answer: the controller's own work, in this process
+    lost: dict[str, str] = field(default_factory=dict)  # host -> why its work is gone (agent or controller ended)
+
+
+@dataclass
+class Answer:
+    """An answer job's work: its task, and what it has so far (given the job id) while it runs."""
+
+    task: asyncio.Task[FanoutResult]
+    so_far: Callable[[str], FanoutResult]
+    stop: Callable[[], object]
 
 
 class JobRegistry:
     def __init__(self, fleet: Fleet, path: Path | None = None) -> None:
         self.fleet = fleet
         self.path = path
+        self.answers: dict[str, Answer] = {}
         self.jobs: dict[str, FleetJob] = self._load()
         start = max((int(j[1:]) for j in self.jobs if j[1:].isdigit()), default=0) + 1
         self._ids = itertools.count(start)
@@ -76,7 +94,9 @@ class JobRegistry:
         return self.add(tool, pattern, host_jobs, **detail) if host_jobs else None
 
     def add(self, tool: str, pattern: str, host_jobs: dict[str, str], **detail: object) -> FleetJob:
-        job = FleetJob(f"J{next(self._ids)}", tool, pattern, host_jobs, detail=detail)
+        return self._register(FleetJob(f"J{next(self._ids)}", tool, pattern, host_jobs, detail=detail))
+
+    def _register(self, job: FleetJob) -> FleetJob:
         self.jobs[job.job_id] = job
         self._trim()
         self.save()
@@ -99,13 +119,56 @@ class JobRegistry:
             try:
                 return await ask(host, agent_job)
             except JobGone as exc:
-                return _lost(host.name, agent_job, exc)
+                lost = _lost(host.name, agent_job, exc)
+                job.lost[host.name] = lost.message or "lost"
+                return lost
 
         hosts = [self.fleet.host(name) for name in job.host_jobs]
         outcomes, elapsed = await self.fleet.fan_out(hosts, one, deadline=deadline, progress=progress, ticking=ticking)
         if all(o.status != "running" for o in outcomes):
             self.finish(job)
+        if job.lost:
+            self.save()
         return outcomes, elapsed
+
+    def later(
+        self,
+        tool: str,
+        pattern: str,
+        hosts: list[str],
+        work: Awaitable[FanoutResult],
+        so_far: Callable[[str], FanoutResult],
+        stop: Callable[[], object],
+        **detail: object,
+    ) -> FleetJob:
+        """A job for a call's work that goes on after the call answered (controller.budget):
+        job_status gives `so_far(job_id)` while it runs, then the complete answer."""
+        job = FleetJob(f"J{next(self._ids)}", tool, pattern, dict.fromkeys(hosts, ANSWER), detail=detail, kind=ANSWER)
+        self._register(job)
+        task = asyncio.ensure_future(work)
+        self.answers[job.job_id] = Answer(task, so_far, stop)
+        task.add_done_callback(lambda done: self._move(job, JobState.CANCELLED if done.cancelled() else JobState.DONE))
+        return job
+
+    def answer(self, job: FleetJob) -> FanoutResult:
+        """An answer job's complete answer (the same shape as its tool's), or what it has so far."""
+        work = self.answers.get(job.job_id)
+        if work is None:
+            result = _answer_lost(job)
+            job.lost = dict.fromkeys(job.host_jobs, result.errors[0].message if result.errors else "lost")
+            return result
+        if not work.task.done() or work.task.cancelled():
+            return noted(work.so_far(job.job_id), job, cancelled=work.task.cancelled())
+        return work.task.result()  # its own error, if the work failed, as the tool would have raised it
+
+    def cancel_answer(self, job: FleetJob) -> FanoutResult:
+        """Stop an answer job's work (the hosts' calls end with it); what it had."""
+        work = self.answers.get(job.job_id)
+        if work is not None and not work.task.done():
+            work.task.cancel()
+            work.stop()
+        self.cancel(job)
+        return self.answer(job)
 
     def finish(self, job: FleetJob) -> None:
         self._move(job, JobState.DONE)
@@ -151,12 +214,37 @@ class JobRegistry:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring the job registry %s: %s", self.path, exc)
             return {}
+        for job in jobs:  # an earlier process's own work ended with it
+            if job.kind == ANSWER and job.state is JobState.RUNNING:
+                job.state = JobState.DONE
         return {job.job_id: job for job in jobs}
 
     def _trim(self) -> None:
         finished = [j for j in self.jobs.values() if j.state is not JobState.RUNNING]
         for job in finished[: max(0, len(self.jobs) - MAX_JOBS)]:
             del self.jobs[job.job_id]
+            self.answers.pop(job.job_id, None)
+
+
+R = TypeVar("R", bound=FanoutResult)
+
+
+def noted(result: R, job: FleetJob, cancelled: bool = False) -> R:
+    """What an answer job has so far, saying where its complete answer will be."""
+    result.job_id = job.job_id
+    still = "was cancelled" if cancelled else "is still working"
+    result.note = f"{job.tool} {still}; job_status('{job.job_id}') gives its complete answer when it ends"
+    return result
+
+
+def _answer_lost(job: FleetJob) -> FanoutResult:
+    """An answer job of an earlier controller process: its work ended with that process."""
+    message = f"{job.tool}'s work for job {job.job_id} ended with the controller process that ran it (it restarted)"
+    outcomes = [HostOutcome(host, "failed", key="lost", message=message) for host in job.host_jobs]
+    result = group_outcomes(outcomes, 0, 4000)
+    result.job_id = job.job_id
+    result.note = f"call {job.tool} again for a fresh answer"
+    return result
 
 
 def _lost(host: str, agent_job: str, exc: JobGone) -> HostOutcome:

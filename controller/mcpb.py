@@ -19,6 +19,7 @@ from .bundle import reproducible_zip
 from .icon import BUNDLE_SIZE, icon_png
 from .prompts import PLAYBOOKS
 
+DATA_PATTERNS = ("*.bt", "*.sha256", "*.html", "*.js", "*.css", "*.json")  # pyproject.toml's (a test keeps them equal)
 MANIFEST_VERSION = "0.4"  # the first with server type "uv"
 LAUNCHER = '''"""crashfleet's MCP server (stdio) as Claude Desktop starts it from the bundle."""
 import os
@@ -137,18 +138,19 @@ def pyproject() -> str:
             f"packages = {json.dumps(packages)}",
             "",
             "[tool.setuptools.package-data]",
-            '"*" = ["*.bt", "*.sha256", "scripts/*.py"]',
+            f'"*" = {json.dumps(list(DATA_PATTERNS))}',
             "",
         ]
     )
 
 
 def _packages() -> Iterator[tuple[str, Path]]:
+    """Every folder of the three trees, as setup.py finds them (folders without __init__.py too)."""
     for module, top in ((controller, "controller"), (agent, "agent"), (inventory, "inventory")):
         root = Path(next(iter(module.__path__)))
-        for init in sorted(root.rglob("__init__.py")):
-            relative = init.parent.relative_to(root)
-            yield ".".join(["crashfleet", top, *relative.parts]), init.parent
+        for folder in sorted({root, *(p for p in root.rglob("*") if p.is_dir())}):
+            if "__pycache__" not in folder.parts:
+                yield ".".join(["crashfleet", top, *folder.relative_to(root).parts]), folder
 
 
 def _sources() -> Iterator[tuple[str, bytes]]:

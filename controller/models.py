@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Status = Literal["ok", "failed", "unreachable", "timeout", "running"]
 
@@ -46,6 +47,8 @@ class FanoutResult(BaseModel):
     errors: list[HostFailure] = Field(default_factory=list)
     job_id: str | None = Field(default=None, description="hosts still running: poll job_status(job_id)")
     note: str | None = None
+    # What only a view draws (MCP Apps): it rides the result's _meta, never the model's text or schema.
+    view: SkipJsonSchema[dict[str, Any] | None] = Field(default=None, exclude=True)
 
 
 class HostEntry(BaseModel):

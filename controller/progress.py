@@ -30,6 +30,11 @@ class FanoutProgress:
         self._last = 0.0
         self._lock = asyncio.Lock()  # reports go out in the order their values were taken
         self._pending: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The call answered (hosts may still be working, as a job): no more reports on its token."""
+        self.closed = True
 
     async def host_done(self, host: str, status: str) -> None:
         self.done += 1
@@ -60,7 +65,7 @@ class FanoutProgress:
 
     async def _report(self, value: float, message: str) -> None:
         async with self._lock:
-            if value <= self.value:
+            if self.closed or value <= self.value:
                 return  # overtaken by a host that finished meanwhile
             self.value = value
             await self.progress(value, self.total, message)

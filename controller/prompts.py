@@ -46,13 +46,13 @@ PLAYBOOKS = (
         (PATTERN,),
         (
             "`dumps_list` on `{pattern}`: which hosts have dumps, their kernels, and whether debuginfo matches.",
-            "`crash_triage` on `{pattern}`: hosts grouped by panic signature; note the group sizes.",
-            "`crash_open` on one host of the largest group (the newest vmcore).",
-            "`crash_run` with `bt` (the panicking task's stack) then `log | tail -n 60` (the last kernel "
-            "messages): look for the first oops, BUG or warning line, and the module at the top frames.",
+            "`crash_triage` on `{pattern}`: hosts grouped by crash title (KIND in CULPRIT) with the culprit "
+            "frames and modules; note the group sizes, and any `job_id` (job_status gives the rest).",
+            "`crash_open` as the largest group's `drill_down` says (its host and vmcore).",
+            "`crash_run` with `bt` (the crashing task's stack), `log | tail -n 60`, and `dis -l` on the culprit.",
             "`analysis_scripts`, then `analysis_run` with `panic_summary` (and `dstate_stacks` for hangs).",
-            "`session_close` the sessions; summarise: signature, hosts per group, the first bad frame, "
-            "the suspected subsystem or module, and what differs in the smaller groups.",
+            "`session_close` the sessions; summarise: each title, its hosts and kernels, the culprit function "
+            "and module, and what differs in the smaller groups.",
         ),
         ("dumps_list", "crash_triage", "crash_open", "crash_run", "analysis_scripts", "analysis_run", "session_close"),
     ),

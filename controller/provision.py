@@ -22,13 +22,15 @@ from crashfleet.inventory import Host
 from . import deployed, stages
 from .bundle import Bundle, agent_bundle
 from .errors import HostError, LinkClosed
+from .identity import Identity
 from .link import AgentLink
 from .settings import Settings
 from .transport import AgentProcess, LocalTransport, SshTransport, Transport
 
 
-async def open_link(host: Host, settings: Settings) -> AgentLink:
-    """Connect, start the agent (uploading it once if missing or different), say hello."""
+async def open_link(host: Host, settings: Settings, identity: Identity) -> AgentLink:
+    """Connect, start the agent (uploading it once if missing or different), say hello as
+    `identity` (an agent of this controller and this inventory name that kept its jobs reattaches)."""
     installed = deployed.installed(host)
     login = deployed.login_host(host, installed) if installed else host
     transport: Transport = (
@@ -36,21 +38,21 @@ async def open_link(host: Host, settings: Settings) -> AgentLink:
     )
     try:
         if installed:
-            return await _start_installed(host, transport, installed, settings)
-        return await _start(host, transport, agent_bundle(), settings)
+            return await _start_installed(host, transport, installed, settings, identity)
+        return await _start(host, transport, agent_bundle(), identity)
     except BaseException:
         await transport.close()
         raise
 
 
-async def _start(host: Host, transport: Transport, bundle: Bundle, settings: Settings) -> AgentLink:
+async def _start(host: Host, transport: Transport, bundle: Bundle, identity: Identity) -> AgentLink:
     stages.mark("agent start")
     process = await transport.start(agent_argv(host, remote_dir(host), bundle))
     try:  # no limit of its own: the host's deadline bounds every stage (controller.stages)
         await _launch(host, process, bundle)
         stages.mark("hello")
         link = AgentLink(host.name, process, transport)
-        link.hello = await link.call(protocol.HELLO, hello_params(settings))
+        link.hello = await link.call(protocol.HELLO, hello_params(identity, host))
     except LinkClosed as exc:
         raise _start_error(host, exc) from None
     except BaseException:
@@ -97,13 +99,13 @@ async def _launcher_line(process: AgentProcess, noise: int = 64) -> bytes:
 
 
 async def _start_installed(
-    host: Host, transport: Transport, installed: deployed.Installed, settings: Settings
+    host: Host, transport: Transport, installed: deployed.Installed, settings: Settings, identity: Identity
 ) -> AgentLink:
     stages.mark("agent start")
     link = AgentLink(host.name, await transport.start(installed.argv()), transport)
     try:
         stages.mark("hello")
-        link.hello = await link.call(protocol.HELLO, hello_params(settings))
+        link.hello = await link.call(protocol.HELLO, hello_params(identity, host))
     except LinkClosed as exc:
         raise deployed.start_error(host, installed, exc, settings.inventory) from None
     expected = agent_bundle().build
@@ -115,9 +117,10 @@ async def _start_installed(
     return link
 
 
-def hello_params(settings: Settings) -> dict[str, Any]:
-    """Who we are: an agent we lost the link to while its jobs ran lets us reattach (agent/lease.py)."""
-    return {"controller": settings.controller_key()}
+def hello_params(identity: Identity, host: Host) -> dict[str, Any]:
+    """Who we are, to this inventory name: an agent we lost the link to while its jobs ran lets
+    us reattach (agent/lease.py); no other controller, and no other name of the machine, can."""
+    return {"controller": identity.host_key(host.name)}
 
 
 def agent_argv(host: Host, directory: str, bundle: Bundle) -> list[str]:

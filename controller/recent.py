@@ -96,6 +96,7 @@ KEPT_TOOLS = (
     "bpftrace_run",
     "bpftrace_result",
     "crash_triage",
+    "job_status",
     "crash_open",
     "crash_run",
     "drgn_run",

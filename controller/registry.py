@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
 
+from . import budget, views
 from .runtime import Runtime
 from .wiring import answer, progress, sync
 
@@ -73,11 +74,23 @@ def discover() -> list[ToolSpec]:
     return found
 
 
+def find(name: str) -> ToolSpec:
+    """The tool of that name (tasks and `crashfleet call` reach tools by name)."""
+    for spec in discover():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
 def register_all(mcp: MCPServer, rt: Runtime) -> None:
     for spec in discover():
-        mcp.tool(name=spec.name, title=spec.title, description=spec.description, annotations=spec.annotations)(
-            mcp_function(spec, rt)
-        )
+        mcp.tool(
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=spec.annotations,
+            meta=views.tool_meta(spec.name),  # the view a client with MCP Apps shows its answers in
+        )(mcp_function(spec, rt))
 
 
 def mcp_function(spec: ToolSpec, rt: Runtime) -> Callable[..., Any]:
@@ -100,9 +113,10 @@ def mcp_function(spec: ToolSpec, rt: Runtime) -> Callable[..., Any]:
         ctx = kwargs.pop("ctx", None)
         if wants_progress:
             kwargs["progress"] = progress(ctx) if ctx is not None else None
-        if inspect.iscoroutinefunction(spec.fn):
-            return await answer(lambda: spec.fn(rt, **kwargs))
-        return await answer(lambda: sync(spec.fn, rt, **kwargs))
+        with budget.limit(rt.settings.call_budget):  # answer within the client's patience
+            if inspect.iscoroutinefunction(spec.fn):
+                return await answer(lambda: spec.fn(rt, **kwargs))
+            return await answer(lambda: sync(spec.fn, rt, **kwargs))
 
     returns = Annotated[CallToolResult, hints["return"]]
     call.__signature__ = signature.replace(parameters=params, return_annotation=returns)  # type: ignore[attr-defined]

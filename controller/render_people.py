@@ -9,21 +9,40 @@ from .models import FanoutResult
 from .render import render_fanout, table
 from .tools.bpftrace_models import BpftraceRun
 from .tools.capture_models import CaptureSummary
-from .tools.dumps_models import TriageResult
 
 
-def render_triage(result: TriageResult) -> str:
-    rows = [["HOSTS", "#", "PANIC", "TOP FRAMES"]]
-    rows += [[g.hosts, str(g.count), g.panic or "-", " < ".join(g.frames[:4]) or "-"] for g in result.groups]
+def render_triage(result: FanoutResult) -> str:
+    """Hosts grouped by what killed them: title, hosts, culprit frames, kernels, where the log came from."""
+    rows = [["HOSTS", "#", "CRASH", "CULPRIT FRAMES", "KERNELS"]]
+    for group in result.groups:
+        data = group.data or {}
+        title = data.get("title") or data.get("why") or group.output or "-"
+        frames = " < ".join((data.get("frames") or [])[:4]) or "-"
+        rows.append([group.hosts, str(group.count), str(title), frames, ", ".join(data.get("releases") or []) or "-"])
+    crashed = sum(g.count for g in result.groups if g.status == "ok" and (g.data or {}).get("title"))
     parts = [
-        f"{sum(g.count for g in result.groups)} host(s) with a dump in {len(result.groups)} group(s), "
-        f"{result.elapsed_ms} ms",
+        f"{crashed} crashed host(s) in {len(result.groups)} group(s), {result.summary.elapsed_ms} ms",
         "",
         table(rows),
     ]
-    if result.no_dump:
-        parts.append(f"\nno dump: {result.no_dump}")
+    for group in result.groups:
+        for note in (group.data or {}).get("notes") or []:
+            parts.append(f"note ({group.hosts}): {note}")
     parts += [f"error: {e.host}: {e.message}" + (f" ({e.hint})" if e.hint else "") for e in result.errors]
+    if result.job_id:
+        parts.append(f"still working: {result.note}")
+    return "\n".join(parts)
+
+
+def render_log_triage(groups: list[dict[str, Any]], unreadable: list[dict[str, str]]) -> str:
+    """`crashfleet triage --log`: the files grouped by crash title."""
+    rows = [["FILES", "#", "CRASH", "CULPRIT FRAMES"]]
+    for group in groups:
+        frames = " < ".join(group["frames"][:4]) or "-"
+        rows.append([", ".join(group["files"]), str(len(group["files"])), group["title"] or "no crash report", frames])
+    parts = [table(rows)]
+    parts += [f"note: {note}" for group in groups for note in group["notes"]]
+    parts += [f"unreadable: {u['file']}: {u['why']}" for u in unreadable]
     return "\n".join(parts)
 
 

@@ -9,6 +9,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -18,11 +19,13 @@ from starlette.responses import JSONResponse
 
 from crashfleet.agent import AGENT_VERSION
 
-from . import registry, schemas
+from . import registry, schemas, views
 from .errors import CrashfleetError
 from .runtime import Runtime
 from .settings import NO_INVENTORY, Settings, config_dir
 from .surface import CrashfleetServer
+from .task_store import TaskStore
+from .tasks import Tasks
 
 log = logging.getLogger(__name__)
 INSTRUCTIONS = (
@@ -42,10 +45,16 @@ def build_server(rt: Runtime) -> MCPServer:
         version=AGENT_VERSION,
         log_level="WARNING",
         middleware=[compact_schemas],
+        extensions=[views.extension(), Tasks(rt, TaskStore(task_table(rt)))],
     )
 
     registry.register_all(mcp, rt)
     return mcp
+
+
+def task_table(rt: Runtime) -> Path:
+    """Beside the job registry (the same slot): a restarted server answers its tasks again."""
+    return rt.settings.audit_path().parent / f"tasks-{rt.identity.slot}.json"
 
 
 async def compact_schemas(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -150,7 +159,7 @@ def serve(settings: Settings, transport: str) -> None:
 
 async def _serve(settings: Settings, transport: str) -> None:
     who = "stdio" if transport == "stdio" else "http"
-    rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}")
+    rt = Runtime.create(settings, who=f"{who}:{getpass.getuser()}", role="serve")
     if settings.inventory is None:
         print(f"crashfleet: {NO_INVENTORY}", file=sys.stderr)
     mcp = build_server(rt)

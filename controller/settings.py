@@ -61,6 +61,33 @@ class Settings(BaseSettings):
     host_deadline: float = Field(30.0, gt=0, description="seconds one host may take in a fan-out")
     page_tokens: int = Field(4000, ge=500, le=25000, description="page budget of a tool result")
     command_wait: float = Field(20.0, ge=0, le=120, description="seconds a command may run before it becomes a job")
+    call_budget: float = Field(
+        40.0,
+        ge=1,
+        le=3600,
+        description="seconds an MCP tool call may take: then it answers with what is done and a job for the rest "
+        "(Claude Desktop gives up on a call after ~60 s)",
+    )
+    task_after: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="seconds a tool call of a client that opts into MCP tasks may take: then it answers with a task",
+    )
+    consent_hosts: int = Field(20, ge=0, description="a capture on more hosts asks the person first (elicitation)")
+    consent_seconds: float = Field(120.0, ge=0, description="a capture longer than this asks the person first")
+    consent_hz: int = Field(99, ge=0, description="a CPU profile above this many samples per second asks first")
+    consent_bytes: int = Field(
+        100 << 20,
+        ge=0,
+        description="a debuginfod download over this asks first (one whose size is unknown before it starts does)",
+    )
+    consent_without_client: str = Field(
+        "refuse",
+        pattern=r"^(refuse|allow)$",
+        description="when consent is needed and the client cannot ask (no elicitation): refuse, naming the "
+        "command to run from a terminal, or allow",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=1, le=65535)
     http_token: SecretStr | None = None

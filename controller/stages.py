@@ -20,6 +20,7 @@ HINTS = {
     "agent upload": "the agent upload did not finish: the link is slow or the host's disk is stalled",
     "hello": "the agent started but did not say hello: the host may be overloaded",
     "call": "the agent is reachable but the call did not finish: it may be slow; raise the timeout",
+    "liveness": "an earlier call timed out and the agent has not answered a ping since: the host may be gone",
 }
 
 

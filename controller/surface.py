@@ -7,9 +7,9 @@ from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, Resource, ResourceLink, ResourceTemplate, Tool
+from mcp.types import CallToolResult, InputRequiredResult, Resource, ResourceLink, ResourceTemplate, Tool
 
-from . import prompts, resources
+from . import consent, prompts, resources
 from .icon import icons
 from .runtime import Runtime
 
@@ -27,6 +27,10 @@ class CrashfleetServer(MCPServer[Any]):
         return [tool.model_copy(update={"icons": icons()}) for tool in listed]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
+        if context is not None:  # a heavy action waits for the person's yes (controller/consent.py)
+            verdict = await consent.ask(self.rt, name, arguments, context)
+            if verdict is not None:
+                return verdict
         result = await super().call_tool(name, arguments, context)
         if isinstance(result, CallToolResult) and not result.is_error:
             if isinstance(result.structured_content, dict):  # a report finds it again by the ids it names
@@ -46,7 +50,9 @@ class CrashfleetServer(MCPServer[Any]):
         self,
         uri: Any,
         context: Context[Any, Any] | None = None,
-    ) -> Iterable[ReadResourceContents]:
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        if str(uri).startswith("ui://"):  # a view's page (controller/views)
+            return await super().read_resource(uri, context)
         text, meta = await resources.read(self.rt, str(uri))
         return [ReadResourceContents(content=text, mime_type="text/plain", meta=meta)]
 

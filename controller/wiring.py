@@ -19,6 +19,7 @@ from .recent import links
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 HARD_CAP_CHARS = 100_000  # ~25,000 tokens: no result is ever larger
+VIEW_META = "crashfleet/view"  # a result's _meta key for what only its MCP Apps view draws
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 REMOTE_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -44,7 +45,12 @@ async def answer(call: Callable[[], Awaitable[M]]) -> CallToolResult:
     if len(text) > HARD_CAP_CHARS:
         result, text = shrink(result)
     data = result.model_dump(mode="json")
-    return CallToolResult(content=[TextContent(type="text", text=text), *links(data)], structured_content=data)
+    extra = getattr(result, "view", None)  # for a view's eyes only (controller/views)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text), *links(data)],
+        structured_content=data,
+        _meta={VIEW_META: extra} if extra else None,
+    )
 
 
 def shrink(result: M) -> tuple[M, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from crashfleet.controller.bundle import write_bundle
-from tests.dumps.agentproc import Agent
+from tests.dumps.agentproc import Agent, hermetic
 
 
 class PolicyAgent(Agent):
@@ -16,7 +16,7 @@ class PolicyAgent(Agent):
     def __init__(self, base: Path, **policy: Any) -> None:
         self.dir = base / "agent"
         path = base / "policy.json"
-        path.write_text(json.dumps(policy))
+        path.write_text(json.dumps(hermetic(policy, base)))
         path.chmod(0o644)
         zipapp = base / "agent.pyz"
         write_bundle(zipapp)

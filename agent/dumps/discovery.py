@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from .. import protocol
 from ..errors import AgentError
-from . import dmesg, formats
+from . import dmesg, formats, oops
 
 DEFAULT_DIRS = ("/var/crash",)
 KDUMP_CONFIGS = (
@@ -122,7 +122,9 @@ def describe(path: str) -> Optional[Dict[str, Any]]:
     log = dmesg.beside(path)
     if log is not None:
         try:
-            info["dmesg"] = dmesg.summary(log)
+            summary = dmesg.summary(log)
+            summary["title"] = oops.scan(log)["title"]  # what the crash is called: grouping folds on it
+            info["dmesg"] = summary
         except OSError:
             pass  # unreadable: the dump is still listed
     return info

@@ -45,11 +45,12 @@ def recent(version: Optional[str]) -> bool:
     return bool(version) and version_key(str(version)) >= version_key(MIN_VERSION)
 
 
-def candidates(policy_python: Optional[str]) -> List[str]:
-    """The policy's interpreter alone; else our own drgn venv, the system python3, the agent's."""
+def candidates(policy_python: Optional[str], venv: str = VENV) -> List[str]:
+    """The policy's interpreter alone; else our own drgn venv (policy drgn_venv, where the role
+    installs it), the system python3, the agent's."""
     if policy_python:
         return [policy_python]
-    found = [os.path.join(VENV, "bin", "python3"), shutil.which("python3", path="/usr/bin:/bin"), sys.executable]
+    found = [os.path.join(venv, "bin", "python3"), shutil.which("python3", path="/usr/bin:/bin"), sys.executable]
     out: List[str] = []
     for path in found:
         if path and os.path.isfile(path) and path not in out:
@@ -89,10 +90,10 @@ def probe(python: str) -> Dict[str, Any]:
     }
 
 
-def choose(policy_python: Optional[str]) -> Dict[str, Any]:
+def choose(policy_python: Optional[str], venv: str = VENV) -> Dict[str, Any]:
     """The drgn to use: the first recent one, else the newest old one (which may still read some
     dumps), else none; `others` says what else was looked at."""
-    probed = [probe(python) for python in candidates(policy_python)]
+    probed = [probe(python) for python in candidates(policy_python, venv)]
     usable = [p for p in probed if p["importable"]]
     good = [p for p in usable if p["recent"]]
     if good:

@@ -19,7 +19,7 @@ from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, triage, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
@@ -57,8 +57,9 @@ class Dumps:
     def list(self, params: Dict[str, Any]) -> Dict[str, Any]:
         found = discovery.scan(self.dirs(params), self.roots())
         extra = self.policy.settings["vmlinux_dirs"]
+        standard = bool(self.policy.settings["vmlinux_standard_dirs"])
         for dump in found["dumps"]:
-            dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra)
+            dump["debuginfo"] = vmlinux.debuginfo_status(dump, extra, standard)
             if not dump["debuginfo"]["present"]:
                 dump["debuginfo"] = self.debuginfod.status(dump) or dump["debuginfo"]
         found["allowed"] = self.roots()
@@ -219,7 +220,8 @@ class Dumps:
         if given:
             return vmlinux.check(given, dump)
         try:
-            return vmlinux.match(dump, self.policy.settings["vmlinux_dirs"])["path"]
+            settings = self.policy.settings
+            return vmlinux.match(dump, settings["vmlinux_dirs"], bool(settings["vmlinux_standard_dirs"]))["path"]
         except AgentError as exc:
             if exc.kind != protocol.NO_VMLINUX:
                 raise
@@ -439,7 +441,7 @@ class Dumps:
     # -- drgn plumbing
 
     def chosen_drgn(self) -> Dict[str, Any]:
-        return drgn_pick.choose(self.policy.settings["drgn_python"])
+        return drgn_pick.choose(self.policy.settings["drgn_python"], self.policy.settings["drgn_venv"])
 
     def drgn_worker(self, session: Session) -> Any:
         """The session's drgn worker, started in its sandbox when it is not running."""
@@ -507,4 +509,5 @@ def methods(agent: Any) -> Dict[str, Callable[[Dict[str, Any]], Any]]:
         protocol.DUMPS_CLOSE: lambda p: dumps.sessions.close(param(p, "session_id", str)),
         protocol.DUMPS_SCRIPTS: dumps.scripts,
         protocol.DUMPS_SCRIPT: dumps.script,
+        protocol.DUMPS_TRIAGE: lambda p: triage.triage(dumps, p),
     }

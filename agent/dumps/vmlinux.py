@@ -10,18 +10,20 @@ from ..errors import AgentError
 from . import formats
 
 
-def candidates(release: str, dump_path: str, extra_dirs: List[str]) -> List[str]:
-    """Where a vmlinux for `release` usually lies, most specific first."""
+def candidates(release: str, dump_path: str, extra_dirs: List[str], standard: bool = True) -> List[str]:
+    """Where a vmlinux for `release` lies, most specific first: beside the dump (whoever kept the
+    dump kept its kernel), the policy's vmlinux_dirs, then the distribution's places (policy
+    vmlinux_standard_dirs)."""
     dump_dir = os.path.dirname(dump_path)
-    paths = [
-        "/usr/lib/debug/boot/vmlinux-%s" % release,
-        "/usr/lib/debug/lib/modules/%s/vmlinux" % release,
-        "/boot/vmlinux-%s" % release,
-        os.path.join(dump_dir, "vmlinux-%s" % release),
-        os.path.join(dump_dir, "vmlinux"),
-    ]
+    paths = [os.path.join(dump_dir, "vmlinux-%s" % release), os.path.join(dump_dir, "vmlinux")]
     for directory in extra_dirs:
         paths += [os.path.join(directory, "vmlinux-%s" % release), os.path.join(directory, release, "vmlinux")]
+    if standard:
+        paths += [
+            "/usr/lib/debug/boot/vmlinux-%s" % release,
+            "/usr/lib/debug/lib/modules/%s/vmlinux" % release,
+            "/boot/vmlinux-%s" % release,
+        ]
     return paths
 
 
@@ -59,7 +61,7 @@ def check(vmlinux: str, dump: Dict[str, Any]) -> str:
     return os.path.realpath(vmlinux)
 
 
-def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
+def match(dump: Dict[str, Any], extra_dirs: List[str], standard: bool = True) -> Dict[str, Any]:
     """The first candidate that exists and matches; a miss lists where we looked."""
     release = dump.get("release")
     if not release:
@@ -69,7 +71,7 @@ def match(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
             hint="pass vmlinux explicitly",
         )
     looked: List[str] = []
-    for path in candidates(release, dump["path"], extra_dirs):
+    for path in candidates(release, dump["path"], extra_dirs, standard):
         if not os.path.isfile(path):
             looked.append(path)
             continue
@@ -98,12 +100,12 @@ def install_hint(release: str) -> str:
     return "install the debuginfo package of kernel %s (the vmlinux with DWARF)" % release
 
 
-def debuginfo_status(dump: Dict[str, Any], extra_dirs: List[str]) -> Dict[str, Any]:
+def debuginfo_status(dump: Dict[str, Any], extra_dirs: List[str], standard: bool = True) -> Dict[str, Any]:
     """For dumps_list: the matching vmlinux, or what to install."""
     if not dump.get("release"):
         return {"present": False, "source": "missing", "hint": "no kernel release in the dump: pass vmlinux explicitly"}
     try:
-        found = match(dump, extra_dirs)
+        found = match(dump, extra_dirs, standard)
     except AgentError as exc:
         return {"present": False, "source": "missing", "package_hint": exc.hint}
     return {"present": True, "source": "local", "vmlinux": found["path"]}

@@ -23,20 +23,27 @@ class MissingId(BaseModel):
 
 
 class ReportResult(BaseModel):
-    path: str = Field(description="the HTML file; open it in a browser (works offline)")
+    path: str | None = Field(default=None, description="the HTML file; open it in a browser (works offline)")
     summary: str
     missing: list[MissingId] = Field(default_factory=list, description="ids not found (unknown or expired)")
+    job_id: str | None = Field(
+        default=None, description="still gathering when the call had to answer: job_status(job_id)"
+    )
+
+
+def check(title: str, include: list[str]) -> None:
+    if not title.strip():
+        raise UsageError("a report needs a title", "e.g. title='web latency 2026-12-01'")
+    if len(include) > MAX_INCLUDE:
+        raise UsageError(
+            f"include at most {MAX_INCLUDE} ids, got {len(include)}",
+            "job ids (J3), session and output ids (HOST:ID) as tools returned them; none: the whole session",
+        )
 
 
 async def report_build(rt: Runtime, title: str, include: list[str], path: Path | None = None) -> ReportResult:
     """One self-contained HTML file from the answers that name `include` (job, session and output ids)."""
-    if not title.strip():
-        raise UsageError("a report needs a title", "e.g. title='web latency 2026-12-01'")
-    if not include or len(include) > MAX_INCLUDE:
-        raise UsageError(
-            f"include 1..{MAX_INCLUDE} ids, got {len(include)}",
-            "job ids (J3), session and output ids (HOST:ID) as tools returned them",
-        )
+    check(title, include)
     report = await gather(rt, title.strip(), include)
     target = path or _default_path(title)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +53,15 @@ async def report_build(rt: Runtime, title: str, include: list[str], path: Path |
     return ReportResult(
         path=str(target), summary=_summary(report), missing=[MissingId(id=ref, why=why) for ref, why in report.missing]
     )
+
+
+def session_ids(rt: Runtime) -> list[str]:
+    """Everything this server produced in the session, newest first, at most MAX_INCLUDE ids:
+    the ids its answers named (triage sessions, jobs, outputs, captures), its jobs, its outputs."""
+    ids = [ref for kept in reversed(rt.results.kept) for ref in sorted(kept.ids)]
+    ids += [job.job_id for job in rt.jobs.newest_first()]
+    ids += [seen.ref for seen in reversed(rt.outputs.all())]
+    return list(dict.fromkeys(ids))[:MAX_INCLUDE]
 
 
 def _default_path(title: str) -> Path:
@@ -64,6 +80,8 @@ def _summary(report: ReportData) -> str:
         (len(report.timeline), "audited call(s)"),
     ]
     parts += [f"{n} {what}" for n, what in counts if n]
+    if len(parts) == 1 and not report.hosts:
+        parts = ["nothing yet: this session has produced no answers to report"]
     if report.missing:
         parts.append(f"{len(report.missing)} id(s) not found: {', '.join(ref for ref, _ in report.missing)}")
     return "; ".join(parts)

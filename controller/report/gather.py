@@ -49,8 +49,8 @@ async def gather(rt: Runtime, title: str, include: list[str]) -> ReportData:
 
 def _add_kept(report: ReportData, ref: str, kept: Kept) -> None:
     data = kept.data
-    if kept.tool == "crash_triage":
-        groups = [g for g in data.get("groups", []) if ref in g.get("sessions", []) or ref not in _session_refs(data)]
+    if kept.tool == "crash_triage" or (kept.tool == "job_status" and _is_triage(data)):
+        groups = [g for g in data.get("groups", []) if (g.get("data") or {}).get("title")]
         report.triage += [g for g in groups if g not in report.triage]
     elif kept.tool in ("bpftrace_run", "bpftrace_result"):
         report.maps += [m for m in data.get("maps", []) if m not in report.maps]
@@ -61,8 +61,9 @@ def _add_kept(report: ReportData, ref: str, kept: Kept) -> None:
     report.hosts |= _hosts_of(kept)
 
 
-def _session_refs(data: dict[str, Any]) -> set[str]:
-    return {s for g in data.get("groups", []) for s in g.get("sessions", [])}
+def _is_triage(data: dict[str, Any]) -> bool:
+    """A job_status answer that is a crash_triage's complete answer."""
+    return any("kind" in (g.get("data") or {}) and "culprit" in (g.get("data") or {}) for g in data.get("groups", []))
 
 
 def _hosts_of(kept: Kept) -> set[str]:
@@ -70,11 +71,7 @@ def _hosts_of(kept: Kept) -> set[str]:
 
 
 def _is_session(ref: str, kept: list[Kept]) -> bool:
-    return any(
-        k.tool in ("crash_triage", "crash_open")
-        and ref in _session_refs(k.data) | {k.data.get("session", {}).get("session_id")}
-        for k in kept
-    )
+    return any(k.tool == "crash_open" and ref == (k.data.get("session") or {}).get("session_id") for k in kept)
 
 
 async def _fetch(rt: Runtime, report: ReportData, ref: str, quiet: bool = False) -> bool:

@@ -82,13 +82,13 @@ def _triage(report: ReportData) -> list[str]:
         [
             _cell(g["count"]),
             _cell(g["hosts"]),
-            _cell(g.get("panic")),
-            "<br>".join(_cell(f) for f in g.get("frames", [])[:8]),
-            _cell(g.get("release")),
+            _cell(g["data"].get("title")),
+            "<br>".join(_cell(f) for f in g["data"].get("frames", [])[:8]),
+            _cell(", ".join(g["data"].get("releases") or [])),
         ]
         for g in sorted(report.triage, key=lambda g: -int(g["count"]))
     ]
-    return ["<h2>Crash triage</h2>", _table(["hosts #", "hosts", "panic", "top frames", "kernel"], rows)]
+    return ["<h2>Crash triage</h2>", _table(["hosts #", "hosts", "crash", "culprit frames", "kernels"], rows)]
 
 
 def _maps(report: ReportData) -> list[str]:

@@ -22,7 +22,7 @@ from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern, Timeout
-from .bpftrace_merge import OUTLIER_RULE, merge_maps
+from .bpftrace_merge import OUTLIER_RULE, merge_maps, outlier_histograms
 from .bpftrace_models import BpftraceProbes, BpftraceRun, BpftraceTools, ProbeDrift, ToolEntry, ToolHosts
 from .common import digest, host_deadline, outcome_from_job
 from .tracing import REFUSALS, Wait, check_duration, failed_run, poll_timed, raise_if_all_refused, refused, run_timed
@@ -219,7 +219,9 @@ async def bpftrace_run(
         rt, pattern, protocol.BPFTRACE_RUN, params, duration, timeout, _outcome, progress
     )
     result = _result(rt, outcomes, elapsed)
-    job = rt.jobs.start("bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration)
+    job = rt.jobs.start(
+        "bpftrace_run", pattern, outcomes, run=tool or "program", duration=duration, result_tool="bpftrace_result"
+    )
     if job is not None:
         result.job_id = job.job_id
         result.note = (
@@ -267,6 +269,7 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int) -> BpftraceR
     if per_host:
         result.maps = merge_maps(per_host)
         result.outlier_rule = OUTLIER_RULE
+        result.view = {"outlier_histograms": outlier_histograms(per_host, result.maps)}
     return result
 
 

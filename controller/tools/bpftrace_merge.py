@@ -51,6 +51,25 @@ def merge_one(name: str, entries: dict[str, dict[str, Any]]) -> MergedMap:
     return result
 
 
+def outlier_histograms(per_host: dict[str, dict[str, Any]], merged: list[MergedMap]) -> dict[str, dict[str, Hist]]:
+    """Each histogram's outlier hosts' own buckets (their keys summed): what a view draws beside the
+    fleet's. The answer itself names the outliers with their figures; this is for the eyes."""
+    found: dict[str, dict[str, Hist]] = {}
+    for merged_map in merged:
+        if merged_map.histogram is None or not merged_map.outliers:
+            continue
+        hosts = sorted({o.host for o in merged_map.outliers if merged_map.name in per_host.get(o.host, {})})
+        found[merged_map.name] = {
+            host: add_buckets([], _all_buckets(_keyed(merged_map.kind, per_host[host][merged_map.name]["value"])))
+            for host in hosts
+        }
+    return found
+
+
+def _all_buckets(keyed: Keyed) -> list[dict[str, Any]]:
+    return [bucket for buckets in keyed.values() for bucket in buckets]
+
+
 def _kind(entry: dict[str, Any]) -> str:
     """The aggregation: from the program when known, else from bpftrace's JSON type."""
     if entry.get("kind"):

@@ -229,7 +229,17 @@ async def _each(
 def _status_outcome(host: str, status: protocol.CaptureStatus) -> HostOutcome:
     brief = {
         k: status.get(k)
-        for k in ("state", "elapsed", "files", "disk_bytes", "captured", "dropped_by_kernel", "stop_reason", "error")
+        for k in (
+            "state",
+            "listening",
+            "elapsed",
+            "files",
+            "disk_bytes",
+            "captured",
+            "dropped_by_kernel",
+            "stop_reason",
+            "error",
+        )
         if status.get(k) is not None
     }
     brief["interface"] = status.get("meta", {}).get("interface")

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from crashfleet.agent import protocol
+from crashfleet.inventory import Host
 
+from .. import budget
 from ..errors import UsageError
-from ..grouping import HostOutcome
-from ..models import Page
+from ..fleet import HostOp
+from ..grouping import HostOutcome, group_outcomes
+from ..jobs import noted
+from ..models import FanoutResult, Page
+from ..progress import Progress
 from ..runtime import Runtime
+
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=FanoutResult)
 
 
 def output_ref(host: str, output_id: str) -> str:
@@ -88,3 +99,69 @@ def page_answer(host: str, page: protocol.Page) -> Page:
         finished=page["finished"],
         truncated=page.get("truncated", False),
     )
+
+
+async def fanned(
+    rt: Runtime,
+    tool: str,
+    pattern: str,
+    hosts: list[Host],
+    op: HostOp,
+    assemble: Callable[[list[HostOutcome], int, bool], F],
+    *,
+    deadline: float | None = None,
+    progress: Progress | None = None,
+    ticking: float | None = None,
+) -> F:
+    """A fan-out's answer, within the call's time: hosts still working then go on as a job whose
+    complete answer (assembled the same way) job_status gives; this answer has the rest.
+    `assemble(outcomes, elapsed_ms, final)`: final when every host answered (budget.Assemble)."""
+    outcomes, elapsed, rest = await rt.fleet.fan_out_within(
+        hosts, op, budget=budget.left(), deadline=deadline, progress=progress, ticking=ticking
+    )
+    if rest is None:
+        return assemble(outcomes, elapsed, True)
+    waiting = rest
+
+    async def complete() -> FanoutResult:
+        return assemble(outcomes + await waiting.outcomes(), waiting.elapsed_ms(), True)
+
+    def so_far(job_id: str) -> F:
+        finished = waiting.finished()
+        answered = {o.host for o in finished}
+        still = [budget.still_working(host, job_id) for host in waiting.hosts if host not in answered]
+        return assemble(outcomes + finished + still, waiting.elapsed_ms(), False)
+
+    job = rt.jobs.later(tool, pattern, rest.hosts, complete(), so_far, rest.cancel)
+    return noted(so_far(job.job_id), job)
+
+
+async def single(
+    rt: Runtime,
+    tool: str,
+    host: str,
+    work: Callable[[Progress | None], Awaitable[M]],
+    pending: Callable[[str], M],
+    progress: Progress | None = None,
+) -> M:
+    """One operation's answer within the call's time; else `pending(job_id)`, and job_status gives
+    its answer (as data of the host's group) when it ends. Its progress ends with the call."""
+    answered = False
+
+    async def report(done: float, total: int, message: str) -> None:
+        if progress is not None and not answered:
+            await progress(done, total, message)
+
+    task, ended = await budget.run_within(work(report if progress is not None else None))
+    if ended:
+        return task.result()
+    answered = True
+
+    async def complete() -> FanoutResult:
+        return budget.one_host_answer(host, (await task).model_dump(mode="json"))
+
+    def so_far(job_id: str) -> FanoutResult:
+        return group_outcomes([budget.still_working(host, job_id)], 0, rt.settings.page_chars)
+
+    job = rt.jobs.later(tool, host, [host], complete(), so_far, task.cancel, single=True)
+    return pending(job.job_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,14 +13,15 @@ from crashfleet.agent import protocol
 from crashfleet.agent.domains.dumps import describe_script
 from crashfleet.inventory import Host
 
-from ..errors import AgentCallError, HostError, NoDump, UsageError
+from ..errors import AgentCallError, HostError, UsageError
 from ..grouping import HostOutcome, fold, group_outcomes
 from ..models import FanoutResult
 from ..progress import Progress
 from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import READ, REMOTE_READ, STARTS_WORK, STOPS_WORK, Pattern
-from .common import output_ref, split_ref
+from . import dump_listing
+from .common import fanned, output_ref, single, split_ref
 from .dumps_models import (
     CommandResult,
     CrashOpen,
@@ -29,11 +29,7 @@ from .dumps_models import (
     ScriptList,
     SessionInfo,
     SessionList,
-    TriageGroup,
-    TriageHostError,
-    TriageResult,
 )
-from .dumps_signature import signature
 
 SessionId = Annotated[str, Field(description="HOST:ID from crash_open")]
 Seconds = Annotated[float, Field(description="per-command timeout; the command is interrupted after it")]
@@ -46,7 +42,7 @@ def _split_session(session_id: str) -> tuple[str, str]:
     return split_ref(session_id, "session_id", "crash_open or sessions_list")
 
 
-def _dirs(host: Host) -> list[str] | None:
+def dump_dirs(host: Host) -> list[str] | None:
     dirs = host.vars.get(DUMP_DIRS_VAR)
     if dirs is None:
         return None
@@ -74,77 +70,20 @@ async def _call(
         raise UsageError(f"{where}: {exc.message}", exc.hint) from exc
 
 
-@tool("Find crash dumps", "Find kernel crash dumps on hosts: format, kernel, debuginfo.", REMOTE_READ)
+@tool("Find crash dumps", "Find kernel crash dumps on hosts: format, kernel, debuginfo, crash title.", REMOTE_READ)
 async def dumps_list(rt: Runtime, pattern: Pattern = "all", progress: Progress | None = None) -> FanoutResult:
-    """Each host's dumps (newest first) with format, arch, release and debuginfo, grouped."""
+    """Each host's dumps (newest first) with format, arch, release, debuginfo and the crash's title
+    (from the log kdump saved); hosts whose listings differ only in host names and times are one group."""
 
     async def scan(host: Host) -> HostOutcome:
-        found: protocol.DumpList = await rt.fleet.call(host, protocol.DUMPS_LIST, {"dirs": _dirs(host)})
-        dumps = [
-            {
-                k: d.get(k)
-                for k in (
-                    "path",
-                    "size",
-                    "mtime",
-                    "format",
-                    "arch",
-                    "release",
-                    "build_id",
-                    "debuginfo",
-                    "incomplete",
-                    "dmesg",
-                )
-            }
-            for d in found["dumps"]
-        ]
-        drgn = found["drgn"]
-        data = {
-            "dumps": dumps,
-            "skipped": found["skipped"],
-            "drgn": drgn["importable"],
-            "drgn_info": {k: drgn.get(k) for k in ("python", "version", "libkdumpfile", "recent", "hint")},
-            "crash": found["crash"],
-        }
-        text = "\n".join(_dump_line(d) for d in dumps) or f"no dumps in {', '.join(found['dirs'])}"
-        text += "\n" + _drgn_line(drgn)
-        key = hashlib.sha256(repr((text, found["skipped"])).encode()).hexdigest()
-        return HostOutcome(host.name, "ok", key=key, output=text, data=data)
+        found: protocol.DumpList = await rt.fleet.call(host, protocol.DUMPS_LIST, {"dirs": dump_dirs(host)})
+        return dump_listing.outcome(host, found)
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), scan, progress=progress)
-    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    def assemble(outcomes: list[HostOutcome], elapsed: int, final: bool) -> FanoutResult:
+        return group_outcomes(outcomes, elapsed, rt.settings.page_chars, merge=dump_listing.merge)
 
-
-def _debuginfo(debug: dict[str, Any]) -> str:
-    """local PATH | via debuginfod (cached PATH | fetched at crash_open from URL) | missing (what to install)."""
-    if debug.get("source") == "debuginfod":
-        where = (
-            f"cached {debug['vmlinux']}"
-            if debug.get("present")
-            else f"fetched at crash_open from {', '.join(debug.get('servers') or [])}"
-        )
-        return f"via debuginfod ({where})"
-    if debug.get("present"):
-        return f"local {debug.get('vmlinux')}"
-    return f"missing ({debug.get('package_hint') or debug.get('hint')})"
-
-
-def _drgn_line(drgn: protocol.DrgnInfo) -> str:
-    if not drgn.get("importable"):
-        return f"drgn: none ({drgn.get('hint') or drgn.get('error')})"
-    kdump = "with" if drgn.get("libkdumpfile") else "without"
-    old = "" if drgn.get("recent") else f"; too old: {drgn.get('hint')}"
-    return f"drgn {drgn['version']} ({drgn['python']}, {kdump} libkdumpfile){old}"
-
-
-def _dump_line(d: dict[str, Any]) -> str:
-    vmlinux = _debuginfo(d["debuginfo"])
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["mtime"]))
-    line = f"{d['path']}  {d['size'] >> 20} MiB  {when}  {d['format']} {d['arch']} {d['release']}  debuginfo: {vmlinux}"
-    log = d.get("dmesg")
-    if log and log.get("panic"):  # kdump's saved log: the panic without opening the dump
-        line += f"\n  panic (from {log['path']}): {log['panic']}"
-    return line
+    hosts = rt.fleet.match(pattern)
+    return await fanned(rt, "dumps_list", pattern, hosts, scan, assemble, progress=progress)
 
 
 def _session(host: str, info: protocol.DumpSession) -> SessionInfo:
@@ -204,7 +143,7 @@ async def crash_open(
     params = {
         "vmcore": vmcore,
         "vmlinux": vmlinux,
-        "dirs": _dirs(target),
+        "dirs": dump_dirs(target),
         "page_bytes": rt.settings.page_chars,
         "fetch_wait": FETCH_WAIT,
     }
@@ -212,22 +151,29 @@ async def crash_open(
         params["live"] = True
     if modules:
         params["modules"] = True
-    try:
-        r = await asyncio.wait_for(_open(rt, target, params, progress), OPEN_TIMEOUT)
-    except TimeoutError:
-        raise HostError(
-            f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
-            "the host may be overloaded; sessions_list shows whether it opened since",
-        ) from None
-    return CrashOpen(
-        session=_session(host, r),
-        reused=r["reused"],
-        summary=_result(host, r.get("command", "sys"), r),
-        notes=r.get("notes") or [],
-        warnings=r.get("warnings") or [],
-        modules_loaded=r.get("modules", {}).get("loaded"),
-        modules_failed=r.get("modules", {}).get("failed") or {},
-    )
+
+    async def opening(report: Progress | None) -> CrashOpen:
+        try:
+            r = await asyncio.wait_for(_open(rt, target, params, report), OPEN_TIMEOUT)
+        except TimeoutError:
+            raise HostError(
+                f"crash did not open the dump on {host} within {OPEN_TIMEOUT:g} s",
+                "the host may be overloaded; sessions_list shows whether it opened since",
+            ) from None
+        return CrashOpen(
+            session=_session(host, r),
+            reused=r["reused"],
+            summary=_result(host, r.get("command", "sys"), r),
+            notes=r.get("notes") or [],
+            warnings=r.get("warnings") or [],
+            modules_loaded=r.get("modules", {}).get("loaded"),
+            modules_failed=r.get("modules", {}).get("failed") or {},
+        )
+
+    def still(job_id: str) -> CrashOpen:
+        return CrashOpen(job_id=job_id, note=f"still opening on {host}: job_status('{job_id}') gives the session")
+
+    return await single(rt, "crash_open", host, opening, still, progress)
 
 
 async def _open(rt: Runtime, target: Host, params: dict[str, Any], progress: Progress | None) -> protocol.DumpOpen:
@@ -276,6 +222,16 @@ async def session_close(rt: Runtime, session_id: SessionId) -> SessionInfo:
 async def crash_run(rt: Runtime, session_id: SessionId, command: str, timeout: Seconds = 60.0) -> CommandResult:
     """One crash command; one still running after command_wait becomes a job (job_status, job_cancel).
     A cancelled call interrupts the command on the host (the session lives on)."""
+    return await single(
+        rt,
+        "crash_run",
+        _split_session(session_id)[0],
+        lambda _: _crash_run(rt, session_id, command, timeout),
+        lambda job_id: _running(session_id, command, job_id),
+    )
+
+
+async def _crash_run(rt: Runtime, session_id: str, command: str, timeout: float) -> CommandResult:
     host, sid = _split_session(session_id)
     target = rt.fleet.host(host)
     wait = rt.settings.command_wait
@@ -310,13 +266,30 @@ async def crash_run(rt: Runtime, session_id: SessionId, command: str, timeout: S
     return _result(host, command, r)
 
 
+def _running(session_id: str, command: str, job_id: str) -> CommandResult:
+    """A command still going when the call had to answer: its job gives the answer."""
+    return CommandResult(
+        session_id=session_id,
+        command=command,
+        ended="running",
+        text="",
+        output_id=None,
+        total_lines=0,
+        job_id=job_id,
+        note=f"still running when the call had to answer: job_status('{job_id}') gives its answer",
+    )
+
+
 @tool("Run drgn code", "Run drgn Python in a session (prog ready, Linux helpers imported).", REMOTE_READ)
 async def drgn_run(rt: Runtime, session_id: SessionId, code: str, timeout: Seconds = 60.0) -> CommandResult:
     """Python in the session's drgn worker (`prog` ready, helpers imported); the namespace persists."""
     host, sid = _split_session(session_id)
     params = {"session_id": sid, "code": code, "timeout": timeout, "page_bytes": rt.settings.page_chars}
-    r = await _call(rt, rt.fleet.host(host), protocol.DUMPS_DRGN, params, session_id)
-    return _result(host, "drgn", r)
+
+    async def run(_: Progress | None) -> CommandResult:
+        return _result(host, "drgn", await _call(rt, rt.fleet.host(host), protocol.DUMPS_DRGN, params, session_id))
+
+    return await single(rt, "drgn_run", host, run, lambda job_id: _running(session_id, "drgn", job_id))
 
 
 def local_scripts(rt: Runtime) -> dict[str, Path]:
@@ -347,7 +320,11 @@ async def analysis_run(
 ) -> CommandResult:
     """Run an analysis script in the session; bundled names win over CRASHFLEET_DRGN_SCRIPTS ones."""
     host, _ = _split_session(session_id)
-    return _result(host, f"script {name}", await _script(rt, session_id, name, args, timeout))
+
+    async def run(_: Progress | None) -> CommandResult:
+        return _result(host, f"script {name}", await _script(rt, session_id, name, args, timeout))
+
+    return await single(rt, "analysis_run", host, run, lambda job_id: _running(session_id, f"script {name}", job_id))
 
 
 async def _script(
@@ -424,69 +401,12 @@ async def analysis_fleet(
             data={"session": by_host[host.name]},
         )
 
-    outcomes, elapsed = await rt.fleet.fan_out(
-        [rt.fleet.host(h) for h in by_host], run, deadline=timeout + 30.0, progress=progress
-    )
-    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    def assemble(outcomes: list[HostOutcome], elapsed: int, final: bool) -> FanoutResult:
+        return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
 
-
-@tool("Triage crash dumps", "Open the newest dump on every host and group hosts by panic signature.", STARTS_WORK)
-async def crash_triage(rt: Runtime, pattern: Pattern = "all", progress: Progress | None = None) -> TriageResult:
-    """Open the newest dump on every host in parallel and group hosts by panic signature."""
-    started = time.monotonic()
-
-    async def triage(host: Host) -> HostOutcome:
-        try:
-            opened: protocol.DumpOpen = await _call(
-                rt, host, protocol.DUMPS_OPEN, {"dirs": _dirs(host), "page_bytes": 16000}, keep=(NoDump,)
-            )
-        except NoDump:
-            return HostOutcome(host.name, "ok", key="no_dump")
-        bt: protocol.CommandReply = await _call(
-            rt, host, protocol.DUMPS_CRASH, {"session_id": opened["session_id"], "command": "bt", "timeout": 60}
-        )
-        panic, frames, sig = signature(opened["page"]["text"], bt["page"]["text"])
-        return HostOutcome(
-            host.name,
-            "ok",
-            key=sig,
-            data={
-                "panic": panic,
-                "frames": frames,
-                "release": opened.get("release"),
-                "session": f"{host.name}:{opened['session_id']}",
-            },
-        )
-
-    outcomes, _ = await rt.fleet.fan_out(rt.fleet.match(pattern), triage, deadline=OPEN_TIMEOUT, progress=progress)
-    buckets: dict[str, list[HostOutcome]] = {}
-    errors: list[TriageHostError] = []
-    for outcome in outcomes:
-        if outcome.status != "ok":
-            errors.append(
-                TriageHostError(host=outcome.host, message=outcome.message or outcome.status, hint=outcome.hint)
-            )
-        else:
-            buckets.setdefault(outcome.key, []).append(outcome)
-    no_dump = buckets.pop("no_dump", [])
-    groups = [
-        TriageGroup(
-            count=len(members),
-            hosts=fold(m.host for m in members),
-            signature=key,
-            panic=(members[0].data or {}).get("panic"),
-            frames=(members[0].data or {})["frames"],
-            release=(members[0].data or {}).get("release"),
-            sessions=[(m.data or {})["session"] for m in members],
-        )
-        for key, members in sorted(buckets.items(), key=lambda kv: -len(kv[1]))
-    ]
-    return TriageResult(
-        groups=groups,
-        no_dump=fold(m.host for m in no_dump),
-        errors=errors,
-        elapsed_ms=int((time.monotonic() - started) * 1000),
-    )
+    hosts = [rt.fleet.host(h) for h in by_host]
+    pattern = ",".join(by_host)
+    return await fanned(rt, "analysis_fleet", pattern, hosts, run, assemble, deadline=timeout + 30.0, progress=progress)
 
 
 __all__ = [
@@ -495,7 +415,6 @@ __all__ = [
     "analysis_scripts",
     "crash_open",
     "crash_run",
-    "crash_triage",
     "drgn_run",
     "dumps_list",
     "session_close",

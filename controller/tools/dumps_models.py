@@ -26,7 +26,7 @@ class CommandResult(BaseModel):
     command: str
     ended: str = Field(description="done, interrupted (timeout/cancel), restarted, killed, or running (see job_id)")
     text: str
-    output_id: str = Field(description="page it with output_page, grep it with output_search")
+    output_id: str | None = Field(description="page it with output_page, grep it with output_search")
     total_lines: int
     next_cursor: str | None = None
     truncated: bool = False
@@ -39,13 +39,17 @@ class CommandResult(BaseModel):
 
 
 class CrashOpen(BaseModel):
-    session: SessionInfo
-    reused: bool
-    summary: CommandResult = Field(description="crash's `sys` (minimal mode: the log's tail)")
+    session: SessionInfo | None = Field(default=None, description="None while it still opens: see job_id")
+    reused: bool = False
+    summary: CommandResult | None = Field(default=None, description="crash's `sys` (minimal mode: the log's tail)")
+    job_id: str | None = Field(
+        default=None, description="still opening when the call had to answer: job_status(job_id)"
+    )
+    note: str | None = None
     notes: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list, description="crash misreads this kernel: what to trust")
     modules_loaded: list[str] | None = Field(
-        None,
+        default=None,
         description="modules=true: the modules crash has symbols "
         "for (fetched by build id); the notes say which were not",
     )
@@ -67,26 +71,3 @@ class ScriptList(BaseModel):
     host: str
     scripts: list[ScriptInfo]
     drgn_code: bool = Field(description="False: this host runs only bundled scripts")
-
-
-class TriageGroup(BaseModel):
-    count: int
-    hosts: str = Field(description="folded host list")
-    panic: str | None
-    frames: list[str] = Field(description="top meaningful frames of the crashing stack")
-    signature: str
-    sessions: list[str] = Field(description="session ids to drill into")
-    release: str | None = None
-
-
-class TriageHostError(BaseModel):
-    host: str
-    message: str
-    hint: str | None = None
-
-
-class TriageResult(BaseModel):
-    groups: list[TriageGroup]
-    no_dump: str = Field(default="", description="folded hosts without a dump")
-    errors: list[TriageHostError] = Field(default_factory=list)
-    elapsed_ms: int

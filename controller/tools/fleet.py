@@ -19,7 +19,7 @@ from ..registry import tool
 from ..runtime import Runtime
 from ..settings import NO_INVENTORY
 from ..wiring import READ, REMOTE_READ, STARTS_WORK, Pattern, Timeout
-from .common import digest, host_deadline, outcome_from_job
+from .common import digest, fanned, host_deadline, outcome_from_job
 
 Command = Annotated[str, Field(description="catalogue command: " + ", ".join(sorted(CATALOG)))]
 MAX_DETAILS = 50
@@ -80,8 +80,11 @@ async def fleet_check(
         data = summarise_facts(await rt.fleet.checked_hello(host, refresh))
         return HostOutcome(host.name, "ok", key=digest(data), data=data)
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), check, deadline=deadline, progress=progress)
-    return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+    def assemble(outcomes: list[HostOutcome], elapsed: int, final: bool) -> FanoutResult:
+        return group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+
+    hosts = rt.fleet.match(pattern)
+    return await fanned(rt, "fleet_check", pattern, hosts, check, assemble, deadline=deadline, progress=progress)
 
 
 @tool(
@@ -128,13 +131,16 @@ async def fleet_run(
                 extra={"job_id": exc.started_job},
             )
 
-    outcomes, elapsed = await rt.fleet.fan_out(rt.fleet.match(pattern), run, deadline=deadline, progress=progress)
-    result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
-    job = rt.jobs.start("fleet_run", pattern, outcomes, command=command)
-    if job is not None:
-        result.job_id = job.job_id
-        result.note = f"{len(job.host_jobs)} host(s) still running: job_status('{job.job_id}') or job_cancel"
-    return result
+    def assemble(outcomes: list[HostOutcome], elapsed: int, final: bool) -> FanoutResult:
+        result = group_outcomes(outcomes, elapsed, rt.settings.page_chars)
+        job = rt.jobs.start("fleet_run", pattern, outcomes, command=command) if final else None
+        if job is not None:
+            result.job_id = job.job_id
+            result.note = f"{len(job.host_jobs)} host(s) still running: job_status('{job.job_id}') or job_cancel"
+        return result
+
+    hosts = rt.fleet.match(pattern)
+    return await fanned(rt, "fleet_run", pattern, hosts, run, assemble, deadline=deadline, progress=progress)
 
 
 def summarise_facts(hello: protocol.Hello) -> dict[str, Any]:

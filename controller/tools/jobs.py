@@ -8,7 +8,7 @@ from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
 from ..grouping import HostOutcome, fold, group_outcomes
-from ..jobs import FleetJob
+from ..jobs import ANSWER, FleetJob
 from ..models import FanoutResult, JobInfo, JobList
 from ..progress import Progress
 from ..registry import tool
@@ -22,16 +22,26 @@ def jobs_list(rt: Runtime) -> JobList:
     return JobList(jobs=[_info(job) for job in rt.jobs.newest_first()])
 
 
-@tool("Job status", "Each host's state of a job, grouped; finished hosts with their first page.", REMOTE_READ)
+@tool(
+    "Job status",
+    "A job's state per host, grouped, finished hosts with their first page; a call's unfinished work: its answer.",
+    REMOTE_READ,
+)
 async def job_status(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
-    """Each host's state of the job, grouped; finished hosts come with their first page."""
-    return await _each_host(rt, rt.jobs.get(job_id), protocol.JOB_STATUS, progress)
+    """Each host's state of the job, grouped; finished hosts come with their first page. A call's
+    work that went on past its answer gives that tool's complete answer (or what it has so far)."""
+    job = rt.jobs.get(job_id)
+    if job.kind == ANSWER:
+        return rt.jobs.answer(job)
+    return await _each_host(rt, job, protocol.JOB_STATUS, progress)
 
 
 @tool("Cancel a job", "Stop a job on every host (kills its processes); output so far is kept.", STOPS_WORK)
 async def job_cancel(rt: Runtime, job_id: str, progress: Progress | None = None) -> FanoutResult:
     """Stop the job on every host (its whole process group); finished hosts keep their output."""
     job = rt.jobs.get(job_id)
+    if job.kind == ANSWER:
+        return rt.jobs.cancel_answer(job)
     result = await _each_host(rt, job, protocol.JOB_CANCEL, progress)
     rt.jobs.cancel(job)
     return result

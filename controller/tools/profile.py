@@ -18,7 +18,7 @@ from ..registry import tool
 from ..runtime import Runtime
 from ..wiring import REMOTE_READ, STARTS_WORK, Pattern
 from .common import outcome_from_job, output_ref
-from .profile_merge import OUTLIER_RULE, merge_profiles
+from .profile_merge import OUTLIER_RULE, flame_stacks, merge_profiles, stack_counts
 from .profile_models import ProfileRun
 from .tracing import Wait, check_duration, failed_run, poll_timed, run_timed
 
@@ -49,7 +49,7 @@ async def profile_run(
         rt, pattern, protocol.PROFILE_START, params, duration, timeout, _outcome, progress
     )
     result = _result(rt, outcomes, elapsed, hz, duration)
-    job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration)
+    job = rt.jobs.start("profile_run", pattern, outcomes, hz=hz, duration=duration, result_tool="profile_result")
     if job is not None:
         result.job_id = job.job_id
         result.note = (
@@ -101,4 +101,5 @@ def _result(rt: Runtime, outcomes: list[HostOutcome], elapsed: int, hz: int, dur
     if per_host:
         result.profile = merge_profiles(per_host)
         result.outlier_rule = OUTLIER_RULE
+        result.view = {"stacks": flame_stacks(stack_counts(per_host))}
     return result

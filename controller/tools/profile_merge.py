@@ -16,6 +16,7 @@ from .common import output_ref
 from .profile_models import FleetProfile, FleetStack, HostProfile, StandOut
 
 TOP_STACKS = 20  # fleet-wide stacks in an answer
+FLAME_STACKS = 2000  # stacks a flame graph view gets (in the result's _meta, not the model's text)
 MAX_HOSTS_LISTED = 50
 MAX_OUTLIERS = 20
 PER_HOST = 3  # stacks named per host that stands out
@@ -45,6 +46,13 @@ def merge_profiles(per_host: dict[str, protocol.ProfileStatus]) -> FleetProfile:
     )
     result.note = _note(per_host, totals, counts) or None
     return result
+
+
+def flame_stacks(counts: Counts, limit: int = FLAME_STACKS) -> list[dict[str, object]]:
+    """The fleet's stacks with their samples, largest first: what a flame graph draws (the answer
+    names the top TOP_STACKS; the rest are for the eyes)."""
+    summed = sorted(((sum(hosts.values()), stack) for stack, hosts in counts.items()), key=lambda sc: (-sc[0], sc[1]))
+    return [{"stack": stack, "samples": samples} for samples, stack in summed[:limit]]
 
 
 def stack_counts(per_host: dict[str, protocol.ProfileStatus]) -> Counts:

@@ -11,8 +11,11 @@ from ..report import build
 from ..report.build import ReportResult
 from ..runtime import Runtime
 from ..wiring import STARTS_WORK
+from .common import single
 
-Include = Annotated[list[str], Field(description="job ids (J3), session and output ids (HOST:ID) from tool results")]
+Include = Annotated[
+    list[str] | None, Field(description="job ids (J3), session and output ids (HOST:ID); none: all of this session")
+]
 
 
 @tool(
@@ -20,5 +23,11 @@ Include = Annotated[list[str], Field(description="job ids (J3), session and outp
     "Write an incident report (one offline HTML file): facts, triage, bpftrace charts, capture problems, timeline.",
     STARTS_WORK,
 )
-async def report_build(rt: Runtime, title: str, include: Include) -> ReportResult:
-    return await build.report_build(rt, title, include)
+async def report_build(rt: Runtime, title: str, include: Include = None) -> ReportResult:
+    ids = include if include is not None else build.session_ids(rt)
+    build.check(title, ids)  # refused now, not in a job
+
+    def still(job_id: str) -> ReportResult:
+        return ReportResult(job_id=job_id, summary=f"still gathering: job_status('{job_id}') gives the report's path")
+
+    return await single(rt, "report_build", "controller", lambda _: build.report_build(rt, title, ids), still)

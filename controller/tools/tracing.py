@@ -17,6 +17,7 @@ from pydantic import Field
 from crashfleet.agent import protocol
 from crashfleet.inventory import Host
 
+from .. import budget
 from ..errors import BadParams, PolicyDenied, ProgramRefused, UsageError
 from ..grouping import HostOutcome, fold
 from ..jobs import FleetJob
@@ -46,7 +47,7 @@ async def run_timed(
     progress: Progress | None,
 ) -> tuple[list[HostOutcome], int]:
     """Start the run on every matching host; each host's outcome, running or done."""
-    wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= rt.settings.command_wait else 2.0
+    wait = duration + RESULT_SLACK if duration + RESULT_SLACK <= _patience(rt) else 2.0
     deadline = max(host_deadline(rt, timeout), wait + 15.0)
 
     async def run(host: Host) -> HostOutcome:
@@ -83,6 +84,12 @@ async def poll_timed(
         return outcome(host.name, status)
 
     return await rt.jobs.each_host(job, ask, deadline=wait + 30.0, progress=progress, ticking=wait)
+
+
+def _patience(rt: Runtime) -> float:
+    """How long a run may be awaited whole: command_wait, less when the call must answer sooner."""
+    left = budget.left()
+    return rt.settings.command_wait if left is None else min(rt.settings.command_wait, left - 1.0)
 
 
 def failed_run(outcome: HostOutcome, error: protocol.BpftraceError | None) -> bool:

@@ -10,6 +10,7 @@ by namespace deletion and by pid (only processes this lab started).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from tests.rig.files import keygen, pub, public_key, write_atomic
 from tests.rig.procs import alive, terminate
 
 SSHD = "/usr/sbin/sshd"
+_LABS = itertools.count()  # a session may hold two labs (each test folder's fixture): names apart
 HERE = Path(__file__).parent
 
 
@@ -53,7 +55,7 @@ def _free_mgmt_net() -> str:
 
 class NetLab:
     def __init__(self, base: Path) -> None:
-        tag = f"{os.getpid() % 100000}"
+        tag = f"{os.getpid() % 10000}{next(_LABS) % 10}"
         self.base = base
         self.tag = tag
         self.router = f"cfr{tag}"

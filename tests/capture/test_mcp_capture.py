@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import MODERN, StdioServer, structured
+from tests.e2e.conftest import MODERN, StdioServer, structured, wait_for
 from tests.rig import Rig
 
 from .conftest import tcpdumps
@@ -30,6 +30,12 @@ def server(rig: Rig, lab: NetLab, tmp_path_factory: pytest.TempPathFactory) -> I
     started.close()
 
 
+def listening(server: StdioServer, job_id: str) -> bool:
+    """Both hosts' tcpdump have the device open (or ended): traffic from now on is captured."""
+    status = structured(server.call("capture_status", {"job_id": job_id}))
+    return all(g["data"].get("listening") or g["status"] != "running" for g in status["groups"])
+
+
 def test_capture_on_two_hosts_over_mcp(server: StdioServer, lab: NetLab) -> None:
     interfaces = structured(server.call("capture_interfaces", {"pattern": "app01"}))
     names = [i["name"] for i in interfaces["groups"][0]["data"]["interfaces"]]
@@ -38,11 +44,12 @@ def test_capture_on_two_hosts_over_mcp(server: StdioServer, lab: NetLab) -> None
     start = structured(
         server.call(
             "capture_start",
-            {"pattern": "app01:db01", "mode": "host", "target": "10.77.2.2", "duration": 3, "interface": "data0"},
+            {"pattern": "app01:db01", "mode": "host", "target": "10.77.2.2", "duration": 5, "interface": "data0"},
         )
     )
     job_id = start["job_id"]
     assert job_id and start["summary"]["running"] == 2, start
+    assert wait_for(lambda: listening(server, job_id), 30), "tcpdump never said it was listening"
     deadline = time.monotonic() + 60
     while structured(server.call("capture_status", {"job_id": job_id}))["summary"]["running"]:
         # Traffic all along the window: tcpdump opens the device a moment after start returns.

@@ -99,11 +99,22 @@ def sysrq_dumps(fixture: Fixture, directory: Path) -> Path:
     return directory / "vmcore"
 
 
+def hermetic(policy: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """`policy` plus what keeps the agent off this machine's own debuginfo, drgn venv and debuginfod
+    servers (an Ansible run or a -dbg package here must not change a test's answer)."""
+    return {
+        "vmlinux_standard_dirs": False,
+        "drgn_venv": str(directory / "no-drgn-venv"),
+        "debuginfod_urls": [],
+        **policy,
+    }
+
+
 def spawn(zipapp: Path, directory: Path, policy: dict[str, Any], dumps: Path) -> Agent:
     """An agent in `directory` whose host policy is `policy`, allowing the dumps under `dumps`."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "policy.json"
-    path.write_text(json.dumps(dict(policy, dump_dirs=[str(dumps)])))
+    path.write_text(json.dumps(dict(hermetic(policy, directory), dump_dirs=[str(dumps)])))
     path.chmod(0o644)  # owned by us (root), not group/other-writable: trusted
     return Agent(zipapp, directory / "agent", path, directory / "agent.log")
 

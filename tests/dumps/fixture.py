@@ -8,9 +8,10 @@ repo, and rebuilt when a file is missing. The kernel is resolved by package name
 Panics built (each an ELF dump written by QEMU's `dump-guest-memory`):
   sysrq     init writes `c` to /proc/sysrq-trigger (sysrq_handle_crash)
   initexit  init exits: "Attempted to kill init!" (do_exit -> panic)
-and the sysrq dump in makedumpfile's kdump-compressed (`sysrq.kdump`) and flattened
-(`sysrq.flat`) formats, and cut short (`sysrq.truncated`, its first 64 MiB: a dump whose
-write was interrupted; crash's full init fails on it, `--minimal` reads it).
+each with the serial console log of its boot (`<panic>.serial.log`), and the sysrq dump in
+makedumpfile's kdump-compressed (`sysrq.kdump`) and flattened (`sysrq.flat`) formats, and
+cut short (`sysrq.truncated`, its first 64 MiB: a dump whose write was interrupted; crash's
+full init fails on it, `--minimal` reads it).
 Named processes run in the guest: cf-alpha, cf-beta, cf-gamma.
 """
 
@@ -51,6 +52,11 @@ class Fixture:
     def vmcore(self, panic: str) -> Path:
         return self.dir / f"{panic}.vmcore"
 
+    def serial(self, panic: str) -> Path:
+        """The guest's serial console of the boot that made `panic`'s vmcore: its kernel log as
+        a console shows it (what the oops titles are tested on)."""
+        return self.dir / f"{panic}.serial.log"
+
     @property
     def kdump(self) -> Path:
         return self.dir / "sysrq.kdump"
@@ -83,7 +89,7 @@ def ensure(rel: str | None = None) -> Fixture:
         if not fx.vmlinux.exists() or not (fx.dir / "vmlinuz").exists():
             _fetch_kernel(fx)
         for panic in PANICS:
-            if not fx.vmcore(panic).exists():
+            if not fx.vmcore(panic).exists() or not fx.serial(panic).exists():
                 _build_dump(fx, panic)
         if not fx.kdump.exists() or not fx.flat.exists():
             _build_kdump(fx)
@@ -160,25 +166,66 @@ WORKER = "#!/bin/sh\nwhile true; do sleep 1000; done\n"
 
 def _initramfs(fx: Fixture, panic: str, work: Path) -> Path:
     root = work / "root"
-    for sub in ("bin", "proc", "sys", "dev"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "mount", "insmod", "sleep", "echo"):
-        (root / "bin" / applet).symlink_to("busybox")
-    for name in NAMED:  # a script's comm is its own name: three recognisable tasks
-        (root / "bin" / name).write_text(WORKER)
-        (root / "bin" / name).chmod(0o755)
+    busybox_root(root, ("sh", "mount", "insmod", "sleep", "echo"))
+    add_named(root)
     shutil.copy2(fx.dir / "qemu_fw_cfg.ko", root / "qemu_fw_cfg.ko")
     init = root / "init"
     init.write_text(INIT.format(named=" ".join(NAMED), panic=panic, trigger=TRIGGERS[panic]))
     init.chmod(0o755)
+    return cpio(root, work / "initrd.cpio")
+
+
+def busybox_root(root: Path, applets: tuple[str, ...]) -> None:
+    """An initramfs tree with busybox-static and the applets its init calls."""
+    for sub in ("bin", "proc", "sys", "dev", "tmp"):  # tmp: makedumpfile writes a temp file
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in applets:
+        (root / "bin" / applet).symlink_to("busybox")
+
+
+def add_named(root: Path) -> None:
+    """/bin/cf-alpha... : a script's comm is its own name, so three recognisable tasks."""
+    for name in NAMED:
+        (root / "bin" / name).write_text(WORKER)
+        (root / "bin" / name).chmod(0o755)
+
+
+def cpio(root: Path, image: Path) -> Path:
+    """`root` as a newc archive (an initramfs)."""
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    image = work / "initrd.cpio"
     with open(image, "wb") as out:
         subprocess.run(
             ["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root, stdout=out, check=True
         )
     return image
+
+
+def qemu_argv(fx: Fixture, initrd: Path, append: str, serial: Path, mem_mb: int = 256) -> list[str]:
+    """One CPU, TCG, the fixture's kernel, the serial console to a file, VMCOREINFO in fw_cfg.
+    Callers add -no-reboot, a monitor or disks as their boot needs."""
+    return [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-m",
+        str(mem_mb),
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-kernel",
+        str(fx.dir / "vmlinuz"),
+        "-initrd",
+        str(initrd),
+        "-append",
+        append,
+        "-device",
+        "vmcoreinfo",
+        "-serial",
+        f"file:{serial}",
+    ]
 
 
 def _build_dump(fx: Fixture, panic: str, compressed: bool = False) -> Path:
@@ -187,51 +234,46 @@ def _build_dump(fx: Fixture, panic: str, compressed: bool = False) -> Path:
     with tempfile.TemporaryDirectory(dir=fx.dir) as tmp:
         work = Path(tmp)
         initrd = _initramfs(fx, panic, work)
-        serial, monitor = work / "serial.log", work / "monitor.sock"
-        argv = [
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "256",
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-kernel",
-            str(fx.dir / "vmlinuz"),
-            "-initrd",
-            str(initrd),
-            "-append",
-            "console=ttyS0 nokaslr panic=0 quiet loglevel=7",
-            "-device",
-            "vmcoreinfo",
-            "-serial",
-            f"file:{serial}",
-            "-monitor",
-            f"unix:{monitor},server,nowait",
-            "-nodefaults",
-        ]
-        qemu = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        try:
-            _wait_panic(qemu, serial)
-            out = work / "dump"
-            _monitor(monitor, [f"dump-guest-memory {'-z ' if compressed else ''}{out}", "quit"])
-            qemu.wait(60)
-            if compressed:  # QEMU writes makedumpfile's flattened form; -R rebuilds the real file
-                with open(out, "rb") as flat:
-                    _run(["makedumpfile", "-R", str(out) + ".kdump"], stdin=flat)
-                os.replace(out, fx.flat)
-                out = Path(str(out) + ".kdump")
-            os.replace(out, dest)
-        finally:
-            if qemu.poll() is None:
-                qemu.kill()
-                qemu.wait()
+        out = work / "dump"
+        serial = panic_dump(fx, initrd, "console=ttyS0 nokaslr panic=0 quiet loglevel=7", out, compressed=compressed)
+        if compressed:  # QEMU writes makedumpfile's flattened form; -R rebuilds the real file
+            with open(out, "rb") as flat:
+                _run(["makedumpfile", "-R", str(out) + ".kdump"], stdin=flat)
+            os.replace(out, fx.flat)
+            out = Path(str(out) + ".kdump")
+        os.replace(out, dest)
+        if not compressed:
+            shutil.copy2(serial, fx.serial(panic))
     return dest
+
+
+def panic_dump(
+    fx: Fixture,
+    initrd: Path,
+    append: str,
+    dump: Path,
+    *,
+    mem_mb: int = 256,
+    compressed: bool = False,
+) -> Path:
+    """Boot `initrd` until the kernel panics (its serial log says so), then have QEMU write guest
+    memory to `dump` (ELF; makedumpfile's flattened form if `compressed`). Returns the serial log,
+    beside `dump` (`<dump>.serial`)."""
+    serial, monitor = dump.with_name(dump.name + ".serial"), dump.with_name(dump.name + ".monitor")
+    argv = [*qemu_argv(fx, initrd, append, serial, mem_mb), "-no-reboot", "-monitor", f"unix:{monitor},server,nowait"]
+    qemu = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_panic(qemu, serial)
+        _monitor(monitor, [f"dump-guest-memory {'-z ' if compressed else ''}{dump}", "quit"])
+        qemu.wait(60)
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        monitor.unlink(missing_ok=True)
+    return serial
 
 
 def _build_kdump(fx: Fixture) -> None:

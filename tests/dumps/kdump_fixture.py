@@ -6,6 +6,8 @@ the way kdump-tools does (lzo and zlib; this makedumpfile has no zstd), plus
 The capture kernel writes its files to a raw virtio disk at fixed offsets and prints their
 sizes on the serial console; the builder cuts them out. Cached beside the vmcore fixture:
 <cache>/<release>/kdump/{dump.lzo,dump.zlib,dmesg}. `python -m tests.dumps.kdump_fixture`.
+`capture()` is the same machinery for another panic (tests/dumps/crash_kinds.py): its init's
+trigger, extra files in the main initramfs, extra boot parameters.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.dumps.fixture import BUSYBOX, NAMED, WORKER, Fixture, _run, ensure
+from tests.dumps.fixture import NAMED, Fixture, _run, add_named, busybox_root, cpio, ensure, qemu_argv
 
 BOOT_TIMEOUT = 900.0  # two kernel boots and two makedumpfile runs under TCG on a busy machine
 SLOT = 128 << 20  # bytes per file on the capture disk
 FILES = ("dump.lzo", "dump.zlib", "dmesg")
+# How the capture kernel writes each file, as kdump-tools does (its default is -c -d 31).
+MAKEDUMPFILE = {"dump.lzo": "-l -d 31", "dump.zlib": "-c -d 31", "dmesg": "--dump-dmesg"}
+SYSRQ = "echo c > /proc/sysrq-trigger"
 VIRTIO = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk")
 APPLETS = ("sh", "mount", "insmod", "sleep", "echo", "cat", "dd", "stat", "sync", "poweroff", "mkdir")
 # Debian's kexec is linked against Xen's libraries (not installed here): fetched beside it.
@@ -43,7 +49,7 @@ XEN_LIBS = (
     "libyajl2",
 )
 CRASHKERNEL = "192M"
-GUEST_MB = "640"
+GUEST_MB = 640
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,14 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 insmod /qemu_fw_cfg.ko
 for name in {named}; do "/bin/$name" & done
+{setup}
 /sbin/kexec -p /vmlinuz --initrd=/capture.cpio \\
   --append="console=ttyS0 nokaslr irqpoll nr_cpus=1 reset_devices panic=1" \\
   && echo "CF-KEXEC-LOADED $(cat /sys/kernel/kexec_crash_loaded)"
 sleep 1
-echo "crashfleet fixture: panic kdump" > /dev/kmsg
-echo c > /proc/sysrq-trigger
+echo "crashfleet fixture: panic {label}" > /dev/kmsg
+{trigger}
+while true; do sleep 1000; done
 """
 CAPTURE_INIT = """#!/bin/sh
 export PATH=/bin:/sbin
@@ -82,9 +90,7 @@ mount -t devtmpfs dev /dev
 for m in {modules}; do insmod /$m.ko 2>/dev/null; done
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-makedumpfile -l -d 31 /proc/vmcore /dump.lzo
-makedumpfile -c -d 31 /proc/vmcore /dump.zlib
-makedumpfile --dump-dmesg /proc/vmcore /dmesg
+{commands}
 slot=0
 for f in {files}; do dd if=/$f of=/dev/vda bs=1M seek=$slot conv=notrunc 2>/dev/null; slot=$((slot+{slot_mb})); done
 sync
@@ -105,26 +111,49 @@ def ensure_kdump(fx: Fixture | None = None) -> KdumpFixture:
 
 
 def _build(fx: Fixture, kd: KdumpFixture) -> None:
+    capture(fx, kd.dir)
+
+
+def capture(
+    fx: Fixture,
+    dest: Path,
+    *,
+    label: str = "kdump",
+    trigger: str = SYSRQ,
+    setup: str = "",
+    extra: Mapping[str, Path] | None = None,
+    append: str = "",
+    files: tuple[str, ...] = FILES,
+) -> Path:
+    """Boot with a capture kernel loaded, run `setup` then `trigger` in the main init (files of
+    `extra` are in its initramfs, under their names; `append` joins its boot parameters), and
+    keep what the capture kernel's makedumpfile wrote: dest/<file> for each of `files` (keys of
+    MAKEDUMPFILE), and the serial console of both kernels (the returned dest/serial.log)."""
     with tempfile.TemporaryDirectory(dir=fx.dir) as tmp:
         work = Path(tmp)
         tools = _tools(fx, work)
-        capture = _cpio(_capture_root(work, tools), work / "capture.cpio")
-        main = _cpio(_main_root(fx, work, tools, capture), work / "main.cpio")
+        capture_image = cpio(_capture_root(work, tools, files), work / "capture.cpio")
+        main_root = _main_root(fx, work, tools, capture_image, label, trigger, setup)
+        for name, path in (extra or {}).items():
+            shutil.copy2(path, main_root / name)
+        main = cpio(main_root, work / "main.cpio")
         disk = work / "disk.raw"
         with open(disk, "wb") as handle:
-            handle.truncate(SLOT * len(FILES))
+            handle.truncate(SLOT * len(files))
         serial = work / "serial.log"
-        _boot(fx, main, disk, serial)
-        sizes = re.search(r"CF-SIZES ((?:\d+\s+){%d})" % len(FILES), serial.read_text(errors="replace"))
+        _boot(fx, main, disk, serial, append)
+        sizes = re.search(r"CF-SIZES ((?:\d+\s+){%d})" % len(files), serial.read_text(errors="replace"))
         if not sizes:
             raise RuntimeError(
                 f"the capture kernel wrote no dump; serial log tail:\n{serial.read_text(errors='replace')[-3000:]}"
             )
         with open(disk, "rb") as handle:
-            for slot, (name, size) in enumerate(zip(FILES, map(int, sizes.group(1).split()))):
+            for slot, (name, size) in enumerate(zip(files, map(int, sizes.group(1).split()))):
                 handle.seek(slot * SLOT)
                 (work / name).write_bytes(handle.read(size))  # <= 128 MiB each, once at build time
-                os.replace(work / name, kd.dir / name)
+                os.replace(work / name, dest / name)
+        os.replace(serial, dest / "serial.log")
+    return dest / "serial.log"
 
 
 def _tools(fx: Fixture, work: Path) -> Path:
@@ -158,17 +187,9 @@ def _copy_with_libs(binary: Path, root: Path, lib_dir: Path | None = None) -> No
         shutil.copy2(os.path.realpath(lib), target)
 
 
-def _busybox(root: Path) -> None:
-    for sub in ("bin", "proc", "sys", "dev", "tmp"):  # makedumpfile writes a temp file
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
-
-
-def _capture_root(work: Path, tools: Path) -> Path:
+def _capture_root(work: Path, tools: Path, files: tuple[str, ...]) -> Path:
     root = work / "capture"
-    _busybox(root)
+    busybox_root(root, APPLETS)
     _copy_with_libs(Path(shutil.which("makedumpfile") or "/usr/sbin/makedumpfile"), root)
     drivers = next(tools.glob("lib/modules/*/kernel/drivers"))
     for module in VIRTIO:
@@ -176,60 +197,34 @@ def _capture_root(work: Path, tools: Path) -> Path:
         if found:
             shutil.copy2(found[0], root / f"{module}.ko")
     init = root / "init"
-    init.write_text(CAPTURE_INIT.format(modules=" ".join(VIRTIO), files=" ".join(FILES), slot_mb=SLOT >> 20))
+    commands = "\n".join(f"makedumpfile {MAKEDUMPFILE[name]} /proc/vmcore /{name}" for name in files)
+    init.write_text(
+        CAPTURE_INIT.format(modules=" ".join(VIRTIO), commands=commands, files=" ".join(files), slot_mb=SLOT >> 20)
+    )
     init.chmod(0o755)
     return root
 
 
-def _main_root(fx: Fixture, work: Path, tools: Path, capture: Path) -> Path:
+def _main_root(fx: Fixture, work: Path, tools: Path, capture: Path, label: str, trigger: str, setup: str) -> Path:
     root = work / "main"
-    _busybox(root)
+    busybox_root(root, APPLETS)
     _copy_with_libs(tools / "sbin" / "kexec", root, tools / "usr" / "lib" / "x86_64-linux-gnu")
     shutil.copy2(fx.dir / "vmlinuz", root / "vmlinuz")
     shutil.copy2(capture, root / "capture.cpio")
     shutil.copy2(fx.dir / "qemu_fw_cfg.ko", root / "qemu_fw_cfg.ko")
-    for name in NAMED:
-        (root / "bin" / name).write_text(WORKER)
-        (root / "bin" / name).chmod(0o755)
+    add_named(root)
     init = root / "init"
-    init.write_text(MAIN_INIT.format(named=" ".join(NAMED)))
+    init.write_text(MAIN_INIT.format(named=" ".join(NAMED), setup=setup, label=label, trigger=trigger))
     init.chmod(0o755)
     return root
 
 
-def _cpio(root: Path, image: Path) -> Path:
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    with open(image, "wb") as out:
-        subprocess.run(
-            ["cpio", "-o", "-H", "newc", "--quiet"], input="\n".join(files).encode(), cwd=root, stdout=out, check=True
-        )
-    return image
-
-
-def _boot(fx: Fixture, initrd: Path, disk: Path, serial: Path) -> None:
+def _boot(fx: Fixture, initrd: Path, disk: Path, serial: Path, append: str = "") -> None:
     """Boot, panic, capture: QEMU exits when the capture kernel powers off (or fails)."""
+    params = f"console=ttyS0 nokaslr panic=1 crashkernel={CRASHKERNEL} loglevel=7 {append}".strip()
     argv = [
-        "qemu-system-x86_64",
-        "-accel",
-        "tcg",
-        "-m",
-        GUEST_MB,
-        "-smp",
-        "1",
-        "-display",
-        "none",
+        *qemu_argv(fx, initrd, params, serial, GUEST_MB),
         "-no-reboot",
-        "-nodefaults",
-        "-kernel",
-        str(fx.dir / "vmlinuz"),
-        "-initrd",
-        str(initrd),
-        "-append",
-        f"console=ttyS0 nokaslr panic=1 crashkernel={CRASHKERNEL} loglevel=7",
-        "-device",
-        "vmcoreinfo",
-        "-serial",
-        f"file:{serial}",
         "-drive",
         f"file={disk},format=raw,if=virtio",
     ]

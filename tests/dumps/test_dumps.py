@@ -14,6 +14,7 @@ from crashfleet.controller.errors import CrashfleetError, UsageError
 from crashfleet.controller.tools import dumps as d
 from crashfleet.controller.tools import jobs as j
 from crashfleet.controller.tools import output as o
+from crashfleet.controller.tools.triage import crash_triage
 from tests.dumps.conftest import DumpFleet
 
 pytestmark = [pytest.mark.ssh, pytest.mark.asyncio(loop_scope="module")]
@@ -44,7 +45,7 @@ async def test_dumps_list_finds_every_layout_and_format(drt: Any, dump_fleet: Du
         dumps = data[host]["dumps"]
         assert [x["path"] for x in dumps] == [str(dump_fleet.paths[host])]
         assert dumps[0]["format"] == "elf" and dumps[0]["arch"] == "x86_64" and dumps[0]["release"] == release
-        assert dumps[0]["debuginfo"]["present"], dumps[0]["debuginfo"]
+        assert dumps[0]["debuginfo"] == "local", dumps[0]["debuginfo"]
         assert dumps[0]["build_id"]
     assert data["web05"]["dumps"] == []
     formats = {x["path"]: (x["format"], x["incomplete"]) for x in data["web06"]["dumps"]}
@@ -298,17 +299,24 @@ async def test_bad_input_is_named_and_leaves_nothing(drt: Any, dump_fleet: DumpF
     assert after == before
 
 
-async def test_triage_groups_hosts_by_panic(drt: Any) -> None:
-    result = await d.crash_triage(drt, "web:!web06")
+async def test_triage_groups_hosts_by_crash(drt: Any, dump_fleet: DumpFleet) -> None:
+    result = await crash_triage(drt, "web:!web06")
     assert not result.errors, result.errors
-    assert [(g.count, g.hosts) for g in result.groups] == [(3, "web[01-03]"), (1, "web04")]
-    sysrq, initexit = result.groups
-    assert sysrq.panic == "sysrq triggered crash" and sysrq.frames[0] == "sysrq_handle_crash"
-    assert "Attempted to kill init" in (initexit.panic or "")
-    assert "0xffff" not in sysrq.signature and "ffffffff" not in initexit.signature
-    assert result.no_dump == "web05"
-    assert len(sysrq.sessions) == 3
-    drill = await d.crash_run(drt, initexit.sessions[0], "bt | head -n 3")
+    groups = {(g.data or {}).get("title"): g for g in result.groups}
+    sysrq, initexit = groups["sysrq-triggered crash"], groups["Attempted to kill init"]
+    assert (sysrq.count, sysrq.hosts, initexit.hosts) == (3, "web[01-03]", "web04"), result.groups
+    assert (
+        sysrq.data
+        and sysrq.data["culprit"] == "sysrq_handle_crash"
+        and sysrq.data["sources"] == {"printk buffer (VMCOREINFO)": 3}
+    ), sysrq.data
+    assert initexit.data and initexit.data["frames"][0] == "do_exit", initexit.data
+    assert not any("0xffff" in title for title in groups if title)
+    web05 = next(g for g in result.groups if "web05" in g.hosts)
+    assert not (web05.data or {}).get("vmcore")  # no dump: named from what else the machine kept, if anything
+    opened = await d.crash_open(drt, "web04", vmcore=str(dump_fleet.paths["web04"]))  # the group's drill-down
+    assert f"crash_open(host='web04', vmcore='{dump_fleet.paths['web04']}')" in initexit.data["drill_down"]
+    drill = await d.crash_run(drt, opened.session.session_id, "bt | head -n 3")
     assert "do_exit" in drill.text or "do_group_exit" in drill.text
 
 

@@ -134,6 +134,7 @@ async def test_triage_and_dumps_list_over_ssh_on_kdump_dumps(rig: Any, kdump_fle
     from crashfleet.controller.runtime import Runtime
     from crashfleet.controller.settings import Settings
     from crashfleet.controller.tools import dumps as d
+    from crashfleet.controller.tools.triage import crash_triage
     from tests.conftest import wait_no_agents
 
     settings = Settings(
@@ -147,13 +148,16 @@ async def test_triage_and_dumps_list_over_ssh_on_kdump_dumps(rig: Any, kdump_fle
         listed = await d.dumps_list(rt, "web01:web02")
         assert listed.summary.ok == 2, listed.errors
         text = "\n".join(g.output or "" for g in listed.groups)
-        assert text.count("panic (from ") == 2 and "sysrq triggered crash" in text, text
+        assert "crash: sysrq-triggered crash (from kdump's dmesg file)" in text, text
         assert "kdump-compressed" in text and "debuginfo: local" in text
-        triage = await d.crash_triage(rt, "all")
+        triage = await crash_triage(rt, "all")
         assert not triage.errors, triage.errors
-        assert len(triage.groups) == 1 and triage.groups[0].count == 2, triage.groups  # lzo and zlib: one bug
-        assert triage.groups[0].panic == "sysrq triggered crash" and "sysrq_handle_crash" in triage.groups[0].frames
-        assert triage.no_dump == "web[03-06]"
+        crashed = [g for g in triage.groups if (g.data or {}).get("title")]
+        assert len(crashed) == 1 and crashed[0].count == 2, triage.groups  # lzo and zlib: one bug
+        data = crashed[0].data or {}
+        assert data["title"] == "sysrq-triggered crash" and data["culprit"] == "sysrq_handle_crash", data
+        assert data["sources"] == {"kdump's dmesg file": 2}, data
+        assert [g.hosts for g in triage.groups if not (g.data or {}).get("title")] == ["web[03-06]"]
     finally:
         await rt.close()
         await wait_no_agents(rig.base, timeout=30)

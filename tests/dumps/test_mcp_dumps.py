@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,40 @@ def test_open_run_search_drgn_close_over_mcp(server: StdioServer, dump_fleet: Du
     assert closed["session_id"] == session_id, closed
     sessions = structured(server.call("sessions_list"))
     assert session_id not in [entry["session_id"] for entry in sessions["sessions"]], sessions
+
+
+def job_answer(server: StdioServer, job_id: str) -> dict[str, object]:
+    """job_status until the job's work ended: the one host's answer, as data of its group."""
+    while True:
+        status = structured(server.call("job_status", {"job_id": job_id}))
+        if not status["summary"]["running"]:
+            [group] = status["groups"]
+            assert group["status"] == "ok", status
+            return dict(group["data"])
+        time.sleep(0.5)  # polling the job, as a client does
+
+
+def test_past_the_calls_budget_an_open_and_a_drgn_run_answer_with_their_job(
+    rig: Rig, dump_fleet: DumpFleet, tmp_path: Path
+) -> None:
+    """crash takes seconds to open a dump, and this drgn code sleeps: both outlast a 1 s budget."""
+    hurried = StdioServer(
+        MODERN, rig, tmp_path / "home", CRASHFLEET_INVENTORY=str(dump_fleet.inventory), CRASHFLEET_CALL_BUDGET="1"
+    )
+    try:
+        opening = structured(hurried.call("crash_open", {"host": "web03"}, timeout=60))
+        assert opening["session"] is None and opening["job_id"] and "job_status" in opening["note"], opening
+        opened = job_answer(hurried, opening["job_id"])
+        session = opened["session"]
+        assert isinstance(session, dict) and session["session_id"].startswith("web03:"), opened
+        code = "import time; time.sleep(3); len(list(for_each_task(prog)))"
+        running = structured(hurried.call("drgn_run", {"session_id": session["session_id"], "code": code}, timeout=60))
+        assert running["ended"] == "running" and running["job_id"], running
+        ran = job_answer(hurried, running["job_id"])
+        assert ran["ok"] and int(str(ran["value"])) > 40, ran
+        hurried.call("session_close", {"session_id": session["session_id"]})
+    finally:
+        hurried.close()
 
 
 def test_closing_the_client_leaves_no_crash_or_drgn(server: StdioServer, dump_fleet: DumpFleet) -> None:

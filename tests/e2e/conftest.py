@@ -34,7 +34,9 @@ from crashfleet.controller import registry
 from tests.helpers import agent_pids, alive
 from tests.rig import Rig
 
-CRASHFLEET = Path(sys.executable).parent / "crashfleet"
+# The crashfleet under test: this venv's (the editable tree), or an installed wheel's (./dev test runs
+# these tests a second time with TESTS_CRASHFLEET_COMMAND pointing at one; tests/packaging builds it).
+CRASHFLEET = Path(os.environ.get("TESTS_CRASHFLEET_COMMAND") or Path(sys.executable).parent / "crashfleet")
 TOOLS = {spec.name for spec in registry.discover()}  # what the server must list: every tool the modules declare
 HANDSHAKE_PINNED = "2025-06-18"  # no Client mode offers it: initialize by hand
 LEGACY = "2025-11-25"  # what Client(mode="legacy") offers
@@ -158,7 +160,7 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 @asynccontextmanager
 async def _stdio_client(
-    version: str, params: StdioServerParameters, errlog: TextIO
+    version: str, params: StdioServerParameters, errlog: TextIO, options: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[Any, ClientSession, str | None]]:
     """(caller, session, version the server answered in initialize) for one protocol version."""
     if version == HANDSHAKE_PINNED:
@@ -179,7 +181,7 @@ async def _stdio_client(
             yield session, session, answer.protocol_version
         return
     mode = "legacy" if version == LEGACY else version
-    async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
+    async with Client(stdio_client(params, errlog=errlog), mode=mode, **(options or {})) as client:
         init = client.session.initialize_result
         yield client, client.session, init.protocol_version if init is not None else None
 
@@ -187,7 +189,10 @@ async def _stdio_client(
 class StdioServer:
     """One `crashfleet serve` child on stdio with the SDK client connected, usable from sync tests."""
 
-    def __init__(self, version: str, rig: Rig, home: Path, **extra_env: str) -> None:
+    def __init__(
+        self, version: str, rig: Rig, home: Path, *, client: dict[str, Any] | None = None, **extra_env: str
+    ) -> None:
+        """client: more options for the SDK's Client (extensions, an elicitation callback)."""
         self.version = version
         self.rig = rig
         self.home = home
@@ -200,7 +205,7 @@ class StdioServer:
             self.portal = self._stack.enter_context(start_blocking_portal())
             errlog = self._stack.enter_context(open(self.stderr_path, "w"))
             self.client, self.session, self.answered = self._stack.enter_context(
-                self.portal.wrap_async_context_manager(_stdio_client(version, params, errlog))
+                self.portal.wrap_async_context_manager(_stdio_client(version, params, errlog, client))
             )
             marker = env["XDG_STATE_HOME"]
             wait_for(lambda: pids_with_env("XDG_STATE_HOME", marker), START_TIMEOUT)
@@ -260,7 +265,7 @@ class StdioServer:
 class HttpServer:
     """`crashfleet serve --transport http` as a Popen child on a free loopback port."""
 
-    def __init__(self, rig: Rig, home: Path, token: str | None) -> None:
+    def __init__(self, rig: Rig, home: Path, token: str | None, **extra_env: str) -> None:
         self.rig = rig
         self.home = home
         self.token = token
@@ -268,7 +273,7 @@ class HttpServer:
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.log_path = home / f"server-{self.port}.log"
         extra = {"CRASHFLEET_HTTP_TOKEN": token} if token is not None else {}
-        self.env = server_env(rig, home, **extra)
+        self.env = server_env(rig, home, **extra, **extra_env)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [str(CRASHFLEET), "serve", "--transport", "http", "--port", str(self.port)],
@@ -333,8 +338,8 @@ def http_servers(rig: Rig, tmp_path: Path) -> Iterator[Callable[..., HttpServer]
     """Start HTTP servers on demand (`start(token=..., home=...)`); every one is stopped and checked gone."""
     started: list[HttpServer] = []
 
-    def start(token: str | None, home: Path | None = None) -> HttpServer:
-        server = HttpServer(rig, home or tmp_path / f"home{len(started)}", token)
+    def start(token: str | None, home: Path | None = None, **extra_env: str) -> HttpServer:
+        server = HttpServer(rig, home or tmp_path / f"home{len(started)}", token, **extra_env)
         started.append(server)
         return server
 

@@ -299,3 +299,24 @@ def test_broken_servers_each_end_in_their_own_status(frig: Rig, tmp_path: Path) 
     assert by_host["silent"].status == "timeout" and "stage: ssh handshake" in by_host["silent"].message
     assert by_host["garbage"].status == "unreachable" and "banner" in by_host["garbage"].message.lower()
     assert by_host["midframe"].status == "unreachable" and "cannot connect" in by_host["midframe"].message
+
+
+async def test_a_call_just_after_a_timeout_waits_for_the_liveness_ping_not_its_deadline(
+    frig: Rig, fsettings: Settings
+) -> None:
+    """Keepalive slower than the 5 s ping (the default, 20 s): the ping decides first. The second
+    call starts while it runs and ends with its verdict (down), not at its own 30 s deadline."""
+    settings = fsettings.model_copy(update={"ssh_keepalive": 5.0, "controller_id": None})
+    rt = Runtime.create(settings, who="pytest")
+    try:
+        assert (await fleet_check(rt, "f04")).summary.ok == 1  # a live link first
+        with partition(frig.host("f04")):
+            first = await fleet_run(rt, "f04", "uname", timeout=2)
+            assert first.summary.timeout == 1 and "stage: call" in first.errors[0].message, first
+            second = await fleet_run(rt, "f04", "uname", timeout=30)
+            assert second.summary.unreachable == 1, second
+            assert "stopped answering" in second.errors[0].message, second.errors
+        assert await wait_until(lambda: reachable(rt, "f04"), timeout=60), "f04 did not come back by itself"
+    finally:
+        await rt.close()
+    await wait_no_agents(frig.base, timeout=30)

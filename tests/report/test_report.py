@@ -54,7 +54,7 @@ def report(server: StdioServer) -> dict[str, object]:
     assert {m["name"] for m in traced["maps"]} == {"@slice", "@switches"}, traced["maps"]
     uname = structured(server.call("fleet_run", {"pattern": "web01", "command": "uname"}))
     include = [
-        triage["groups"][0]["sessions"][0],
+        triage["groups"][0]["output_ids"][0],
         traced["groups"][0]["output_ids"][0],
         uname["groups"][0]["output_ids"][0],
         "J999",
@@ -79,8 +79,8 @@ def test_report_says_what_it_holds_and_what_is_missing(report: dict[str, object]
     assert "<script" not in html and "http://" not in html and "https://" not in html  # nothing to fetch
     triage = report["triage"]
     assert isinstance(triage, dict)
-    for frame in triage["groups"][0]["frames"][:3]:
-        assert frame in html, f"top frame {frame!r} not in the report"
+    for frame in triage["groups"][0]["data"]["frames"][:3]:
+        assert frame in html, f"culprit frame {frame!r} not in the report"
 
 
 def test_report_loads_in_chromium_with_sized_charts(report: dict[str, object], tmp_path: Path) -> None:
@@ -113,3 +113,26 @@ def test_report_html_validates(report: dict[str, object], tmp_path: Path) -> Non
     config.write_text(json.dumps({"extends": ["html-validate:standard"]}))
     checked = run([str(binary), "--config", str(config), built["path"]])
     assert checked.returncode == 0
+
+
+def test_a_report_without_ids_holds_the_whole_session(server: StdioServer, report: dict[str, object]) -> None:
+    """ "The report of this incident": everything this server produced, no ids to gather first."""
+    built = structured(server.call("report_build", {"title": "Incident 42, all of it"}, timeout=180))
+    assert built["missing"] == [], built["missing"]
+    for what in ("triage group", "bpftrace map", "output(s)", "audited call"):
+        assert what in built["summary"], built["summary"]
+    html = Path(built["path"]).read_text()
+    assert escape(str(report["uname"]).strip()) in html
+
+
+async def test_a_report_of_a_session_with_nothing_yet_says_so(tmp_path: Path) -> None:
+    from crashfleet.controller.runtime import Runtime
+    from crashfleet.controller.settings import Settings
+    from crashfleet.controller.tools.report import report_build
+
+    rt = Runtime.create(Settings(audit_log=tmp_path / "audit.jsonl"))
+    try:
+        built = await report_build(rt, "quiet night")
+    finally:
+        await rt.close()
+    assert "nothing yet" in built.summary and Path(built.path).is_file(), built

@@ -73,3 +73,68 @@ async def test_without_a_lease_jobs_end_with_the_link(tmp_path: Path) -> None:
     finally:
         agent.kill()
     assert await wait_until(lambda: not vmstats(tmp_path), 10)
+
+
+def send(agent: Agent, method: str, **params: object) -> None:
+    """A notification (no answer), as the controller's link sends `shutdown`."""
+    assert agent.proc.stdin
+    agent.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode() + b"\n")
+    agent.proc.stdin.flush()
+
+
+async def test_a_superseded_agent_ends_cleanly_when_its_last_controller_leaves(tmp_path: Path) -> None:
+    """Its first connection's reader still blocks on stdin when it exits: that must not be a crash."""
+    first = PolicyAgent(tmp_path, job_lease=120.0)
+    later = None
+    try:
+        first.result("hello", controller=KEY)
+        first.result("run", command="vmstat", duration=300)
+        assert await wait_until(lambda: len(vmstats(tmp_path)) == 1)
+        later = next_agent(first, tmp_path, "later")
+        assert later.result("hello", controller=KEY)["lease"]["attaches"] == 1  # relayed to the first
+        send(later, "shutdown")  # the controller leaves on purpose: no lease, its jobs end
+        assert later.stop() == 0
+        assert first.proc.wait(30) == 0  # its own stdin still open: no abort at exit
+        assert "Fatal Python error" not in (tmp_path / "agent.log").read_text()
+        assert not vmstats(tmp_path)
+    finally:
+        first.kill()
+        if later is not None and later.proc.poll() is None:
+            later.proc.kill()
+            later.proc.wait()
+
+
+async def test_a_dead_agents_socket_is_removed_never_connected(tmp_path: Path) -> None:
+    first = PolicyAgent(tmp_path, job_lease=120.0)
+    later = None
+    try:
+        first.result("hello", controller=KEY)
+        sockets = list((first.dir / "run").glob(f"{KEY}-*.sock"))
+        assert len(sockets) == 1
+        first.proc.kill()  # SIGKILL: its listener is never closed, the socket file stays
+        first.proc.wait()
+        assert sockets[0].exists()
+        later = next_agent(first, tmp_path, "other")
+        other = later.result("hello", controller="0000000000000bad")  # another controller's agent sweeps
+        assert other["lease"]["attaches"] == 0
+        assert not sockets[0].exists() and not sockets[0].with_suffix(".lock").exists()
+        assert later.stop() == 0
+    finally:
+        first.kill()
+        if later is not None and later.proc.poll() is None:
+            later.proc.kill()
+            later.proc.wait()
+
+
+def test_a_request_sent_just_before_stdin_ends_is_still_answered(tmp_path: Path) -> None:
+    """As sshd's forced command sees it: the request, then EOF at once."""
+    agent = PolicyAgent(tmp_path, job_lease=120.0)
+    try:
+        assert agent.proc.stdin and agent.proc.stdout
+        agent.proc.stdin.write(b'{"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}\n')
+        agent.proc.stdin.close()
+        answer = json.loads(agent.proc.stdout.readline())
+        assert answer["id"] == 1 and answer["result"]["build"], answer
+        assert agent.proc.wait(30) == 0
+    finally:
+        agent.kill()

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m pytest -p no:cacheprovider tests/unit/data/recapture.py::test_bpftrace_maps
 
-and ::test_capture_views, ::test_dumps_sys_and_bt, ::test_profile_stacks. Each part overwrites its files
-here. The unit tests' expected figures were read off these files: after a new capture, check them again
-(README.md).
+and ::test_capture_views, ::test_dumps_sys_and_bt, ::test_profile_stacks, ::test_oops_logs,
+::test_oops_captures. Each part overwrites its files here. The unit tests' expected figures were read
+off these files: after a new capture, check them again (README.md).
 Not collected by a plain pytest run: its name is not test_*.py.
 """
 
@@ -28,6 +28,7 @@ from crashfleet.controller.tools.jobs import job_cancel
 from tests.capture.conftest import lab  # noqa: F401 - the namespace lab, a fixture
 from tests.capture.netlab import NetLab
 from tests.dumps.conftest import drt, dump_fixture, dump_fleet  # noqa: F401 - the dump fleet, fixtures
+from tests.dumps.crash_kinds import ensure_kinds
 from tests.integration.test_bpftrace import started_job, tracefs  # noqa: F401 - tracefs is a fixture
 
 DATA = Path(__file__).parent
@@ -205,3 +206,34 @@ async def test_dumps_sys_and_bt(drt: Any) -> None:  # noqa: F811 - drt is the fi
         save(f"crash-{panic}-sys.txt", opened.summary.text)
         save(f"crash-{panic}-bt.txt", bt.text)
         await d.session_close(drt, opened.session.session_id)
+
+
+# -- oops titles: the fixture's serial consoles, and crash's `log -m` of its vmcores --------------
+
+
+def test_oops_logs(dump_fixture: Any) -> None:  # noqa: F811 - dump_fixture is the fixture
+    (DATA / "oops").mkdir(exist_ok=True)
+    for panic in ("sysrq", "initexit"):
+        shutil.copyfile(dump_fixture.serial(panic), DATA / "oops" / f"serial-{panic}.log")
+        log = subprocess.run(
+            ["crash", "-s", str(dump_fixture.vmlinux), str(dump_fixture.vmcore(panic))],
+            input="log -m\nquit\n",
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        (DATA / "oops" / f"crash-log-{panic}.log").write_text(log.stdout)
+
+
+def test_oops_captures() -> None:
+    """The null_deref crash as kdump and pstore keep it (tests/dumps/crash_kinds.py): makedumpfile's
+    dmesg, the console of the crash and of the capture kernel booting after it, and the ramoops
+    records the next boot found."""
+    kinds = ensure_kinds()
+    dmesg, console = kinds.dmesg("null_deref"), kinds.kdump_serial("null_deref")
+    assert dmesg is not None and console is not None
+    shutil.copyfile(dmesg, DATA / "oops" / "kdump-null_deref.dmesg")
+    shutil.copyfile(console, DATA / "oops" / "kdump-null_deref.serial.log")
+    for record in sorted(kinds.pstore.glob("dmesg-ramoops-*")):
+        shutil.copyfile(record, DATA / "oops" / f"pstore-{record.name}")
