@@ -117,6 +117,8 @@ class Tree:
         would get less of a busy host than its threads did beside everyone else."""
         cpu = budget is not None and budget.cpus is not None
         with self._lock:
+            if cpu:
+                self._cpu_above()
             dirs = {}
             for key, base in self.bases.items():
                 if key == "cpu" and not (cpu or os.path.isdir(os.path.join(base, *rel))):
@@ -146,6 +148,16 @@ class Tree:
     def limit_root(self, budget: Budget) -> None:
         for key, base in self.bases.items():
             self._limit(key, base, budget)
+
+    def _cpu_above(self) -> None:
+        """v2: cpu on the way down to the agent's dir (from /crashfleet's parent when the agent made
+        it), enabled when the first group with a CPU budget is made, not before."""
+        if self.version != 2:
+            return
+        anchor = os.path.dirname(self.bases["unified"])
+        if self.layout.mode == "root":
+            self._enable_below(os.path.dirname(anchor), True)
+        self._enable_below(anchor, True)
 
     def _enable_below(self, path: str, cpu: bool = False) -> None:
         """v2: the controllers for path's children, one by one: cpu only on the way to a group
