@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import bounded as capped
 from . import bpftrace_ast, facts, profiles, protocol, sandbox
 from . import bpftrace_safety as safety
 from .errors import AgentError
@@ -36,6 +37,7 @@ KILL_GRACE = 10.0  # seconds past the duration before the job is stopped from ou
 ATTACH_GRACE = 60.0
 MAX_MAP_KEYS = 1000  # keys of one map sent to the controller (the largest values)
 MAX_PRINTED = 8000  # chars of printf output returned next to the maps
+RUN_CAP = 32 << 20  # bytes of stdout (or stderr) of a short bpftrace run: -d's AST, -l's probe list
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "hist", "lhist", "stats")
 _KIND_RE = re.compile(r"(@\w*)\s*(?:\[[^\]\n]*\])?\s*=\s*(%s)\s*\(" % "|".join(AGGREGATIONS))
 _ERROR_RE = re.compile(r"^(?:[^:\n]*):(\d+):(\d+)(?:-\d+)?: ERROR: (.*)$", re.M)
@@ -339,22 +341,21 @@ class Bpftrace:
         bpftrace_ast.check_dump(program, out)
 
     def _run(self, argv: List[str], timeout: float = 60.0) -> Tuple[int, str, str]:
+        """A short bpftrace run (-d, -l, --info), its output kept up to RUN_CAP bytes a stream."""
+        preexec = sandbox.child_setup(
+            self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir, timeout), argv[0]
+        )
         try:
-            proc = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                env=self._env(),
-                cwd=self.agent.jobs.workdir,
-                start_new_session=True,
-                preexec_fn=sandbox.child_setup(
-                    self.policy.settings, profiles.bpftrace(self.policy, self.agent.jobs.workdir, timeout), argv[0]
-                ),
-            )
+            status, out, err = capped.run(argv, RUN_CAP, timeout, preexec, env=self._env(), cwd=self.agent.jobs.workdir)
         except subprocess.TimeoutExpired:
             raise AgentError(protocol.TIMEOUT, "%s took over %gs" % (" ".join(argv[:2]), timeout)) from None
-        return (proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+        except capped.CapExceeded as exc:
+            raise AgentError(
+                protocol.OVER_CAP, "%s: %s; it was stopped" % (" ".join(argv[:2]), exc), cap=exc.cap
+            ) from None
+        finally:
+            sandbox.release(preexec)
+        return (status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def _binary(self) -> str:
         if not self.policy.settings["bpftrace_enabled"]:

@@ -19,7 +19,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, TypeVar, cast
 
-from . import protocol
+from . import cgroups, protocol, sandbox
+from .bounded import Lines
 from .errors import AgentError
 from .policy import DEFAULTS
 from .rpc import current_request_id
@@ -69,6 +70,7 @@ class Job:
         self.max_output: Optional[int] = None
         self.keep_past_cap: Optional[Callable[[bytes], bool]] = None
         self.stopper: Optional[Callable[[], None]] = None  # a job that is not a process: how to stop it
+        self.preexec: Any = None  # its sandbox (sandbox.Setup): the cgroup to read and release at its end
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr).decode("utf-8", "replace")[-STDERR_TAIL:]
@@ -136,7 +138,7 @@ class JobManager:
             raise AgentError(protocol.SHUTTING_DOWN, "the agent is shutting down")
         writer = self.store.create(kind, {"argv": argv, **(meta or {})})
         job = Job(self._new_id(), kind, argv, writer, duration, meta or {})
-        job.max_output, job.keep_past_cap = max_output, keep_past_cap
+        job.max_output, job.keep_past_cap, job.preexec = max_output, keep_past_cap, preexec
         try:
             job.proc = subprocess.Popen(
                 argv,
@@ -151,6 +153,7 @@ class JobManager:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             writer.close(error=str(exc))
+            sandbox.release(preexec)
             raise AgentError(
                 protocol.EXEC_FAILED,
                 "cannot start %s: %s" % (argv[0], getattr(exc, "strerror", None) or exc),
@@ -272,6 +275,7 @@ class JobManager:
             job.done.wait(KILL_GRACE + 3)
         for hook in self.on_shutdown:
             hook()
+        cgroups.close()  # what is left in the children's cgroups, and the cgroups themselves
 
     def _stop(self, job: Job, state: str, reason: str) -> None:
         if (job.proc is None and job.stopper is None) or job.done.is_set() or job.stop_reason:
@@ -332,6 +336,8 @@ class JobManager:
             past.feed(b"\n")  # a last line without its newline
         job.exit_status = job.proc.wait()
         _signal_group(job.proc.pid, signal.SIGKILL)  # reap stragglers that kept no pipe open
+        job.stop_reason = _budget_hit(job.preexec) or job.stop_reason
+        sandbox.release(job.preexec)
         self._finish(job)
 
     def _over_cap(self, job: Job, head: bytes, cap: int) -> None:
@@ -427,23 +433,30 @@ class JobTable:
 
 
 class _PastCap:
-    """Output past a job's cap: dropped, except whole lines the job asked to keep."""
+    """Output past a job's cap: dropped, except whole lines the job asked to keep (split in linear
+    time: a line is never rescanned, and one longer than KEPT_PAST_CAP keeps only its head)."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.partial = b""
+        self.lines = Lines(KEPT_PAST_CAP)
         self.kept = 0
 
     def feed(self, chunk: bytes) -> None:
         keep = self.job.keep_past_cap
         if keep is None:
             return
-        *lines, rest = (self.partial + chunk).split(b"\n")
-        for line in lines:
+        for line in self.lines.feed(chunk):
             if self.kept + len(line) < KEPT_PAST_CAP and keep(line):
                 self.job.writer.write(line + b"\n")
                 self.kept += len(line) + 1
-        self.partial = rest if len(rest) < KEPT_PAST_CAP else b""
+
+
+def _budget_hit(preexec: Any) -> Optional[str]:
+    """What ended a job whose cgroup's budget was reached, from the cgroup's counters."""
+    group = getattr(preexec, "group", None)
+    if group is None or not group.events().get("oom_kill"):
+        return None
+    return "its memory budget was reached (the kernel's OOM killer ended it; policy sandbox_tool_memory_bytes)"
 
 
 def _signal_group(pgid: int, sig: int) -> None:

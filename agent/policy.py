@@ -27,7 +27,13 @@ CORE: Dict[str, Any] = {
     "sandbox_cpu_seconds": 7200,  # CPU a crash or drgn session may use in its life
     "sandbox_memory_bytes": 16 << 30,  # address space of crash and drgn
     "sandbox_file_bytes": 1 << 30,  # largest file a tool may write (its work dir, private /tmp)
-    "sandbox_processes": 64,  # processes of drgn's user (nobody) while a worker runs
+    "sandbox_processes": 64,  # processes of drgn's user (nobody); each child's pids.max: this plus the CPUs
+    # Kernel-enforced budgets (cgroups, agent/cgroups.py): memory counts tmpfs and shared memory, no swap.
+    "sandbox_session_memory_bytes": 4 << 30,  # a dump session's crash and drgn together, their tmpfs included
+    "sandbox_tool_memory_bytes": 1 << 30,  # one bpftrace, tcpdump, catalogue command, download or regex search
+    "sandbox_total_memory_bytes": None,  # all the agent's children together; None: half of this host's RAM
+    "sandbox_tmpfs_bytes": 256 << 20,  # a child's private /tmp, /var/tmp and /dev/shm together (in its budget)
+    "sandbox_drgn_cpus": 1.0,  # CPUs drgn code may keep busy (cpu.max of its processes); None: no bound
     "regex_cpu_seconds": 5,  # CPU one regex search or grep filter may use
 }
 # Each domain adds its own keys (agent/domains/*.py).

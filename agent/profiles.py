@@ -2,14 +2,20 @@
 
 Every read path beyond the system dirs (sandbox.SYSTEM_DIRS) is named here,
 so SECURITY.md and this file say the same thing. Limits come from the host's
-policy (policy.DEFAULTS: sandbox_*, regex_cpu_seconds).
+policy (policy.DEFAULTS: sandbox_*, regex_cpu_seconds), and so do the budgets
+each child's cgroup gets (agent/cgroups.py): a dump session's crash and drgn
+share the session's memory; every other child has its own.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+import os
+from typing import Any, Dict, Iterable, List, Optional
 
+from .cgroups import Budget, Rel
 from .sandbox import Profile, rlimits
+
+PROBE_MEMORY = 512 << 20  # the agent's own fixed-argv probes (versions, interfaces, filter checks)
 
 DEBUGINFO_DIRS = ("/usr/lib/debug",)
 KERNEL_DIRS = ("/sys", "/proc", "/usr/src", "/lib/modules")
@@ -26,6 +32,34 @@ def _settings(policy: Any) -> Dict[str, Any]:
     return policy.settings  # type: ignore[no-any-return]
 
 
+def _pids(settings: Dict[str, Any]) -> int:
+    """pids.max counts threads: tools' thread pools (drgn's OpenMP, LLVM) grow with the CPUs."""
+    return int(settings["sandbox_processes"]) + (os.cpu_count() or 1)
+
+
+def _tool(settings: Dict[str, Any]) -> Budget:
+    return Budget(memory=int(settings["sandbox_tool_memory_bytes"]), pids=_pids(settings))
+
+
+def session_budget(policy: Any) -> Budget:
+    """A dump session's group: its crash and drgn (and drgn code) together."""
+    return Budget(memory=int(_settings(policy)["sandbox_session_memory_bytes"]))
+
+
+def drgn_code_budget(policy: Any) -> Budget:
+    """The group of the process that runs callers' drgn code (in its session's group)."""
+    s = _settings(policy)
+    cpus = s["sandbox_drgn_cpus"]
+    return Budget(pids=_pids(s), cpus=float(cpus) if cpus else None)
+
+
+def _session_child(settings: Dict[str, Any], group: Optional[Rel]) -> Dict[str, Any]:
+    """crash's or drgn's budget: its session's memory when it has a session, its own otherwise."""
+    memory = int(settings["sandbox_session_memory_bytes"])
+    budget = Budget(pids=_pids(settings)) if group else Budget(memory=memory, pids=_pids(settings))
+    return {"budget": budget, "group": group, "tmpfs_bytes": min(int(settings["sandbox_tmpfs_bytes"]), memory)}
+
+
 LIVE_CORE = "/proc/kcore"
 LIVE_READ = ("/proc", "/sys")  # kallsyms, iomem, modules, vmcoreinfo of the running kernel
 
@@ -37,8 +71,11 @@ def _live(vmcore: str, caps: Iterable[str] = ()) -> Dict[str, List[str]]:
     return {"read": list(LIVE_READ), "caps": list(caps) + ["SYS_RAWIO"]}
 
 
-def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str, modules: Iterable[str] = ()) -> Profile:
-    """`modules`: the modules' debuginfo files fetched for this session (crash loads them with mod -s)."""
+def crash(
+    policy: Any, vmlinux: str, vmcore: str, workdir: str, modules: Iterable[str] = (), group: Optional[Rel] = None
+) -> Profile:
+    """`modules`: the modules' debuginfo files fetched for this session (crash loads them with mod -s);
+    `group`: its cgroup in the session's (sessions.Session.group)."""
     s = _settings(policy)
     live = _live(vmcore)
     return Profile(
@@ -49,10 +86,13 @@ def crash(policy: Any, vmlinux: str, vmcore: str, workdir: str, modules: Iterabl
         devices=["/dev/tty"],
         isolate=True,
         rlimits=rlimits(cpu=s["sandbox_cpu_seconds"], memory=s["sandbox_memory_bytes"], fsize=s["sandbox_file_bytes"]),
+        **_session_child(s, group + ("crash",) if group else None),
     )
 
 
-def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str]) -> Profile:
+def drgn(
+    policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Iterable[str], group: Optional[Rel] = None
+) -> Profile:
     s = _settings(policy)
     live = _live(vmcore, ("SETUID", "SETGID"))
     return Profile(
@@ -67,6 +107,7 @@ def drgn(policy: Any, vmlinux: str, vmcore: str, workdir: str, python_paths: Ite
             fsize=s["sandbox_file_bytes"],
             nproc=s["sandbox_processes"],
         ),
+        **_session_child(s, group + ("drgn",) if group else None),
     )
 
 
@@ -82,11 +123,13 @@ def bpftrace(policy: Any, workdir: str, duration: float = 60.0) -> Profile:
         caps=BPFTRACE_CAPS,
         execute=["/bin/sh"],
         rlimits=rlimits(cpu=duration + 60, fsize=s["sandbox_file_bytes"]),
+        budget=_tool(s),
     )
 
 
 def tcpdump(policy: Any, capture_dir: str, duration: float = 60.0, file_bytes: int = 0) -> Profile:
     """A capture writes its ring; a filter check (`tcpdump -d`, capture_dir "") writes nothing."""
+    s = _settings(policy)
     write = [capture_dir] if capture_dir else []
     return Profile(
         "tcpdump",
@@ -94,13 +137,15 @@ def tcpdump(policy: Any, capture_dir: str, duration: float = 60.0, file_bytes: i
         write=write,
         caps=TCPDUMP_CAPS,
         rlimits=rlimits(cpu=duration + 60, fsize=max(file_bytes, 1 << 20) + (1 << 20)),
+        budget=_tool(s),
     )
 
 
-def command() -> Profile:
+def command(policy: Any = None) -> Profile:
     """The catalogue's fixed read-only commands (uname, ps, dmesg, ss...): they keep their
     capabilities (dmesg needs CAP_SYSLOG, ss -p reads other processes) but write nothing, exec
     nothing else."""
+    budget = _tool(_settings(policy)) if policy is not None else Budget(memory=PROBE_MEMORY, pids=64)
     return Profile(
         "command",
         read=[
@@ -113,6 +158,7 @@ def command() -> Profile:
             "/etc/protocols",
         ],
         rlimits=rlimits(),
+        budget=budget,
     )
 
 
@@ -140,6 +186,7 @@ def debuginfod(policy: Any, fetch_dir: str, ports: Iterable[int], python_paths: 
         caps=(),
         tcp_connect=ports,
         rlimits=rlimits(cpu=3600, fsize=int(s["debuginfod_cache_bytes"]) + 1),
+        budget=_tool(s),
     )
 
 
@@ -176,13 +223,22 @@ def journal(dirs: Iterable[str], workdir: str, seconds: float, file_bytes: int) 
 
 def probe() -> Profile:
     """Fixed-argv probes the agent runs for its facts (`tool --version`, `ip -j addr`): read
-    anything, write and exec nothing."""
-    return Profile("probe", read=["/"], rlimits=rlimits(cpu=30))
+    anything, write and exec nothing; one cgroup shared by all of them."""
+    budget = Budget(memory=PROBE_MEMORY, pids=64 + (os.cpu_count() or 1))
+    return Profile("probe", read=["/"], rlimits=rlimits(cpu=30), budget=budget, group=("probe",))
 
 
 def search(policy: Any) -> Profile:
-    """A regex over an output: only the files already open, a CPU limit."""
-    return Profile("search", pid_ns=False, rlimits=rlimits(cpu=_settings(policy)["regex_cpu_seconds"]))
+    """A regex over an output: only the files already open, a CPU limit; regex children share one
+    cgroup of the tool budget."""
+    s = _settings(policy)
+    return Profile(
+        "search",
+        pid_ns=False,
+        rlimits=rlimits(cpu=s["regex_cpu_seconds"]),
+        budget=_tool(s),
+        group=("search",),
+    )
 
 
 def _debuginfo(settings: Dict[str, Any]) -> List[str]:

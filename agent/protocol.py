@@ -92,6 +92,7 @@ UNKNOWN_JOB = _kind("unknown_job", "no such job (or capture) on this agent: it n
 JOB_LOST = _kind("job_lost", "the job ran under an earlier agent in this dir and ended with it; output_id kept")
 EXEC_FAILED = _kind("exec_failed", "the job's program could not be started")
 TIMEOUT = _kind("timeout", "a helper command the agent ran itself took too long")
+OVER_CAP = _kind("over_cap", "a child went over one of its caps (data.cap: output, line, memory...) and was stopped")
 QUOTA_EXCEEDED = _kind("quota_exceeded", "a cap of this host's policy (jobs, captures, capture bytes) is reached")
 # stored outputs
 UNKNOWN_OUTPUT = _kind("unknown_output", "no such output: evicted, deleted or never there")
@@ -462,6 +463,7 @@ class CommandReply(_CommandReply, total=False):
     sha256: Optional[str]
     ended: str  # done, timeout, killed, failed...
     note: str
+    cap: str  # the cap or budget that ended it: output, line, timeout, memory, idle, died (drgn); output (crash)
     state: JobState
     job_id: str
     ok: bool  # drgn: the code raised nothing

@@ -9,8 +9,11 @@ one); `fork_call` runs a Python function in a forked, sandboxed child instead
   work dirs, execute only the tool and its ELF interpreter, no TCP (ABI >= 4),
   no signals or abstract sockets outside the sandbox (ABI >= 6);
 - no_new_privs, a capability bounding set cut to what the tool needs, rlimits;
-- as root: new mount, IPC and network namespaces (crash, drgn: no network, a
-  private /tmp), and a PID namespace whose init is the tool, so every
+- a cgroup of its own (agent/cgroups.py): memory (tmpfs and shared memory
+  included, no swap), processes, and CPU where the profile bounds it;
+- as root: new mount, IPC and network namespaces (crash, drgn: no network, one
+  private tmpfs of a fixed size on /tmp, /var/tmp and /dev/shm, System V shared
+  memory capped to the same size), and a PID namespace whose init is the tool, so every
   descendant dies with it. An intermediate process waits for the tool, mirrors
   its exit status and kills it when the agent is gone (polling its parent:
   PR_SET_PDEATHSIG would fire when the agent *thread* that forked it ends).
@@ -23,16 +26,18 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import json
 import os
 import resource
 import select
 import signal
 import struct
+import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from . import protocol
+from . import cgroups, protocol
 from .errors import AgentError
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -84,7 +89,9 @@ SYSTEM_FILES = (
 )
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
-TMPFS_OPTIONS = b"size=1g,mode=1777"
+TMPFS_BYTES = 256 << 20  # a private tmpfs's size when the profile names none
+ANSWER_CAP = 64 << 20  # bytes of a fork_call child's JSON answer (a search's matches)
+UNIQUE_GRACE = 60.0  # seconds a child's own cgroup may stay empty before a sweep removes it
 PARENT_POLL = 1.0  # seconds between the intermediate's checks that the agent is still there
 
 # Capabilities by number (linux/capability.h).
@@ -122,8 +129,14 @@ class Profile:
         devices: Iterable[str] = (),
         execute: Iterable[str] = (),
         tcp_connect: Iterable[int] = (),
+        budget: Optional[cgroups.Budget] = None,
+        group: Optional[cgroups.Rel] = None,
+        tmpfs_bytes: int = TMPFS_BYTES,
     ) -> None:
         self.name = name
+        self.budget = budget  # the child's cgroup limits (None: no cgroup of its own)
+        self.group = group  # where that cgroup is (a session's, a shared one); None: the child's own
+        self.tmpfs_bytes = tmpfs_bytes  # the private tmpfs (isolate), and System V shm in its IPC namespace
         self.tcp_connect = tuple(sorted(set(int(p) for p in tcp_connect)))  # ports (ABI >= 4): all else refused
         self.execute = tuple(execute)  # programs the tool itself starts (beyond the tool)
         self.devices = tuple(devices)  # device files to read, write and ioctl (crash: /dev/tty)
@@ -181,8 +194,8 @@ def _namespaces_work() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def status() -> Dict[str, Any]:
-    """Which layers this host gives every child: `full`, or `partial` with the reasons."""
+def _layers() -> Dict[str, Any]:
+    """Landlock and namespaces: fixed for the agent's life, probed once."""
     abi = landlock_abi()
     namespaces = _namespaces_work()
     missing: List[str] = []
@@ -203,12 +216,27 @@ def status() -> Dict[str, Any]:
         )
     if 0 < abi < 3:
         notes.append("Landlock ABI %d cannot refuse truncate(2) by path" % abi)
+    return {"missing": missing, "notes": notes, "landlock_abi": abi, "namespaces": namespaces}
+
+
+def status() -> Dict[str, Any]:
+    """Which layers this host gives every child: `full`, or `partial` with the reasons. A child
+    without a memory cgroup is partial: rlimits do not count tmpfs, shared memory or its children."""
+    layers = _layers()
+    missing = list(layers["missing"])
+    why = cgroups.problem()
+    if why is not None:
+        missing.append(
+            "no memory cgroup (%s): children are bounded by rlimits and their tmpfs size only, which do "
+            "not count shared memory, memfds or their other processes" % why
+        )
     return {
         "sandbox": "partial" if missing else "full",
         "missing": missing,
-        "notes": notes,
-        "landlock_abi": abi,
-        "namespaces": namespaces,
+        "notes": layers["notes"],
+        "landlock_abi": layers["landlock_abi"],
+        "namespaces": layers["namespaces"],
+        "cgroups": cgroups.describe(),
         "no_new_privs": True,
     }
 
@@ -220,11 +248,14 @@ def summary() -> str:
 
 def require(policy_settings: Dict[str, Any]) -> None:
     """Refuse to start a tool when policy demands the full sandbox and this host lacks it."""
+    if policy_settings.get("require_sandbox"):
+        cgroups.tree()  # set up now: a subtree the host refuses makes the sandbox partial
     if policy_settings.get("require_sandbox") and status()["sandbox"] != "full":
         raise AgentError(
             protocol.SANDBOX_UNAVAILABLE,
             "this host's policy requires the full sandbox, and it is partial: %s" % "; ".join(status()["missing"]),
-            hint="run the agent as root on a kernel with Landlock, or set require_sandbox false in the host's policy",
+            hint="run the agent as root on a kernel with Landlock and a writable memory cgroup (a delegated one under "
+            "systemd), or set require_sandbox false in the host's policy",
             rule="sandbox.required",
         )
 
@@ -294,15 +325,47 @@ class _Plan:
         self.rules += [(p, WRITE) for p in writes]
         self.rules += [(p, FS_EXECUTE | FS_READ_FILE) for p in exe]
         self.after_mount = [(d, WRITE) for d in private]  # the private tmpfs, opened once mounted
+        self.tmpfs_options = b"size=%d,mode=1777" % max(1 << 20, profile.tmpfs_bytes)
+        self.ipc_limits = _ipc_limits(profile) if profile.isolate and self.namespaces else []
         self.last_cap = int(_read_first("/proc/sys/kernel/cap_last_cap") or 40)
         self.parent = os.getpid()
         self.max_fd = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.group, self.own_group = _group_for(profile)
+        self.cgroup_procs = [p.encode() for p in self.group.procs()] if self.group is not None else []
 
 
-def preexec(profile: Profile, binary: Optional[str], extra: Optional[Callable[[], None]] = None) -> Callable[[], None]:
+class Setup:
+    """The function a forked child runs before it execs (subprocess's preexec_fn), and the cgroup
+    it enters; release() removes that cgroup once the child is gone, when it is the child's own."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+
+    def __call__(self) -> None:
+        _enter(self.plan, fork_init=True)
+
+    @property
+    def group(self) -> Optional[cgroups.Group]:
+        return self.plan.group
+
+    def release(self) -> None:
+        rel, self.plan.own_group = self.plan.own_group, None
+        tree = cgroups.tree()
+        if rel is not None and tree is not None:
+            with _own_lock:
+                _own.pop(rel, None)
+            tree.remove(rel)
+
+
+def release(preexec: Any) -> None:
+    """After a child started with `preexec` is reaped: its own cgroup goes (a no-op for others)."""
+    if isinstance(preexec, Setup):
+        preexec.release()
+
+
+def preexec(profile: Profile, binary: Optional[str], extra: Optional[Callable[[], None]] = None) -> Setup:
     """The function a forked child runs before it execs `binary` under `profile`."""
-    plan = _Plan(profile, binary, extra)
-    return lambda: _enter(plan, fork_init=True)
+    return Setup(_Plan(profile, binary, extra))
 
 
 def child_setup(
@@ -313,7 +376,84 @@ def child_setup(
     require(settings)
     if not settings.get("sandbox", True):
         return extra
+    limit_total(settings)
     return preexec(profile, binary, extra)
+
+
+# -- cgroups: which one a child enters --------------------------------------------
+
+_unique = itertools.count(1)
+_own: Dict[cgroups.Rel, float] = {}  # children's own cgroups -> when made (sweep() removes forgotten ones)
+_own_lock = threading.Lock()
+_limited: List[cgroups.Tree] = []  # the subtrees given their total already (one per agent, in practice)
+
+
+def limit_total(settings: Dict[str, Any]) -> None:
+    """Once a subtree: all children together get sandbox_total_memory_bytes (default: half this
+    host's RAM)."""
+    tree = cgroups.tree()
+    if tree is None or tree in _limited:
+        return
+    _limited[:] = [tree]
+    total = settings.get("sandbox_total_memory_bytes") or _memory_total() // 2
+    tree.limit_root(cgroups.Budget(memory=int(total)))
+
+
+def _memory_total() -> int:
+    for line in _read_first("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
+def _group_for(profile: Profile) -> Tuple[Optional[cgroups.Group], Optional[cgroups.Rel]]:
+    """The cgroup a child of `profile` enters (a session's, a shared one, or its own), and the
+    path of its own; none without a budget or where cgroups are missing (status() says so)."""
+    if profile.budget is None:
+        return None, None
+    tree = cgroups.tree()
+    if tree is None:
+        return None, None
+    try:
+        if profile.group is not None:
+            return tree.group(profile.group, profile.budget), None
+        _sweep(tree)
+        rel = ("%s-%d" % (profile.name, next(_unique)),)
+        with _own_lock:
+            _own[rel] = time.monotonic()
+        return tree.group(rel, profile.budget), rel
+    except OSError as exc:
+        raise AgentError(
+            protocol.SANDBOX_UNAVAILABLE,
+            "cannot give %s its cgroup: %s" % (profile.name, exc),
+            hint="the agent's cgroups (fleet_check: sandbox) must stay writable by it",
+            rule="sandbox.cgroup",
+        ) from None
+
+
+def _sweep(tree: cgroups.Tree) -> None:
+    """Children's own cgroups nobody released (a child reaped by code that does not call release):
+    removed once empty and older than UNIQUE_GRACE."""
+    now = time.monotonic()
+    with _own_lock:
+        old = [rel for rel, made in _own.items() if now - made > UNIQUE_GRACE]
+    for rel in old:
+        if not tree.at(rel).pids():
+            with _own_lock:
+                _own.pop(rel, None)
+            tree.remove(rel)
+
+
+def _ipc_limits(profile: Profile) -> List[Tuple[bytes, bytes]]:
+    """System V IPC in the child's own IPC namespace: shared memory up to its tmpfs size, and
+    segments that die with their last process (shm_rmid_forced), few message queues."""
+    size = max(1 << 20, profile.tmpfs_bytes)
+    return [
+        (b"/proc/sys/kernel/shmmax", b"%d" % size),
+        (b"/proc/sys/kernel/shmall", b"%d" % (size // resource.getpagesize())),
+        (b"/proc/sys/kernel/shm_rmid_forced", b"1"),
+        (b"/proc/sys/kernel/msgmni", b"16"),
+    ]
 
 
 def _beneath(path: str, directory: str) -> bool:
@@ -328,11 +468,15 @@ def _enter(plan: _Plan, fork_init: bool) -> None:
     """Apply the plan to this (forked, single-threaded) process."""
     profile = plan.profile
     root = os.geteuid() == 0
+    for procs in plan.cgroup_procs:  # first: everything the child does is counted there
+        _write_file(procs, b"0")
     if plan.namespaces and (profile.isolate or (profile.pid_ns and fork_init)):
         flags = (CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET if profile.isolate else 0) | (
             CLONE_NEWPID if profile.pid_ns and fork_init else 0
         )
         _check(_libc.unshare(flags), "unshare")
+        for path, setting in plan.ipc_limits:
+            _write_file(path, setting)
         if profile.pid_ns and fork_init:
             _become_init(plan)
     fds = _open_rules(plan.rules)
@@ -353,12 +497,19 @@ def _enter(plan: _Plan, fork_init: bool) -> None:
 
 
 def _private_tmp(plan: _Plan) -> None:
-    """Fresh tmpfs on /tmp, /var/tmp, /dev/shm in our own mount namespace; the paths the tool
-    needs below them are bind-mounted back in place."""
+    """One fresh tmpfs of the profile's size, in our own mount namespace, for /tmp, /var/tmp and
+    /dev/shm together (a subdir of it bound on each); the paths the tool needs below them are
+    bind-mounted back in place."""
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     keep = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in plan.rebind]
-    for directory in plan.private_tmp:
-        _check(_libc.mount(b"tmpfs", directory, b"tmpfs", MS_NOSUID | MS_NODEV, TMPFS_OPTIONS), "mount tmpfs")
+    first = plan.private_tmp[0]
+    _check(_libc.mount(b"tmpfs", first, b"tmpfs", MS_NOSUID | MS_NODEV, plan.tmpfs_options), "mount tmpfs")
+    subdirs = [b"%s/%d" % (first, i) for i in range(len(plan.private_tmp))]
+    for sub in subdirs:
+        os.mkdir(sub, 0o1777)
+        os.chmod(sub, 0o1777)  # past the umask
+    for sub, directory in list(zip(subdirs, plan.private_tmp))[1:] + [(subdirs[0], first)]:
+        _check(_libc.mount(sub, directory, None, MS_BIND, None), "bind the tmpfs on %s" % directory.decode())
     for path, fd in keep:
         if os.path.isdir("/proc/self/fd/%d" % fd):
             os.makedirs(path, exist_ok=True)
@@ -369,6 +520,14 @@ def _private_tmp(plan: _Plan) -> None:
             _libc.mount(("/proc/self/fd/%d" % fd).encode(), path.encode(), None, MS_BIND | MS_REC, None),
             "bind %s" % path,
         )
+        os.close(fd)
+
+
+def _write_file(path: bytes, value: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value)
+    finally:
         os.close(fd)
 
 
@@ -558,6 +717,7 @@ def fork_call(fn: Callable[[], Any], profile: Profile, timeout: float, keep: Ite
 def _read_all(fd: int, timeout: float, pid: int) -> Optional[bytes]:
     deadline = time.monotonic() + timeout
     chunks: List[bytes] = []
+    size = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
@@ -566,6 +726,10 @@ def _read_all(fd: int, timeout: float, pid: int) -> Optional[bytes]:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
             break
+        size += len(chunk)
+        if size > ANSWER_CAP:
+            os.kill(pid, signal.SIGKILL)
+            raise ChildFailed("its answer went over %d bytes" % ANSWER_CAP, signal.SIGKILL)
         chunks.append(chunk)
     if chunks:
         return b"".join(chunks)

@@ -128,7 +128,7 @@ class Agent:
             argv,
             duration=duration,
             meta={"command": name},
-            preexec=sandbox.child_setup(self.policy.settings, profiles.command(), argv[0]),
+            preexec=sandbox.child_setup(self.policy.settings, profiles.command(self.policy), argv[0]),
         )
         return self.settle(job, params)
 

@@ -1,6 +1,7 @@
 """`crashfleet bootstrap HOST`: the Ansible role's essentials for one host, over Fabric.
 
-User, forced-command key, sudoers rule, agent zipapp, policy and state dir, with
+User, forced-command key, sudoers rule, agent zipapp, policy and state dir (and on systemd hosts
+the slice the agent's cgroups go in), with
 the same content the role writes (ansible/roles/crashfleet_agent/templates), so a
 bootstrapped host and a deployed one look alike to the controller. No distribution packages:
 the host needs python3 and sudo already. Host keys are verified against the
@@ -49,6 +50,7 @@ POLICY_KEYS = (
     "capture_total_bytes",
 )
 SUDOERS_PATH = "/etc/sudoers.d/crashfleet"
+SLICE_PATH = "/etc/systemd/system/crashfleet.slice"  # systemd hosts: the agent's delegated scopes go in it
 SUPPORTED = ("debian", "rhel", "fedora")  # os-release ID / ID_LIKE words of the role's two families
 HEADER = "# Managed by crashfleet bootstrap"
 PasswordPrompt = Callable[[str], str]
@@ -78,6 +80,7 @@ class Plan:
     policy: dict[str, Any]
     drgn_version: str = PINNED_DRGN
     drgn_venv: str = DRGN_VENV
+    slice_memory_max: str = "50%"
 
     @classmethod
     def for_host(cls, host: Host) -> Plan:
@@ -106,6 +109,7 @@ class Plan:
             policy,
             str(host.vars.get("crashfleet_drgn_version") or PINNED_DRGN),
             venv,
+            str(host.vars.get("crashfleet_slice_memory_max") or "50%"),
         )
 
     def authorized_keys(self) -> str:
@@ -125,6 +129,15 @@ class Plan:
 
     def policy_json(self) -> str:
         return json.dumps(self.policy, indent=4, sort_keys=True) + "\n"
+
+    def slice_unit(self) -> str:
+        """The role's templates/crashfleet.slice.j2, for systemd hosts."""
+        return (
+            f"{HEADER}\n# The crashfleet agent asks systemd for a delegated scope in this slice (Delegate=yes) "
+            "and gives each\n# of its sandboxed children a cgroup there with its own memory, process and CPU "
+            "budget.\n[Unit]\nDescription=crashfleet agents and their sandboxed children\n\n[Slice]\n"
+            f"MemoryAccounting=yes\nTasksAccounting=yes\nMemoryMax={self.slice_memory_max}\n"
+        )
 
 
 def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt, say: Callable[[str], None] = print) -> None:
@@ -150,6 +163,9 @@ def bootstrap(host: Host, settings: Settings, ask_password: PasswordPrompt, say:
             steps.place(staging, plan.policy_json().encode(), POLICY_PATH, "0644")
             steps.place(staging, plan.authorized_keys().encode(), f"{plan.home}/.ssh/authorized_keys", "0644")
             steps.place(staging, plan.sudoers().encode(), SUDOERS_PATH, "0440", validate=True)
+            if conn.run("test -d /run/systemd/system", hide=True, warn=True).ok:
+                steps.place(staging, plan.slice_unit().encode(), SLICE_PATH, "0644")
+                steps.sudo("systemctl", "daemon-reload")
         finally:
             conn.run(shlex.join(["rm", "-rf", "--", staging]), hide=True, warn=True)
         drgn = steps.drgn(plan)

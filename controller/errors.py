@@ -178,6 +178,7 @@ _GROUPS: dict[type[AgentCallError], tuple[str, ...]] = {
     HostToolFailed: (
         P.EXEC_FAILED,
         P.TIMEOUT,
+        P.OVER_CAP,
         P.ATTACH_FAILED,
         P.BPFTRACE_FAILED,
         P.BAD_CAPTURE,

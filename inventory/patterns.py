@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from . import regexsafe
 from .address import parse_address
 from .errors import PatternError
 
@@ -157,7 +158,15 @@ def _descendants(name: str, groups: Mapping[str, Group]) -> list[str]:
 
 
 def _compile(expr: str) -> re.Pattern[str]:
-    """'~' starts a regex matched from the name's start (re.match); else a shell glob."""
+    """'~' starts a regex matched from the name's start (re.match); else a shell glob (which
+    fnmatch translates to a regex that does not backtrack). A regex that could take exponential
+    time is refused (regexsafe)."""
+    why = regexsafe.problem(expr[1:]) if expr.startswith("~") else None
+    if why:
+        raise PatternError(
+            f"host pattern {expr!r} is refused: {why}; such a regex can take exponential time to match "
+            "(repeat single characters or classes, as in ~web0[1-3] or ~(web|db)[0-9]+$)"
+        )
     try:
         return re.compile(expr[1:] if expr.startswith("~") else fnmatch.translate(expr))
     except re.error as exc:

@@ -25,6 +25,7 @@ START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big
 INTERRUPT_GRACE = 5.0
 MODULE_TIMEOUT = 120.0  # gdb reads one module's DWARF
 READ_CHUNK = 1 << 16
+HELD_MAX = 1 << 16  # bytes of a line without its newline held back (it might be the prompt): past it, passed on
 Setup = Callable[[Callable[[], None]], Optional[Callable[[], None]]]
 
 
@@ -58,6 +59,7 @@ class CrashSession:
         self._pushback = b""
         self.restarts = 0
         self._syncs = 0
+        self._capped: Optional[str] = None  # the cap the running command went over
 
     @property
     def pid(self) -> Optional[int]:
@@ -122,17 +124,34 @@ class CrashSession:
         return b"".join(out).decode("utf-8", "replace")
 
     def run(
-        self, command: str, chain: Optional[Chain], write: Callable[[bytes], None], timeout: float
+        self,
+        command: str,
+        chain: Optional[Chain],
+        write: Callable[[bytes], None],
+        timeout: float,
+        max_output: Optional[int] = None,
     ) -> Dict[str, Any]:
         """Run one command, its output (through the chain) into write(); says how it ended.
-        An interrupt() that came before this call (a cancel racing the job's start) counts."""
+        An interrupt() that came before this call (a cancel racing the job's start) counts.
+        Past `max_output` bytes written the command is interrupted like a timeout, and the answer
+        names the cap; what its pipes filter out is read (linearly, nothing held) until its timeout,
+        so `| grep -c` can count over a long output."""
+        self._capped = None
         try:
-            return self._run(command, chain, write, timeout)
+            ended = self._run(command, chain, write, timeout, max_output)
         finally:
             self._interrupt.clear()
+        if self._capped:
+            ended["cap"] = "output"
+        return ended
 
     def _run(
-        self, command: str, chain: Optional[Chain], write: Callable[[bytes], None], timeout: float
+        self,
+        command: str,
+        chain: Optional[Chain],
+        write: Callable[[bytes], None],
+        timeout: float,
+        max_output: Optional[int],
     ) -> Dict[str, Any]:
         if self._interrupt.is_set():  # cancelled before it began: a ^C now would hit crash's line editor
             return {
@@ -149,6 +168,8 @@ class CrashSession:
         def counted(data: bytes) -> None:
             wrote[0] += len(data)
             write(data)
+            if max_output is not None and wrote[0] > max_output and not self._capped:
+                self._capped = "output cap of %d bytes reached (policy max_output_bytes)" % max_output
 
         # Pipes: in the agent (_LineSink), or in a sandboxed child (regexbox.IsolatedChain.bind).
         sink: Any = (
@@ -191,11 +212,14 @@ class CrashSession:
                 "again; earlier `set` context is lost" % status
             )
             return ended
-        why = "cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout
+        why = self._capped or ("cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout)
+        capped, self._capped = self._capped, None  # what crash still prints after ^C is read, not held against it
         self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
-        if self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync():
+        stopped = self._until_prompt(sink, time.monotonic() + INTERRUPT_GRACE) and self._resync()
+        self._capped = capped
+        if stopped:
             return {
                 "ended": "interrupted",
                 "reason": why,
@@ -268,12 +292,14 @@ class CrashSession:
                 return
 
     def _until_prompt(self, sink: Callable[[bytes], None], deadline: float, interruptible: bool = True) -> bool:
-        """Pass output to sink until crash prints its prompt; False on timeout, EOF or interrupt.
-        The last partial line is held back: it may be the prompt."""
+        """Pass output to sink until crash prints its prompt; False on timeout, EOF, interrupt or a
+        cap. The last partial line is held back (it may be the prompt), at most HELD_MAX bytes: a
+        longer one is passed on as it comes, so nothing is held or scanned twice."""
         assert self.child is not None
-        held = b""
+        held, line_start = b"", True
         while True:
-            if (interruptible and self._interrupt.is_set()) or time.monotonic() >= deadline:
+            stop = interruptible and (self._interrupt.is_set() or self._capped)
+            if stop or time.monotonic() >= deadline:
                 sink(held) if held and held != PROMPT else None
                 return False
             try:
@@ -282,7 +308,7 @@ class CrashSession:
                 sink(held) if held else None
                 return False
             if not chunk:
-                if held == PROMPT or held.endswith(b"\n" + PROMPT):
+                if line_start and (held == PROMPT or held.endswith(b"\n" + PROMPT)):
                     sink(held[: -len(PROMPT)])
                     return True
                 continue
@@ -292,9 +318,13 @@ class CrashSession:
             else:
                 held = b""
             cut = data.rfind(b"\n") + 1
+            line_start = line_start or cut > 0
             sink(data[:cut])
             held = data[cut:] + held
-            if held == PROMPT and not self._more_soon():
+            if len(held) > HELD_MAX:  # not the prompt: pass it on, and what follows is mid-line
+                sink(held)
+                held, line_start = b"", False
+            if line_start and held == PROMPT and not self._more_soon():
                 return True
 
     def _more_soon(self) -> bool:

@@ -14,7 +14,7 @@ import shutil
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import profiles, protocol, regexbox, sandbox
+from .. import cgroups, profiles, protocol, regexbox, sandbox
 from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
@@ -104,6 +104,7 @@ class Dumps:
         if isinstance(linux, dict):
             return linux  # a debuginfod download is running: open again to wait for it
         session, reused = self.sessions.get_or_create(dump, linux)
+        self._budget(session)
         if dump.get("live"):
             return self._open_live(params, dump, binary, session, reused)
         if param(params, "modules", bool, False):
@@ -138,6 +139,13 @@ class Dumps:
             }
         return result
 
+    def _budget(self, session: Session) -> None:
+        """The session's cgroup (its memory budget, shared by its crash, drgn and drgn code)."""
+        tree = cgroups.tree() if self.policy.settings.get("sandbox", True) else None
+        if session.group is None and tree is not None:
+            session.group = ("session-" + session.id,)
+            tree.group(session.group, profiles.session_budget(self.policy))
+
     def _fetch_modules(self, session: Session, params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """Before crash starts: the modules' debuginfo files, listed by drgn and fetched by build id
         (a dict while a download runs). A failed fetch closes the session and says which module."""
@@ -164,7 +172,7 @@ class Dumps:
             return plan
         with session.drgn_lock:
             try:
-                answer = self.drgn_worker(session).call(modules.LIST_CODE, COMMAND_TIMEOUT, fresh=True)
+                answer = self.drgn_worker(session).call(modules.LIST_CODE, COMMAND_TIMEOUT, trusted=True)
                 return modules.Plan(modules.parse(answer))
             except AgentError as exc:
                 why = exc.message
@@ -176,7 +184,7 @@ class Dumps:
 
     def _start_crash(self, session: Session, binary: str) -> None:
         files = [path for _, path in session.modules.files] if session.modules is not None else []
-        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir, files)
+        profile = profiles.crash(self.policy, session.vmlinux, session.vmcore, session.workdir, files, session.group)
         self.sessions.start_crash(
             session, binary, _clean_env(), functools.partial(sandbox.child_setup, self.policy.settings, profile, binary)
         )
@@ -192,12 +200,13 @@ class Dumps:
                 self._start_crash(session, binary)
             except AgentError as exc:  # start_crash closed the session: a drgn-only one replaces it
                 session, _ = self.sessions.get_or_create(dump, session.vmlinux)
+                self._budget(session)
                 session.notes.append(
                     "crash could not read the live kernel (%s): this session has drgn only "
                     "(drgn_run, analysis_run)" % exc.message[:300]
                 )
         summary = self._drgn(
-            dict(params, session_id=session.id), live.SUMMARY_CODE, fresh=True, args=None, kind="live-summary"
+            dict(params, session_id=session.id), live.SUMMARY_CODE, True, None, "live-summary", trusted=True
         )
         result = session.info()
         result.update(reused=reused, notes=session.notes, warnings=session.warnings, command="drgn: live summary")
@@ -230,7 +239,7 @@ class Dumps:
             if self.chosen_drgn()["importable"]:
                 try:
                     worker = self.drgn_worker(session)
-                    answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, fresh=True)
+                    answer = worker.call(drift.COUNT_CODE, COMMAND_TIMEOUT, trusted=True)
                     drgn_count = int(answer["value"]) if answer.get("ok") else None
                 except AgentError as exc:
                     if exc.kind == protocol.DRGN_TOO_OLD:  # say it at open, not at the first drgn_run
@@ -267,7 +276,7 @@ class Dumps:
         try:
             writer = self.agent.store.create("crash", {"session": session.id, "command": params["command"]})
             try:
-                ended = crash.run(command, self.chain(filters), writer.write, timeout)
+                ended = crash.run(command, self.chain(filters), writer.write, timeout, self._max_output())
             finally:
                 meta = writer.close(exit_status=0)
         finally:
@@ -290,7 +299,7 @@ class Dumps:
         def work() -> None:
             ended: Dict[str, Any] = {"ended": "failed"}
             try:
-                ended = crash.run(command, self.chain(filters), job.writer.write, timeout)
+                ended = crash.run(command, self.chain(filters), job.writer.write, timeout, self._max_output())
             except Exception as exc:  # the session was closed under the command
                 ended = {"ended": "failed", "note": "the command stopped: %s" % (exc or type(exc).__name__)}
             finally:
@@ -302,8 +311,11 @@ class Dumps:
         threading.Thread(target=work, name="crash-" + job.id, daemon=True).start()
         if not self.agent.jobs.wait(job, wait):
             return {"session_id": session.id, "job_id": job.id, "output_id": job.output_id, "state": "running"}
-        ended = {k: job.meta[k] for k in ("ended", "note", "reason") if k in job.meta}
+        ended = {k: job.meta[k] for k in ("ended", "note", "reason", "cap") if k in job.meta}
         return self._answer(session, job.output_id, params, ended, job.result, command=params["command"])
+
+    def _max_output(self) -> int:
+        return int(self.policy.settings["max_output_bytes"])
 
     def chain(self, filters: List[Any]) -> Any:
         """The command's pipes: in the agent, or in a sandboxed child when a grep is a real regex."""
@@ -338,7 +350,8 @@ class Dumps:
         }
 
     def script(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        """A bundled script by name, or one the controller sends (that is drgn code: policy applies)."""
+        """A bundled script by name (in the worker's trusted process: no caller's code ran there), or
+        one the controller sends (that is drgn code: policy applies, and it runs where drgn code does)."""
         name = param(params, "name", str)
         code = param(params, "code", str, None)
         args = param(params, "args", list, [])
@@ -355,27 +368,42 @@ class Dumps:
                 hint="bundled scripts: " + ", ".join(SCRIPTS),
                 rule="policy.drgn_code",
             )
-        return self._drgn(params, code, fresh=True, args=[str(a) for a in args], kind="script:" + name)
+        bundled = param(params, "code", str, None) is None
+        return self._drgn(params, code, fresh=True, args=[str(a) for a in args], kind="script:" + name, trusted=bundled)
 
     def _drgn(
-        self, params: Dict[str, Any], code: str, fresh: bool, args: Optional[List[str]], kind: str
+        self,
+        params: Dict[str, Any],
+        code: str,
+        fresh: bool,
+        args: Optional[List[str]],
+        kind: str,
+        trusted: bool = False,
     ) -> Dict[str, Any]:
+        """Run code in the session's drgn worker, its output streamed into a new output (capped at
+        the store's max_output_bytes). `trusted`: the agent's own code or a bundled script, run in
+        the worker's process that never ran callers' code."""
         session = self.sessions.get(param(params, "session_id", str))
         timeout = bounded(params, "timeout", COMMAND_TIMEOUT, 1, self.policy.max_duration)
+        writer = self.agent.store.create("drgn", {"session": session.id, "kind": kind})
+        ended: Dict[str, Any] = {"ended": "done"}
         with session.drgn_lock:
             worker = self.drgn_worker(session)
             try:
-                answer = worker.call(code, timeout, fresh=fresh, args=args)
-                ended = {"ended": "done"}
+                answer = worker.call(
+                    code,
+                    timeout,
+                    fresh=fresh,
+                    args=args,
+                    trusted=trusted,
+                    sink=writer.write,
+                    max_bytes=self._max_output(),
+                )
             except DrgnError as exc:
-                answer, ended = {"ok": False, "stderr": str(exc) + "\n"}, {"ended": "killed", "note": str(exc)}
+                note = "%s; its namespace is lost (the next call starts a new worker)" % exc
+                answer, ended = {"ok": False, "stderr": note}, {"ended": "killed", "cap": exc.cap, "note": note}
+                writer.write(("[crashfleet: %s]\n" % note).encode())
             session.touch()
-        writer = self.agent.store.create("drgn", {"session": session.id, "kind": kind})
-        with writer:
-            for part in ("stdout", "value", "stderr"):
-                text = answer.get(part)
-                if text:
-                    writer.write((text if text.endswith("\n") else text + "\n").encode())
         result = self._answer(session, writer.output_id, params, ended, writer.close(), kind=kind)
         value = answer.get("value")
         result.update(
@@ -420,10 +448,18 @@ class Dumps:
         chosen = self.chosen_drgn()
         python = str(chosen["python"])
         profile = profiles.drgn(
-            self.policy, session.vmlinux, session.vmcore, session.workdir, chosen.get("paths") or []
+            self.policy, session.vmlinux, session.vmcore, session.workdir, chosen.get("paths") or [], session.group
         )
-        preexec = sandbox.child_setup(self.policy.settings, profile, python)
-        return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec)
+        preexec = functools.partial(sandbox.child_setup, self.policy.settings, profile, python)
+        return self.sessions.drgn(session, chosen, worker_source(), _clean_env(), preexec, self._code_group(session))
+
+    def _code_group(self, session: Session) -> Any:
+        """Where the worker's code process goes: its own cgroup in the session's (CPU-bounded)."""
+        group = session.group
+        tree = cgroups.tree()
+        if group is None or tree is None:
+            return None
+        return lambda: tree.group(group + ("drgn-code",), profiles.drgn_code_budget(self.policy))
 
 
 def crash_binary(dump: Dict[str, Any]) -> str:

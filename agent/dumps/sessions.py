@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import protocol
+from .. import cgroups, protocol
 from ..errors import AgentError
 from . import drgn_pick
 from .crash_session import CrashError, CrashSession, Setup
@@ -37,6 +37,7 @@ class Session:
         self.banner = ""  # what crash printed while it started (its warnings)
         self.checked = False  # crash's view of the kernel compared with drgn's, once
         self.modules: Optional[Plan] = None  # crash_open modules=true: the modules' debuginfo
+        self.group: Optional[cgroups.Rel] = None  # its cgroup: the memory budget its processes share
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -63,6 +64,9 @@ class Session:
             self.crash.close()
         if self.drgn is not None:
             self.drgn.close()
+        tree = cgroups.tree() if self.group is not None else None
+        if tree is not None and self.group is not None:
+            tree.remove(self.group)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -150,12 +154,23 @@ class Sessions:
         chosen: Dict[str, Any],
         worker: str,
         env: Dict[str, str],
-        preexec: Optional[Callable[[], None]],
+        setup: Callable[[], Optional[Callable[[], None]]],
+        code_group: Any = None,
     ) -> DrgnWorker:
-        """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features)."""
+        """`chosen`: drgn_pick.choose()'s answer (interpreter, version, features); `setup()` gives
+        the sandbox's preexec, made only when a worker starts; `code_group`: the cgroup its code
+        process is moved into."""
         if session.drgn is None or session.drgn.proc is None:
+            preexec = setup()
             drgn = DrgnWorker(
-                str(chosen["python"]), worker, session.vmcore, session.vmlinux, session.workdir, env, preexec
+                str(chosen["python"]),
+                worker,
+                session.vmcore,
+                session.vmlinux,
+                session.workdir,
+                env,
+                preexec,
+                code_group,
             )
             try:
                 drgn.start()

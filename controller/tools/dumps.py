@@ -114,6 +114,7 @@ def _result(host: str, command: str, r: protocol.CommandReply) -> CommandResult:
         next_cursor=page.get("next_cursor"),
         truncated=page.get("truncated", False),
         note=r.get("note"),
+        cap=r.get("cap"),
         ok=r.get("ok"),
         value=r.get("value"),
         error=r.get("error"),

@@ -31,6 +31,7 @@ class CommandResult(BaseModel):
     next_cursor: str | None = None
     truncated: bool = False
     note: str | None = None
+    cap: str | None = Field(default=None, description="the cap or budget that stopped it (output, memory, timeout...)")
     ok: bool | None = None
     value: str | None = Field(default=None, description="drgn: the last expression's value")
     error: str | None = None

@@ -60,3 +60,24 @@ def test_the_fix_command_names_the_inventory_and_the_host() -> None:
     assert deployed.fix_command(Host("db02", {}), Path("/srv/inv.yml")).endswith(
         "ansible-playbook -i /srv/inv.yml ansible/site.yml --limit db02"
     )
+
+
+def test_bootstrap_writes_the_roles_slice_unit_and_the_agent_names_it() -> None:
+    """systemd hosts: the role's crashfleet.slice and bootstrap's are the same unit, with the same
+    default MemoryMax, and it is the slice the agent asks its delegated scope in."""
+    import jinja2
+
+    from crashfleet.agent import cgroups
+
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    template = jinja2.Template((ROLE / "templates" / "crashfleet.slice.j2").read_text())
+    role = template.render(ansible_managed="managed", **defaults)
+    plan = bootstrap.Plan(deployed.Installed("/a", "/p", "/s", "u", None), "/h", "ssh-ed25519 AAAA", {})
+    assert plan.slice_memory_max == defaults["crashfleet_slice_memory_max"]
+
+    def unit(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    assert unit(plan.slice_unit()) == unit(role)
+    assert bootstrap.SLICE_PATH.endswith("/" + cgroups.SLICE)
+    assert cgroups.SLICE in cgroups.scope_argv(1234) and "Delegate" in cgroups.scope_argv(1234)
