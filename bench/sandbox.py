@@ -4,6 +4,9 @@
   2. the 2nd crash command (`sys`) on an open session
   3. a drgn query on an open worker
   4. bpftrace time to first output (`BEGIN { printf; exit }`, process start to the line)
+  5. a catalogue command's CPU (`uname -r` as the agent starts a command job: its sandbox's
+     plan, cgroup and preexec, the fork, the child; the agent's and the reaped children's
+     user+sys time, per command, over 20 commands)
 
 Each pair runs the same agent code (CrashSession, DrgnWorker, the bpftrace argv)
 with the sandbox's preexec and with none; the ratio is with / without.
@@ -14,6 +17,7 @@ with the sandbox's preexec and with none; the ratio is with / without.
 from __future__ import annotations
 
 import functools
+import resource
 import statistics
 import subprocess
 import sys
@@ -79,6 +83,33 @@ def bpftrace_first_output(work: str, sandboxed: bool) -> float:
     return elapsed
 
 
+def _cpu() -> float:
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def catalogue_command_cpu(sandboxed: bool, count: int = 20) -> float:
+    """CPU seconds per `uname -r` started as service.run starts a catalogue command."""
+    started = _cpu()
+    for _ in range(count):
+        preexec = (
+            sandbox.child_setup(POLICY.settings, profiles.command(POLICY), "/usr/bin/uname") if sandboxed else None
+        )
+        proc = subprocess.Popen(
+            ["/usr/bin/uname", "-r"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_clean_env(),
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=preexec,
+        )
+        proc.communicate()
+        sandbox.release(preexec)
+    return (_cpu() - started) / count
+
+
 def timed(fn: Callable[[], Any]) -> float:
     started = time.perf_counter()
     fn()
@@ -88,7 +119,8 @@ def timed(fn: Callable[[], Any]) -> float:
 def main(rounds: int) -> None:
     fx = ensure()
     results: dict[str, dict[bool, list[float]]] = {
-        k: {True: [], False: []} for k in ("crash open", "2nd crash command", "drgn query", "bpftrace first output")
+        k: {True: [], False: []}
+        for k in ("crash open", "2nd crash command", "drgn query", "bpftrace first output", "catalogue command CPU")
     }
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         for i in range(rounds):
@@ -110,6 +142,7 @@ def main(rounds: int) -> None:
                 )
                 worker.close()
                 results["bpftrace first output"][sandboxed].append(bpftrace_first_output(work, sandboxed))
+                results["catalogue command CPU"][sandboxed].append(catalogue_command_cpu(sandboxed))
     print(f"sandbox overhead, {rounds} rounds, medians (host sandbox: {sandbox.summary()})")
     print(f"{'':24} {'with':>10} {'without':>10} {'ratio':>7}")
     for name, by in results.items():

@@ -36,6 +36,9 @@ Seconds = Annotated[float, Field(description="per-command timeout; the command i
 DUMP_DIRS_VAR = "crashfleet_dump_dirs"  # inventory var: this host's dump dirs (the agent's policy still decides)
 OPEN_TIMEOUT = 600.0  # crash reads all of vmlinux's DWARF: slow on big kernels and busy hosts
 FETCH_WAIT = 20.0  # seconds one dumps.open call waits on a debuginfod download before it reports progress
+# A cancelled command's session is free again once crash is back at its prompt: at once after a ^C,
+# or after a restart of crash when ^C did not stop it (a crash start: a minute on a busy host).
+INTERRUPTED_WAIT = 90.0
 
 
 def _split_session(session_id: str) -> tuple[str, str]:
@@ -248,7 +251,7 @@ async def _crash_run(rt: Runtime, session_id: str, command: str, timeout: float)
         r: protocol.CommandReply = await asyncio.shield(call)
     except asyncio.CancelledError:
         await rt.fleet.call(target, protocol.DUMPS_INTERRUPT, {"session_id": sid})
-        await asyncio.wait([call], timeout=10)  # the agent answers once crash is back at its prompt
+        await asyncio.wait([call], timeout=INTERRUPTED_WAIT)  # the agent answers once the session is free
         raise
     if r.get("state") == "running":
         job = rt.jobs.add("crash_run", host, {host: r["job_id"]}, session=session_id, command=command)

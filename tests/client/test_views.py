@@ -121,12 +121,17 @@ def test_histogram_view_draws_buckets_as_bars_with_values_on_hover(
         await host.run("bpftrace_run", {"pattern": "web01:web02:web03", "program": HIST, "duration": 1})
         world = await host.world()
         await host.page.until("document.querySelectorAll('.chart.fleet .bar').length > 0", 120, world)
+        readout = None
+        for _ in range(300):  # the view may draw again as more of the result arrives: hover what is there
+            await host.page.hover(".chart.fleet .bar:nth-child(2)", world)
+            readout = await host.page.evaluate(
+                "(document.querySelector('.chart.fleet .readout') || {}).textContent", world
+            )
+            if readout:
+                break
+            await asyncio.sleep(0.1)  # polling the page's state, as Page.until does
         bars = await host.page.evaluate(
             "[...document.querySelectorAll('.chart.fleet .bar')].map(b => Number(b.dataset.count))", world
-        )
-        await host.page.hover(".chart.fleet .bar:nth-child(2)", world)
-        readout = await host.page.until(
-            "(document.querySelector('.chart.fleet .readout') || {}).textContent", 10, world
         )
         await snapshot(host, "histograms")
         return {"bars": bars, "readout": readout}
