@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +20,7 @@ from typing import TypeVar
 
 from crashfleet.inventory import Host
 
+from . import json_table
 from .errors import JobGone, JobLost, UsageError
 from .fleet import Fleet
 from .grouping import HostOutcome, group_outcomes
@@ -195,23 +194,16 @@ class JobRegistry:
         return job
 
     def save(self) -> None:
-        if self.path is None:
-            return
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp.write_text(json.dumps([asdict(j) for j in self.jobs.values()], default=str))
-            tmp.replace(self.path)
-        except OSError as exc:
-            log.warning("cannot save the job registry to %s: %s", self.path, exc)
+        if self.path is not None:
+            json_table.save(self.path, [asdict(j) for j in self.jobs.values()], "job registry")
 
     def _load(self) -> dict[str, FleetJob]:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return {}
         try:
-            entries = json.loads(self.path.read_text())
+            entries = json_table.load(self.path, "job registry")
             jobs = [FleetJob(**dict(entry, state=JobState(entry["state"]))) for entry in entries]
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring the job registry %s: %s", self.path, exc)
             return {}
         for job in jobs:  # an earlier process's own work ended with it

@@ -8,13 +8,13 @@ task says so).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from . import json_table
 
 log = logging.getLogger(__name__)
 MAX_TASKS = 200  # as many as the job registry keeps jobs: the oldest are forgotten first
@@ -53,23 +53,15 @@ class TaskStore:
             self.save()
 
     def save(self) -> None:
-        if self.path is None:
-            return
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp.touch(mode=0o600)  # the ids are bearer handles
-            tmp.write_text(json.dumps([asdict(r) for r in self.tasks.values()]))
-            tmp.replace(self.path)
-        except OSError as exc:
-            log.warning("cannot save the task table to %s: %s", self.path, exc)
+        if self.path is not None:
+            json_table.save(self.path, [asdict(r) for r in self.tasks.values()], "task table")
 
     def _load(self) -> dict[str, TaskRecord]:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return {}
         try:
-            records = [TaskRecord(**entry) for entry in json.loads(self.path.read_text())]
-        except (OSError, ValueError, TypeError) as exc:
+            records = [TaskRecord(**entry) for entry in json_table.load(self.path, "task table")]
+        except TypeError as exc:
             log.warning("ignoring the task table %s: %s", self.path, exc)
             return {}
         return {r.task_id: r for r in records}
