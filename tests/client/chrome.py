@@ -162,7 +162,8 @@ class Chrome:
 
     async def hover(self, selector: str, world: World) -> None:
         x, y = await self.point(selector, world)
-        await self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        for at in ((0, 0), (x, y)):  # from outside: an element drawn anew under a resting pointer is entered too
+            await self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": at[0], "y": at[1]})
 
     async def click(self, selector: str, world: World) -> None:
         x, y = await self.point(selector, world)
