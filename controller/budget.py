@@ -90,7 +90,8 @@ async def run_within(work: Awaitable[T]) -> tuple[asyncio.Task[T], bool]:
     try:
         await asyncio.wait({task}, timeout=left())
     except asyncio.CancelledError:
-        task.cancel()  # the client cancelled the call: the work ends with it
+        task.cancel()  # the client cancelled the call: the work ends with it,
+        await asyncio.wait({task})  # its own clean-up first (a crash command interrupted: the session free)
         raise
     return task, task.done()
 
