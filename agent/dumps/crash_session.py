@@ -56,6 +56,9 @@ class CrashSession:
         self.minimal = False
         self.lock = threading.Lock()  # one command at a time
         self._interrupt = threading.Event()
+        # set while a command is being stopped (^C, resync, maybe a restart): the session is
+        # about to be free, so the next command waits for it rather than calling it busy
+        self.stopping = threading.Event()
         self._pushback = b""
         self.restarts = 0
         self._syncs = 0
@@ -141,6 +144,7 @@ class CrashSession:
             ended = self._run(command, chain, write, timeout, max_output)
         finally:
             self._interrupt.clear()
+            self.stopping.clear()
         if self._capped:
             ended["cap"] = "output"
         return ended
@@ -214,6 +218,7 @@ class CrashSession:
             return ended
         why = self._capped or ("cancelled" if self._interrupt.is_set() else "timeout after %gs" % timeout)
         capped, self._capped = self._capped, None  # what crash still prints after ^C is read, not held against it
+        self.stopping.set()
         self._interrupt.clear()
         assert self.child is not None
         self.child.sendintr()
@@ -255,6 +260,7 @@ class CrashSession:
 
     def interrupt(self) -> None:
         """Ask the running command to stop (from another thread)."""
+        self.stopping.set()
         self._interrupt.set()
 
     def restart(self) -> None:
