@@ -66,8 +66,9 @@ function short(value) {
   return String(value);
 }
 
+// [min, max + 1) as bpftrace prints it: max is the bucket's last value (1M - 1 would read "1020K")
 function bucketLabel(bucket) {
-  return bucket.max === undefined || bucket.max === null ? short(bucket.min) + "+" : short(bucket.min) + "-" + short(bucket.max);
+  return bucket.max === undefined || bucket.max === null ? short(bucket.min) + "+" : short(bucket.min) + "-" + short(bucket.max + 1);
 }
 
 // "web[01-03,07],db1" -> ["web01", "web02", "web03", "web07", "db1"] (ClusterShell's folding).

@@ -6,7 +6,7 @@ function drawHistograms(main, answer, extra) {
   add(main, 
     el("h2", {}, maps.length ? maps.length + " map(s) merged fleet-wide" : "No maps"),
     summaryLine(answer.summary),
-    answer.job_id ? el("p", { class: "muted" }, "Hosts still tracing: job ", answer.job_id) : null,
+    answer.job_id && (answer.summary || {}).running ? el("p", { class: "muted" }, "Hosts still tracing: job ", answer.job_id) : null,
     answer.note ? el("p", { class: "muted" }, answer.note) : null,
   );
   for (const merged of maps) add(main, mapSection(merged, own[merged.name] || {}));
@@ -38,7 +38,7 @@ function mapSection(merged, outlierBuckets) {
   }
   if ((merged.outliers || []).length) {
     add(section, 
-      el("ul", { class: "outliers" }, merged.outliers.map((o) => el("li", {}, name(o.host), ": " + o.figure + " " + fmt(o.value) + " against the fleet's median " + fmt(o.fleet_median) + " (", o.why, ")"))),
+      el("ul", { class: "outliers" }, merged.outliers.map((o) => el("li", {}, name(o.host), ": ", o.why))),
     );
   }
   if ((merged.per_host || []).length) add(section, hostTable(merged.per_host));

@@ -1,0 +1,130 @@
+"""The histogram view on a real outlier: three VM hosts (each its own kernel, tests/rig/vmhost.py), one
+of them reading /dev/zero a megabyte at a time while the fleet traces vfs_read's sizes with bpftrace.
+The answer names that host, and only it, as the p99 outlier; the view (in the test host, see
+test_views.py) draws its own buckets beside the fleet's, its megabyte bar the tallest, on hover."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.client.conftest import Host
+from tests.client.test_views import shown, snapshot
+from tests.dumps.fixture import Fixture
+from tests.e2e.conftest import LEGACY, StdioServer, structured
+from tests.rig import Rig
+from tests.rig.vmhost import VMHost, fleet
+
+pytestmark = [pytest.mark.ssh, pytest.mark.timeout(900)]
+
+HOSTS = ("vm01", "vm02", "vm03")
+LOADED = "vm02"
+MEMORY_MB = 512  # bpftrace alone: no drgn or crash in these guests
+READS = "kprobe:vfs_read { @size = hist(arg2); }"  # arg2: the count asked for
+MEGABYTE = 1 << 20
+LOAD = "nohup timeout 600 dd if=/dev/zero of=/dev/null bs=1M >/dev/null 2>&1 & echo $!"
+
+
+@pytest.fixture(scope="module")
+def vms(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, VMHost]]:
+    with fleet(dump_fixture, tmp_path_factory.mktemp("vm-outliers"), len(HOSTS), MEMORY_MB) as hosts:
+        yield dict(zip(HOSTS, hosts))
+
+
+@pytest.fixture(scope="module")
+def server(rig: Rig, vms: dict[str, VMHost], tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
+    home = tmp_path_factory.mktemp("vm-outliers-server")
+    hosts = {
+        name: {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": vm.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(vm.image.key),
+        }
+        for name, vm in vms.items()
+    }
+    inventory = home / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"vms": {"hosts": hosts}}}}))
+    known = home / "known_hosts"
+    known.write_text("".join(vm.known_hosts.read_text() for vm in vms.values()))
+    started = StdioServer(
+        LEGACY,
+        rig,
+        home,
+        CRASHFLEET_INVENTORY=str(inventory),
+        CRASHFLEET_SSH_KNOWN_HOSTS=str(known),
+        CRASHFLEET_HOST_DEADLINE="300",
+    )
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def traced(server: StdioServer, vms: dict[str, VMHost]) -> dict[str, Any]:
+    """bpftrace_run on the three VMs while LOADED reads a megabyte at a time: the tool's whole result."""
+    load = vms[LOADED].ssh(LOAD)
+    assert load.returncode == 0, load.stderr
+    pid = int(load.stdout.split()[-1])
+    try:
+        args = {"pattern": "vms", "program": READS, "duration": 5}
+        result = server.call("bpftrace_run", args, timeout=600)
+        job_id = structured(result).get("job_id")
+        if job_id:  # a slow guest past the call's budget: the complete answer from its job
+            result = server.call("bpftrace_result", {"job_id": job_id, "wait": 120}, timeout=600)
+    finally:
+        vms[LOADED].ssh(f"kill {pid}")
+    answer: dict[str, Any] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return answer
+
+
+def test_the_loaded_host_alone_is_the_outlier_with_its_own_buckets(traced: dict[str, Any]) -> None:
+    content = traced["structuredContent"]
+    assert content["summary"]["ok"] == len(HOSTS), content
+    size = next(m for m in content["maps"] if m["name"] == "@size")
+    assert [o["host"] for o in size["outliers"]] == [LOADED], (size["outliers"], size["per_host"])
+    figures = {f["host"]: f["p99"] for f in size["per_host"]}
+    assert figures[LOADED] >= MEGABYTE > max(v for h, v in figures.items() if h != LOADED), figures
+    own = traced["_meta"]["crashfleet/view"]["outlier_histograms"]["@size"]
+    assert list(own) == [LOADED], list(own)
+    tallest = max(own[LOADED], key=lambda b: b["count"])
+    assert tallest["min"] == MEGABYTE, own[LOADED]  # the host's own buckets, not the fleet's
+
+
+def test_the_view_draws_the_outlier_beside_the_fleet(
+    traced: dict[str, Any], host_page: Path, server: StdioServer, tmp_path: Path
+) -> None:
+    own = traced["_meta"]["crashfleet/view"]["outlier_histograms"]["@size"][LOADED]
+    chart = f".chart.outlier[data-chart={json.dumps(LOADED)}]"
+
+    async def scenario(host: Host) -> dict[str, Any]:
+        await host.run("bpftrace_run", {"pattern": "vms", "program": READS, "duration": 5}, traced)
+        world = await host.world()
+        await host.page.until(f"document.querySelectorAll('{chart} .bar').length > 0", 60, world)
+        bars = await host.page.evaluate(
+            f"[...document.querySelectorAll('{chart} .bar')].map(b => Number(b.dataset.count))", world
+        )
+        tallest = bars.index(max(bars))
+        await host.page.hover(f"{chart} .bar:nth-child({tallest + 1})", world)
+        await host.page.until(f"document.querySelector('{chart} .readout').textContent !== ''", 30, world)
+        drawn = await host.page.evaluate(
+            f"""({{
+              readout: document.querySelector('{chart} .readout').textContent,
+              caption: document.querySelector('{chart} figcaption').textContent,
+              charts: [...document.querySelectorAll('.chart')].map(c => c.dataset.chart),
+            }})""",
+            world,
+        )
+        await snapshot(host, "histograms-vm-outlier")
+        return {"bars": bars, **drawn}
+
+    got = shown(host_page, server, tmp_path, scenario)
+    assert got["charts"] == ["fleet-wide", LOADED], got["charts"]
+    assert got["bars"] == [b["count"] for b in own], (got["bars"], own)
+    top = max(own, key=lambda b: b["count"])
+    assert got["readout"].startswith(f"{LOADED} ") and f"{top['count']:,}" in got["readout"], got["readout"]
+    assert "p99" in got["caption"] and "fleet median" in got["caption"], got["caption"]
