@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 CACHE = Path(os.environ.get("CRASHFLEET_VMCORE_CACHE", "/var/cache/crashfleet-tests/vmcore"))
 META_PACKAGE = "linux-image-cloud-amd64"
@@ -38,6 +39,9 @@ NAMED = ("cf-alpha", "cf-beta", "cf-gamma")
 BOOT_TIMEOUT = 180.0
 BUSYBOX = "/bin/busybox"
 TRUNCATE_AT = 64 << 20  # keeps the kernel image and the log buffer, loses the per-cpu areas (~246 MiB)
+
+if TYPE_CHECKING:
+    from crashfleet.agent.dumps.crash_session import CrashSession
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,16 @@ class Fixture:
     @property
     def truncated(self) -> Path:
         return self.dir / "sysrq.truncated"
+
+    def crash_session(self, workdir: Path) -> CrashSession:
+        """crash 8.0.2 on the sysrq dump as the agent drives it, with no sandbox and no agent in
+        front (not started yet)."""
+        from crashfleet.agent.dumps.crash_session import CrashSession
+        from crashfleet.agent.jobs import _clean_env
+
+        return CrashSession(
+            shutil.which("crash") or "crash", str(self.vmlinux), str(self.vmcore("sysrq")), str(workdir), _clean_env()
+        )
 
 
 def release() -> str:

@@ -8,7 +8,6 @@ ends under load (the fault this reproduces: on a busy host ^C's restart outlaste
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ import pytest
 
 from crashfleet.agent.dumps import service
 from crashfleet.agent.dumps.crash_session import CrashSession
-from crashfleet.agent.jobs import _clean_env
 from tests.dumps.fixture import Fixture
 
 TIMEOUT = 600.0  # the command's own timeout: far off, only the cancel ends it
@@ -26,13 +24,7 @@ TIMEOUT = 600.0  # the command's own timeout: far off, only the cancel ends it
 
 @pytest.fixture
 def session(dump_fixture: Fixture, tmp_path: Any) -> Iterator[CrashSession]:
-    crash = CrashSession(
-        shutil.which("crash") or "crash",
-        str(dump_fixture.vmlinux),
-        str(dump_fixture.vmcore("sysrq")),
-        str(tmp_path),
-        _clean_env(),
-    )
+    crash = dump_fixture.crash_session(tmp_path)
     crash.start()
     yield crash
     crash.close()

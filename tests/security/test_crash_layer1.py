@@ -12,7 +12,6 @@ crash's own parse_line made of the same words.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +21,6 @@ import pytest
 from crashfleet.agent import regexbox
 from crashfleet.agent.dumps import crash_grammar, pipes
 from crashfleet.agent.dumps.crash_session import CrashSession
-from crashfleet.agent.jobs import _clean_env
 from crashfleet.agent.policy import DEFAULTS, Policy
 from tests.dumps.agentproc import Agent, spawn, sysrq_dumps
 from tests.dumps.fixture import Fixture
@@ -71,14 +69,7 @@ ATTACKS = {
 @pytest.fixture(scope="module")
 def bare(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashSession]:
     """crash 8.0.2 on the fixture, driven as the agent drives it, but with no layer 1 in front."""
-    work = tmp_path_factory.mktemp("bare-crash")
-    session = CrashSession(
-        shutil.which("crash") or "crash",
-        str(dump_fixture.vmlinux),
-        str(dump_fixture.vmcore("sysrq")),
-        str(work),
-        _clean_env(),
-    )
+    session = dump_fixture.crash_session(tmp_path_factory.mktemp("bare-crash"))
     session.start()
     yield session
     session.close()
