@@ -23,6 +23,8 @@ from .pipes import Chain
 PROMPT = b"crash> "
 START_TIMEOUT = 300.0  # crash reads the whole vmlinux's DWARF: minutes on a big one under load
 INTERRUPT_GRACE = 5.0
+# a command being stopped frees the session after ^C, a resync and perhaps a restart of crash
+STOPPING_WAIT = 2 * INTERRUPT_GRACE + START_TIMEOUT
 MODULE_TIMEOUT = 120.0  # gdb reads one module's DWARF
 READ_CHUNK = 1 << 16
 HELD_MAX = 1 << 16  # bytes of a line without its newline held back (it might be the prompt): past it, passed on
@@ -257,6 +259,13 @@ class CrashSession:
             if any(line.strip() == b"symbol not found: " + token.encode() for line in b"".join(seen).splitlines()):
                 return True
         return False
+
+    def take(self, busy_wait: float) -> bool:
+        """The command lock: a command being stopped (cancelled, timed out) is waited for, as it
+        ends soon; one still working only `busy_wait` s (the caller hears the session is busy)."""
+        if self.lock.acquire(timeout=busy_wait):
+            return True
+        return self.stopping.is_set() and self.lock.acquire(timeout=STOPPING_WAIT)
 
     def interrupt(self) -> None:
         """Ask the running command to stop (from another thread)."""

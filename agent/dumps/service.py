@@ -19,15 +19,13 @@ from ..domains.dumps import describe_script
 from ..errors import AgentError
 from ..jobs import _clean_env
 from ..params import bounded, param
-from . import crash_session, debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, triage, vmlinux
+from . import debuginfod, discovery, drgn_pick, drift, formats, live, modules, pipes, triage, vmlinux
 from .drgn_client import DrgnError
 from .sessions import Session, Sessions
 
 SCRIPTS = ("panic_summary", "dstate_stacks", "memory_summary", "top_rss")
 COMMAND_TIMEOUT = 60.0
 BUSY_WAIT = 10.0
-# a command being stopped frees its session after ^C, a resync and perhaps a restart of crash
-STOPPING_WAIT = 2 * crash_session.INTERRUPT_GRACE + crash_session.START_TIMEOUT
 VALUE_CHARS = 4000
 MAX_WAIT = 120.0  # seconds a crash_run may wait before it answers with a job
 
@@ -267,7 +265,7 @@ class Dumps:
             raise AgentError(
                 protocol.NO_CRASH, "session %s has no crash process" % session.id, hint="open it with crash_open"
             )
-        if not self._take(crash):
+        if not crash.take(BUSY_WAIT):
             raise AgentError(
                 protocol.BUSY,
                 "session %s is still running another command" % session.id,
@@ -285,14 +283,6 @@ class Dumps:
             crash.lock.release()
             session.touch()
         return self._answer(session, writer.output_id, params, ended, meta, command=params["command"])
-
-    @staticmethod
-    def _take(crash: Any) -> bool:
-        """The session's command lock: a command being stopped (cancelled, timed out) is waited
-        for, as it ends soon; one still working is not (the caller hears the session is busy)."""
-        if crash.lock.acquire(timeout=BUSY_WAIT):
-            return True
-        return bool(crash.stopping.is_set() and crash.lock.acquire(timeout=STOPPING_WAIT))
 
     def _crash_job(
         self, session: Session, crash: Any, command: str, filters: List[Any], timeout: float, params: Dict[str, Any]

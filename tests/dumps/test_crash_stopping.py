@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from crashfleet.agent.dumps import service
-from crashfleet.agent.dumps.crash_session import CrashSession
+from crashfleet.agent.dumps.crash_session import STOPPING_WAIT, CrashSession
 from tests.dumps.fixture import Fixture
 
 TIMEOUT = 600.0  # the command's own timeout: far off, only the cancel ends it
+BUSY = 0.1  # seconds a command waits on a session still working: "busy" at once
 
 
 @pytest.fixture
@@ -30,8 +30,7 @@ def session(dump_fixture: Fixture, tmp_path: Any) -> Iterator[CrashSession]:
     crash.close()
 
 
-def test_a_cancel_that_restarts_crash_is_waited_for(session: CrashSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "BUSY_WAIT", 0.1)  # a command still working is "busy" at once
+def test_a_cancel_that_restarts_crash_is_waited_for(session: CrashSession) -> None:
     printing = threading.Event()
     ended: dict[str, Any] = {}
 
@@ -43,17 +42,17 @@ def test_a_cancel_that_restarts_crash_is_waited_for(session: CrashSession, monke
     runner.start()
     try:
         assert printing.wait(120), "crash printed nothing"
-        assert not service.Dumps._take(session), "a working command's session must be busy"
+        assert not session.take(BUSY), "a working command's session must be busy"
         old = session.pid
         assert old is not None
         os.kill(old, signal.SIGSTOP)  # ^C cannot reach it now: the session restarts crash
         session.interrupt()
-        assert service.Dumps._take(session), "the next command gave up on a session being freed"
+        assert session.take(BUSY), "the next command gave up on a session being freed"
         session.lock.release()
     finally:
         if session.pid is not None:
             os.kill(session.pid, signal.SIGCONT)
-        runner.join(service.STOPPING_WAIT)
+        runner.join(STOPPING_WAIT)
     assert ended["ended"] == "restarted" and ended["reason"] == "cancelled", ended
     assert session.pid != old
     out: list[bytes] = []
