@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.client.conftest import Host
 from tests.client.test_views import shown, snapshot
 from tests.dumps.fixture import Fixture
 from tests.e2e.conftest import LEGACY, StdioServer, structured
 from tests.rig import Rig
-from tests.rig.vmhost import VMHost, fleet
+from tests.rig.vmhost import VMHost, fleet, write_inventory
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(900)]
 
@@ -48,19 +47,7 @@ def vms(dump_fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def server(rig: Rig, vms: dict[str, VMHost], tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioServer]:
     home = tmp_path_factory.mktemp("vm-outliers-server")
-    hosts = {
-        name: {
-            "ansible_host": "127.0.0.1",
-            "ansible_port": vm.port,
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(vm.image.key),
-        }
-        for name, vm in vms.items()
-    }
-    inventory = home / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"vms": {"hosts": hosts}}}}))
-    known = home / "known_hosts"
-    known.write_text("".join(vm.known_hosts.read_text() for vm in vms.values()))
+    inventory, known = write_inventory(vms, "vms", home)
     started = StdioServer(
         LEGACY,
         rig,

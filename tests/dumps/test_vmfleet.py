@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
 
 from crashfleet.controller.errors import UsageError
 from crashfleet.controller.tools import bpftrace as b
 from crashfleet.controller.tools import dumps as d
 from tests.dumps.fixture import Fixture
-from tests.rig.vmhost import VMHost, fleet
+from tests.rig.vmhost import VMHost, fleet, write_inventory
 
 pytestmark = [pytest.mark.ssh, pytest.mark.asyncio(loop_scope="module")]
 HOSTS = ("vm01", "vm02")
@@ -43,31 +42,7 @@ async def frt(vms: dict[str, VMHost], tmp_path_factory: pytest.TempPathFactory) 
     from crashfleet.controller.settings import Settings
 
     state = tmp_path_factory.mktemp("vmfleet-state")
-    inventory = state / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "children": {
-                        "vms": {
-                            "hosts": {
-                                name: {
-                                    "ansible_host": "127.0.0.1",
-                                    "ansible_port": vm.port,
-                                    "ansible_user": "root",
-                                    "ansible_ssh_private_key_file": str(vm.image.key),
-                                    "ansible_python_interpreter": "/usr/bin/python3",
-                                }
-                                for name, vm in vms.items()
-                            }
-                        }
-                    }
-                }
-            }
-        )
-    )
-    known = state / "known_hosts"  # one line per VM, each its own key
-    known.write_text("".join(vm.known_hosts.read_text() for vm in vms.values()))
+    inventory, known = write_inventory(vms, "vms", state)  # one known_hosts line per VM, each its own key
     settings = Settings(inventory=inventory, ssh_known_hosts=known, audit_log=state / "audit.jsonl", host_deadline=300)
     rt = Runtime.create(settings, who="pytest-vmfleet")
     yield rt

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from tests.dumps.fixture import BUSYBOX, Fixture, _run, ensure
 
 CACHE = Path(os.environ.get("CRASHFLEET_VMHOST_CACHE", "/var/cache/crashfleet-tests/vmhost"))
@@ -255,6 +257,16 @@ class VMHost:
     known_hosts: Path  # this VM's line alone
     pid: int
 
+    def inventory_vars(self) -> dict[str, object]:
+        """Its inventory entry: root over SSH to its forwarded port, with the image's key."""
+        return {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.image.key),
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+
     def ssh(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [
@@ -275,6 +287,15 @@ class VMHost:
             capture_output=True,
             timeout=timeout,
         )
+
+
+def write_inventory(vms: dict[str, VMHost], group: str, directory: Path) -> tuple[Path, Path]:
+    """An inventory of these VMs (one group) and a known_hosts with each one's own line: their paths."""
+    inventory, known = directory / "inventory.yml", directory / "known_hosts"
+    hosts = {name: vm.inventory_vars() for name, vm in vms.items()}
+    inventory.write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": hosts}}}}))
+    known.write_text("".join(vm.known_hosts.read_text() for vm in vms.values()))
+    return inventory, known
 
 
 def _free_port() -> int:
